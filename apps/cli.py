@@ -1,0 +1,80 @@
+"""The ``rt-eeg2fmri`` command line: a group with one module per subcommand in ``apps.commands``.
+
+Each subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``; heavy imports (torch, Qt, MNE) live inside ``run`` so that
+``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand name → module under apps.commands, in the order ``--help`` lists them.
+COMMANDS = {
+    "demo": "demo",
+    "simulate": "simulate",
+    "info": "info",
+    "train": "train",
+    "evaluate": "evaluate",
+    "replay": "replay",
+    "stream": "stream",
+    "view": "view",
+}
+
+
+def _available() -> dict:
+    mods = {}
+    for name, module in COMMANDS.items():
+        try:
+            mods[name] = importlib.import_module(f"apps.commands.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"apps.commands.{module}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available subcommand."""
+    from rt_eeg2fmri import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rt-eeg2fmri",
+        description="Real-time EEG-to-fMRI synthesis over Lab Streaming Layer.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: INFO)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in _available().items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level:
+        from rt_eeg2fmri import set_log_level
+
+        set_log_level(args.log_level)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as err:
+        print(f"rt-eeg2fmri {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"rt-eeg2fmri {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The package logger.
+
+One logger, ``rt_eeg2fmri``; its level comes from :func:`set_log_level` or the
+``RT_EEG2FMRI_LOG_LEVEL`` environment variable (default ``INFO``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+logger = logging.getLogger("rt_eeg2fmri")
+
+
+def _init_logger() -> None:
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    set_log_level(os.environ.get("RT_EEG2FMRI_LOG_LEVEL", "INFO"))
+
+
+def set_log_level(level: str | int) -> None:
+    """Set the package's log level.
+
+    Parameters
+    ----------
+    level : str | int
+        A :mod:`logging` level name (``"DEBUG"``, ``"INFO"``, ``"WARNING"``, ...) or number.
+    """
+    if isinstance(level, str):
+        name = level.upper()
+        if name not in logging.getLevelNamesMapping():
+            raise ValueError(
+                f"'level' must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level=}."
+            )
+        level = logging.getLevelNamesMapping()[name]
+    logger.setLevel(level)
+
+
+_init_logger()
