@@ -1,0 +1,56 @@
+"""``rt-eeg2fmri train``: train and honestly evaluate models; write checkpoints and a report."""
+
+from __future__ import annotations
+
+HELP = "Train models on a simultaneous EEG-fMRI dataset; evaluate them beside the baselines."
+
+
+def add_arguments(parser) -> None:
+    """Add the training options (each also settable in a TOML config)."""
+    parser.add_argument("--data", required=True, help="dataset folder (BIDS, ds000116 legacy or simulated)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.json, report.md, figures")
+    parser.add_argument("--config", default=None, help="TOML file with [train] settings")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="architecture (conv, fc, siamese_fc, transformer, ridge); repeat for several",
+    )
+    parser.add_argument("--split", default=None, help="loso (default), within, or random (leaky)")
+    parser.add_argument("--test-subjects", default=None, help="comma-separated LOSO test subjects")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    parser.add_argument("--sfreq", type=float, default=None, help="resample the EEG to this rate (Hz)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _overrides(args) -> list[str]:
+    import json
+
+    sets = list(args.set)
+    for key in ("split", "epochs", "device", "sfreq", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            sets.append(f"{key}={value}")
+    if args.test_subjects:
+        sets.append("test_subjects=" + json.dumps(args.test_subjects.split(",")))
+    if args.model:
+        sets.append(f"model={args.model[0]}")
+    return sets
+
+
+def run(args) -> int:
+    """Train, evaluate and report."""
+    from trainer.config import load_config
+    from trainer.report import markdown_table
+    from trainer.run import train_and_evaluate
+
+    cfg = load_config(args.config, _overrides(args))
+    report = train_and_evaluate(args.data, cfg, args.out, models=args.model, progress=not args.no_progress)
+    print(markdown_table(report["summary"], ceiling=report.get("noise_ceiling_r_mean")))
+    print(f"\nreport: {args.out}/report.md")
+    return 0

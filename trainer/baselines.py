@@ -1,0 +1,95 @@
+"""Trivial and classic baselines, computed on the same test pairs as every model.
+
+- ``subject_mean``: the test subject's own mean volume (no change over time) — the
+  reference of R².
+- ``train_mean``: the training set's mean volume.
+- ``events``: task events convolved with the canonical HRF, regressed voxelwise on the
+  training subjects — what the task alone predicts, without any EEG.
+(``ridge`` on HRF-convolved EEG band power is a model in ``rt_eeg2fmri.models``.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rt_eeg2fmri.hrf import events_to_regressor, hrf_convolve, spm_hrf
+
+_DT = 0.1  # s, resolution of the event regressors before sampling at volume times
+
+
+def targets(dataset, indices, *, batch: int = 256) -> np.ndarray:
+    """Targets of ``indices`` as an array of shape (n, n_vox), float32, without reading EEG."""
+    indices = np.asarray(indices)
+    getter = getattr(dataset, "get_targets", None)
+    if getter is not None:
+        return np.asarray(getter(indices), dtype=np.float32)
+    parts = [dataset.get_batch(indices[i : i + batch])[1] for i in range(0, indices.size, batch)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
+
+
+def subject_mean(dataset, test_idx) -> np.ndarray:
+    """Each test pair's prediction = the mean target of its subject over the test pairs."""
+    y = targets(dataset, test_idx)
+    subj = np.asarray(dataset.subject)[test_idx]
+    out = np.empty_like(y)
+    for s in np.unique(subj):
+        sel = subj == s
+        out[sel] = y[sel].mean(axis=0)
+    return out
+
+
+def train_mean(dataset, train_idx, n_test: int, *, batch: int = 256) -> np.ndarray:
+    """The training set's mean volume repeated for ``n_test`` pairs."""
+    total, n = None, 0
+    for i in range(0, len(train_idx), batch):
+        y = targets(dataset, train_idx[i : i + batch]).astype(np.float64)
+        total = y.sum(axis=0) if total is None else total + y.sum(axis=0)
+        n += y.shape[0]
+    return np.broadcast_to((total / n).astype(np.float32), (n_test, total.size)).copy()
+
+
+def event_design(dataset, indices, trial_types: list[str]) -> np.ndarray:
+    """HRF-convolved event regressors (+ intercept) at each pair's volume, shape (n, k + 1).
+
+    The regressor of a volume is sampled at the middle of its acquisition.
+    """
+    indices = np.asarray(indices)
+    run_of = np.asarray(dataset.run_index)[indices]
+    vol_of = np.asarray(dataset.volume)[indices]
+    X = np.zeros((indices.size, len(trial_types) + 1))
+    X[:, -1] = 1.0
+    hrf = spm_hrf(_DT)
+    for r in np.unique(run_of):
+        events = dataset.events(int(r))
+        times = np.asarray(dataset.volume_times(int(r))) + dataset.t_r / 2
+        n = int(np.ceil((times.max() + 1.0) / _DT))
+        sel = run_of == r
+        for j, tt in enumerate(trial_types):
+            ev = events[events["trial_type"] == tt]
+            reg = events_to_regressor(ev["onset"], ev["duration"], sfreq=1 / _DT, n_times=n)
+            conv = hrf_convolve(reg, hrf) / _DT  # a sustained 1/s event rate → plateau of 1
+            X[sel, j] = np.interp(times[vol_of[sel]], np.arange(n) * _DT, conv)
+    return X
+
+
+def event_regression(
+    dataset, train_idx, test_idx, *, alpha: float = 1e-3, batch: int = 512
+) -> np.ndarray:
+    """Fit task-event regressors voxelwise on ``train_idx``; predict ``test_idx``.
+
+    Returns
+    -------
+    pred : array of shape (n_test, n_vox)
+    """
+    runs = np.unique(np.asarray(dataset.run_index)[train_idx])
+    trial_types = sorted({t for r in runs for t in dataset.events(int(r))["trial_type"]})
+    k = len(trial_types) + 1
+    xtx, xty = np.zeros((k, k)), None
+    for i in range(0, len(train_idx), batch):
+        idx = train_idx[i : i + batch]
+        X, Y = event_design(dataset, idx, trial_types), targets(dataset, idx).astype(np.float64)
+        xtx += X.T @ X
+        xty = X.T @ Y if xty is None else xty + X.T @ Y
+    scale = np.trace(xtx) / k
+    W = np.linalg.solve(xtx + alpha * scale * np.eye(k), xty)
+    return (event_design(dataset, test_idx, trial_types) @ W).astype(np.float32)

@@ -1,0 +1,296 @@
+"""The training loop: mini-batches from a ``PairDataset``, early stopping on validation loss.
+
+Checkpoints are picked on the validation part of a split; the test part is never seen
+here. Supports resume (a ``last.pt`` training state per fold), CUDA mixed precision and
+data-parallel training under ``torchrun`` (DistributedDataParallel, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rt_eeg2fmri._logging import logger
+from rt_eeg2fmri.models import build_model
+
+from .config import TrainConfig
+from .splits import Split
+
+
+@dataclass
+class FitResult:
+    """What training one fold produced."""
+
+    model: nn.Module
+    best_val_loss: float
+    best_epoch: int
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("'--device cuda' was requested but no CUDA device is available.")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed numpy and torch; make CPU kernels deterministic."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def model_config_for(dataset, cfg: TrainConfig) -> dict:
+    """The architecture config implied by the data (channels, window, rate, grid) + overrides."""
+    return {
+        "n_chans": len(dataset.ch_names),
+        "n_times": int(dataset.n_win),
+        "sfreq": float(dataset.sfreq),
+        "n_outputs": int(dataset.mask.sum()),
+        "grid_shape": [int(s) for s in dataset.grid_shape],
+        **cfg.model_args,
+    }
+
+
+def build_for(dataset, cfg: TrainConfig) -> nn.Module:
+    """Build the configured architecture for ``dataset`` with its mask."""
+    model = build_model(cfg.model, model_config_for(dataset, cfg))
+    if hasattr(model, "set_mask"):
+        model.set_mask(torch.as_tensor(np.asarray(dataset.mask)))
+    return model
+
+
+def iterate_batches(dataset, indices: np.ndarray, batch_size: int, *, device, shuffle_seed=None):
+    """Yield ``(x, y)`` tensors on ``device`` for ``indices`` in batches."""
+    idx = np.asarray(indices)
+    if shuffle_seed is not None:
+        idx = np.random.default_rng(shuffle_seed).permutation(idx)
+    for i in range(0, idx.size, batch_size):
+        x, y = dataset.get_batch(idx[i : i + batch_size])
+        yield (
+            torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True),
+            torch.from_numpy(np.ascontiguousarray(y)).to(device, non_blocking=True),
+        )
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset, indices, *, batch_size: int = 32, device=None) -> np.ndarray:
+    """Predictions for ``indices`` as an array of shape (n, n_vox), float32."""
+    device = device or next(iter(model.buffers()), torch.zeros(0)).device
+    model.eval()
+    out = []
+    for x, _ in iterate_batches(dataset, indices, batch_size, device=device):
+        out.append(model(x).float().cpu().numpy())
+    n_vox = int(np.asarray(dataset.mask).sum())
+    return np.concatenate(out) if out else np.zeros((0, n_vox), np.float32)
+
+
+def _init_head(model, dataset, train_idx, seed: int) -> None:
+    init = getattr(model, "init_from_pca", None)
+    if init is None:
+        return
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(train_idx, size=min(2000, train_idx.size), replace=False))
+    targets = np.stack([dataset[int(i)][1] for i in pick])
+    init(targets)
+
+
+def _fit_ridge(model, dataset, split: Split, cfg: TrainConfig, device) -> FitResult:
+    t0 = time.perf_counter()
+    train = iterate_batches(dataset, split.train, cfg.batch_size, device=device)
+    val = iterate_batches(dataset, split.val, cfg.batch_size, device=device)
+    info = model.fit_streaming(train, val_batches=val) or {}
+    val_loss = float(info.get("val_loss", float("nan")))
+    hist = [
+        {
+            "epoch": 0,
+            "train_loss": float(info.get("train_loss", float("nan"))),
+            "val_loss": val_loss,
+        }
+    ]
+    return FitResult(model.eval(), val_loss, 0, hist, time.perf_counter() - t0)
+
+
+def _val_loss(model, dataset, indices, cfg, device, amp) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in iterate_batches(dataset, indices, cfg.batch_size, device=device):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                pred = model(x)
+            total += float(((pred.float() - y) ** 2).sum())
+            n += y.numel()
+    _, world = _dist()
+    if world > 1:
+        t = torch.tensor([total, n], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        total, n = float(t[0]), int(t[1])
+    return total / max(n, 1)
+
+
+def fit(
+    dataset,
+    split: Split,
+    cfg: TrainConfig,
+    *,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``cfg.model`` on ``split.train``, early-stopping on ``split.val``.
+
+    Parameters
+    ----------
+    dataset : PairDataset
+        Windows and targets (``rt_eeg2fmri.data.PairDataset``).
+    split : Split
+        The fold; ``split.test`` is not used here.
+    cfg : TrainConfig
+    workdir : path-like | None
+        Where ``last.pt`` (resume state) is kept; resume happens when it exists and
+        matches the config.
+
+    Returns
+    -------
+    result : FitResult
+        The model with the weights of the best validation epoch.
+    """
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    rank, world = _dist()
+    model = build_for(dataset, cfg).to(device)
+    if cfg.model == "ridge":
+        return _fit_ridge(model, dataset, split, cfg, device)
+    _init_head(model, dataset, split.train, cfg.seed)
+    model.to(device)
+    amp = bool(cfg.amp and device.type == "cuda")
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    state_path = Path(workdir) / "last.pt" if workdir else None
+    history: list[dict] = []
+    best = (math.inf, -1, None)
+    start_epoch, stale = 0, 0
+    if state_path is not None and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state.get("config") == cfg.to_dict() and state.get("split") == split.name:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            history, start_epoch, stale = state["history"], state["epoch"] + 1, state["stale"]
+            best = (state["best_loss"], state["best_epoch"], state["best_state"])
+            logger.info("Resuming %s at epoch %d from '%s'.", split.name, start_epoch, state_path)
+        else:
+            logger.warning("Ignoring '%s': it was written for another config or split.", state_path)
+    t0 = time.perf_counter()
+    train_idx = split.train[rank::world] if world > 1 else split.train
+    for epoch in range(start_epoch, cfg.epochs):
+        if stale >= cfg.patience:
+            break
+        net.train()
+        batches = iterate_batches(
+            dataset, train_idx, cfg.batch_size, device=device, shuffle_seed=cfg.seed * 1000 + epoch
+        )
+        n_batches = math.ceil(train_idx.size / cfg.batch_size)
+        if cfg.max_batches:
+            n_batches = min(n_batches, cfg.max_batches)
+        bar = _progress(
+            n_batches, f"{split.name} epoch {epoch + 1}/{cfg.epochs}", progress and rank == 0
+        )
+        total, count = 0.0, 0
+        for b, (x, y) in enumerate(batches):
+            if b >= n_batches:
+                break
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                pred = net(x, y) if getattr(model, "teacher_forcing", False) else net(x)
+                loss = nn.functional.mse_loss(pred.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            total += float(loss) * y.shape[0]
+            count += y.shape[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / count:.4g}")
+        bar.close()
+        sched.step()
+        val_loss = _val_loss(model, dataset, split.val, cfg, device, amp)
+        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss})
+        logger.info(
+            "%s epoch %d: train %.5g, val %.5g",
+            split.name,
+            epoch + 1,
+            history[-1]["train_loss"],
+            val_loss,
+        )
+        if val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+            stale = 0
+        else:
+            stale += 1
+        if state_path is not None and rank == 0:
+            _save_state(state_path, model, opt, sched, cfg, split, epoch, history, stale, best)
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    return FitResult(model.eval(), best[0], best[1], history, time.perf_counter() - t0)
+
+
+def _save_state(path, model, opt, sched, cfg, split, epoch, history, stale, best) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(
+        {
+            "config": cfg.to_dict(),
+            "split": split.name,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "stale": stale,
+            "best_loss": best[0],
+            "best_epoch": best[1],
+            "best_state": best[2],
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)

@@ -1,0 +1,166 @@
+"""Run reports: metrics JSON, a Markdown table and PNG figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rt_eeg2fmri.grid import GRID_SHAPE, mni_t1
+
+# Columns of the Markdown table: (metric key, header, format)
+COLUMNS = (
+    ("mse", "MSE", "{:.4g}"),
+    ("r_mean", "r mean", "{:.3f}"),
+    ("r_median", "r median", "{:.3f}"),
+    ("r_p95", "r p95", "{:.3f}"),
+    ("r2_vs_subject_mean", "R² vs subj. mean", "{:.3f}"),
+    ("spatial_r", "spatial r", "{:.3f}"),
+    ("ssim", "SSIM", "{:.3f}"),
+    ("psnr", "PSNR dB", "{:.1f}"),
+    ("ceiling_fraction_top", "of ceiling (top 10 %)", "{:.0%}"),
+)
+
+
+def aggregate(folds: list[dict]) -> dict:
+    """Mean and standard deviation of every metric over folds: ``{name: {metric: [mean, sd]}}``."""
+    names = list(dict.fromkeys(n for f in folds for n in f["metrics"]))
+    out = {}
+    for name in names:
+        keys = list(dict.fromkeys(k for f in folds for k in f["metrics"].get(name, {})))
+        out[name] = {}
+        for key in keys:
+            vals = np.array(
+                [f["metrics"][name][key] for f in folds if key in f["metrics"].get(name, {})], float
+            )
+            out[name][key] = [float(np.mean(vals)), float(np.std(vals))]
+    return out
+
+
+def markdown_table(summary: dict, *, ceiling: float | None = None) -> str:
+    """A Markdown table, one row per model/baseline, mean ± sd over folds."""
+    present = [c for c in COLUMNS if any(c[0] in m for m in summary.values())]
+    lines = [
+        "| model | " + " | ".join(c[1] for c in present) + " |",
+        "|---|" + "---:|" * len(present),
+    ]
+    for name, vals in summary.items():
+        cells = []
+        for key, _, fmt in present:
+            if key not in vals:
+                cells.append("–")
+                continue
+            mean, sd = vals[key]
+            cells.append(
+                fmt.format(mean) + (f" ± {fmt.format(sd)}" if sd > 0 and "%" not in fmt else "")
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if ceiling is not None:
+        lines.append(f"\nNoise ceiling (mean voxelwise r reachable from EEG): {ceiling:.3f}")
+    return "\n".join(lines)
+
+
+def write_report(
+    out_dir: str | Path, *, folds: list[dict], histories: dict, extra: dict | None = None
+) -> dict:
+    """Write ``metrics.json``, ``report.md`` and figures into ``out_dir``; return the summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = aggregate(folds)
+    ceilings = [f["metrics_ceiling"] for f in folds if f.get("metrics_ceiling") is not None]
+    ceiling = float(np.mean(ceilings)) if ceilings else None
+    doc = {
+        "summary": summary,
+        "noise_ceiling_r_mean": ceiling,
+        "folds": [{"split": f["split"], "metrics": f["metrics"]} for f in folds],
+        "histories": histories,
+        **(extra or {}),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2, default=_jsonable))
+    table = markdown_table(summary, ceiling=ceiling)
+    (out_dir / "report.md").write_text(
+        "# Evaluation report\n\n"
+        f"Split folds: {', '.join(f['split']['name'] for f in folds)}  \n"
+        "Mean ± sd over folds; baselines and models scored on the same test pairs.\n\n"
+        + table
+        + "\n"
+    )
+    return doc
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def _slices(vol: np.ndarray, ijk) -> list[np.ndarray]:
+    i, j, k = ijk
+    return [vol[i, :, :].T, vol[:, j, :].T, vol[:, :, k].T]
+
+
+def plot_losses(path, histories: dict) -> None:
+    """Training and validation loss per epoch for every model and fold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for label, hist in histories.items():
+        if len(hist) < 2:
+            continue
+        ep = [h["epoch"] + 1 for h in hist]
+        line = ax.plot(ep, [h["train_loss"] for h in hist], "--", lw=1)[0]
+        ax.plot(ep, [h["val_loss"] for h in hist], "-", lw=1.5, color=line.get_color(), label=label)
+    ax.set(xlabel="epoch", ylabel="MSE (dashed: train, solid: validation)", yscale="log")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_maps(path, maps: dict, mask: np.ndarray, *, title: str, vmax: float | None = None) -> None:
+    """Orthogonal slices (sagittal, coronal, axial) of per-voxel maps over the MNI T1.
+
+    ``maps`` is name → array of shape (n_vox,) (in-mask voxels) or a full grid volume.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mask = np.asarray(mask, bool)
+    t1 = mni_t1() if mask.shape == GRID_SHAPE else mask.astype(float)
+    vols = {}
+    for name, m in maps.items():
+        v = np.zeros(mask.shape, np.float32)
+        v[mask] = m if np.ndim(m) == 1 else np.asarray(m)[mask]
+        vols[name] = v
+    first = next(iter(vols.values()))
+    ijk = np.unravel_index(np.argmax(np.abs(first)), mask.shape)
+    vmax = vmax or max(float(np.abs(v).max()) for v in vols.values()) or 1.0
+    fig, axes = plt.subplots(len(vols), 3, figsize=(7.5, 2.3 * len(vols)), dpi=100, squeeze=False)
+    for row, (name, v) in enumerate(vols.items()):
+        for col, (bg, fg) in enumerate(zip(_slices(t1, ijk), _slices(v, ijk), strict=True)):
+            ax = axes[row, col]
+            ax.imshow(bg, cmap="gray", origin="lower")
+            im = ax.imshow(
+                np.ma.masked_where(np.abs(fg) < 0.05 * vmax, fg),
+                cmap="RdBu_r",
+                vmin=-vmax,
+                vmax=vmax,
+                origin="lower",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.6, label=title)
+    fig.suptitle(f"{title} — slices through voxel {tuple(int(x) for x in ijk)}", fontsize=9)
+    fig.savefig(path)
+    plt.close(fig)
