@@ -1,0 +1,447 @@
+"""Self-contained checkpoints: everything inference needs, loadable without unpickling code.
+
+A checkpoint is a ``torch.save`` of a dict holding only tensors and plain Python values
+(str, int, float, bool, None, lists, dicts), so :func:`load_checkpoint` reads it with
+``torch.load(..., weights_only=True)`` and nothing in the file can execute. Like
+nanoGPT, the architecture is rebuilt from its stored config dataclass fields.
+
+Keys: ``format``, ``format_version``, ``model_name``, ``model_config``, ``state_dict``
+(without the mask), ``preprocessing`` (normalisation statistics, band-pass, target
+kind), ``ch_names``, ``sfreq``, ``winsize``, ``t_r``, ``grid`` (shape, affine, n_vox),
+``mask`` (bit-packed uint8 tensor, C order) and ``metadata`` (data fingerprint, split,
+metrics, package versions, creation time, …).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checks import check_ch_names, check_file, check_positive
+
+FORMAT = "rt-eeg2fmri-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED = (
+    "format_version",
+    "model_name",
+    "model_config",
+    "state_dict",
+    "preprocessing",
+    "ch_names",
+    "sfreq",
+    "winsize",
+    "t_r",
+    "grid",
+    "mask",
+    "metadata",
+)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint; ``model`` is built, loaded and in eval mode.
+
+    Attributes
+    ----------
+    path : Path
+    model_name : str
+    model_config : dict
+        Fields of the architecture's config dataclass.
+    model : nn.Module
+    preprocessing : dict
+        ``norm`` (normalisation statistics), ``l_freq``, ``h_freq``, ``target``.
+    ch_names : list of str
+        Channels in the order the model expects.
+    sfreq : float
+        Rate of the model's input in Hz.
+    winsize : float
+        Window length in seconds.
+    t_r : float
+        Repetition time in seconds.
+    grid_shape : tuple of int
+    affine : array of shape (4, 4)
+    mask : array of bool, shape ``grid_shape``
+        Voxels the model predicts (C order of ``mask.nonzero()``).
+    metadata : dict
+    format_version : int
+    """
+
+    path: Path
+    model_name: str
+    model_config: dict
+    model: nn.Module
+    preprocessing: dict
+    ch_names: list
+    sfreq: float
+    winsize: float
+    t_r: float
+    grid_shape: tuple
+    affine: np.ndarray
+    mask: np.ndarray
+    metadata: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def n_times(self) -> int:
+        """Samples per window."""
+        return int(self.model_config["n_times"])
+
+    @property
+    def n_vox(self) -> int:
+        """Voxels per prediction."""
+        return int(self.mask.sum())
+
+    def predict(self, x):
+        """Predict in-mask voxels from normalised windows.
+
+        Parameters
+        ----------
+        x : array or tensor of shape (n_chans, n_times) or (B, n_chans, n_times)
+
+        Returns
+        -------
+        y : same kind as ``x``, shape (n_vox,) or (B, n_vox), float32
+        """
+        as_numpy = not isinstance(x, torch.Tensor)
+        xt = torch.as_tensor(np.asarray(x, np.float32) if as_numpy else x)
+        single = xt.ndim == 2
+        device = self.mask_device()
+        xt = xt.to(device=device, dtype=torch.float32)
+        with torch.inference_mode():
+            y = self.model(xt[None] if single else xt)
+        y = y[0] if single else y
+        return y.float().cpu().numpy() if as_numpy else y
+
+    def mask_device(self) -> torch.device:
+        """Device the model lives on."""
+        return next(iter(self.model.buffers())).device
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    norm_stats: dict,
+    ch_names,
+    sfreq: float,
+    winsize: float,
+    t_r: float,
+    grid_shape,
+    affine,
+    mask,
+    target: str = "psc",
+    metadata: dict | None = None,
+    l_freq: float | None = None,
+    h_freq: float | None = None,
+) -> Path:
+    """Write a self-contained checkpoint atomically (temporary file, then ``os.replace``).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination (``.pt``).
+    model : nn.Module
+        A model from :mod:`rt_eeg2fmri.models` (has ``name`` and ``config``).
+    norm_stats : dict
+        EEG normalisation statistics (arrays become lists).
+    ch_names : list of str
+        Channel order of the model's input (``n_chans`` names).
+    sfreq : float
+        Rate of the model input in Hz (must equal ``model.config.sfreq``).
+    winsize : float
+        Window length in seconds (``winsize · sfreq == n_times``).
+    t_r : float
+        Repetition time in seconds.
+    grid_shape : sequence of int
+        Output grid, e.g. (53, 63, 52).
+    affine : array of shape (4, 4)
+        Voxel → MNI mm.
+    mask : bool array of shape ``grid_shape``
+        The model's voxels; ``mask.sum() == model.config.n_outputs``.
+    target : str
+        Target kind (``psc`` or ``median_ratio``).
+    metadata : dict | None
+        Data fingerprint, split, metrics, … (plain values); package ``versions`` and
+        ``created`` are added unless given.
+    l_freq, h_freq : float | None
+        Band-pass applied to the EEG before normalisation (Hz).
+
+    Returns
+    -------
+    path : Path
+    """
+    from .models import MODELS
+
+    path = Path(path)
+    name = getattr(model, "name", None)
+    config = getattr(model, "config", None)
+    if name not in MODELS or not isinstance(config, MODELS[name][1]):
+        raise TypeError(
+            f"'model' must be a model from rt_eeg2fmri.models ({', '.join(MODELS)}), "
+            f"got {type(model).__name__}."
+        )
+    ch_names = check_ch_names(ch_names)
+    if len(ch_names) != config.n_chans:
+        raise ValueError(
+            f"'ch_names' has {len(ch_names)} names but the model takes {config.n_chans}."
+        )
+    sfreq = check_positive(sfreq, "sfreq")
+    if not math.isclose(sfreq, config.sfreq, rel_tol=1e-9):
+        raise ValueError(
+            f"'sfreq' ({sfreq}) differs from the model's config.sfreq ({config.sfreq})."
+        )
+    winsize = check_positive(winsize, "winsize")
+    if round(winsize * sfreq) != config.n_times:
+        raise ValueError(
+            f"{winsize=} s at {sfreq=} Hz gives {round(winsize * sfreq)} samples, but the model "
+            f"takes n_times={config.n_times}."
+        )
+    t_r = check_positive(t_r, "t_r")
+    grid_shape = [int(s) for s in grid_shape]
+    mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
+    if mask.dtype != bool:
+        raise TypeError(f"'mask' must be boolean, got dtype {mask.dtype}.")
+    if list(mask.shape) != grid_shape:
+        raise ValueError(f"'mask' has shape {mask.shape}, expected grid_shape {tuple(grid_shape)}.")
+    if int(mask.sum()) != config.n_outputs:
+        raise ValueError(
+            f"'mask' selects {int(mask.sum())} voxels, the model predicts {config.n_outputs}."
+        )
+    if config.grid_shape is not None:
+        if list(config.grid_shape) != grid_shape:
+            raise ValueError(
+                f"'grid_shape' {tuple(grid_shape)} differs from the model's "
+                f"{tuple(config.grid_shape)}."
+            )
+        if not np.array_equal(model.mask.detach().cpu().numpy(), mask):
+            raise ValueError(
+                "'mask' differs from the model's mask buffer; call model.set_mask(mask)."
+            )
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ValueError(f"'affine' must be a finite 4 × 4 matrix, got shape {affine.shape}.")
+    if not isinstance(target, str):
+        raise TypeError(f"'target' must be a string, got {target!r}.")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k != "mask"}
+    meta = {"versions": _versions(), "created": _now()}
+    meta.update(metadata or {})
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_name": name,
+        "model_config": _plain(asdict(config), "model_config"),
+        "state_dict": state,
+        "preprocessing": {
+            "norm": _plain(norm_stats, "norm_stats"),
+            "l_freq": None if l_freq is None else float(l_freq),
+            "h_freq": None if h_freq is None else float(h_freq),
+            "target": target,
+        },
+        "ch_names": ch_names,
+        "sfreq": sfreq,
+        "winsize": winsize,
+        "t_r": t_r,
+        "grid": {"shape": grid_shape, "affine": affine.tolist(), "n_vox": int(mask.sum())},
+        "mask": torch.from_numpy(np.packbits(mask.ravel())),
+        "metadata": _plain(meta, "metadata"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
+    """Load a checkpoint with ``torch.load(weights_only=True)``; build its model in eval mode.
+
+    Parameters
+    ----------
+    path : path-like
+    map_location : str | torch.device
+        Where tensors and the model go.
+
+    Returns
+    -------
+    checkpoint : Checkpoint
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file.
+    ValueError
+        If the file is corrupt, truncated, foreign, carries pickled objects (which are
+        never executed), is missing keys, is of a newer format, or its config does not
+        match its weights. The message names the file and the problem.
+    """
+    from .models import MODELS
+
+    path = check_file(path, "checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"'{path}' is not a readable rt-eeg2fmri checkpoint: {_why(err, path)}"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(
+            f"'{path}' is not an rt-eeg2fmri checkpoint: it holds a {type(ckpt).__name__}, "
+            "not a dict."
+        )
+    if ckpt.get("format") != FORMAT:
+        keys = sorted(map(str, ckpt))[:8]
+        raise ValueError(
+            f"'{path}' is not an rt-eeg2fmri checkpoint: format={ckpt.get('format')!r}, "
+            f"expected {FORMAT!r} (top-level keys: {keys})."
+        )
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"'{path}': invalid format_version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"'{path}' has format_version {version}, newer than this rt-eeg2fmri reads "
+            f"({FORMAT_VERSION}); upgrade rt-eeg2fmri."
+        )
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise ValueError(f"'{path}' is an incomplete checkpoint: missing key(s) {missing}.")
+    name = ckpt["model_name"]
+    if name not in MODELS:
+        raise ValueError(f"'{path}': unknown model_name {name!r}; known: {', '.join(MODELS)}.")
+    try:
+        grid = ckpt["grid"]
+        shape = tuple(int(s) for s in grid["shape"])
+        affine = np.asarray(grid["affine"], dtype=np.float64).reshape(4, 4)
+        bits = ckpt["mask"].cpu().numpy()
+        mask = np.unpackbits(bits, count=math.prod(shape)).astype(bool).reshape(shape)
+        ch_names = check_ch_names(ckpt["ch_names"], source=f"'{path}' ch_names")
+        sfreq, winsize, t_r = float(ckpt["sfreq"]), float(ckpt["winsize"]), float(ckpt["t_r"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"'{path}': malformed grid, mask or recording fields: {err}") from None
+    if int(mask.sum()) != int(grid.get("n_vox", mask.sum())):
+        raise ValueError(
+            f"'{path}': the mask has {int(mask.sum())} voxels, grid says {grid['n_vox']}."
+        )
+    from .models.registry import make_config
+
+    try:
+        config = make_config(name, dict(ckpt["model_config"]))
+        model = MODELS[name][0](config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"'{path}': cannot rebuild model {name!r} from its config: {err}"
+        ) from None
+    state = dict(ckpt["state_dict"])
+    # a model without a grid keeps its flat mask; otherwise the stored mask is its buffer
+    state["mask"] = torch.from_numpy(mask) if config.grid_shape is not None else model.mask
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        msg = " ".join(str(err).split())
+        raise ValueError(
+            f"'{path}': the weights do not match the {name!r} model config: {msg[:600]}"
+        ) from None
+    if isinstance(map_location, str | torch.device):
+        model.to(map_location)
+    model.eval()
+    return Checkpoint(
+        path=path,
+        model_name=name,
+        model_config=dict(ckpt["model_config"]),
+        model=model,
+        preprocessing=dict(ckpt["preprocessing"]),
+        ch_names=ch_names,
+        sfreq=sfreq,
+        winsize=winsize,
+        t_r=t_r,
+        grid_shape=shape,
+        affine=affine,
+        mask=mask,
+        metadata=dict(ckpt["metadata"]),
+        format_version=version,
+    )
+
+
+def _why(err: Exception, path: Path) -> str:
+    import zipfile
+
+    text = str(err)
+    if "Weights only load failed" in text or "weights_only" in text:
+        detail = next(
+            (line.strip() for line in text.splitlines() if "Unsupported" in line),
+            "it needs a non-allowlisted Python object",
+        )
+        return (
+            "it contains pickled Python objects, which are refused and were not executed "
+            f"({detail})."
+        )
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    cause = f"{type(err).__name__}: {first}"
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            return f"the file is truncated or corrupt (incomplete zip archive; {cause})."
+        return f"a zip archive, but not a torch checkpoint ({cause})."
+    if isinstance(err, EOFError):
+        return f"the file is truncated ({cause})."
+    return f"not a torch checkpoint file ({cause})."
+
+
+def _plain(obj, where: str):
+    """Copy ``obj`` as plain Python values / tensors; raise ``TypeError`` naming ``where``."""
+    if obj is None or type(obj) in (bool, int, float, str):
+        return obj
+    if isinstance(obj, np.generic):
+        return _plain(obj.item(), where)
+    for kind in (bool, int, float, str):  # subclasses (TorchVersion, np.float64) → exact type
+        if isinstance(obj, kind):
+            return kind(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, list | tuple):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, bool) or not isinstance(k, str | int):
+                raise TypeError(f"{where}: keys must be str or int, got {k!r}.")
+            out[_plain(k, where)] = _plain(v, f"{where}[{k!r}]")
+        return out
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return _plain(to_dict(), where)
+    raise TypeError(
+        f"{where} holds a {type(obj).__name__}; checkpoints store only numbers, strings, "
+        "lists, dicts, arrays and tensors."
+    )
+
+
+def _versions() -> dict:
+    from . import __version__
+
+    return {
+        "rt_eeg2fmri": __version__,
+        "torch": str(torch.__version__),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

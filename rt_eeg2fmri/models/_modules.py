@@ -1,0 +1,263 @@
+"""Shared pieces of the model zoo: the base config, the voxel-model base class, encoders."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._checks import check_option, check_positive
+from .._logging import logger
+from .heads import BasisHead
+
+NORMS = ("batch", "group", "none")
+
+
+@dataclass
+class ModelConfig:
+    """Fields every architecture takes from the data.
+
+    Attributes
+    ----------
+    n_chans : int
+        EEG channels.
+    n_times : int
+        Samples per window (``winsize · sfreq``).
+    sfreq : float
+        Sampling rate of the window in Hz.
+    n_outputs : int
+        Voxels predicted (``mask.sum()``).
+    grid_shape : list of int | None
+        Shape of the volume grid, e.g. ``[53, 63, 52]``; ``None`` means a flat grid of
+        ``n_outputs`` voxels.
+    """
+
+    n_chans: int
+    n_times: int
+    sfreq: float
+    n_outputs: int
+    grid_shape: list | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n_chans", "n_times", "n_outputs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"'{name}' must be an int, got {value!r}.")
+            if value < 1:
+                raise ValueError(f"'{name}' must be >= 1, got {name}={value}.")
+            setattr(self, name, int(value))
+        self.sfreq = check_positive(self.sfreq, "sfreq")
+        if self.grid_shape is not None:
+            shape = [int(s) for s in self.grid_shape]
+            if not shape or min(shape) < 1:
+                raise ValueError(f"'grid_shape' must be positive sizes, got {self.grid_shape!r}.")
+            if self.n_outputs > math.prod(shape):
+                raise ValueError(
+                    f"'n_outputs' ({self.n_outputs}) exceeds the voxels of "
+                    f"grid_shape={shape} ({math.prod(shape)})."
+                )
+            self.grid_shape = shape
+
+
+def check_choice(cfg, name: str, allowed) -> None:
+    """``check_option`` for a config attribute."""
+    check_option(getattr(cfg, name), name, allowed)
+
+
+def check_ints(cfg, *names: str, minimum: int = 1) -> None:
+    """Raise ``ValueError`` unless every named attribute is an int ≥ ``minimum``."""
+    for name in names:
+        value = getattr(cfg, name)
+        values = value if isinstance(value, list | tuple) else [value]
+        if (
+            not values
+            or any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in values)
+            or min(values) < minimum
+        ):
+            raise ValueError(f"'{name}' must be int(s) >= {minimum}, got {name}={value!r}.")
+        if isinstance(value, tuple):
+            setattr(cfg, name, list(value))
+
+
+class VoxelModel(nn.Module):
+    """Base of every architecture: the mask buffer and volume helpers.
+
+    ``mask`` (bool, ``grid_shape``) is a buffer, so it travels in the state dict. Until
+    :meth:`set_mask` is called it marks the first ``n_outputs`` voxels in C order.
+    Subclasses set ``name`` and implement ``forward(x) -> (B, n_outputs)``.
+    """
+
+    name = ""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        shape = config.grid_shape or [config.n_outputs]
+        mask = torch.zeros(math.prod(shape), dtype=torch.bool)
+        mask[: config.n_outputs] = True
+        self.register_buffer("mask", mask.reshape(shape))
+        self.register_buffer("vox_index", torch.arange(config.n_outputs), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._mask_changed())
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Shape of the output grid."""
+        return tuple(self.mask.shape)
+
+    def set_mask(self, mask) -> None:
+        """Use ``mask`` (bool array of shape ``grid_shape`` with ``n_outputs`` voxels)."""
+        mask = mask if isinstance(mask, torch.Tensor) else torch.tensor(np.asarray(mask))
+        if mask.dtype != torch.bool:
+            raise TypeError(f"'mask' must be boolean, got dtype {mask.dtype}.")
+        if tuple(mask.shape) != self.grid_shape:
+            raise ValueError(f"'mask' must have shape {self.grid_shape}, got {tuple(mask.shape)}.")
+        if int(mask.sum()) != self.config.n_outputs:
+            raise ValueError(
+                f"'mask' must select n_outputs={self.config.n_outputs} voxels, "
+                f"got {int(mask.sum())}."
+            )
+        self.mask.copy_(mask)
+        self._mask_changed()
+
+    def _mask_changed(self) -> None:
+        self.vox_index = torch.nonzero(self.mask.reshape(-1)).squeeze(1).to(self.mask.device)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` has shape (B, n_chans, n_times)."""
+        cfg = self.config
+        if x.ndim != 3 or x.shape[1] != cfg.n_chans or x.shape[2] != cfg.n_times:
+            raise ValueError(
+                f"{type(self).__name__} expects x of shape (batch, {cfg.n_chans}, "
+                f"{cfg.n_times}) (n_chans, n_times), got {tuple(x.shape)}."
+            )
+
+    def predict_volume(self, x: torch.Tensor) -> torch.Tensor:
+        """Volumes of shape (B, *grid_shape), zero outside the mask."""
+        y = self(x)
+        out = y.new_zeros(y.shape[0], self.mask.numel())
+        out[:, self.vox_index] = y
+        return out.reshape(y.shape[0], *self.grid_shape)
+
+    def init_from_pca(self, targets) -> None:
+        """Initialise a ``basis`` head from training targets (n, n_vox); no-op otherwise."""
+        head = getattr(self, "head", None)
+        if isinstance(head, BasisHead):
+            head.init_from_pca(targets)
+        else:
+            logger.debug("%s has no basis head; PCA initialisation skipped.", self.name)
+
+
+def pool_factor(sfreq: float, rate: float) -> int:
+    """Integer average-pooling factor that brings ``sfreq`` down to about ``rate``."""
+    return max(1, round(sfreq / rate))
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """BatchNorm, GroupNorm (≤ 8 groups) or identity over ``channels``."""
+    if kind == "batch":
+        return nn.BatchNorm1d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    return nn.Identity()
+
+
+def conv_out_len(n: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a 1-D convolution."""
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+class ConvEncoder(nn.Module):
+    """1-D CNN applied to one channel at a time (weights shared across channels).
+
+    A rate-aware stem (kernel ``stem_seconds · sfreq``, stride ``sfreq / frame_rate``)
+    makes the frame rate independent of ``sfreq``; strided blocks follow; the result is
+    flattened and projected to ``emb_dim``.
+
+    Parameters
+    ----------
+    n_times, sfreq : int, float
+        Window length in samples and its rate (Hz).
+    channels : list of int
+        Feature maps of the stem and each block.
+    kernel, stride : int
+        Kernel and stride of the blocks after the stem.
+    emb_dim : int
+        Output size per channel.
+    """
+
+    def __init__(
+        self,
+        n_times: int,
+        sfreq: float,
+        *,
+        channels: list,
+        kernel: int,
+        stride: int,
+        emb_dim: int,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        stem_seconds: float = 0.1,
+        frame_rate: float = 50.0,
+    ) -> None:
+        super().__init__()
+        k0 = max(1, round(stem_seconds * sfreq))
+        s0 = pool_factor(sfreq, frame_rate)
+        length = conv_out_len(n_times, k0, s0, 0)
+        layers: list[nn.Module] = [nn.Conv1d(1, channels[0], k0, stride=s0, bias=False)]
+        layers += [make_norm(norm, channels[0]), nn.GELU()]
+        for c_in, c_out in itertools.pairwise(channels):
+            layers += [
+                nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+                make_norm(norm, c_out),
+                nn.GELU(),
+                nn.Dropout(dropout),
+            ]
+            length = conv_out_len(length, kernel, stride, kernel // 2)
+        if length < 1:
+            raise ValueError(
+                f"the conv encoder's strides leave no samples of {n_times=} at {sfreq=} Hz; "
+                "use a longer window or fewer/smaller strides."
+            )
+        self.convs = nn.Sequential(*layers)
+        self.n_frames = length
+        self.proj = nn.Linear(channels[-1] * length, emb_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, n_times) single-channel series to (N, emb_dim)."""
+        return self.proj(self.convs(x.unsqueeze(1)).flatten(1))
+
+
+class FCEncoder(nn.Module):
+    """Average-pool a single channel to ``rate`` Hz, then Linear → GELU.
+
+    Maps (N, n_times) to (N, emb_dim).
+    """
+
+    def __init__(self, n_times: int, sfreq: float, *, rate: float, emb_dim: int) -> None:
+        super().__init__()
+        self.factor = pool_factor(sfreq, rate)
+        self.n_dec = n_times // self.factor
+        if self.n_dec < 1:
+            raise ValueError(f"{n_times=} is shorter than one decimated sample at {rate=} Hz.")
+        self.linear = nn.Linear(self.n_dec, emb_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, n_times) to (N, emb_dim)."""
+        return nn.functional.gelu(self.linear(decimate(x, self.factor, self.n_dec)))
+
+
+def decimate(x: torch.Tensor, factor: int, n_dec: int) -> torch.Tensor:
+    """Average-pool the last axis by ``factor`` keeping the last ``n_dec`` bins (window end)."""
+    if factor == 1:
+        return x[..., x.shape[-1] - n_dec :]
+    tail = x[..., x.shape[-1] - n_dec * factor :]
+    return tail.reshape(*x.shape[:-1], n_dec, factor).mean(-1)
+
+
+def mlp(n_in: int, hidden: int, dropout: float) -> nn.Sequential:
+    """Linear → GELU → Dropout."""
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(dropout))

@@ -1,0 +1,181 @@
+"""The shared checks every architecture passes (forward shape, backward, determinism, …)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from rt_eeg2fmri.models import MODELS, build_model, make_config, n_params
+
+from .conftest import GRID, N_CHANS, N_TIMES, make_model, small_config, small_mask
+
+
+def test_forward_shape(model_name):
+    model = make_model(model_name).eval()
+    x = torch.randn(3, N_CHANS, N_TIMES)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (3, int(small_mask().sum()))
+    assert y.dtype == torch.float32
+    assert torch.isfinite(y).all()
+
+
+def test_predict_volume_scatters_into_mask(model_name):
+    model = make_model(model_name).eval()
+    x = torch.randn(2, N_CHANS, N_TIMES)
+    with torch.no_grad():
+        vol = model.predict_volume(x)
+        y = model(x)
+    mask = torch.from_numpy(small_mask())
+    assert vol.shape == (2, *GRID)
+    assert (vol[:, ~mask] == 0).all()
+    # C order of mask.nonzero()
+    torch.testing.assert_close(vol[:, mask], y)
+
+
+def test_backward(model_name):
+    model = make_model(model_name).train()
+    x = torch.randn(4, N_CHANS, N_TIMES, requires_grad=True)
+    n_vox = int(small_mask().sum())
+    y = torch.randn(4, n_vox)
+    pred = model(x, y) if getattr(model, "teacher_forcing", False) else model(x)
+    torch.nn.functional.mse_loss(pred, y).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    if model_name == "ridge":
+        assert params == []  # closed form: nothing to train by gradient
+    else:
+        assert params
+        no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+        assert not no_grad, f"parameters without gradient: {no_grad}"
+
+
+def test_deterministic_with_seed(model_name):
+    x = torch.randn(2, N_CHANS, N_TIMES)
+    a, b = make_model(model_name, seed=3).eval(), make_model(model_name, seed=3).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    c = make_model(model_name, seed=4).eval()
+    with torch.no_grad():
+        assert not torch.equal(a(x), c(x))
+
+
+def test_param_counts(model_name):
+    model = make_model(model_name)
+    n = n_params(model)
+    assert n > 0
+    if model_name == "ridge":
+        n_feat = model.n_features
+        assert n == n_feat * 2 + n_feat * model.config.n_outputs + model.config.n_outputs + 1
+    else:
+        assert n == sum(p.numel() for p in model.parameters()) + sum(
+            b.numel() for k, b in model.named_buffers() if k.endswith("table")
+        )
+
+
+def test_config_is_json_and_rebuilds(model_name):
+    model = make_model(model_name)
+    d = asdict(model.config)
+    d2 = json.loads(json.dumps(d))
+    assert d2 == d
+    rebuilt = type(model)(type(model.config)(**d2))
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(1, N_CHANS, N_TIMES)
+    model.eval(), rebuilt.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))
+
+
+def test_models_take_shape_from_config(model_name):
+    # a different rate, window, channel count and grid
+    mask = np.zeros((4, 3, 5), bool)
+    mask[1:3, :, 1:4] = True
+    cfg = small_config(model_name, mask, n_chans=3, sfreq=100.0, n_times=400)
+    cfg["grid_shape"] = [4, 3, 5]
+    model = build_model(model_name, cfg)
+    model.set_mask(mask)
+    if model_name == "ridge":
+        from .conftest import random_batches  # noqa: F401
+
+        gen = torch.Generator().manual_seed(0)
+        data = [(torch.randn(6, 3, 400, generator=gen), torch.randn(6, 18, generator=gen))]
+        model.fit_streaming(iter(data), val_batches=iter(data))
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 400)).shape == (2, 18)
+
+
+def test_wrong_input_shape_names_expected(model_name):
+    model = make_model(model_name).eval()
+    with pytest.raises(ValueError, match=r"\(batch, 4, 100\).*got \(2, 5, 100\)"):
+        model(torch.randn(2, 5, 100))
+
+
+def test_set_mask_validates(model_name):
+    model = make_model(model_name)
+    with pytest.raises(ValueError, match="must have shape"):
+        model.set_mask(np.ones((2, 2, 2), bool))
+    with pytest.raises(ValueError, match="n_outputs"):
+        model.set_mask(np.ones(GRID, bool))
+    with pytest.raises(TypeError, match="boolean"):
+        model.set_mask(small_mask().astype(np.float32))
+
+
+def test_mask_travels_in_state_dict(model_name):
+    model = make_model(model_name)
+    other = build_model(model_name, asdict(model.config))
+    assert not torch.equal(other.mask, model.mask)
+    other.load_state_dict(model.state_dict())
+    assert torch.equal(other.mask, model.mask)
+    assert torch.equal(other.vox_index, model.vox_index)
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="unknown model 'nope'.*conv"):
+        build_model("nope", {})
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['colour'\]"):
+        build_model("conv", {**small_config("conv"), "colour": 1})
+    with pytest.raises(ValueError, match=r"missing required field\(s\) \['n_times'\]"):
+        build_model("fc", {"n_chans": 2, "sfreq": 10.0, "n_outputs": 3})
+    with pytest.raises(ValueError, match="'head' must be one of"):
+        build_model("conv", small_config("conv", head="huge"))
+    with pytest.raises(ValueError, match="'n_outputs' .* exceeds"):
+        build_model("conv", small_config("conv", n_outputs=10_000))
+    with pytest.raises(ValueError, match="'sfreq' must be positive"):
+        build_model("fc", small_config("fc", sfreq=-1))
+    with pytest.raises(TypeError, match="'n_chans' must be an int"):
+        build_model("fc", small_config("fc", n_chans=2.5))
+    with pytest.raises(ValueError, match="'channels' must be int"):
+        build_model("conv", small_config("conv", channels=[]))
+    with pytest.raises(ValueError, match="strides leave no samples"):
+        build_model("conv", small_config("conv", n_times=3))
+    with pytest.raises(ValueError, match="shorter than one"):
+        build_model("fc", small_config("fc", n_times=3))
+
+
+def test_registry_lists_all_architectures():
+    assert set(MODELS) == {"fc", "siamese_fc", "conv", "transformer", "ridge"}
+    for name in MODELS:
+        assert make_config(name, small_config(name)).n_chans == N_CHANS
+        assert MODELS[name][0].name == name
+
+
+def test_conv_rate_independent_frames():
+    # the stem's stride follows sfreq, so the same 30 s window at 250 and 1000 Hz gives
+    # the same architecture and parameter count
+    counts = []
+    for sfreq in (250.0, 1000.0):
+        cfg = {"n_chans": 2, "n_times": int(30 * sfreq), "sfreq": sfreq, "n_outputs": 10}
+        model = build_model("conv", cfg)
+        counts.append(n_params(model) - model.encoder.convs[0].weight.numel())
+        assert model.encoder.n_frames == 24
+    assert counts[0] == counts[1]
+
+
+def test_flat_grid_default():
+    model = build_model("conv", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_outputs": 7})
+    assert model.grid_shape == (7,)
+    assert model.eval().predict_volume(torch.randn(1, 2, 100)).shape == (1, 7)

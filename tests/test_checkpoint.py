@@ -1,0 +1,238 @@
+"""Self-contained checkpoints: round trips, and refusal of anything that is not ours."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from rt_eeg2fmri.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from rt_eeg2fmri.models import MODELS
+
+from .models.conftest import GRID, N_CHANS, N_TIMES, SFREQ, make_model, small_mask
+
+AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
+CH_NAMES = ["Fp1", "Cz", "O1", "O2"]
+
+
+def _save(path, model, **kw):
+    fields = dict(
+        norm_stats={
+            "mean": np.zeros(N_CHANS),
+            "std": np.ones(N_CHANS, np.float32),
+            "kind": "zscore",
+        },
+        ch_names=CH_NAMES,
+        sfreq=SFREQ,
+        winsize=N_TIMES / SFREQ,
+        t_r=2.0,
+        grid_shape=GRID,
+        affine=AFFINE,
+        mask=small_mask(),
+        metadata={
+            "data_fingerprint": "abc123",
+            "split": {"name": "loso-sub-01"},
+            "metrics": {"r": np.float32(0.5)},
+        },
+    )
+    fields.update(kw)
+    return save_checkpoint(path, model, **fields)
+
+
+@pytest.fixture
+def ckpt_path(tmp_path):
+    return _save(tmp_path / "conv.pt", make_model("conv"))
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_roundtrip_every_model(tmp_path, model_name):
+    model = make_model(model_name).eval()
+    path = _save(tmp_path / f"{model_name}.pt", model)
+    ck = load_checkpoint(path)
+    assert ck.model_name == model_name and not ck.model.training
+    assert ck.model_config == asdict(model.config)
+    x = torch.randn(2, N_CHANS, N_TIMES)
+    with torch.no_grad():
+        torch.testing.assert_close(ck.predict(x), model(x), rtol=0, atol=0)
+    np.testing.assert_array_equal(ck.mask, small_mask())
+    assert torch.equal(ck.model.mask, torch.from_numpy(small_mask()))
+    out = ck.predict(x[0].numpy())
+    assert isinstance(out, np.ndarray) and out.shape == (ck.n_vox,)
+
+
+def test_fields_and_plain_contents(ckpt_path):
+    raw = torch.load(ckpt_path, weights_only=True)
+    assert raw["format"] == FORMAT and raw["format_version"] == 1
+    assert "mask" not in raw["state_dict"]
+    assert raw["mask"].dtype == torch.uint8 and raw["mask"].numel() == -(-np.prod(GRID) // 8)
+    ck = load_checkpoint(ckpt_path)
+    assert ck.ch_names == CH_NAMES and ck.sfreq == SFREQ and ck.t_r == 2.0
+    assert ck.winsize == 2.0 and ck.n_times == N_TIMES and ck.grid_shape == GRID
+    np.testing.assert_array_equal(ck.affine, AFFINE)
+    assert ck.preprocessing == {
+        "norm": {"mean": [0.0] * 4, "std": [1.0] * 4, "kind": "zscore"},
+        "l_freq": None,
+        "h_freq": None,
+        "target": "psc",
+    }
+    meta = ck.metadata
+    assert meta["data_fingerprint"] == "abc123" and meta["metrics"] == {"r": 0.5}
+    assert set(meta["versions"]) == {"torch", "numpy", "python", "rt_eeg2fmri"}
+    assert meta["created"].startswith("20")
+
+
+def test_atomic_write_keeps_old_file(tmp_path, ckpt_path):
+    before = ckpt_path.read_bytes()
+    with pytest.raises(TypeError, match=r"metadata\['bad'\] holds a object"):
+        _save(ckpt_path, make_model("conv"), metadata={"bad": object()})
+    assert ckpt_path.read_bytes() == before
+    _save(ckpt_path, make_model("fc"))
+    assert load_checkpoint(ckpt_path).model_name == "fc"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.pt"]  # no temp files left
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    for i, write in enumerate(
+        [
+            lambda p: torch.save({"format": FORMAT, "x": _Evil(marker)}, p),
+            lambda p: p.write_bytes(pickle.dumps({"x": _Evil(marker)})),
+        ]
+    ):
+        path = tmp_path / f"evil{i}.pt"
+        write(path)
+        with pytest.raises(ValueError, match=r"evil\d\.pt.*pickled Python objects.*not executed"):
+            load_checkpoint(path)
+        assert not marker.exists()
+
+
+def test_truncated(tmp_path, ckpt_path):
+    data = ckpt_path.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.pt.*truncated or corrupt"):
+        load_checkpoint(cut)
+
+
+def test_foreign_files(tmp_path):
+    sd = tmp_path / "foreign.pt"
+    torch.save(torch.nn.Linear(3, 2).state_dict(), sd)
+    with pytest.raises(
+        ValueError, match=r"foreign\.pt' is not an rt-eeg2fmri checkpoint: format=None"
+    ):
+        load_checkpoint(sd)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(ValueError, match=r"tensor\.pt.*holds a Tensor"):
+        load_checkpoint(tensor)
+    zpath = tmp_path / "other.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("readme.txt", "not a model")
+    with pytest.raises(
+        ValueError, match=r"other\.zip' is not a readable .*a zip archive, but not a torch"
+    ):
+        load_checkpoint(zpath)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, I am a text file\n")
+    with pytest.raises(
+        ValueError, match=r"notes\.pt' is not a readable .*not a torch checkpoint file"
+    ):
+        load_checkpoint(text)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def _edit(tmp_path, src, fn):
+    raw = torch.load(src, weights_only=True)
+    fn(raw)
+    out = tmp_path / "edited.pt"
+    torch.save(raw, out)
+    return out
+
+
+def test_missing_key(tmp_path, ckpt_path):
+    path = _edit(tmp_path, ckpt_path, lambda r: r.pop("t_r"))
+    with pytest.raises(
+        ValueError, match=r"edited\.pt' is an incomplete checkpoint: missing key\(s\) \['t_r'\]"
+    ):
+        load_checkpoint(path)
+
+
+def test_newer_format_version(tmp_path, ckpt_path):
+    path = _edit(tmp_path, ckpt_path, lambda r: r.update(format_version=2))
+    with pytest.raises(
+        ValueError, match=r"edited\.pt' has format_version 2, newer than .* \(1\); upgrade"
+    ):
+        load_checkpoint(path)
+
+
+def test_config_not_matching_weights(tmp_path, ckpt_path):
+    path = _edit(tmp_path, ckpt_path, lambda r: r["model_config"].update(hidden=48))
+    with pytest.raises(
+        ValueError,
+        match=r"edited\.pt': the weights do not match the 'conv' model config: .*size mismatch",
+    ):
+        load_checkpoint(path)
+    path = _edit(tmp_path, ckpt_path, lambda r: r["model_config"].update(wings=2))
+    with pytest.raises(ValueError, match=r"cannot rebuild model 'conv'.*'wings'"):
+        load_checkpoint(path)
+    path = _edit(tmp_path, ckpt_path, lambda r: r.update(model_name="mlp"))
+    with pytest.raises(ValueError, match="unknown model_name 'mlp'"):
+        load_checkpoint(path)
+
+
+def test_save_validates_against_model(tmp_path):
+    model = make_model("conv")
+    with pytest.raises(ValueError, match="'ch_names' has 2 names but the model takes 4"):
+        _save(tmp_path / "a.pt", model, ch_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"'sfreq' \(100.0\) differs"):
+        _save(tmp_path / "a.pt", model, sfreq=100.0)
+    with pytest.raises(ValueError, match="winsize=3.0 s at sfreq=50.0 Hz gives 150 samples"):
+        _save(tmp_path / "a.pt", model, winsize=3.0)
+    with pytest.raises(ValueError, match="'mask' selects"):
+        _save(tmp_path / "a.pt", model, mask=np.ones(GRID, bool))
+    with pytest.raises(ValueError, match="differs from the model's mask buffer"):
+        _save(tmp_path / "a.pt", model, mask=small_mask()[::-1].copy())
+    with pytest.raises(ValueError, match="'affine' must be a finite 4 × 4"):
+        _save(tmp_path / "a.pt", model, affine=np.eye(3))
+    with pytest.raises(TypeError, match="'model' must be a model from rt_eeg2fmri.models"):
+        _save(tmp_path / "a.pt", torch.nn.Linear(2, 2))
+    assert not list(tmp_path.iterdir())
+
+
+def test_map_location_and_size(tmp_path):
+    # the realistic conv checkpoint stays small: the mask is bit-packed
+    from rt_eeg2fmri.models import build_model
+
+    mask = np.zeros((53, 63, 52), bool)
+    mask[10:40, 10:50, 10:40] = True
+    cfg = {
+        "n_chans": 4,
+        "n_times": 200,
+        "sfreq": 100.0,
+        "n_outputs": int(mask.sum()),
+        "grid_shape": [53, 63, 52],
+    }
+    model = build_model("conv", cfg)
+    model.set_mask(mask)
+    path = _save(tmp_path / "big.pt", model, sfreq=100.0, grid_shape=mask.shape, mask=mask)
+    n_weights = sum(
+        v.numel() * v.element_size() for v in model.state_dict().values() if v.dtype != torch.bool
+    )
+    assert path.stat().st_size < n_weights + 40_000  # packed mask ≈ 21 kB, not 174 kB
+    ck = load_checkpoint(path, map_location=torch.device("cpu"))
+    assert ck.mask_device().type == "cpu" and ck.n_vox == int(mask.sum())
