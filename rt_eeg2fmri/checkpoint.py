@@ -113,14 +113,14 @@ class Checkpoint:
         as_numpy = not isinstance(x, torch.Tensor)
         xt = torch.as_tensor(np.asarray(x, np.float32) if as_numpy else x)
         single = xt.ndim == 2
-        device = self.mask_device()
-        xt = xt.to(device=device, dtype=torch.float32)
+        xt = xt.to(device=self.device, dtype=torch.float32)
         with torch.inference_mode():
             y = self.model(xt[None] if single else xt)
         y = y[0] if single else y
         return y.float().cpu().numpy() if as_numpy else y
 
-    def mask_device(self) -> torch.device:
+    @property
+    def device(self) -> torch.device:
         """Device the model lives on."""
         return next(iter(self.model.buffers())).device
 
@@ -206,6 +206,10 @@ def save_checkpoint(
         )
     t_r = check_positive(t_r, "t_r")
     grid_shape = [int(s) for s in grid_shape]
+    if config.grid_shape is not None and list(config.grid_shape) != grid_shape:
+        raise ValueError(
+            f"'grid_shape' {tuple(grid_shape)} differs from the model's {tuple(config.grid_shape)}."
+        )
     mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
     if mask.dtype != bool:
         raise TypeError(f"'mask' must be boolean, got dtype {mask.dtype}.")
@@ -216,11 +220,6 @@ def save_checkpoint(
             f"'mask' selects {int(mask.sum())} voxels, the model predicts {config.n_outputs}."
         )
     if config.grid_shape is not None:
-        if list(config.grid_shape) != grid_shape:
-            raise ValueError(
-                f"'grid_shape' {tuple(grid_shape)} differs from the model's "
-                f"{tuple(config.grid_shape)}."
-            )
         if not np.array_equal(model.mask.detach().cpu().numpy(), mask):
             raise ValueError(
                 "'mask' differs from the model's mask buffer; call model.set_mask(mask)."

@@ -235,4 +235,31 @@ def test_map_location_and_size(tmp_path):
     )
     assert path.stat().st_size < n_weights + 40_000  # packed mask ≈ 21 kB, not 174 kB
     ck = load_checkpoint(path, map_location=torch.device("cpu"))
-    assert ck.mask_device().type == "cpu" and ck.n_vox == int(mask.sum())
+    assert ck.device.type == "cpu" and ck.n_vox == int(mask.sum())
+
+
+def test_save_rejects_bad_fields(tmp_path):
+    model = make_model("conv")
+    with pytest.raises(ValueError, match=r"'grid_shape' \(5, 6, 5\) differs from the model's"):
+        _save(tmp_path / "a.pt", model, grid_shape=(5, 6, 5), mask=np.ones((5, 6, 5), bool))
+    with pytest.raises(TypeError, match="'mask' must be boolean, got dtype float64"):
+        _save(tmp_path / "a.pt", model, mask=small_mask().astype(float))
+    with pytest.raises(ValueError, match=r"'mask' has shape \(120,\), expected grid_shape"):
+        _save(tmp_path / "a.pt", model, mask=small_mask().ravel())
+    with pytest.raises(TypeError, match="'target' must be a string"):
+        _save(tmp_path / "a.pt", model, target=3)
+    with pytest.raises(TypeError, match=r"metadata: keys must be str or int, got \(1, 2\)"):
+        _save(tmp_path / "a.pt", model, metadata={(1, 2): "x"})
+    assert not list(tmp_path.iterdir())
+
+
+def test_load_rejects_inconsistent_fields(tmp_path, ckpt_path):
+    path = _edit(tmp_path, ckpt_path, lambda r: r.update(format_version=0))
+    with pytest.raises(ValueError, match=r"edited\.pt': invalid format_version 0"):
+        load_checkpoint(path)
+    path = _edit(tmp_path, ckpt_path, lambda r: r["grid"].update(n_vox=3))
+    with pytest.raises(ValueError, match=r"edited\.pt': the mask has \d+ voxels, grid says 3"):
+        load_checkpoint(path)
+    path = _edit(tmp_path, ckpt_path, lambda r: r.update(grid={"affine": AFFINE.tolist()}))
+    with pytest.raises(ValueError, match=r"edited\.pt': malformed grid, mask or recording fields"):
+        load_checkpoint(path)

@@ -46,8 +46,9 @@ class TransformerConfig(ModelConfig):
     pos_encoding : str
         Channel position encoding: ``learned``, ``sinusoidal`` (by channel index),
         ``electrode`` (a projection of the channel's 3-D position in the standard_1020
-        montage (MNE's ``colin27_1020``), looked up by name in ``ch_names``; learned for unknown labels), ``none``,
-        or several joined with ``+`` (summed), e.g. ``"electrode+sinusoidal"``.
+        montage, MNE's ``colin27_1020``, looked up by name in ``ch_names``; learned for
+        unknown labels), ``none``, or several joined with ``+`` (summed), e.g.
+        ``"electrode+sinusoidal"``.
     ch_names : list of str | None
         Channel labels for ``electrode`` encoding.
     slice_code : int

@@ -179,3 +179,65 @@ def test_flat_grid_default():
     model = build_model("conv", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_outputs": 7})
     assert model.grid_shape == (7,)
     assert model.eval().predict_volume(torch.randn(1, 2, 100)).shape == (1, 7)
+
+
+@pytest.mark.parametrize("name", ["conv", "transformer"])
+def test_eval_chunking_is_exact(name):
+    model = make_model(name).eval()
+    x = torch.randn(5, N_CHANS, N_TIMES)
+    with torch.no_grad():
+        whole = model(x)
+        model.encoder.eval_chunk = 3  # 20 channel series in chunks of 3
+        chunked = model(x)
+    torch.testing.assert_close(chunked, whole)
+
+
+@pytest.mark.slow
+def test_conv_single_window_latency_cpu():
+    # the default model at the oddball shape must keep up with real time on a small CPU
+    import time
+
+    model = build_model(
+        "conv", {"n_chans": 34, "n_times": 7500, "sfreq": 250.0, "n_outputs": 69637}
+    )
+    model.eval()
+    x = torch.randn(1, 34, 7500)
+    times = []
+    with torch.inference_mode():
+        for _ in range(5):
+            model(x)
+        for _ in range(60):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    assert np.percentile(times, 99) < 0.030
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "match"),
+    [
+        ("fc", {"n_chans": 0}, "'n_chans' must be >= 1, got n_chans=0"),
+        ("fc", {"grid_shape": [5, 0, 4]}, "'grid_shape' must be positive sizes"),
+        ("siamese_fc", {"n_times": 3}, "n_times=3 is shorter than one decimated sample"),
+        ("ridge", {"bands": [[1, 2, 3]]}, "'bands' must be \\[low, high\\] pairs"),
+        ("ridge", {"alphas": []}, "'alphas' must hold at least one penalty"),
+        ("ridge", {"bands": [[30, 40]]}, "no band of \\[\\[30.0, 40.0\\]\\] lies below Nyquist"),
+        ("ridge", {"eps": 0}, "'eps' must be positive"),
+    ],
+)
+def test_config_value_errors(name, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(name, small_config(name, **overrides))
+
+
+def test_config_must_be_dict():
+    with pytest.raises(TypeError, match="'config' must be a dict, got list"):
+        build_model("conv", [1, 2])
+
+
+def test_ridge_empty_validation():
+    from .conftest import random_batches
+
+    model = build_model("ridge", small_config("ridge"))
+    with pytest.raises(ValueError, match="'val_batches' yielded no windows"):
+        model.fit_streaming(random_batches(2, 4, model.config.n_outputs), val_batches=iter([]))
