@@ -1,0 +1,82 @@
+"""``rt-eeg2fmri replay``: play a recorded session as live LSL streams."""
+
+from __future__ import annotations
+
+HELP = "Replay a recorded session as live LSL streams (EEG, markers, measured volumes)."
+
+
+def add_arguments(parser) -> None:
+    """Add the replay options."""
+    parser.add_argument(
+        "path", help="dataset folder (BIDS, ds000116, simulated), EEG file (MNE-readable) or .xdf"
+    )
+    parser.add_argument("--subject", default=None, help="run selection in a dataset folder")
+    parser.add_argument("--task", default=None, help="run selection in a dataset folder")
+    parser.add_argument("--run", default=None, help="run selection in a dataset folder")
+    parser.add_argument("--session", default=None, help="run selection in a dataset folder")
+    parser.add_argument("--stream", default=None, help="EEG stream name (or type) in an XDF file")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="stream name prefix (default: from the run, e.g. sub-01_task-x)",
+    )
+    parser.add_argument("--source-id", default=None, help="source id base (default: from the file)")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="playback speed; timestamps run this much faster"
+    )
+    parser.add_argument("--loop", action="store_true", help="restart seamlessly at the end")
+    parser.add_argument("--start", type=float, default=0.0, help="offset into the recording (s)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds to replay")
+    parser.add_argument(
+        "--chunk", type=float, default=20.0, help="EEG chunk length (ms, default 20)"
+    )
+    parser.add_argument("--marker", default="R128", help="scanner volume marker (default R128)")
+    parser.add_argument("--no-truth", action="store_true", help="do not send the measured volumes")
+
+
+def run(args) -> int:
+    """Load the recording, play it until the end (or a signal), print a summary."""
+    import signal
+
+    from rt_eeg2fmri.replay import Replay, load_recording
+
+    session = load_recording(
+        args.path,
+        subject=args.subject,
+        task=args.task,
+        run=args.run,
+        session=args.session,
+        marker=args.marker,
+        stream=args.stream,
+    )
+    replay = Replay(
+        session,
+        name=args.name,
+        chunk=args.chunk / 1000.0,
+        speed=args.speed,
+        loop=args.loop,
+        start=args.start,
+        duration=args.duration,
+        source_id=args.source_id,
+        truth=not args.no_truth,
+        marker=args.marker,
+    )
+    stopped = []
+
+    def _stop(signum, frame):
+        stopped.append(signal.Signals(signum).name)
+        replay.stop()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        replay.open()
+        print(f"streaming {session!r}", flush=True)
+        for kind, name in replay.stream_names.items():
+            print(f"  {kind:8s} {name}  (source_id {replay.source_ids[kind]})", flush=True)
+        replay.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    why = f"stopped by {stopped[0]}" if stopped else "end of recording"
+    print(f"{why}: {replay.summary()}", flush=True)
+    return 0

@@ -1,0 +1,74 @@
+"""What to replay: a dataset run, an EEG file or an XDF recording, loaded as a ``Session``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.session import Session
+
+XDF_SUFFIXES = (".xdf", ".xdfz")
+
+
+def load_recording(
+    path: str | Path,
+    *,
+    subject: str | None = None,
+    task: str | None = None,
+    run: str | None = None,
+    session: str | None = None,
+    marker: str = "R128",
+    stream: str | None = None,
+) -> Session:
+    """Load a recording to replay.
+
+    Parameters
+    ----------
+    path : path-like
+        A dataset folder (BIDS, ds000116 legacy, simulator output: one run is selected
+        with ``subject``/``task``/``run``/``session``), an ``.xdf`` recording, or any
+        EEG file MNE reads (BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set``, FIF).
+    subject, task, run, session : str | None
+        Run selection in a dataset folder (without ``sub-`` etc. prefixes).
+    marker : str
+        Scanner volume marker in EEG files and XDF marker streams.
+    stream : str | None
+        Name (or type) of the EEG stream in an XDF file.
+
+    Returns
+    -------
+    session : Session
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"recording not found: '{path}'.")
+    if path.is_dir():
+        return _dataset_run(path, subject=subject, task=task, run=run, session=session)
+    if path.suffix.lower() in XDF_SUFFIXES:
+        from .xdf import read_xdf
+
+        return read_xdf(
+            path, stream=stream, marker=marker, subject=subject or "01", task=task or "xdf", run=run
+        )
+    return _eeg_file(path, marker=marker)
+
+
+def _dataset_run(root: Path, **selection) -> Session:
+    try:
+        from ..data import read_session
+    except ImportError as err:
+        raise RuntimeError(f"cannot read the dataset '{root}': no dataset reader ({err}).") from err
+    return read_session(root, **{k: v for k, v in selection.items() if v is not None})
+
+
+def _eeg_file(path: Path, *, marker: str) -> Session:
+    try:
+        from ..data.eeg_io import read_eeg
+    except ImportError as err:
+        raise RuntimeError(f"cannot read '{path}': no EEG file reader ({err}).") from err
+    out = read_eeg(path, marker=marker)
+    if isinstance(out, tuple):  # (session, volume onsets)
+        sess, onsets = out
+        if onsets is not None and len(onsets) and sess.volume_onsets is None:
+            sess.volume_onsets = onsets
+        return sess
+    return out

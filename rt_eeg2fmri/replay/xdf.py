@@ -1,0 +1,192 @@
+"""Read an XDF recording (LabRecorder) into an EEG-only ``Session`` for replay.
+
+The EEG stream is picked by name or type; every marker stream (type ``Markers`` or
+string-valued) becomes events, and the scanner marker (``R128`` by default) becomes the
+volume onsets. Times are on the EEG clock: 0 is the first EEG sample (pyxdf synchronises
+the streams' clocks and removes jitter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._checks import check_file
+from .._logging import logger
+from ..data.session import Session
+
+# unit label → volts per unit; LSL's convention for EEG is microvolts
+_VOLTS_PER_UNIT = {
+    "v": 1.0,
+    "volt": 1.0,
+    "volts": 1.0,
+    "mv": 1e-3,
+    "millivolt": 1e-3,
+    "millivolts": 1e-3,
+    "uv": 1e-6,
+    "µv": 1e-6,
+    "μv": 1e-6,
+    "microvolt": 1e-6,
+    "microvolts": 1e-6,
+}
+
+
+def is_scanner_marker(value: str, marker: str) -> bool:
+    """Whether a marker string is the scanner's volume marker.
+
+    Spaces and a ``Type/`` prefix are ignored, so ``"R128"`` matches ``"R128"``,
+    ``"R 128"`` and ``"Response/R128"``.
+    """
+    norm = str(value).replace(" ", "").rsplit("/", 1)[-1]
+    return norm == marker.replace(" ", "")
+
+
+def read_xdf(
+    path: str | Path,
+    *,
+    stream: str | None = None,
+    marker: str = "R128",
+    subject: str = "01",
+    task: str = "xdf",
+    run: str | None = None,
+) -> Session:
+    """Read the EEG and markers of an XDF file.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.xdf`` or ``.xdfz`` file.
+    stream : str | None
+        Name (or type) of the EEG stream; default: the only numeric stream of type EEG.
+    marker : str
+        Scanner volume marker; its occurrences become ``volume_onsets``.
+    subject, task, run : str | None
+        Identifiers of the returned session.
+
+    Returns
+    -------
+    session : Session
+        EEG in volts; no BOLD.
+    """
+    import pyxdf
+
+    path = check_file(path, "XDF recording")
+    try:
+        streams, _ = pyxdf.load_xdf(str(path))
+    except Exception as err:
+        raise ValueError(f"cannot read '{path}' as XDF: {err}") from err
+    eeg = _pick_eeg(streams, stream, path=path)
+    info = eeg["info"]
+    name = _first(info, "name")
+    sfreq = float(_first(info, "nominal_srate") or 0)
+    if sfreq <= 0:
+        raise ValueError(f"'{path}': EEG stream '{name}' has an irregular rate (nominal_srate=0).")
+    data = np.asarray(eeg["time_series"], dtype=np.float64)
+    stamps = np.asarray(eeg["time_stamps"], dtype=float)
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(f"'{path}': EEG stream '{name}' holds no samples.")
+    if len(info.get("segments") or []) > 1:
+        logger.warning(
+            "'%s': EEG stream '%s' has %d segments (breaks); they are replayed back to back.",
+            path,
+            name,
+            len(info["segments"]),
+        )
+    labels, units = _channels(info, data.shape[1])
+    scale = np.array([_volts_per_unit(u, ch, path) for ch, u in zip(labels, units, strict=True)])
+    t_first = stamps[0]
+    onsets, rows = [], []
+    for s in streams:
+        if s is eeg or not _is_marker_stream(s):
+            continue
+        for value, ts in zip(s["time_series"], s["time_stamps"], strict=True):
+            label = str(value[0] if isinstance(value, list | tuple | np.ndarray) else value)
+            onset = float(ts) - t_first
+            if onset < 0:
+                continue
+            if is_scanner_marker(label, marker):
+                onsets.append(onset)
+            else:
+                rows.append((onset, 0.0, label))
+    events = pd.DataFrame(rows, columns=["onset", "duration", "trial_type"])
+    return Session(
+        eeg=(data * scale).T.astype(np.float32),
+        sfreq=sfreq,
+        ch_names=labels,
+        volume_onsets=np.sort(np.asarray(onsets, dtype=float)) if onsets else None,
+        events=events,
+        subject=subject,
+        task=task,
+        run=run,
+        source={"eeg": str(path)},
+    )
+
+
+def _first(info: dict, key: str):
+    value = info.get(key)
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _is_marker_stream(stream: dict) -> bool:
+    info = stream["info"]
+    stype = str(_first(info, "type") or "").lower()
+    return stype in ("markers", "marker", "events") or _first(info, "channel_format") == "string"
+
+
+def _pick_eeg(streams: list[dict], wanted: str | None, *, path: Path) -> dict:
+    def describe(s):
+        i = s["info"]
+        return f"'{_first(i, 'name')}' ({_first(i, 'type')}, {_first(i, 'channel_count')} ch)"
+
+    numeric = [s for s in streams if _first(s["info"], "channel_format") != "string"]
+    if wanted is not None:
+        found = [s for s in numeric if _first(s["info"], "name") == wanted]
+        found = found or [
+            s for s in numeric if str(_first(s["info"], "type")).lower() == wanted.lower()
+        ]
+    else:
+        found = [s for s in numeric if str(_first(s["info"], "type")).lower() == "eeg"]
+    available = ", ".join(map(describe, streams)) or "none"
+    if not found:
+        what = f"numeric stream named {wanted!r}" if wanted else "EEG stream (type 'EEG')"
+        raise ValueError(f"'{path}' has no {what}; its streams: {available}.")
+    if len(found) > 1:
+        raise ValueError(
+            f"'{path}' has {len(found)} EEG streams ({', '.join(map(describe, found))}); "
+            "pick one by name (--stream)."
+        )
+    return found[0]
+
+
+def _channels(info: dict, n_channels: int) -> tuple[list[str], list[str | None]]:
+    desc = _first(info, "desc")
+    chans = []
+    if isinstance(desc, dict):
+        node = _first(desc, "channels")
+        if isinstance(node, dict):
+            chans = node.get("channel") or []
+    if len(chans) != n_channels:
+        if chans:
+            logger.warning(
+                "XDF EEG stream: %d channel descriptions for %d channels; numbering them.",
+                len(chans),
+                n_channels,
+            )
+        return [f"Ch{i + 1}" for i in range(n_channels)], [None] * n_channels
+    labels = [str(_first(c, "label") or f"Ch{i + 1}") for i, c in enumerate(chans)]
+    units = [_first(c, "unit") for c in chans]
+    return labels, units
+
+
+def _volts_per_unit(unit: str | None, ch_name: str, path: Path) -> float:
+    if not unit:
+        return 1e-6
+    scale = _VOLTS_PER_UNIT.get(str(unit).strip().lower())
+    if scale is None:  # an auxiliary channel: keep its values, they are sent as recorded
+        logger.warning(
+            "'%s': channel %r has unit %r, not a voltage; replayed unchanged.", path, ch_name, unit
+        )
+        return 1e-6
+    return scale
