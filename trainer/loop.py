@@ -104,7 +104,7 @@ def predict(model: nn.Module, dataset, indices, *, batch_size: int = 32, device=
 
 def _init_head(model, dataset, train_idx, seed: int) -> None:
     init = getattr(model, "init_from_pca", None)
-    if init is None:
+    if init is None or getattr(model.config, "head", None) != "basis":
         return
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(train_idx, size=min(2000, train_idx.size), replace=False))

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from rt_eeg2fmri.realtime.scheduler import (
+    ClockScheduler,
+    SamplesScheduler,
+    TriggerScheduler,
+    make_scheduler,
+)
+
+
+def test_samples_scheduler_is_deterministic_and_phase_aligned():
+    s = SamplesScheduler(step=200, n_win=3000, phase=100)
+    assert s.poll(n_written=3099) == []
+    (d,) = s.poll(n_written=3100)
+    assert d.end_sample == 3100 and d.index == 0
+    due = s.poll(n_written=3900)  # a late poll gets every volume that became due
+    assert [x.end_sample for x in due] == [3300, 3500, 3700, 3900]
+    assert [x.index for x in due] == [1, 2, 3, 4]
+
+
+def test_clock_scheduler_every_tr_after_a_full_window():
+    s = ClockScheduler(t_r=2.0, winsize=30.0)
+    assert s.poll(latest_time=100.0) == []  # not started
+    s.start(10.0)
+    assert s.poll(latest_time=39.99) == []
+    assert [d.t_end for d in s.poll(latest_time=42.0)] == [40.0, 42.0]
+
+
+def test_trigger_scheduler_waits_for_eeg_and_drops_early_triggers():
+    s = TriggerScheduler(t_r=2.0, winsize=30.0)
+    s.first_sample_time = 0.0
+    for t in (10.0, 30.0, 32.0):
+        s.add_trigger(t)
+    assert s.poll(latest_time=31.9) == []  # the early trigger is dropped only once due
+    assert s.n_dropped == 1
+    (d,) = s.poll(latest_time=32.0)
+    assert (d.t_end, d.trigger, d.index) == (32.0, 30.0, 0)
+    assert [x.t_end for x in s.poll(latest_time=40.0)] == [34.0]
+
+
+def test_make_scheduler_bad_mode():
+    with pytest.raises(ValueError, match="'sync' must be one of 'clock', 'trigger', 'samples'"):
+        make_scheduler("vsync", t_r=2.0, winsize=30.0, sfreq=100.0)
+    assert make_scheduler("samples", t_r=2.0, winsize=30.0, sfreq=100.0).step == 200
