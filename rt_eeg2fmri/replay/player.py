@@ -28,6 +28,7 @@ clock runs ``speed`` times faster than the LSL clock (10 min of stream in 1 min 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -187,14 +188,18 @@ class Replay:
         keep = np.flatnonzero((ends > lo) & (ends <= hi + 0.5 / self.sfreq))
         self._truth_index = keep
         self._truth_times = ends[keep] - lo
-        self._bold_mean = s.bold.mean(axis=3, dtype=np.float64)  # run mean, as the targets
+        mean = s.bold.mean(axis=3, dtype=np.float64)  # run mean, as the targets
         if s.mask is not None:
             mask = np.asarray(s.mask, dtype=bool)
         elif same_grid(s.grid_shape, s.affine, GRID_SHAPE, GRID_AFFINE):
             mask = np.asarray(mni_mask())
         else:
             mask = np.ones(s.grid_shape, dtype=bool)
-        self._mask = mask & (self._bold_mean != 0)
+        self._mask = mask & (mean != 0)
+        # psc = (v - mean) * scale with scale = 100 / mean inside the mask, 0 outside
+        self._psc_mean = mean.astype(np.float32)
+        self._psc_scale = np.where(self._mask, 100.0 / np.where(self._mask, mean, 1.0), 0.0)
+        self._psc_scale = self._psc_scale.astype(np.float32)
 
     def truth_volume(self, index: int) -> np.ndarray:
         """The measured volume sent for BOLD volume ``index``.
@@ -208,11 +213,8 @@ class Replay:
         """
         if not self._truth:
             raise RuntimeError(f"Replay of {self.session.name} sends no measured volumes.")
-        mean = self._bold_mean
-        v = self.session.bold[..., index]
-        out = np.zeros(self.session.grid_shape, dtype=np.float32)
-        m = self._mask
-        out[m] = 100.0 * (v[m] - mean[m]) / mean[m]
+        out = np.subtract(self.session.bold[..., index], self._psc_mean)
+        out *= self._psc_scale
         return out
 
     # -- state ----------------------------------------------------------------------
@@ -285,8 +287,14 @@ class Replay:
         logger.info("Replay: streaming %s as %s.", s.name, ", ".join(names.values()))
         return self
 
-    def close(self) -> None:
-        """Destroy the outlets; consumers see the streams disappear."""
+    def close(self, *, linger: float = 0.2) -> None:
+        """Destroy the outlets; consumers see the streams disappear.
+
+        With consumers connected, wait ``linger`` seconds first so that the last chunk
+        leaves the outlet's send queue (liblsl drops what is still queued).
+        """
+        if self._outlets and any(o.have_consumers() for o in self._outlets.values()):
+            time.sleep(linger)
         self._outlets.clear()
 
     def wait_for_consumers(self, timeout: float = 5.0, *, kinds=None) -> bool:
@@ -429,6 +437,7 @@ class Replay:
                 offset = loop * n  # samples before this loop
                 base = loop * n / sfreq  # stream seconds before this loop
                 ie = im = iv = 0
+                ready: dict[int, np.ndarray] = {}  # truth volume prepared ahead of its time
                 a = 0
                 while True:
                     # next item: EEG chunk, marker or volume, whichever is due first
@@ -442,6 +451,10 @@ class Replay:
                     if deadline is not None and target > deadline:
                         return
                     delay = target - local_clock()
+                    if delay > 0.001 and truth is not None and iv < len(v_times) and not ready:
+                        # use the slack to prepare the next volume (~1 ms for the full grid)
+                        ready[iv] = self.truth_volume(int(self._truth_index[iv]))
+                        delay = target - local_clock()
                     if delay > 0 and stop.wait(delay):
                         return
                     if due == due_e:
@@ -449,7 +462,7 @@ class Replay:
                         x = np.ascontiguousarray(data[:, first + a : first + b].T) * self._scale
                         ts = t0 + np.arange(offset + a, offset + b) / sfreq
                         eeg.push_chunk(x, ts.tolist())
-                        self.n_pushed += b - a
+                        self.n_pushed += int(b - a)
                         a = b
                         ie += 1
                     elif due == due_m:
@@ -458,7 +471,9 @@ class Replay:
                         self.n_scanner_markers += bool(m_scanner[im])
                         im += 1
                     else:
-                        volume = self.truth_volume(int(self._truth_index[iv]))
+                        volume = ready.pop(iv, None)
+                        if volume is None:
+                            volume = self.truth_volume(int(self._truth_index[iv]))
                         # push_chunk takes the array's buffer; push_sample would box 173k floats
                         truth.push_chunk(volume.reshape(1, -1), t0 + base + due_v)
                         self.n_volumes += 1

@@ -54,6 +54,8 @@ def write_xdf(path: str | Path, streams: list[dict]) -> Path:
                 else:
                     content += np.asarray(row, dtype=_FORMATS[s["format"]]).tobytes()
             out += _chunk(3, bytes(content), sid)
+        for t in (stamps[0], stamps[-1]) if len(stamps) else ():  # clock offsets: 0 (one host)
+            out += _chunk(4, struct.pack("<dd", t, 0.0), sid)
         footer = (
             f"<info><first_timestamp>{stamps[0] if len(stamps) else 0}</first_timestamp>"
             f"<last_timestamp>{stamps[-1] if len(stamps) else 0}</last_timestamp>"

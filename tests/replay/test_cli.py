@@ -1,0 +1,95 @@
+"""``rt-eeg2fmri replay`` in a subprocess: streams, signals, summary, errors."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.replay.helpers import connect, drain
+from tests.replay.test_xdf import _eeg_stream, _marker_stream
+from tests.replay.xdf_writer import write_xdf
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", "replay", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def recording(tmp_path, rng):
+    eeg = _eeg_stream(rng, n_times=400)
+    markers = _marker_stream(["R128", "go", "R128"], [0.25, 0.5, 1.25])
+    return write_xdf(tmp_path / "rec.xdf", [eeg, markers]), eeg
+
+
+@pytest.mark.lsl
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly(recording, uid, sig):
+    path, _ = recording
+    proc = _cli(path, "--name", uid, "--source-id", uid, "--loop", "--speed", "4", "--chunk", "50")
+    try:
+        inlet = connect(f"{uid}:eeg")
+        info = inlet.info(5.0)
+        assert info.name() == f"{uid}-EEG" and info.nominal_srate() == 200.0
+        _, ts = drain(inlet, n_min=40)
+        assert len(ts) >= 40 and np.all(np.diff(ts) > 0)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert f"{uid}-EEG  (source_id {uid}:eeg)" in out
+    assert f"stopped by {sig.name}: replayed " in out and f"on '{uid}-EEG'" in out
+    # the last line of the log is the summary; outlets are gone once the process exits
+    assert out.strip().splitlines()[-1].endswith("s of wall time.")
+
+
+def test_plays_to_the_end(recording, uid):
+    path, _ = recording
+    proc = _cli(path, "--name", uid, "--speed", "50", "--start", "0.4", "--duration", "1")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "end of recording: replayed 200 samples (1.000 s of recording, 1 loop(s))" in out
+    assert "2 markers (1 'R128')" in out  # "go" at 0.5 s and the volume at 1.25 s
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.vhdr", r"error: recording not found: '.*missing\.vhdr'"),
+        (
+            lambda d: (d / "bad.xdf").write_bytes(b"garbage") and d / "bad.xdf",
+            r"error: cannot read '.*bad\.xdf' as XDF",
+        ),
+        (
+            lambda d: write_xdf(d / "m.xdf", [_marker_stream(["R128"], [0.0])]),
+            r"error: '.*m\.xdf' has no EEG stream",
+        ),
+    ],
+)
+def test_errors_name_the_input(tmp_path, make, message):
+    proc = _cli(make(tmp_path))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert re.search(message, err), err
+
+
+def test_bad_options(recording):
+    path, _ = recording
+    proc = _cli(path, "--speed", "0")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "'speed' must be positive and finite, got speed=0.0" in err

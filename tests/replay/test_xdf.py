@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rt_eeg2fmri.replay import load_recording, read_xdf
+from rt_eeg2fmri.replay.outlets import eeg_stream_info, marker_stream_info
+from rt_eeg2fmri.replay.xdf import is_scanner_marker
+from tests.replay.xdf_writer import write_xdf
+
+SFREQ = 200.0
+T_FIRST = 5000.0  # LSL clock of the first EEG sample
+
+
+def _eeg_stream(rng, *, name="amp", n_times=1000, ch_names=("Fp1", "Fp2", "Cz"), unit=None):
+    info = eeg_stream_info(name, ch_names=ch_names, sfreq=SFREQ, source_id=name)
+    xml = info.as_xml()
+    if unit is not None:
+        xml = xml.replace("<unit>microvolts</unit>", f"<unit>{unit}</unit>")
+    data = (rng.standard_normal((n_times, len(ch_names))) * 20).astype(np.float32)
+    return {
+        "xml": xml,
+        "format": "float32",
+        "data": data,
+        "stamps": T_FIRST + np.arange(n_times) / SFREQ,
+    }
+
+
+def _marker_stream(values, times, name="markers"):
+    xml = marker_stream_info(name, source_id=name).as_xml()
+    return {
+        "xml": xml,
+        "format": "string",
+        "data": [[v] for v in values],
+        "stamps": T_FIRST + np.asarray(times),
+    }
+
+
+def test_read_labrecorder_style_file(tmp_path, rng):
+    eeg = _eeg_stream(rng)
+    markers = _marker_stream(
+        ["R128", "standard", "R128", "Response/R128", "oddball", "early"],
+        [0.5, 0.75, 1.5, 2.5, 3.0, -1.0],
+    )
+    path = write_xdf(tmp_path / "rec.xdf", [markers, eeg])
+    s = read_xdf(path, subject="07", run="2")
+    assert (s.sfreq, s.ch_names, s.subject, s.run) == (SFREQ, ["Fp1", "Fp2", "Cz"], "07", "2")
+    np.testing.assert_allclose(s.eeg, eeg["data"].T * 1e-6, rtol=1e-6)  # µV → V
+    np.testing.assert_allclose(s.volume_onsets, [0.5, 1.5, 2.5], atol=1e-6)
+    assert list(s.events["trial_type"]) == ["standard", "oddball"]  # before the EEG: dropped
+    np.testing.assert_allclose(s.events["onset"], [0.75, 3.0], atol=1e-6)
+    assert s.bold is None and s.source == {"eeg": str(path)}
+    # a custom scanner marker
+    s = load_recording(path, marker="standard")
+    np.testing.assert_allclose(s.volume_onsets, [0.75], atol=1e-6)
+
+
+def test_units_and_stream_choice(tmp_path, rng):
+    mv = _eeg_stream(rng, name="amp-mV", unit="millivolts")
+    other = _eeg_stream(rng, name="amp2", ch_names=("C3", "C4"))
+    path = write_xdf(tmp_path / "two.xdf", [mv, other])
+    with pytest.raises(ValueError, match=r"has 2 EEG streams \('amp-mV'.*'amp2'.*--stream"):
+        read_xdf(path)
+    s = read_xdf(path, stream="amp-mV")
+    np.testing.assert_allclose(s.eeg, mv["data"].T * 1e-3, rtol=1e-6)
+    assert load_recording(path, stream="amp2").ch_names == ["C3", "C4"]
+
+
+def test_bad_xdf_files(tmp_path, rng):
+    path = write_xdf(tmp_path / "markers-only.xdf", [_marker_stream(["R128"], [0.0])])
+    with pytest.raises(ValueError, match=r"markers-only\.xdf' has no EEG stream \(type 'EEG'\); "):
+        read_xdf(path)
+    with pytest.raises(ValueError, match=r"has no numeric stream named 'amp'"):
+        read_xdf(path, stream="amp")
+    garbage = tmp_path / "garbage.xdf"
+    garbage.write_bytes(b"not an xdf file at all")
+    with pytest.raises(ValueError, match=r"cannot read '.*garbage\.xdf' as XDF"):
+        read_xdf(garbage)
+    with pytest.raises(FileNotFoundError, match=r"XDF recording not found: '.*nope\.xdf'"):
+        read_xdf(tmp_path / "nope.xdf")
+    with pytest.raises(FileNotFoundError, match=r"recording not found: '.*nope\.vhdr'"):
+        load_recording(tmp_path / "nope.vhdr")
+    irregular = _eeg_stream(rng)
+    irregular["xml"] = irregular["xml"].replace(
+        "<nominal_srate>200.0000000000000</nominal_srate>", "<nominal_srate>0</nominal_srate>"
+    )
+    assert "<nominal_srate>0</nominal_srate>" in irregular["xml"]
+    path = write_xdf(tmp_path / "irregular.xdf", [irregular])
+    with pytest.raises(ValueError, match="EEG stream 'amp' has an irregular rate"):
+        read_xdf(path)
+
+
+def test_scanner_marker_matching():
+    assert is_scanner_marker("R128", "R128") and is_scanner_marker("R 128", "R128")
+    assert is_scanner_marker("Response/R128", "R128") and not is_scanner_marker("R12", "R128")
+
+
+@pytest.mark.lsl
+def test_replayed_xdf_matches_the_recording(tmp_path, rng, uid):
+    from rt_eeg2fmri.replay import Replay
+    from tests.replay.helpers import connect, drain
+
+    eeg = _eeg_stream(rng, n_times=400)
+    path = write_xdf(
+        tmp_path / "rec.xdf", [eeg, _marker_stream(["R128", "go", "R128"], [0.25, 0.5, 1.25])]
+    )
+    replay = Replay(load_recording(path), name=uid, speed=20.0)
+    assert "truth" not in replay.stream_names
+    replay.open()
+    inlets = [connect(replay.source_ids[k]) for k in ("eeg", "markers")]
+    assert replay.wait_for_consumers(10.0)
+    with replay:
+        replay.wait(10.0)
+        data, ts = drain(inlets[0], n_min=400)
+        m, mts = drain(inlets[1], n_min=3)
+    # the values the amplifier sent, in µV, at the recorded rate
+    np.testing.assert_allclose(np.asarray(data, np.float32), eeg["data"], rtol=1e-6)
+    assert [x[0] for x in m] == ["R128", "go", "R128"]
+    np.testing.assert_allclose(mts - replay.t0, [0.25, 0.5, 1.25], atol=1e-6)
+    np.testing.assert_array_equal(ts, replay.t0 + np.arange(400) / SFREQ)
