@@ -65,10 +65,4 @@ def _eeg_file(path: Path, *, marker: str) -> Session:
         from ..data.eeg_io import read_eeg
     except ImportError as err:
         raise RuntimeError(f"cannot read '{path}': no EEG file reader ({err}).") from err
-    out = read_eeg(path, marker=marker)
-    if isinstance(out, tuple):  # (session, volume onsets)
-        sess, onsets = out
-        if onsets is not None and len(onsets) and sess.volume_onsets is None:
-            sess.volume_onsets = onsets
-        return sess
-    return out
+    return read_eeg(path, marker=marker)

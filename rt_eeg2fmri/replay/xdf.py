@@ -8,6 +8,7 @@ the streams' clocks and removes jitter).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,14 @@ _VOLTS_PER_UNIT = {
 def is_scanner_marker(value: str, marker: str) -> bool:
     """Whether a marker string is the scanner's volume marker.
 
-    Spaces and a ``Type/`` prefix are ignored, so ``"R128"`` matches ``"R128"``,
-    ``"R 128"`` and ``"Response/R128"``.
+    As for EEG files: the last ``/``-separated token is compared case-insensitively with
+    whitespace removed, so ``"R128"`` matches ``"R128"``, ``"r 128"`` and ``"Response/R128"``.
     """
-    norm = str(value).replace(" ", "").rsplit("/", 1)[-1]
-    return norm == marker.replace(" ", "")
+
+    def norm(text: str) -> str:
+        return re.sub(r"\s+", "", str(text).rsplit("/", 1)[-1]).lower()
+
+    return norm(value) == norm(marker)
 
 
 def read_xdf(

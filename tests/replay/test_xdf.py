@@ -93,6 +93,7 @@ def test_bad_xdf_files(tmp_path, rng):
 def test_scanner_marker_matching():
     assert is_scanner_marker("R128", "R128") and is_scanner_marker("R 128", "R128")
     assert is_scanner_marker("Response/R128", "R128") and not is_scanner_marker("R12", "R128")
+    assert is_scanner_marker("r128", "R128") and is_scanner_marker("TR\t", "tr")
 
 
 @pytest.mark.lsl
