@@ -1,0 +1,445 @@
+"""BIDS simultaneous EEG-fMRI datasets.
+
+Layout read::
+
+    sub-<label>/[ses-<label>/]eeg/*_eeg.{vhdr,edf,bdf,set,fif}   (+ *_channels.tsv, *_events.tsv)
+    sub-<label>/[ses-<label>/]func/*_bold.nii[.gz]               (+ *_bold.json, *_events.tsv)
+    derivatives/<pipeline>/sub-<label>/[ses-<label>/]func/*_space-<space>_desc-preproc_bold.nii.gz
+
+EEG and BOLD files pair up by their ``sub``, ``ses``, ``task``, ``acq`` and ``run``
+entities (run numbers compare as integers; when no BOLD has the EEG's ``acq``, a single
+BOLD that differs only by ``acq`` is used).
+
+- ``RepetitionTime`` comes from the ``_bold.json`` sidecars, merged along the BIDS
+  inheritance principle (``task-X_bold.json`` at the top level, then subject, session
+  and the file's own folder; the closest wins). It must agree with the NIfTI header's
+  pixdim[4] within 1 % (a header value of 0 counts as unset).
+- Volume onsets come from the scanner markers in the EEG (``marker``, default
+  ``R128``), matched to volumes by :func:`rt_eeg2fmri.data.eeg_io.align_volumes`
+  (``dummy_scans``, ``skip_markers``); without markers volume ``i`` starts at
+  ``first_volume + i * t_r``.
+- Events: ``eeg/*_events.tsv`` (EEG clock) when present; else ``func/*_events.tsv``
+  shifted by the onset of the NIfTI's first volume; else the EEG file's stimulus
+  annotations.
+- EEG channels: those of type ``EEG`` in ``*_channels.tsv`` when present (every name
+  must exist in the EEG file), else those MNE types as EEG; option ``channels`` picks
+  names explicitly.
+- BOLD is reoriented to RAS+ so SPM's flipped-x 3 mm files land on ``GRID_AFFINE``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._logging import logger
+from ._nifti import read_bold_data, read_bold_header
+from .dataset import RunInfo, RunRef
+from .eeg_io import (
+    EEG_EXTENSIONS,
+    align_volumes,
+    annotation_events,
+    eeg_picks,
+    open_raw,
+    read_data,
+    scanner_onsets,
+)
+from .session import Session, empty_events
+
+DEFAULTS = {
+    "marker": "R128",
+    "dummy_scans": 0,
+    "skip_markers": 0,
+    "first_volume": 0.0,
+    "derivatives": None,
+    "space": "MNI152NLin2009cAsym",
+    "channels": None,
+}
+MATCH_KEYS = ("sub", "ses", "task", "acq", "run")
+BOLD_EXTENSIONS = (".nii", ".nii.gz")
+
+
+def _options(options: dict) -> dict:
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"unknown BIDS reader option(s) {unknown}; valid options: {sorted(DEFAULTS)}."
+        )
+    return {**DEFAULTS, **options}
+
+
+def parse_name(path: Path) -> tuple[dict, str]:
+    """BIDS entities and suffix of a file name (``sub-01_task-x_bold.nii.gz`` → entities, ``bold``)."""
+    stem = path.name.split(".", 1)[0]
+    ents, suffix = {}, ""
+    for part in stem.split("_"):
+        if "-" in part:
+            key, value = part.split("-", 1)
+            ents[key] = value
+        else:
+            suffix = part
+    return ents, suffix
+
+
+def _norm(value: str | None) -> str | None:
+    return str(int(value)) if value is not None and value.isdigit() else value
+
+
+def _key(ents: dict, keys=MATCH_KEYS) -> tuple:
+    return tuple(_norm(ents.get(k)) for k in keys)
+
+
+def _containers(base: Path) -> list[Path]:
+    out = []
+    for sub in sorted(p for p in base.glob("sub-*") if p.is_dir()):
+        out.append(sub)
+        out.extend(sorted(p for p in sub.glob("ses-*") if p.is_dir()))
+    return out
+
+
+def _derivatives_root(root: Path, derivatives) -> Path | None:
+    if derivatives is None:
+        return None
+    inside = root / "derivatives" / str(derivatives)
+    if inside.is_dir():
+        return inside
+    if Path(derivatives).is_dir():
+        return Path(derivatives)
+    found = sorted(p.name for p in (root / "derivatives").glob("*") if p.is_dir())
+    raise FileNotFoundError(
+        f"derivatives folder not found: '{inside}' (nor '{derivatives}'); "
+        f"'{root / 'derivatives'}' holds {found or 'nothing'}."
+    )
+
+
+def _files(folder: Path, suffix: str, extensions) -> list[tuple[dict, Path]]:
+    out = []
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.iterdir()):
+        if not path.name.lower().endswith(tuple(extensions)):
+            continue
+        ents, suf = parse_name(path)
+        if suf == suffix and "sub" in ents:
+            out.append((ents, path))
+    return out
+
+
+def _sidecars(bold: Path, bold_ents: dict, bases: list[Path]) -> list[Path]:
+    """Applicable ``*_bold.json`` files, least specific first (BIDS inheritance)."""
+    levels = []
+    for base in bases:
+        sub = base / f"sub-{bold_ents['sub']}"
+        levels += [base, sub]
+        if "ses" in bold_ents:
+            levels.append(sub / f"ses-{bold_ents['ses']}")
+        levels.append(levels[-1] / "func")
+    levels.append(bold.parent)
+    seen, out = set(), []
+    want = {k: _norm(v) for k, v in bold_ents.items()}
+    for level in levels:
+        level_hits = []
+        for ents, path in _files(level, "bold", (".json",)) + _top_level(level, "bold"):
+            if path in seen or any(want.get(k) != _norm(v) for k, v in ents.items()):
+                continue
+            seen.add(path)
+            level_hits.append((len(ents), path))
+        out += [p for _, p in sorted(level_hits)]
+    return out
+
+
+def _top_level(folder: Path, suffix: str) -> list[tuple[dict, Path]]:
+    """Top-level sidecars have no ``sub`` entity (``task-X_bold.json``)."""
+    out = []
+    if folder.is_dir():
+        for path in sorted(folder.glob(f"*{suffix}.json")):
+            ents, suf = parse_name(path)
+            if suf == suffix and "sub" not in ents:
+                out.append((ents, path))
+    return out
+
+
+def find_runs(root: str | Path, **options) -> list[RunRef]:
+    """List the EEG-fMRI runs of a BIDS dataset.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset folder.
+    **options
+        ``marker`` (``"R128"``), ``dummy_scans`` (0), ``skip_markers`` (0),
+        ``first_volume`` (0.0 s), ``derivatives`` (``None``: raw ``func/`` BOLD; a
+        pipeline name under ``derivatives/`` such as ``"fmriprep"``, or a path),
+        ``space`` (``"MNI152NLin2009cAsym"``), ``channels`` (explicit EEG channel list).
+
+    Returns
+    -------
+    runs : list of RunRef
+        One per EEG recording. A run whose BOLD is missing or ambiguous is still listed;
+        its ``load`` raises ``FileNotFoundError`` / ``ValueError`` naming the files.
+    """
+    root = Path(root)
+    opts = _options(options)
+    deriv = _derivatives_root(root, opts["derivatives"])
+    eegs: dict[tuple, tuple[dict, Path]] = {}
+    bolds: dict[tuple, list[Path]] = {}
+    for folder in _containers(root):
+        for ents, path in _files(folder / "eeg", "eeg", EEG_EXTENSIONS):
+            key = _key(ents)
+            if key in eegs:
+                logger.debug("Two EEG files for %s; using '%s'.", key, eegs[key][1])
+                continue
+            eegs[key] = (ents, path)
+        if deriv is None:
+            for ents, path in _files(folder / "func", "bold", BOLD_EXTENSIONS):
+                bolds.setdefault(_key(ents), []).append(path)
+    if deriv is not None:
+        for folder in _containers(deriv):
+            for ents, path in _files(folder / "func", "bold", BOLD_EXTENSIONS):
+                if ents.get("space") == opts["space"] and ents.get("desc") == "preproc":
+                    bolds.setdefault(_key(ents), []).append(path)
+    runs = []
+    for key, (ents, eeg) in eegs.items():
+        runs.append(_make_ref(root, deriv, key, ents, eeg, bolds, opts))
+    return runs
+
+
+def unmatched_bold(root: str | Path, **options) -> list[Path]:
+    """BOLD files that no EEG recording pairs with (reported by ``rt-eeg2fmri info``)."""
+    root = Path(root)
+    opts = _options(options)
+    used = {r.files.get("bold") for r in find_runs(root, **options)}
+    deriv = _derivatives_root(root, opts["derivatives"])
+    out = []
+    for folder in _containers(deriv or root):
+        for ents, path in _files(folder / "func", "bold", BOLD_EXTENSIONS):
+            if deriv is not None and (
+                ents.get("space") != opts["space"] or ents.get("desc") != "preproc"
+            ):
+                continue
+            if path not in used:
+                out.append(path)
+    return out
+
+
+def _make_ref(root, deriv, key, ents, eeg, bolds, opts) -> RunRef:
+    files: dict = {"eeg": eeg}
+    stem = eeg.name[: -len(eeg.suffix)]
+    if eeg.suffix.lower() == ".vhdr":
+        for ext, name in ((".vmrk", "eeg_markers"), (".eeg", "eeg_data")):
+            if (eeg.parent / f"{stem}{ext}").is_file():
+                files[name] = eeg.parent / f"{stem}{ext}"
+    elif eeg.suffix.lower() == ".set" and (eeg.parent / f"{stem}.fdt").is_file():
+        files["eeg_data"] = eeg.parent / f"{stem}.fdt"
+    for name, suffix in (("channels", "channels"), ("eeg_events", "events")):
+        hits = [p for e, p in _files(eeg.parent, suffix, (".tsv",)) if _key(e) == key]
+        if hits:
+            files[name] = hits[0]
+    options = {k: v for k, v in opts.items()}
+    candidates = bolds.get(key, [])
+    if not candidates:  # the same run without the acq entity
+        relaxed = [p for k, ps in bolds.items() if k[:3] + k[4:] == key[:3] + key[4:] for p in ps]
+        candidates = relaxed if len(relaxed) == 1 else []
+    func = eeg.parent.parent / "func"
+    if len(candidates) == 1:
+        bold = candidates[0]
+        files["bold"] = bold
+        bold_ents, _ = parse_name(bold)
+        bases = [root] + ([deriv] if deriv is not None else [])
+        for i, path in enumerate(_sidecars(bold, bold_ents, bases), start=1):
+            files[f"sidecar_{i}"] = path
+        raw_key = _key(bold_ents)
+        hits = [p for e, p in _files(func, "events", (".tsv",)) if _key(e) == raw_key]
+        if hits:
+            files["func_events"] = hits[0]
+    elif not candidates:
+        where = f"'{func}'" if deriv is None else f"'{deriv}' (space-{opts['space']}, desc-preproc)"
+        options["_problem"] = (
+            f"no BOLD file for the EEG '{eeg}': looked for *_bold.nii[.gz] with "
+            f"{_describe(ents)} in {where}."
+        )
+    else:
+        options["_problem"] = (
+            f"several BOLD files match the EEG '{eeg}': {[str(p) for p in candidates]}."
+        )
+    return RunRef(
+        layout="bids",
+        subject=ents["sub"],
+        task=ents.get("task", "task"),
+        run=ents.get("run"),
+        session=ents.get("ses"),
+        files=files,
+        options=options,
+    )
+
+
+def _describe(ents: dict) -> str:
+    return "_".join(f"{k}-{ents[k]}" for k in MATCH_KEYS if k in ents)
+
+
+# -- reading -----------------------------------------------------------------------------
+def _sidecar_t_r(ref: RunRef) -> float:
+    sidecars = [ref.files[k] for k in sorted(_sidecar_keys(ref), key=lambda k: int(k[8:]))]
+    t_r, source = None, None
+    for path in sidecars:
+        try:
+            meta = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read the sidecar '{path}': {err}") from err
+        if isinstance(meta, dict) and "RepetitionTime" in meta:
+            t_r, source = meta["RepetitionTime"], path
+    if t_r is None:
+        raise FileNotFoundError(
+            f"{ref.name}: no 'RepetitionTime' for the BOLD '{ref.files['bold']}' in its JSON "
+            f"sidecars ({[str(p) for p in sidecars] or 'none found'})."
+        )
+    try:
+        value = float(t_r)
+    except (TypeError, ValueError):
+        raise ValueError(f"'{source}': 'RepetitionTime' must be a number, got {t_r!r}.") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"'{source}': 'RepetitionTime' must be positive, got {t_r!r}.")
+    return value
+
+
+def _sidecar_keys(ref: RunRef) -> list[str]:
+    return [k for k in ref.files if k.startswith("sidecar_")]
+
+
+def _channel_types(path: Path) -> dict:
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read '{path}': {err}") from err
+    missing = [c for c in ("name", "type") if c not in table.columns]
+    if missing:
+        raise ValueError(f"'{path}': lacks column(s) {missing}; has {list(table.columns)}.")
+    return dict(zip(table["name"], table["type"], strict=True))
+
+
+def _read_events(path: Path, *, shift: float = 0.0) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the events file '{path}': {err}") from err
+    if "onset" not in table.columns:
+        raise ValueError(f"'{path}': events lack the 'onset' column; has {list(table.columns)}.")
+    onset = pd.to_numeric(table["onset"], errors="coerce")
+    if not np.isfinite(onset.to_numpy(float)).all():
+        raise ValueError(f"'{path}': 'onset' must be finite numbers.")
+    if "duration" in table.columns:
+        duration = pd.to_numeric(table["duration"], errors="coerce").fillna(0.0)
+    else:
+        duration = pd.Series(np.zeros(len(table)))
+    label = next((c for c in ("trial_type", "value", "event_type") if c in table.columns), None)
+    trial_type = table[label].fillna("n/a").astype(str) if label else "event"
+    return pd.DataFrame(
+        {
+            "onset": onset.to_numpy(float) + shift,
+            "duration": duration.to_numpy(float),
+            "trial_type": trial_type,
+        }
+    )
+
+
+def _prepare(ref: RunRef) -> dict:
+    """Everything but the samples: open the EEG header, BOLD header, sidecar; time the volumes."""
+    opts = ref.options
+    if "_problem" in opts:
+        raise FileNotFoundError(opts["_problem"])
+    eeg_path = ref.files["eeg"]
+    raw = open_raw(eeg_path, preload=False)
+    types = None
+    if opts["channels"] is None and "channels" in ref.files:
+        types = _channel_types(ref.files["channels"])
+        picks = eeg_picks(raw, path=eeg_path, types=types, types_source=ref.files["channels"])
+    else:
+        picks = eeg_picks(raw, path=eeg_path, channels=opts["channels"])
+    header = read_bold_header(ref.files["bold"])
+    t_r = _sidecar_t_r(ref)
+    if header.t_r is not None and abs(header.t_r - t_r) > 0.01 * t_r:
+        raise ValueError(
+            f"{ref.name}: mismatched TR: 'RepetitionTime' is {t_r} s in the sidecar but the "
+            f"NIfTI header of '{ref.files['bold']}' says pixdim[4] = {header.t_r} s."
+        )
+    sfreq = float(raw.info["sfreq"])
+    markers = scanner_onsets(raw, opts["marker"])
+    where = f"{ref.name} ('{eeg_path}')"
+    onsets, onset0 = align_volumes(
+        markers,
+        header.n_volumes,
+        t_r=t_r,
+        dummy_scans=opts["dummy_scans"],
+        skip_markers=opts["skip_markers"],
+        first_volume=opts["first_volume"],
+        where=where,
+        marker=opts["marker"],
+    )
+    duration = raw.n_times / sfreq
+    if onsets[0] < 0 or onsets[-1] + t_r > duration + 0.5 / sfreq:
+        raise ValueError(
+            f"{where}: the EEG covers 0–{duration:.3f} s but the BOLD volumes of "
+            f"'{ref.files['bold']}' span {onsets[0]:.3f}–{onsets[-1] + t_r:.3f} s "
+            "(EEG shorter than the BOLD run)."
+        )
+    return dict(
+        raw=raw,
+        picks=picks,
+        header=header,
+        t_r=t_r,
+        sfreq=sfreq,
+        onsets=onsets,
+        onset0=onset0,
+        n_markers=int(markers.size),
+    )
+
+
+def read_header(ref: RunRef) -> RunInfo:
+    """Header-level facts of a BIDS run (see ``RunRef.header``)."""
+    p = _prepare(ref)
+    return RunInfo(
+        ch_names=[p["raw"].ch_names[i] for i in p["picks"]],
+        sfreq=p["sfreq"],
+        n_times=int(p["raw"].n_times),
+        t_r=p["t_r"],
+        n_volumes=int(p["onsets"].size),
+        grid_shape=p["header"].shape,
+        affine=p["header"].affine,
+        volume_onsets=p["onsets"],
+        n_markers=p["n_markers"],
+        files=dict(ref.files),
+    )
+
+
+def load_run(ref: RunRef) -> Session:
+    """Load a BIDS run (see ``RunRef.load``)."""
+    p = _prepare(ref)
+    raw, picks = p["raw"], p["picks"]
+    eeg = read_data(raw, picks, path=ref.files["eeg"])
+    bold = read_bold_data(p["header"], start=int(ref.options["dummy_scans"]))
+    if "eeg_events" in ref.files:
+        events = _read_events(ref.files["eeg_events"])
+    elif "func_events" in ref.files:
+        events = _read_events(ref.files["func_events"], shift=p["onset0"])
+    else:
+        events = annotation_events(raw, marker=ref.options["marker"])
+    if events is None:
+        events = empty_events()
+    return Session(
+        eeg=eeg,
+        sfreq=p["sfreq"],
+        ch_names=[raw.ch_names[i] for i in picks],
+        bold=bold,
+        affine=p["header"].affine,
+        t_r=p["t_r"],
+        volume_onsets=p["onsets"],
+        events=events,
+        subject=ref.subject,
+        task=ref.task,
+        run=ref.run,
+        session=ref.session,
+        source={k: str(v) for k, v in ref.files.items()},
+    )

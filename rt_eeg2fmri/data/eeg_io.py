@@ -1,0 +1,393 @@
+"""EEG files through MNE: EEG-only channels in volts, stimulus events and scanner-volume markers.
+
+Any file ``mne.io.read_raw`` reads works (BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set``,
+FIF). Scanner volume markers are annotations whose description ends with the marker
+name: ``"Response/R128"`` matches ``marker="R128"`` (the last ``/``-separated token is
+compared case-insensitively with spaces removed, so ``"Response/R 128"`` matches too).
+
+Design of the EEG-only reader: :func:`read_eeg` returns a ``Session`` without BOLD whose
+``volume_onsets`` holds the scanner-marker onsets (``None`` without markers) and whose
+``t_r`` is their mean spacing; ``Session`` leaves both unvalidated when there is no
+BOLD, so this module checks them (strictly increasing, inside the recording). The
+markers themselves are not repeated in ``events``. :func:`scanner_onsets` gives the
+same onsets from an already opened ``Raw`` or an ``Annotations`` object.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._checks import check_ch_names, check_file
+from .._logging import logger
+from .session import Session, empty_events
+
+EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set", ".fif", ".fif.gz")
+
+# Annotations that are bookkeeping, not stimuli (MNE, BrainVision, EEGLAB, EDF).
+_NOT_EVENTS = ("bad", "edge", "boundary", "new segment", "segment")
+
+_READ_BLOCK = 2**22  # samples (all channels) read at a time: bounds the float64 copy
+
+
+def marker_name(description: str) -> str:
+    """Normalize an annotation description for marker matching.
+
+    ``"Response/R128"`` → ``"r128"``, ``"Stimulus/S  1"`` → ``"s1"``: the last
+    ``/``-separated token, lower-cased, with all whitespace removed.
+    """
+    return re.sub(r"\s+", "", str(description).rsplit("/", 1)[-1]).lower()
+
+
+def _annotation_times(raw) -> np.ndarray:
+    """Annotation onsets in seconds from the first sample of ``raw``."""
+    ann = raw.annotations
+    onset = np.asarray(ann.onset, dtype=float)
+    return onset - raw.first_time if ann.orig_time is not None else onset
+
+
+def scanner_onsets(raw_or_annotations, marker: str = "R128") -> np.ndarray:
+    """Onsets of the scanner volume markers.
+
+    Parameters
+    ----------
+    raw_or_annotations : mne.io.BaseRaw | mne.Annotations
+        A ``Raw`` (onsets are returned relative to its first sample) or an
+        ``Annotations`` object (its onsets are returned as they are).
+    marker : str
+        Marker name, matched on the description's last token (see :func:`marker_name`).
+
+    Returns
+    -------
+    onsets : array of shape (n_markers,)
+        Seconds, sorted.
+    """
+    if hasattr(raw_or_annotations, "annotations"):
+        times = _annotation_times(raw_or_annotations)
+        desc = raw_or_annotations.annotations.description
+    else:
+        times = np.asarray(raw_or_annotations.onset, dtype=float)
+        desc = raw_or_annotations.description
+    key = marker_name(marker)
+    hit = np.array([marker_name(d) == key for d in desc], dtype=bool)
+    return np.sort(times[hit]) if hit.size else np.zeros(0)
+
+
+def annotation_events(raw, *, marker: str | None = "R128") -> pd.DataFrame:
+    """Stimulus events from the annotations of ``raw`` (scanner markers and bookkeeping left out).
+
+    Returns
+    -------
+    events : DataFrame
+        Columns ``onset`` (s from the first sample), ``duration`` and ``trial_type`` (the
+        normalized description, e.g. ``"S1"`` for ``"Stimulus/S  1"``).
+    """
+    ann = raw.annotations
+    if not len(ann):
+        return empty_events()
+    times = _annotation_times(raw)
+    key = marker_name(marker) if marker else None
+    rows = []
+    for t, dur, desc in zip(times, ann.duration, ann.description, strict=True):
+        name = marker_name(desc)
+        low = str(desc).strip().lower()
+        if name == key or not name or low.startswith(_NOT_EVENTS):
+            continue
+        label = re.sub(r"\s+", "", str(desc).rsplit("/", 1)[-1])
+        rows.append((float(t), float(dur), label))
+    if not rows:
+        return empty_events()
+    return pd.DataFrame(rows, columns=["onset", "duration", "trial_type"])
+
+
+def _vhdr_names(path: Path) -> list[str]:
+    """Channel names from a BrainVision header (MNE renames duplicates and then fails)."""
+    names = []
+    section = None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+            continue
+        if section == "[Channel Infos]" and re.match(r"Ch\d+=", line):
+            names.append(line.split("=", 1)[1].split(",")[0].replace(r"\1", ","))
+    return names
+
+
+def open_raw(path: str | Path, *, preload: bool = False):
+    """Open an EEG file with MNE.
+
+    Parameters
+    ----------
+    path : path-like
+        BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set`` or FIF file.
+    preload : bool
+        Read the samples now (``False`` reads the header only).
+
+    Returns
+    -------
+    raw : mne.io.BaseRaw
+    """
+    import mne
+
+    path = check_file(path, "EEG file")
+    name = path.name.lower()
+    if not name.endswith(EEG_EXTENSIONS):
+        raise ValueError(
+            f"'{path}': unsupported EEG file type; expected one of {', '.join(EEG_EXTENSIONS)}."
+        )
+    if name.endswith(".vhdr"):
+        check_ch_names(_vhdr_names(path), source=f"'{path}': [Channel Infos]")
+    # MNE's warnings are collected (duplicate names are an error), its log output muted.
+    mne_logger = logging.getLogger("mne")
+    was_disabled, mne_logger.disabled = mne_logger.disabled, True
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw = mne.io.read_raw(path, preload=preload, verbose="warning")
+    except Exception as err:  # MNE's readers raise (and assert) many types on corrupt files
+        raise ValueError(f"cannot read the EEG file '{path}': {type(err).__name__}: {err}") from err
+    finally:
+        mne_logger.disabled = was_disabled
+    for w in caught:
+        msg = str(w.message)
+        if "not unique" in msg and "duplicates" in msg:
+            raise ValueError(f"'{path}': duplicate channel names ({msg.split(': ', 1)[-1]})")
+        logger.debug("MNE warning while reading '%s': %s", path, msg)
+    return raw
+
+
+def eeg_picks(raw, *, path, channels=None, types=None, types_source=None) -> list[int]:
+    """Indices of the EEG channels of ``raw``.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+    path : path-like
+        The EEG file, for error messages.
+    channels : list of str | None
+        Explicit channel names, in the order wanted; every name must exist in ``raw``.
+    types : dict of str to str | None
+        Channel name → type (e.g. from a BIDS ``channels.tsv``); channels of type
+        ``EEG`` are kept. Default: MNE's channel types.
+    types_source : path-like | None
+        Where ``types`` came from, for error messages.
+
+    Returns
+    -------
+    picks : list of int
+    """
+    names = list(raw.ch_names)
+    if channels is not None:
+        wanted = list(channels)
+        where = "'channels'"
+    elif types is not None:
+        wanted = [n for n, t in types.items() if str(t).strip().upper() == "EEG"]
+        where = f"'{types_source}'"
+    else:
+        import mne
+
+        picks = list(mne.pick_types(raw.info, eeg=True, exclude=[]))
+        if not picks:
+            raise ValueError(
+                f"'{path}': no EEG channels; channel types found: "
+                f"{sorted(set(raw.get_channel_types()))}."
+            )
+        return picks
+    if not wanted:
+        raise ValueError(f"{where}: no channel is of type EEG.")
+    check_ch_names(wanted, source=where)
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown channel name(s) {unknown}, not in the EEG file '{path}' "
+            f"(it has {names})."
+        )
+    return [names.index(n) for n in wanted]
+
+
+def read_data(raw, picks, *, path) -> np.ndarray:
+    """Samples of ``picks`` in volts as float32, read block by block.
+
+    Returns
+    -------
+    data : array of shape (len(picks), n_times), float32
+    """
+    n_times = raw.n_times
+    out = np.empty((len(picks), n_times), dtype=np.float32)
+    step = max(1, _READ_BLOCK // max(1, len(picks)))
+    try:
+        for start in range(0, n_times, step):
+            stop = min(n_times, start + step)
+            out[:, start:stop] = raw.get_data(picks=picks, start=start, stop=stop)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"cannot read samples from '{path}': {err}") from err
+    return out
+
+
+def read_eeg(
+    path: str | Path, *, marker: str = "R128", channels: list[str] | None = None
+) -> Session:
+    """Read any MNE-readable EEG file as an EEG-only ``Session``.
+
+    Parameters
+    ----------
+    path : path-like
+        BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set`` or FIF file.
+    marker : str
+        Scanner volume marker (default BrainVision ``R128``).
+    channels : list of str | None
+        Channels to keep, in this order; default every channel MNE types as EEG.
+
+    Returns
+    -------
+    session : Session
+        ``eeg`` of shape (n_channels, n_times) in volts; ``events`` from the stimulus
+        annotations; ``bold`` is ``None``. ``volume_onsets`` holds the scanner-marker
+        onsets (s from the first sample; ``None`` without markers) and ``t_r`` their
+        mean spacing (``None`` with fewer than two markers). Identifiers come from BIDS
+        entities in the file name when present.
+    """
+    path = Path(path)
+    raw = open_raw(path, preload=False)
+    picks = eeg_picks(raw, path=path, channels=channels)
+    data = read_data(raw, picks, path=path)
+    onsets = scanner_onsets(raw, marker)  # MNE drops annotations outside the data
+    t_r = None
+    if onsets.size > 1:
+        if not np.all(np.diff(onsets) > 0):
+            raise ValueError(f"'{path}': two '{marker}' markers share one onset.")
+        t_r = float((onsets[-1] - onsets[0]) / (onsets.size - 1))
+    ents = bids_entities(path)
+    return Session(
+        eeg=data,
+        sfreq=float(raw.info["sfreq"]),
+        ch_names=[raw.ch_names[i] for i in picks],
+        t_r=t_r,
+        volume_onsets=onsets if onsets.size else None,
+        events=annotation_events(raw, marker=marker),
+        subject=ents.get("sub", "01"),
+        task=ents.get("task", _stem(path)),
+        run=ents.get("run"),
+        session=ents.get("ses"),
+        source={"eeg": str(path)},
+    )
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for ext in EEG_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
+
+
+def bids_entities(path: str | Path) -> dict[str, str]:
+    """BIDS key-value entities of a file name (``sub-01_task-x_eeg.vhdr`` → sub, task)."""
+    stem = Path(path).name.split(".", 1)[0]
+    out = {}
+    for part in stem.split("_"):
+        if "-" in part:
+            key, value = part.split("-", 1)
+            out[key] = value
+    return out
+
+
+def align_volumes(
+    markers: np.ndarray,
+    n_volumes: int,
+    *,
+    t_r: float,
+    dummy_scans: int = 0,
+    skip_markers: int = 0,
+    first_volume: float = 0.0,
+    where: str,
+    marker: str = "R128",
+) -> tuple[np.ndarray, float]:
+    """Onsets of the BOLD volumes kept after dummy scans, on the EEG clock.
+
+    Rules: the first ``skip_markers`` scanner markers are dropped (triggers of volumes
+    the NIfTI does not contain); then marker ``i`` is the onset of NIfTI volume ``i``.
+    Markers left over after the last volume are ignored (the scanner kept triggering,
+    or a last partial volume was not reconstructed) with a log message; fewer markers
+    than volumes is an error. Without markers, volume ``i`` starts at
+    ``first_volume + i * t_r``. Finally the first ``dummy_scans`` volumes (and their
+    markers) are discarded.
+
+    Parameters
+    ----------
+    markers : array of shape (n_markers,)
+        Scanner marker onsets (s, EEG clock); may be empty.
+    n_volumes : int
+        Volumes in the NIfTI file (dummy scans included).
+    t_r : float
+        Repetition time (s); the marker spacing must agree within 1 %.
+    dummy_scans, skip_markers : int
+    first_volume : float
+        Onset of the NIfTI's first volume when there are no markers (s).
+    where : str
+        Names the run/file in errors.
+    marker : str
+        Marker name, for messages.
+
+    Returns
+    -------
+    onsets : array of shape (n_volumes - dummy_scans,)
+    onset0 : float
+        Onset of the NIfTI's first volume (before dropping dummies): the time origin
+        of BIDS ``func/`` events.
+    """
+    dummy_scans, skip_markers = int(dummy_scans), int(skip_markers)
+    if dummy_scans < 0 or skip_markers < 0:
+        raise ValueError(
+            f"'dummy_scans' and 'skip_markers' must be >= 0, got {dummy_scans=}, {skip_markers=}."
+        )
+    if dummy_scans >= n_volumes:
+        raise ValueError(
+            f"{where}: {dummy_scans=} leaves no volume of the {n_volumes} in the BOLD file."
+        )
+    markers = np.sort(np.asarray(markers, dtype=float))
+    if markers.size == 0:
+        onsets = float(first_volume) + np.arange(n_volumes) * t_r
+        return onsets[dummy_scans:], float(onsets[0])
+    found = markers.size
+    markers = markers[skip_markers:]
+    if markers.size < n_volumes:
+        raise ValueError(
+            f"{where}: {found} '{marker}' scanner markers ({skip_markers=}) for {n_volumes} "
+            f"BOLD volumes: too few markers to time every volume. Check 'marker', or set "
+            "'dummy_scans' (volumes of the NIfTI to drop) / 'skip_markers' (leading markers "
+            "without a volume)."
+        )
+    if markers.size > n_volumes:
+        logger.warning(
+            "%s: ignoring %d '%s' markers after the last of %d volumes (set 'skip_markers' if "
+            "the extra markers come first).",
+            where,
+            markers.size - n_volumes,
+            marker,
+            n_volumes,
+        )
+        markers = markers[:n_volumes]
+    if n_volumes > 1:
+        steps = np.diff(markers)
+        spacing = float((markers[-1] - markers[0]) / (n_volumes - 1))
+        if abs(spacing - t_r) > 0.01 * t_r:
+            raise ValueError(
+                f"{where}: RepetitionTime is {t_r} s but the '{marker}' scanner markers are "
+                f"{spacing:.4f} s apart on average (mismatched TR)."
+            )
+        bad = np.flatnonzero(np.abs(steps - t_r) > 0.5 * t_r)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{where}: '{marker}' markers {i} and {i + 1} (after {skip_markers=}) are "
+                f"{steps[i]:.4f} s apart, not one TR ({t_r} s): a gap or an extra marker; "
+                "the markers cannot be matched to the volumes."
+            )
+    return markers[dummy_scans:], float(markers[0])
