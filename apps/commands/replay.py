@@ -22,7 +22,11 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--source-id", default=None, help="source id base (default: from the file)")
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="playback speed; timestamps run this much faster"
+        "--speed",
+        type=float,
+        default=1.0,
+        help="playback speed (default 1); timestamps stay sample-spaced, so at 10 the stream "
+        "clock runs 10x faster than wall time",
     )
     parser.add_argument("--loop", action="store_true", help="restart seamlessly at the end")
     parser.add_argument("--start", type=float, default=0.0, help="offset into the recording (s)")
