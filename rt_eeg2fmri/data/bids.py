@@ -47,7 +47,7 @@ from .eeg_io import (
     read_data,
     scanner_onsets,
 )
-from .session import Session, empty_events
+from .session import Session
 
 DEFAULTS = {
     "marker": "R128",
@@ -238,7 +238,7 @@ def _make_ref(root, deriv, key, ents, eeg, bolds, opts) -> RunRef:
         hits = [p for e, p in _files(eeg.parent, suffix, (".tsv",)) if _key(e) == key]
         if hits:
             files[name] = hits[0]
-    options = {k: v for k, v in opts.items()}
+    options = dict(opts)
     candidates = bolds.get(key, [])
     if not candidates:  # the same run without the acq entity
         relaxed = [p for k, ps in bolds.items() if k[:3] + k[4:] == key[:3] + key[4:] for p in ps]
@@ -426,8 +426,6 @@ def load_run(ref: RunRef) -> Session:
         events = _read_events(ref.files["func_events"], shift=p["onset0"])
     else:
         events = annotation_events(raw, marker=ref.options["marker"])
-    if events is None:
-        events = empty_events()
     return Session(
         eeg=eeg,
         sfreq=p["sfreq"],
