@@ -1,0 +1,489 @@
+"""The EEG consumer: an LSL inlet read by a thread into the ring buffer.
+
+The acquisition thread pulls into a preallocated array (``pull_chunk(dest_obj=...)``),
+keeps the model's channels in the model's order (:mod:`~rt_eeg2fmri.realtime.channels`),
+converts them to volts, replaces NaN/Inf by 0, optionally resamples them, and writes them
+into a :class:`~rt_eeg2fmri.realtime.ring.RingBuffer` with a moving index.
+
+Timestamps are on the local LSL clock: the inlet is opened with ``proc_clocksync``, so
+liblsl adds the :meth:`pylsl.StreamInlet.time_correction` offset of a remote source to
+every timestamp (the offset is ~0 for a local source). ``dejitter=True`` adds
+``proc_dejitter``, which smooths the timestamps of an amplifier that stamps chunks at
+push time, at the cost of blurring the timestamp jumps that reveal lost samples.
+
+Health is tracked in :class:`Health`: a gap is a step between consecutive timestamps
+larger than 1.5 sample periods (the samples lost are estimated from its length); a stall
+is no data for ``stall_timeout`` seconds; while stalled, the source is looked up on the
+network and the state becomes ``"lost"`` when it is gone. liblsl reconnects a recovered
+source with the same source id by itself (``recover=True``); a source without one raises
+``LostError``, after which the consumer resolves the stream again and opens a new inlet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._checks import check_ch_names, check_positive
+from .._logging import logger
+from .channels import map_channels, unit_scales
+from .resample import PolyphaseResampler
+from .resolve import describe_stream, resolve_eeg_stream
+
+_POLL_S = 0.05  # longest wait of one pull: the stop flag is checked this often
+_GAP_FACTOR = 1.5  # a timestamp step above 1.5 sample periods is a gap
+_LOG_INTERVAL_S = 1.0  # at most one gap warning per second
+STATES = ("stopped", "ok", "stalled", "lost")
+
+
+@dataclass
+class Health:
+    """Counters of an :class:`EEGConsumer`, as of the moment they were read.
+
+    Attributes
+    ----------
+    state : str
+        ``"ok"`` (receiving), ``"stalled"`` (no data for ``stall_timeout`` s, source still
+        visible), ``"lost"`` (source gone) or ``"stopped"`` (not running).
+    samples : int
+        Samples received from the stream (before any resampling).
+    chunks : int
+        Non-empty pulls.
+    gaps : int
+        Timestamp steps larger than 1.5 sample periods.
+    samples_lost : int
+        Samples missing in those gaps, estimated from the steps.
+    stalls : int
+        Times the stream went silent for ``stall_timeout`` seconds.
+    reconnects : int
+        Times the stream came back from a new outlet (same source).
+    nonfinite : int
+        Samples with a NaN or infinite value, written as 0.
+    last_time : float | None
+        Timestamp of the last sample received (LSL clock).
+    """
+
+    state: str = "stopped"
+    samples: int = 0
+    chunks: int = 0
+    gaps: int = 0
+    samples_lost: int = 0
+    stalls: int = 0
+    reconnects: int = 0
+    nonfinite: int = 0
+    last_time: float | None = None
+
+
+class EEGConsumer:
+    """Receive an EEG stream into a ring buffer of the model's channels, in volts.
+
+    Parameters
+    ----------
+    source : str | pylsl.StreamInfo
+        The stream: a resolved ``StreamInfo`` or a query for
+        :func:`~rt_eeg2fmri.realtime.resolve.resolve_eeg_stream` (``"<name>"``,
+        ``"type:EEG"``, ``"name:<name>"``, ``"source_id:<id>"``).
+    ch_names : list of str
+        The model's channels; the ring holds exactly these, in this order.
+    sfreq : float
+        The model's sampling rate in Hz.
+    bufsize : float
+        Ring capacity in seconds: the window plus a margin (default 40 s = 30 + 10).
+    chunk_samples : int | None
+        Most samples taken per pull (rows of the preallocated pull buffer); 0.1 s of the
+        stream by default.
+    allow_missing : bool
+        Zero-fill model channels the stream lacks instead of raising.
+    assume_order : bool
+        For a stream without channel labels with as many channels as the model: take
+        them in the model's order.
+    resample : bool
+        Resample a stream whose rate differs from ``sfreq`` (streaming polyphase FIR)
+        instead of raising.
+    recover : bool
+        Reconnect to a source that disappears and comes back.
+    timeout : float
+        Seconds to wait when resolving and opening the stream.
+    stall_timeout : float
+        Seconds without data after which the stream counts as stalled.
+    dejitter : bool
+        Smooth timestamps with liblsl's ``proc_dejitter`` (see the module notes).
+
+    Attributes
+    ----------
+    ring : RingBuffer
+        The samples, shape (n_channels, capacity), volts, on the local LSL clock.
+    """
+
+    def __init__(
+        self,
+        source,
+        *,
+        ch_names,
+        sfreq: float,
+        bufsize: float = 40.0,
+        chunk_samples: int | None = None,
+        allow_missing: bool = False,
+        assume_order: bool = False,
+        resample: bool = False,
+        recover: bool = True,
+        timeout: float = 5.0,
+        stall_timeout: float = 1.0,
+        dejitter: bool = False,
+    ) -> None:
+        from .ring import RingBuffer
+
+        self.ch_names = check_ch_names(ch_names)
+        self.sfreq = check_positive(sfreq, "sfreq")
+        self.bufsize = check_positive(bufsize, "bufsize")
+        self.timeout = check_positive(timeout, "timeout")
+        self.stall_timeout = check_positive(stall_timeout, "stall_timeout")
+        if chunk_samples is not None and (int(chunk_samples) != chunk_samples or chunk_samples < 1):
+            raise ValueError(f"'chunk_samples' must be an integer >= 1, got {chunk_samples=}.")
+        if not isinstance(source, str) and not hasattr(source, "source_id"):
+            raise TypeError(f"'source' must be a str or a pylsl.StreamInfo, got {source!r}.")
+        self.source = source
+        self.chunk_samples = chunk_samples
+        self.allow_missing, self.assume_order = bool(allow_missing), bool(assume_order)
+        self.resample, self.recover, self.dejitter = bool(resample), bool(recover), bool(dejitter)
+        self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
+        self.stream_info = None  # full description of the connected stream
+        self._health = Health()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inlet = None
+        self._uid: str | None = None
+        self._error: BaseException | None = None
+        self._last_ts: float | None = None  # timestamp of the last sample, for gaps
+        self._last_gap_log = -math.inf
+        self._in_nan_burst = False
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def health(self) -> Health:
+        """A snapshot of the counters."""
+        with self._cond:
+            return dataclasses.replace(self._health)
+
+    @property
+    def running(self) -> bool:
+        """Whether the acquisition thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> EEGConsumer:
+        """Resolve and open the stream, check it against the model, start acquiring.
+
+        Raises
+        ------
+        RuntimeError
+            If already started, or no stream matches the source.
+        ValueError
+            If the stream's channels, units or rate do not fit the model.
+        """
+        if self.running:
+            raise RuntimeError("the consumer is already running; call stop() first.")
+        info = self._resolve()
+        self._last_ts, self._in_nan_burst = None, False
+        inlet = self._connect(info)
+        self._stop.clear()
+        self._error = None
+        with self._cond:
+            self._health.state = "ok"
+        self._thread = threading.Thread(
+            target=self._run, args=(inlet,), name=f"EEGConsumer[{info.name()}]", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop acquiring and close the inlet; the ring keeps its content."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._inlet is not None:
+            self._inlet.close_stream()
+            self._inlet = None
+        with self._cond:
+            self._health.state = "stopped"
+            self._cond.notify_all()
+
+    def __enter__(self) -> EEGConsumer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def wait_for(self, n_samples: int, timeout: float) -> bool:
+        """Block until the ring has received ``n_samples`` in total (``ring.n_written``).
+
+        Returns ``False`` if ``timeout`` seconds pass first; raises ``RuntimeError`` if
+        acquisition ended (stopped, or the stream was lost for good) before that.
+        """
+        deadline = time.monotonic() + float(timeout)
+        with self._cond:
+            while self.ring.n_written < n_samples:
+                if self._error is not None:
+                    raise RuntimeError(f"acquisition failed: {self._error}") from self._error
+                if not self.running:
+                    raise RuntimeError(
+                        f"the consumer is not running ({self.ring.n_written} of "
+                        f"{n_samples} samples received)."
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, _POLL_S))
+        return True
+
+    # -- connection ---------------------------------------------------------------------
+    def _resolve(self):
+        if isinstance(self.source, str):
+            return resolve_eeg_stream(self.source, timeout=self.timeout)
+        return self.source
+
+    def _find_again(self, timeout: float):
+        """The connected stream's source on the network (by source id, else by name)."""
+        import pylsl
+
+        sid = self.stream_info.source_id()
+        key, value = ("source_id", sid) if sid else ("name", self.stream_info.name())
+        found = pylsl.resolve_byprop(key, value, timeout=timeout)
+        return found[0] if found else None
+
+    def _connect(self, info):
+        """Open an inlet on ``info`` and configure the pipeline from its description."""
+        import pylsl
+
+        flags = pylsl.proc_clocksync | (pylsl.proc_dejitter if self.dejitter else 0)
+        inlet = pylsl.StreamInlet(
+            info,
+            max_buflen=max(1, math.ceil(self.bufsize)),
+            recover=self.recover,
+            processing_flags=flags,
+        )
+        try:
+            full = inlet.info(timeout=self.timeout)
+            self._configure(full, np_dtype=getattr(inlet, "np_dtype", None))
+            inlet.open_stream(timeout=self.timeout)
+        except pylsl.util.TimeoutError:
+            raise RuntimeError(
+                f"stream {describe_stream(info)} did not answer within {self.timeout:g} s."
+            ) from None
+        self._inlet = inlet
+        self._uid = full.uid()
+        return inlet
+
+    def _configure(self, info, *, np_dtype) -> None:
+        name = info.name()
+        label = f"stream {name!r}"
+        if np_dtype is None:
+            raise ValueError(f"{label} has string samples; an EEG stream must be numeric.")
+        rate = info.nominal_srate()
+        if rate <= 0:
+            raise ValueError(f"{label} has an irregular rate; an EEG stream needs a nominal rate.")
+        n_stream = info.channel_count()
+        index = map_channels(
+            info.get_channel_labels(),
+            self.ch_names,
+            n_stream_channels=n_stream,
+            allow_missing=self.allow_missing,
+            assume_order=self.assume_order,
+            stream=label,
+        )
+        scales = unit_scales(info.get_channel_units(), index, self.ch_names, stream=label)
+        resampler = None
+        if abs(rate - self.sfreq) > 1e-6 * self.sfreq:
+            if not self.resample:
+                raise ValueError(
+                    f"{label} is {rate:g} Hz, the model expects {self.sfreq:g} Hz; pass "
+                    "resample=True to resample it online."
+                )
+            resampler = PolyphaseResampler(rate, self.sfreq, n_channels=len(self.ch_names))
+            logger.info(
+                "%s: resampling %g Hz to %g Hz (latency %.1f ms)",
+                label,
+                rate,
+                self.sfreq,
+                resampler.latency * 1e3,
+            )
+        n_pull = self.chunk_samples or max(16, math.ceil(0.1 * rate))
+        work_dtype = np.float32 if np.dtype(np_dtype) == np.float32 else np.float64
+        self.stream_info = info
+        self._label = label
+        self._rate = rate
+        self._index = np.where(index < 0, 0, index)
+        self._missing = np.flatnonzero(index < 0)
+        self._scales = scales.astype(work_dtype)
+        self._resampler = resampler
+        self._pull = np.empty((n_pull, n_stream), dtype=np_dtype)
+        self._mapped = np.empty((n_pull, len(self.ch_names)), dtype=work_dtype)
+        logger.info("connected to %s", describe_stream(info))
+
+    # -- acquisition thread -------------------------------------------------------------
+    def _run(self, inlet) -> None:
+        import pylsl
+
+        last_data = time.monotonic()
+        next_check = 0.0
+        new_source = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    _, stamps = inlet.pull_chunk(
+                        timeout=_POLL_S,
+                        max_samples=self._pull.shape[0],
+                        dest_obj=self._pull,
+                        min_samples=1,
+                        as_numpy=True,
+                    )
+                except pylsl.util.LostError:
+                    inlet = self._on_lost()
+                    if inlet is None:
+                        return
+                    last_data, new_source = time.monotonic(), True
+                    continue
+                now = time.monotonic()
+                if len(stamps):
+                    last_data = now
+                    state = self._health.state
+                    if state != "ok":
+                        self._on_resume(state, new_source)
+                        new_source = False
+                    self._ingest(self._pull[: len(stamps)], stamps)
+                elif now - last_data > self.stall_timeout and now >= next_check:
+                    new_source |= self._on_silence(now - last_data)
+                    next_check = now + self.stall_timeout
+        except BaseException as err:
+            logger.exception("%s: acquisition failed", self._label)
+            self._error = err
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _ingest(self, raw: np.ndarray, stamps: np.ndarray) -> None:
+        k = raw.shape[0]
+        mapped = self._mapped[:k]
+        if raw.dtype == mapped.dtype:
+            np.take(raw, self._index, axis=1, out=mapped, mode="clip")
+        else:
+            mapped[...] = raw[:, self._index]
+        if self._missing.size:
+            mapped[:, self._missing] = 0
+        n_bad = self._check_finite(mapped, stamps)
+        np.multiply(mapped, self._scales, out=mapped)
+        gaps, lost = self._check_gaps(stamps)
+        if self._resampler is None:
+            self.ring.write(mapped, stamps, channels_first=False)
+        else:
+            out, out_stamps = self._resampler.process(mapped.T, stamps)
+            self.ring.write(out, out_stamps, channels_first=True)
+        with self._cond:
+            h = self._health
+            h.samples += k
+            h.chunks += 1
+            h.gaps += gaps
+            h.samples_lost += lost
+            h.nonfinite += n_bad
+            h.last_time = float(stamps[-1])
+            self._cond.notify_all()
+
+    def _check_finite(self, mapped: np.ndarray, stamps: np.ndarray) -> int:
+        finite = np.isfinite(mapped)
+        if finite.all():
+            if self._in_nan_burst:
+                logger.info("%s: values are finite again at t=%.3f", self._label, stamps[0])
+                self._in_nan_burst = False
+            return 0
+        bad = ~finite
+        n_bad = int(np.count_nonzero(bad.any(axis=1)))
+        mapped[bad] = 0
+        if not self._in_nan_burst:
+            logger.warning(
+                "%s: NaN/Inf in %d sample(s) from t=%.3f, written as 0 (not logged again "
+                "until values are finite)",
+                self._label,
+                n_bad,
+                stamps[0],
+            )
+            self._in_nan_burst = True
+        return n_bad
+
+    def _check_gaps(self, stamps: np.ndarray) -> tuple[int, int]:
+        prev, self._last_ts = self._last_ts, float(stamps[-1])
+        if prev is None:
+            return 0, 0
+        steps = np.diff(stamps, prepend=prev)
+        big = steps > _GAP_FACTOR / self._rate
+        if not big.any():
+            return 0, 0
+        gap_steps = steps[big]
+        n_gaps = gap_steps.size
+        lost = int(np.maximum(np.rint(gap_steps * self._rate) - 1, 0).sum())
+        now = time.monotonic()
+        if now - self._last_gap_log >= _LOG_INTERVAL_S:
+            self._last_gap_log = now
+            logger.warning(
+                "%s: %d gap(s) in the timestamps, ~%d sample(s) lost (largest %.3f s, t=%.3f)",
+                self._label,
+                n_gaps,
+                lost,
+                gap_steps.max(),
+                stamps[0],
+            )
+        return n_gaps, lost
+
+    def _on_silence(self, silent_s: float) -> bool:
+        """While no data comes: stalled, or lost if the source is gone.
+
+        Returns True if a new outlet of the source is seen: its data is a reconnect.
+        """
+        with self._cond:
+            if self._health.state == "ok":
+                self._health.state = "stalled"
+                self._health.stalls += 1
+                logger.warning("%s: no data for %.1f s", self._label, silent_s)
+        found = self._find_again(timeout=min(0.2, self.stall_timeout))
+        with self._cond:
+            if found is None and self._health.state != "lost":
+                self._health.state = "lost"
+                logger.warning(
+                    "%s: the source is gone%s",
+                    self._label,
+                    "; waiting for it to come back" if self.recover else "",
+                )
+            self._cond.notify_all()
+        return found is not None and found.uid() != self._uid
+
+    def _on_resume(self, state: str, new_source: bool) -> None:
+        with self._cond:
+            self._health.state = "ok"
+            if state == "lost" or new_source:
+                self._health.reconnects += 1
+                logger.info("%s: reconnected", self._label)
+            else:
+                logger.info("%s: data resumed", self._label)
+
+    def _on_lost(self):
+        """After ``LostError``: a new inlet on the stream once it is back, or None."""
+        with self._cond:
+            if self._health.state != "lost":
+                self._health.state = "lost"
+                logger.warning("%s: the stream was lost", self._label)
+            self._cond.notify_all()
+        if self.recover:
+            while not self._stop.is_set():
+                info = self._find_again(timeout=0.5)
+                if info is None:
+                    continue
+                try:
+                    return self._connect(info)  # gaps are measured across the loss
+                except RuntimeError as err:  # it went away again
+                    logger.warning("%s: reconnecting failed: %s", self._label, err)
+        return None

@@ -1,0 +1,79 @@
+"""Find the EEG stream on the network by name, type or source id."""
+
+from __future__ import annotations
+
+from .._checks import check_positive
+from .._logging import logger
+
+#: Prefixes of a source query, mapped to the stream property they match.
+QUERY_KEYS = ("name", "type", "source_id")
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """Split a source query into ``(property, value)``.
+
+    ``"type:EEG"``, ``"name:X"`` and ``"source_id:Y"`` name the property; anything else
+    is a stream name (so names containing a colon still work).
+    """
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"'source' must be a non-empty string, got {source!r}.")
+    key, sep, value = source.partition(":")
+    if sep and key.strip() in QUERY_KEYS and value.strip():
+        return key.strip(), value.strip()
+    return "name", source.strip()
+
+
+def describe_stream(info) -> str:
+    """One line describing a stream: name, type, source id, channels, rate, host."""
+    rate = info.nominal_srate()
+    return (
+        f"name={info.name()!r} type={info.type()!r} source_id={info.source_id()!r} "
+        f"channels={info.channel_count()} sfreq={'irregular' if rate == 0 else f'{rate:g} Hz'} "
+        f"host={info.hostname()!r}"
+    )
+
+
+def resolve_eeg_stream(source: str, *, timeout: float = 5.0):
+    """The stream matching ``source``.
+
+    Parameters
+    ----------
+    source : str
+        ``"<name>"`` or ``"name:<name>"``, ``"type:<type>"`` (e.g. ``"type:EEG"``) or
+        ``"source_id:<id>"``.
+    timeout : float
+        Seconds to wait for a matching stream to appear.
+
+    Returns
+    -------
+    info : pylsl.StreamInfo
+        The first matching stream (a warning lists the others when several match). Its
+        ``desc`` is empty: the full description comes from the inlet.
+
+    Raises
+    ------
+    RuntimeError
+        If no stream matches; the message lists the streams that are visible.
+    """
+    import pylsl
+
+    key, value = parse_source(source)
+    timeout = check_positive(timeout, "timeout")
+    found = pylsl.resolve_byprop(key, value, minimum=1, timeout=timeout)
+    if not found:
+        visible = pylsl.resolve_streams(wait_time=min(timeout, 1.0))
+        lines = "\n".join(f"  {describe_stream(s)}" for s in visible) or "  (none)"
+        raise RuntimeError(
+            f"no LSL stream with {key}={value!r} found within {timeout:g} s "
+            f"(source={source!r}). Visible streams:\n{lines}"
+        )
+    if len(found) > 1:
+        logger.warning(
+            "%d streams match %s=%r; using the first (%s). Others: %s",
+            len(found),
+            key,
+            value,
+            describe_stream(found[0]),
+            "; ".join(describe_stream(s) for s in found[1:]),
+        )
+    return found[0]
