@@ -1,0 +1,131 @@
+"""``rt-eeg2fmri stream``: the main job — EEG over LSL in, one predicted fMRI volume per TR out."""
+
+from __future__ import annotations
+
+HELP = "Stream: predict one fMRI volume per TR from a live EEG stream on LSL."
+
+
+def add_arguments(parser) -> None:
+    """Add the stream options."""
+    parser.add_argument(
+        "--model", default=None, help="checkpoint (.pt); default: the built-in conv model"
+    )
+    parser.add_argument(
+        "--source",
+        default="type:EEG",
+        help="EEG stream: NAME, name:NAME, type:TYPE or source_id:ID (default: type:EEG)",
+    )
+    parser.add_argument(
+        "--sync",
+        default="clock",
+        choices=("clock", "trigger", "samples"),
+        help="clock: every TR on the stream clock; trigger: on scanner markers; samples: every "
+        "TR x sfreq received samples (deterministic)",
+    )
+    parser.add_argument(
+        "--trigger", default=None, help="marker stream NAME[:MARKER] for --sync trigger"
+    )
+    parser.add_argument(
+        "--phase", type=float, default=0.0, help="--sync samples: offset of the volume grid (s)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="NIfTI series written after every volume (.nii/.nii.gz)"
+    )
+    parser.add_argument("--timing", default=None, help="per-TR timing log (TSV)")
+    parser.add_argument(
+        "--name", default="rt-eeg2fmri-volume", help="name of the predicted-volume LSL stream"
+    )
+    parser.add_argument("--no-outlet", action="store_true", help="do not publish volumes on LSL")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument(
+        "--calibrate",
+        type=float,
+        default=0.0,
+        help="estimate normalisation from the first S seconds",
+    )
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="zero-fill channels the stream lacks"
+    )
+    parser.add_argument(
+        "--resample", action="store_true", help="resample a stream whose rate differs"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the stream"
+    )
+    parser.add_argument("--max-volumes", type=int, default=None, help="stop after N volumes")
+    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def default_model_path():
+    """The built-in default checkpoint shipped inside the package."""
+    from importlib.resources import files
+
+    return files("rt_eeg2fmri") / "assets" / "conv.pt"
+
+
+def run(args) -> int:
+    """Connect, stream until a limit or Ctrl-C/SIGTERM, print a summary."""
+    import json
+    import signal
+    import sys
+
+    from rt_eeg2fmri.checkpoint import load_checkpoint
+    from rt_eeg2fmri.realtime.engine import Engine
+
+    ckpt = load_checkpoint(args.model or default_model_path())
+    engine = Engine(
+        ckpt,
+        source=args.source,
+        sync=args.sync,
+        trigger=args.trigger,
+        phase=args.phase,
+        outlet_name=None if args.no_outlet else args.name,
+        nifti=args.out,
+        timing=args.timing,
+        calibrate=args.calibrate,
+        device=args.device,
+        consumer_options={
+            "allow_missing": args.allow_missing,
+            "resample": args.resample,
+            "timeout": args.timeout,
+        },
+    )
+    interactive = not args.quiet and sys.stderr.isatty()
+
+    def status(index, volume, row):
+        if not args.quiet:
+            s = engine.stats.summary(engine.consumer.health)
+            line = (
+                f"volume {index:5d} | latency {row['latency_ms']:7.1f} ms (p50 {s['latency_p50_ms']:.1f}, "
+                f"p99 {s['latency_p99_ms']:.1f}) | skipped {s['skipped']} | lost {s['samples_lost']} "
+                f"samples | stream {s['state']}"
+            )
+            print(
+                ("\r" + line) if interactive else line,
+                end="" if interactive else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    previous = {
+        sig: signal.signal(sig, lambda *_: engine.stop()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with engine:
+            print(
+                f"streaming {ckpt.model_name} ({len(ckpt.ch_names)} ch @ {ckpt.sfreq:g} Hz, TR {ckpt.t_r:g} s, "
+                f"{engine.mapper.device}) from '{engine.consumer.stream_info.name()}', sync={args.sync}",
+                file=sys.stderr,
+                flush=True,
+            )
+            summary = engine.run(
+                max_volumes=args.max_volumes, duration=args.duration, on_volume=status
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if interactive:
+        print(file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+    return 0

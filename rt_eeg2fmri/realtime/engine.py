@@ -1,0 +1,406 @@
+"""The real-time engine: EEG consumer → ring buffer → scheduler → mapper → outputs.
+
+One volume per TR: the scheduler says which window is due, the mapper predicts it, and
+the volume goes out on an LSL outlet (the self-describing volume stream), into an
+optional NIfTI series and a per-TR timing log. If inference ever takes longer than a TR,
+work never queues without bound: at most ``max_backlog`` due volumes are computed, older
+ones are counted as skipped and logged.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._logging import logger
+from .mapper import Mapper
+from .scheduler import SamplesScheduler, TriggerScheduler, make_scheduler
+
+
+@dataclass
+class EngineStats:
+    """Counters and latencies of a run (latencies in ms: publish − window end)."""
+
+    volumes: int = 0
+    skipped: int = 0
+    late: int = 0
+    output_errors: int = 0
+    latencies: list = field(default_factory=list)
+    compute: list = field(default_factory=list)
+
+    def summary(self, health=None) -> dict:
+        """p50/p99 latency, counts and stream health as a dict."""
+        lat = np.asarray(self.latencies, float)
+        comp = np.asarray(self.compute, float)
+        pct = lambda a, q: float(np.percentile(a, q)) if a.size else float("nan")  # noqa: E731
+        out = {
+            "volumes": self.volumes,
+            "skipped": self.skipped,
+            "late": self.late,
+            "output_errors": self.output_errors,
+            "latency_p50_ms": pct(lat, 50),
+            "latency_p99_ms": pct(lat, 99),
+            "compute_p50_ms": pct(comp, 50),
+            "compute_p99_ms": pct(comp, 99),
+        }
+        if health is not None:
+            out.update(
+                state=health.state,
+                samples=health.samples,
+                gaps=health.gaps,
+                samples_lost=health.samples_lost,
+                stalls=health.stalls,
+                reconnects=health.reconnects,
+                nonfinite=health.nonfinite,
+            )
+        return out
+
+
+class TriggerListener:
+    """Scanner-volume markers from an LSL marker stream, on the local clock, in a queue.
+
+    Parameters
+    ----------
+    spec : str
+        ``NAME`` or ``NAME:MARKER`` — the marker stream's name and the marker that means
+        "volume" (default ``R128``, compared case-insensitively, spaces ignored).
+    """
+
+    def __init__(self, spec: str, *, timeout: float = 5.0) -> None:
+        import pylsl
+
+        name, _, marker = spec.partition(":")
+        self.marker = (marker or "R128").replace(" ", "").lower()
+        infos = pylsl.resolve_byprop("name", name, timeout=timeout)
+        if not infos:
+            visible = ", ".join(f"{i.name()} ({i.type()})" for i in pylsl.resolve_streams(1.0))
+            raise RuntimeError(
+                f"no marker stream named {name!r}; visible streams: {visible or 'none'}."
+            )
+        self.inlet = pylsl.StreamInlet(infos[0], processing_flags=pylsl.proc_clocksync)
+        self.inlet.open_stream(timeout=timeout)
+        self.times: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="TriggerListener", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sample, ts = self.inlet.pull_sample(timeout=0.05)
+            if sample is None:
+                continue
+            label = str(sample[0]).replace(" ", "").lower()
+            if label == self.marker or label.endswith("/" + self.marker):
+                self.times.put(ts)
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._stop.set()
+        self._thread.join()
+        self.inlet.close_stream()
+
+
+class Engine:
+    """Run a checkpoint on a live EEG stream and emit one volume per TR.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint
+        Loaded with :func:`rt_eeg2fmri.checkpoint.load_checkpoint`.
+    source : str | pylsl.StreamInfo
+        The EEG stream (see :class:`~rt_eeg2fmri.realtime.inlet.EEGConsumer`).
+    sync : str
+        ``clock``, ``trigger`` or ``samples``.
+    trigger : str | None
+        Marker stream ``NAME[:MARKER]`` for ``sync="trigger"``.
+    phase : float
+        ``samples`` mode: window ends fall at ``phase + j·t_r`` seconds of received
+        stream (aligns them with a replayed recording's volumes).
+    outlet_name : str | None
+        Name of the predicted-volume LSL stream (``None``: no outlet).
+    nifti : path-like | None
+        NIfTI series written after every volume.
+    timing : path-like | None
+        Per-TR timing log (TSV).
+    calibrate : float
+        Seconds of live EEG to estimate normalisation statistics from (0: the
+        checkpoint's).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``; with CUDA the ring is mirrored on the GPU.
+    max_backlog : int
+        Most due volumes computed in one go when inference fell behind; older ones are
+        skipped (counted and logged), so work never queues without bound.
+    consumer_options : dict
+        Passed to :class:`~rt_eeg2fmri.realtime.inlet.EEGConsumer` (``allow_missing``,
+        ``resample``, ``timeout``, ...).
+    """
+
+    def __init__(
+        self,
+        checkpoint,
+        *,
+        source,
+        sync: str = "clock",
+        trigger: str | None = None,
+        phase: float = 0.0,
+        outlet_name: str | None = "rt-eeg2fmri-volume",
+        nifti=None,
+        timing=None,
+        calibrate: float = 0.0,
+        device: str = "auto",
+        consumer_options: dict | None = None,
+        max_backlog: int = 2,
+    ) -> None:
+        from .inlet import EEGConsumer
+
+        if sync == "trigger" and not trigger:
+            raise ValueError(
+                "'--sync trigger' needs '--trigger NAME[:MARKER]' (the marker stream)."
+            )
+        self.ckpt = checkpoint
+        self.sync = sync
+        self.mapper = Mapper(checkpoint, device=device)
+        self.n_win = self.mapper.n_times
+        self.t_r = float(checkpoint.t_r)
+        self.sfreq = float(checkpoint.sfreq)
+        self.calibrate_s = float(calibrate)
+        if int(max_backlog) < 1:
+            raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
+        self.max_backlog = int(max_backlog)
+        options = {"bufsize": max(40.0, checkpoint.winsize + 10.0, self.calibrate_s + 5.0)}
+        options.update(consumer_options or {})
+        self.consumer = EEGConsumer(
+            source, ch_names=checkpoint.ch_names, sfreq=self.sfreq, **options
+        )
+        self.scheduler = make_scheduler(
+            sync, t_r=self.t_r, winsize=checkpoint.winsize, sfreq=self.sfreq, phase=phase
+        )
+        self._trigger_spec = trigger
+        self._outlet_name = outlet_name
+        self._nifti_path, self._timing_path = nifti, timing
+        self.stats = EngineStats()
+        self.outlet = self.writer = self.timing = self.triggers = self.mirror = None
+        self._window = np.empty((len(checkpoint.ch_names), self.n_win), np.float32)
+        self._times = np.empty(self.n_win, np.float64)
+        self._stop = threading.Event()
+        self._gaps_seen = 0
+
+    # -- set-up ------------------------------------------------------------------------
+    def _open_outputs(self) -> None:
+        from ..volume_stream import volume_stream_info
+        from .outputs import NiftiSeriesWriter, TimingLog
+
+        if self._outlet_name:
+            import pylsl
+
+            info = volume_stream_info(
+                self._outlet_name,
+                content="prediction",
+                grid_shape=self.mapper.grid_shape,
+                affine=np.asarray(self.ckpt.affine),
+                t_r=self.t_r,
+                source_id=f"rt-eeg2fmri-prediction-{self._outlet_name}",
+                model=self.ckpt.model_name,
+                mask=np.asarray(self.ckpt.mask),
+            )
+            self.outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
+        if self._timing_path:
+            self.timing = TimingLog(self._timing_path)
+        if self._nifti_path:
+            try:
+                self.writer = NiftiSeriesWriter(
+                    self._nifti_path,
+                    affine=np.asarray(self.ckpt.affine),
+                    grid_shape=self.mapper.grid_shape,
+                    t_r=self.t_r,
+                    sidecar={
+                        "Model": self.ckpt.model_name,
+                        "Checkpoint": str(self.ckpt.path),
+                        "Units": "percent signal change",
+                        "GeneratedBy": [{"Name": "rt-eeg2fmri stream"}],
+                    },
+                )
+            except OSError as err:
+                if self.outlet is None:
+                    raise
+                self.stats.output_errors += 1
+                logger.error("%s — continuing with LSL publishing only.", err)
+
+    def start(self) -> Engine:
+        """Open outputs, connect to the stream(s) and start acquiring."""
+        self._open_outputs()
+        if self.sync == "trigger":
+            self.triggers = TriggerListener(self._trigger_spec, timeout=self.consumer.timeout)
+        self.consumer.start()
+        if self.mapper.device.type == "cuda":
+            from .ring import TorchRingMirror
+
+            self.mirror = TorchRingMirror(self.consumer.ring, device=self.mapper.device)
+        return self
+
+    def stop(self) -> None:
+        """Ask a running :meth:`run` to finish after the current volume."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Disconnect and close every output (everything written stays valid)."""
+        self.consumer.stop()
+        for res in (self.triggers, self.mirror, self.writer, self.timing):
+            if res is not None:
+                res.close()
+        self.triggers = self.mirror = self.writer = self.timing = None
+        self.outlet = None
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the loop ----------------------------------------------------------------------
+    def _calibrate(self) -> None:
+        n = round(self.calibrate_s * self.sfreq)
+        logger.info(
+            "Calibrating normalisation on the first %.1f s of the stream...", self.calibrate_s
+        )
+        while not self.consumer.wait_for(n, timeout=0.5):
+            if self._stop.is_set():
+                return
+        data, _ = self.consumer.ring.read(n, n)
+        self.mapper.calibrate(data)
+
+    def _window_for(self, due):
+        ring = self.consumer.ring
+        if due.end_sample is not None:
+            stop = due.end_sample
+        else:
+            stop = ring.count_before(due.t_end - 0.5 / self.sfreq)
+            if stop is None:
+                return None
+            if stop < self.n_win:
+                raise ValueError("window starts before the stream")
+        if self.mirror is not None:
+            self.mirror.ring._check_available(stop - self.n_win)
+            return stop, self.mirror.window(self.n_win, stop=stop)
+        ring.read(stop, self.n_win, out=self._window, times_out=self._times)
+        return stop, self._window
+
+    def run(
+        self, *, max_volumes: int | None = None, duration: float | None = None, on_volume=None
+    ) -> dict:
+        """Emit volumes until ``max_volumes``, ``duration`` seconds, :meth:`stop` or stream end.
+
+        Parameters
+        ----------
+        on_volume : callable | None
+            Called as ``on_volume(index, volume, row)`` after each published volume.
+
+        Returns
+        -------
+        summary : dict
+            Counts, latency p50/p99 and stream health.
+        """
+        import pylsl
+
+        if self.calibrate_s > 0:
+            self._calibrate()
+        deadline = None if duration is None else time.monotonic() + duration
+        first_seen = False
+        while not self._stop.is_set():
+            if max_volumes is not None and self.stats.volumes >= max_volumes:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            ring = self.consumer.ring
+            self.consumer.wait_for(ring.n_written + 1, timeout=0.02)
+            n_written, latest = ring.n_written, ring.latest_time
+            if not first_seen and n_written:
+                first = float(ring.read(1, 1)[1][0]) if n_written <= ring.capacity else None
+                if first is not None:
+                    if hasattr(self.scheduler, "start"):
+                        self.scheduler.start(first)
+                    if isinstance(self.scheduler, TriggerScheduler):
+                        self.scheduler.first_sample_time = first
+                first_seen = True
+            if self.triggers is not None:
+                while not self.triggers.times.empty():
+                    self.scheduler.add_trigger(self.triggers.times.get_nowait())
+            due = self.scheduler.poll(n_written=n_written, latest_time=latest)
+            if not due:
+                continue
+            n_skip = max(0, len(due) - self.max_backlog)
+            for old in due[:n_skip]:
+                self.stats.skipped += 1
+                logger.warning("Volume %d skipped: inference fell behind the stream.", old.index)
+                if self.timing:
+                    self.timing.write(
+                        volume=old.index, window_end=old.t_end, skipped=True, late=True
+                    )
+            for i, d in enumerate(due[n_skip:]):
+                late = i < len(due) - n_skip - 1  # a newer volume was already due
+                self._emit(d, late=late, on_volume=on_volume, clock=pylsl.local_clock)
+        return self.stats.summary(self.consumer.health)
+
+    def _emit(self, due, *, late: bool, on_volume, clock) -> None:
+        data_ready = clock()
+        try:
+            got = self._window_for(due)
+        except (ValueError, RuntimeError) as err:
+            self.stats.skipped += 1
+            logger.warning("Volume %d skipped: %s", due.index, err)
+            if self.timing:
+                self.timing.write(volume=due.index, window_end=due.t_end, skipped=True)
+            return
+        if got is None:
+            return
+        stop, window = got
+        t0 = clock()
+        pred = self.mapper.predict(window)
+        volume = self.mapper.volume(pred)
+        t1 = clock()
+        if due.t_end is not None:
+            t_end = due.t_end
+        else:  # samples mode: the window ends one sample period after its last sample
+            t_end = float(self.consumer.ring.read(stop, 1)[1][0]) + 1.0 / self.sfreq
+        if self.outlet is not None:
+            self.outlet.push_sample(volume.reshape(-1), t_end)
+        if self.writer is not None:
+            try:
+                self.writer.append(volume, time=t_end)
+            except OSError as err:
+                self.stats.output_errors += 1
+                logger.error("NIfTI output failed (%s); LSL publishing continues.", err)
+                self.writer.close()
+                self.writer = None
+        publish = clock()
+        health = self.consumer.health
+        gap = health.gaps > self._gaps_seen
+        self._gaps_seen = health.gaps
+        latency = (publish - t_end) * 1e3
+        self.stats.volumes += 1
+        self.stats.late += int(late)
+        self.stats.latencies.append(latency)
+        self.stats.compute.append((publish - data_ready) * 1e3)
+        row = dict(
+            volume=due.index,
+            window_end=t_end,
+            data_ready=data_ready,
+            inference_start=t0,
+            inference_end=t1,
+            publish=publish,
+            latency_ms=latency,
+            late=late,
+            skipped=False,
+            gap=gap,
+        )
+        if self.timing:
+            self.timing.write(**row)
+        if on_volume is not None:
+            on_volume(due.index, volume, row)
+
+
+__all__ = ["Engine", "EngineStats", "SamplesScheduler", "TriggerListener"]

@@ -1,0 +1,130 @@
+"""The mapper: a checkpoint's model resident on a device, turning EEG windows into volumes.
+
+Normalisation (the checkpoint's per-channel statistics, or statistics calibrated on the
+live stream) happens on the device too, so with CUDA a window that is already mirrored
+on the GPU never returns to the host before the model runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._logging import logger
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but no CUDA device is available.")
+    return device
+
+
+def stats_arrays(stats: dict, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(center, scale)`` of shape (n_channels,) from a checkpoint's ``norm`` statistics."""
+    if not isinstance(stats, dict) or "center" not in stats or "scale" not in stats:
+        raise ValueError(
+            "normalisation statistics must hold 'center' and 'scale', got "
+            f"{sorted(stats) if isinstance(stats, dict) else type(stats).__name__}."
+        )
+    center = np.asarray(stats["center"], dtype=np.float32).reshape(-1)
+    scale = np.asarray(stats["scale"], dtype=np.float32).reshape(-1)
+    if center.size != n_channels or scale.size != n_channels:
+        raise ValueError(
+            f"normalisation statistics have {center.size} centres and {scale.size} scales "
+            f"for {n_channels} channels."
+        )
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ValueError("normalisation 'scale' must be positive and finite for every channel.")
+    return center, scale
+
+
+class Mapper:
+    """Predict volumes from raw EEG windows (volts, model channel order).
+
+    Parameters
+    ----------
+    checkpoint : rt_eeg2fmri.checkpoint.Checkpoint
+        A loaded checkpoint (its model is moved to ``device``).
+    device : str | torch.device
+        ``auto``, ``cpu``, ``cuda``...
+
+    Attributes
+    ----------
+    n_times : int
+        Samples per window.
+    """
+
+    def __init__(self, checkpoint, *, device="auto") -> None:
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.model = checkpoint.model.to(self.device).eval()
+        self.n_times = checkpoint.n_times
+        self.n_chans = len(checkpoint.ch_names)
+        mask = torch.as_tensor(np.asarray(checkpoint.mask, dtype=bool))
+        self.grid_shape = tuple(int(s) for s in checkpoint.grid_shape)
+        self._flat_index = torch.nonzero(mask.reshape(-1), as_tuple=True)[0].to(self.device)
+        self._volume = torch.zeros(int(np.prod(self.grid_shape)), device=self.device)
+        self.set_stats(checkpoint.preprocessing.get("norm", {}))
+
+    def set_stats(self, stats: dict) -> None:
+        """Use per-channel statistics ``{"center": (n_channels,), "scale": (n_channels,)}``."""
+        center, scale = stats_arrays(stats, self.n_chans)
+        self._center = torch.as_tensor(center, device=self.device)[:, None]
+        self._inv_scale = torch.as_tensor(1.0 / scale, device=self.device)[:, None]
+
+    def calibrate(self, data: np.ndarray, *, method: str = "zscore") -> dict:
+        """Estimate statistics from live EEG of shape (n_channels, n_times) and use them."""
+        data = np.asarray(data, dtype=np.float64)
+        if method == "robust":
+            center = np.median(data, axis=1)
+            q75, q25 = np.percentile(data, [75, 25], axis=1)
+            scale = (q75 - q25) / 1.349
+        else:
+            center, scale = data.mean(axis=1), data.std(axis=1)
+        flat = scale <= 1e-12
+        if flat.any():
+            logger.warning(
+                "Calibration: %d flat channel(s); their scale is set to 1.", int(flat.sum())
+            )
+            scale = np.where(flat, 1.0, scale)
+        stats = {"method": method, "center": center.tolist(), "scale": scale.tolist()}
+        self.set_stats(stats)
+        return stats
+
+    @torch.inference_mode()
+    def predict(self, window) -> torch.Tensor:
+        """In-mask voxels for one window.
+
+        Parameters
+        ----------
+        window : array or tensor of shape (n_channels, n_times)
+            Raw EEG in volts; a tensor already on the device is used in place.
+
+        Returns
+        -------
+        pred : tensor of shape (n_vox,) on the device
+        """
+        x = torch.as_tensor(window, device=self.device, dtype=torch.float32)
+        if tuple(x.shape) != (self.n_chans, self.n_times):
+            raise ValueError(
+                f"window shape {tuple(x.shape)} differs from the model's "
+                f"({self.n_chans}, {self.n_times})."
+            )
+        x = (x - self._center) * self._inv_scale
+        return self.model(x[None])[0].float()
+
+    @torch.inference_mode()
+    def volume(self, pred: torch.Tensor) -> np.ndarray:
+        """Scatter in-mask voxels into the grid on the device; return it on the host.
+
+        Returns
+        -------
+        volume : array of shape ``grid_shape``, float32, 0 outside the mask
+        """
+        self._volume.zero_()
+        self._volume[self._flat_index] = pred
+        return self._volume.to("cpu", copy=True).numpy().reshape(self.grid_shape)

@@ -1,0 +1,188 @@
+"""The engine end to end over real LSL: a replayed session in, predicted volumes out."""
+
+from __future__ import annotations
+
+import uuid
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pylsl
+import pytest
+import torch
+
+from rt_eeg2fmri.checkpoint import load_checkpoint, save_checkpoint
+from rt_eeg2fmri.models import build_model
+from rt_eeg2fmri.realtime.engine import Engine
+from rt_eeg2fmri.replay import Replay
+from rt_eeg2fmri.volume_stream import parse_volume_stream_info
+from tests.conftest import make_session
+
+SFREQ, WINSIZE, T_R, LEAD = 100.0, 4.0, 1.0, 0.5
+GRID = (5, 6, 4)
+CH = ["Fz", "Cz", "Pz", "Oz"]
+
+
+@pytest.fixture
+def session():
+    return make_session(
+        n_channels=4, sfreq=SFREQ, n_volumes=12, t_r=T_R, lead=LEAD, grid=GRID, ch_names=CH, seed=3
+    )
+
+
+@pytest.fixture
+def checkpoint(tmp_path, session):
+    torch.manual_seed(0)
+    mask = np.ones(GRID, bool)
+    mask[0] = False
+    model = build_model(
+        "conv",
+        {
+            "n_chans": 4,
+            "n_times": int(WINSIZE * SFREQ),
+            "sfreq": SFREQ,
+            "n_outputs": int(mask.sum()),
+            "grid_shape": list(GRID),
+            "n_basis": 8,
+            "hidden": 16,
+        },
+    )
+    model.set_mask(torch.as_tensor(mask))
+    center = session.eeg.mean(axis=1).astype(float)
+    scale = session.eeg.std(axis=1).astype(float)
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model.eval(),
+        norm_stats={"method": "zscore", "center": center.tolist(), "scale": scale.tolist()},
+        ch_names=CH,
+        sfreq=SFREQ,
+        winsize=WINSIZE,
+        t_r=T_R,
+        grid_shape=GRID,
+        affine=session.affine,
+        mask=mask,
+    )
+    return load_checkpoint(path)
+
+
+def offline_volume(ckpt, session, stop: int) -> np.ndarray:
+    n = ckpt.n_times
+    stats = ckpt.preprocessing["norm"]
+    x = (
+        session.eeg[:, stop - n : stop] - np.asarray(stats["center"], np.float32)[:, None]
+    ) / np.asarray(stats["scale"], np.float32)[:, None]
+    vol = np.zeros(GRID, np.float32)
+    vol[ckpt.mask] = ckpt.predict(x.astype(np.float32))
+    return vol
+
+
+def _run(ckpt, session, tmp_path, *, sync, n_volumes, **engine_kw):
+    name = f"eng-{uuid.uuid4().hex[:8]}"
+    replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
+    replay.open()
+    got = []
+    engine = Engine(
+        ckpt,
+        source=f"name:{replay.stream_names['eeg']}",
+        sync=sync,
+        outlet_name=f"{name}-pred",
+        nifti=tmp_path / "pred.nii.gz",
+        timing=tmp_path / "timing.tsv",
+        device="cpu",
+        **engine_kw,
+    )
+    with engine:
+        assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+        replay.start()
+        summary = engine.run(
+            max_volumes=n_volumes, duration=20.0, on_volume=lambda i, v, row: got.append(v)
+        )
+    replay.stop()
+    return got, summary
+
+
+@pytest.mark.lsl
+def test_samples_sync_online_equals_offline(checkpoint, session, tmp_path):
+    got, summary = _run(checkpoint, session, tmp_path, sync="samples", n_volumes=5, phase=LEAD)
+    assert summary["volumes"] == 5 and summary["skipped"] == 0
+    n_win, step = checkpoint.n_times, round(T_R * SFREQ)
+    first = round(LEAD * SFREQ) % step
+    while first < n_win:
+        first += step
+    for k, vol in enumerate(got):
+        np.testing.assert_allclose(
+            vol, offline_volume(checkpoint, session, first + k * step), rtol=1e-4, atol=1e-5
+        )
+    img = nib.load(tmp_path / "pred.nii.gz")
+    assert img.shape == (*GRID, 5)
+    np.testing.assert_allclose(img.get_fdata()[..., -1], got[-1], atol=1e-6)
+    timing = pd.read_csv(tmp_path / "timing.tsv", sep="\t", na_values="n/a")
+    # at --speed 8 the stream clock runs ahead of wall time, so only check the rows exist
+    assert len(timing) == 5 and np.isfinite(timing["latency_ms"]).all()
+    assert (timing["publish"] >= timing["data_ready"]).all()
+
+
+@pytest.mark.lsl
+def test_trigger_sync_uses_scanner_markers(checkpoint, session, tmp_path):
+    name = f"trg-{uuid.uuid4().hex[:8]}"
+    replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
+    replay.open()
+    got = []
+    engine = Engine(
+        checkpoint,
+        source=f"name:{replay.stream_names['eeg']}",
+        sync="trigger",
+        trigger=f"{replay.stream_names['markers']}:R128",
+        outlet_name=None,
+        device="cpu",
+    )
+    with engine:
+        assert replay.wait_for_consumers(10.0)
+        replay.start()
+        engine.run(max_volumes=4, duration=20.0, on_volume=lambda i, v, row: got.append(v))
+    replay.stop()
+    # volume k starts at LEAD + k·TR; its window ends at the end of its acquisition
+    onsets = session.volume_onsets
+    stops = [
+        round((t + T_R) * SFREQ) for t in onsets if round((t + T_R) * SFREQ) >= checkpoint.n_times
+    ]
+    assert len(got) == 4
+    for vol, stop in zip(got, stops, strict=False):
+        np.testing.assert_allclose(
+            vol, offline_volume(checkpoint, session, stop), rtol=1e-4, atol=1e-5
+        )
+
+
+@pytest.mark.lsl
+def test_prediction_outlet_is_self_describing(checkpoint, session, tmp_path):
+    name = f"out-{uuid.uuid4().hex[:8]}"
+    replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
+    replay.open()
+    engine = Engine(
+        checkpoint,
+        source=f"name:{replay.stream_names['eeg']}",
+        sync="samples",
+        outlet_name=f"{name}-pred",
+        device="cpu",
+    )
+    with engine:
+        (info,) = pylsl.resolve_byprop("name", f"{name}-pred", timeout=5.0)
+        inlet = pylsl.StreamInlet(info)
+        inlet.open_stream(5.0)
+        meta = parse_volume_stream_info(inlet.info())
+        assert meta.content == "prediction" and meta.grid_shape == GRID and meta.model == "conv"
+        assert meta.t_r == T_R
+        replay.wait_for_consumers(10.0, kinds=["eeg"])
+        replay.start()
+        got = []
+        engine.run(max_volumes=2, duration=20.0, on_volume=lambda i, v, row: got.append(v))
+        sample, ts = inlet.pull_sample(timeout=5.0)
+        np.testing.assert_allclose(
+            meta.to_volume(np.asarray(sample, np.float32)), got[0], atol=1e-6
+        )
+    replay.stop()
+
+
+def test_trigger_sync_needs_a_marker_stream(checkpoint):
+    with pytest.raises(ValueError, match="needs '--trigger NAME"):
+        Engine(checkpoint, source="name:none", sync="trigger", outlet_name=None, device="cpu")
