@@ -1,0 +1,395 @@
+"""The memory-mapped window cache and ``PairDataset``, on real BIDS files (pybv + NIfTI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tracemalloc
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from rt_eeg2fmri.data import (
+    PairDataset,
+    RunRef,
+    bold_targets,
+    build_cache,
+    channel_stats,
+    find_runs,
+    load_pairs,
+    resample,
+)
+from rt_eeg2fmri.data.cache import file_hash
+
+from .builders import write_bids_run
+
+GRID = (5, 6, 4)
+WIN = 4.0  # s: 12 volumes at TR 2 s → skip 2 → 10 pairs per run
+SFREQ = 250.0
+
+
+def _mask():
+    mask = np.ones(GRID, bool)
+    mask[0, 0, :] = False
+    return mask
+
+
+MASK = _mask()
+
+
+def _write(root, sub, run, **kw):
+    seed = 10 * int(sub) + int(run)
+    return write_bids_run(root, sub=sub, run=run, n_volumes=12, sfreq=SFREQ, seed=seed, **kw)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bids")
+    for sub in ("01", "02"):
+        for run in ("1", "2"):
+            _write(root, sub, run)
+    return root
+
+
+@pytest.fixture
+def runs(dataset_dir):
+    return find_runs(dataset_dir)
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Counts ``RunRef.load`` calls (the real reader still runs)."""
+    calls = []
+    real = RunRef.load
+
+    def counting(self):
+        calls.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(RunRef, "load", counting)
+    return calls
+
+
+def _build(runs, tmp_path, **kw):
+    opts = dict(root=tmp_path / "cache", winsize=WIN, mask=MASK, progress=False)
+    opts.update(kw)
+    return build_cache(runs, **opts)
+
+
+def test_pairs_align_with_session(runs, tmp_path):
+    ds = _build(runs, tmp_path)
+    assert len(ds) == 40 and ds.n_win == 1000 and ds.sfreq == SFREQ and ds.t_r == 2.0
+    assert ds.grid_shape == GRID and ds.ch_names == ["EEG00", "EEG01", "EEG02", "EEG03"]
+    np.testing.assert_array_equal(ds.mask, MASK)
+    assert [r["n_pairs"] for r in ds.runs] == [10] * 4
+    assert [r["name"] for r in ds.runs] == [r.name for r in runs]
+    for r, ref in enumerate(runs):
+        s = ref.load()
+        sel = np.flatnonzero(ds.run_index == r)
+        np.testing.assert_array_equal(ds.volume[sel], np.arange(2, 12))
+        assert (ds.subject[sel] == ref.subject).all()
+        stop = np.round((s.volume_onsets[ds.volume[sel]] + s.t_r) * s.sfreq).astype(int)
+        np.testing.assert_array_equal(ds.start[sel] + ds.n_win, stop)
+        X, Y = ds.get_batch(sel)
+        assert X.shape == (10, 4, 1000) and Y.shape == (10, MASK.sum())
+        st = ds.stats[ref.subject]
+        raw = X * st.scale[:, None] + st.center[:, None]
+        for j, end in enumerate(stop):
+            np.testing.assert_allclose(raw[j], s.eeg[:, end - 1000 : end], rtol=0, atol=1e-10)
+        psc = bold_targets(s.bold, MASK, method="psc")
+        np.testing.assert_allclose(Y, psc[ds.volume[sel]], rtol=1e-6)
+        x0, y0 = ds[int(sel[3])]
+        np.testing.assert_array_equal(x0, X[3])
+        np.testing.assert_array_equal(y0, Y[3])
+        np.testing.assert_array_equal(ds.get_targets(sel), Y)
+        np.testing.assert_array_equal(ds.volume_times(r), s.volume_onsets)
+        ev = ds.events(r)
+        np.testing.assert_allclose(ev["onset"], s.events["onset"])
+        assert list(ev["trial_type"]) == list(s.events["trial_type"])
+
+
+def test_stats_per_subject(runs, tmp_path):
+    ds = _build(runs, tmp_path, norm="robust")
+    for subject in ("01", "02"):
+        eeg = [r.load().eeg for r in runs if r.subject == subject]
+        want = channel_stats(eeg, method="robust", ch_names=ds.ch_names)
+        np.testing.assert_allclose(ds.stats[subject].center, want.center, rtol=1e-6)
+        np.testing.assert_allclose(ds.stats[subject].scale, want.scale, rtol=1e-6)
+    zs = _build(runs, tmp_path)
+    eeg = [r.load().eeg for r in runs if r.subject == "02"]
+    want = channel_stats(eeg, ch_names=zs.ch_names)
+    np.testing.assert_allclose(zs.stats["02"].center, want.center, rtol=1e-9)
+    np.testing.assert_allclose(zs.stats["02"].scale, want.scale, rtol=1e-9)
+    x, _ = zs.get_batch(np.arange(len(zs)))
+    assert abs(x.mean()) < 0.1 and 0.9 < x.std() < 1.1
+    pooled = zs.pooled_stats()
+    assert pooled.n_times == sum(s.n_times for s in zs.stats.values())
+    assert zs.subset(subjects=["01"]).pooled_stats().to_dict() == zs.stats["01"].to_dict()
+
+
+def test_median_ratio_uses_subject_median(runs, tmp_path):
+    ds = _build(runs, tmp_path, target="median_ratio")
+    assert ds.target == "median_ratio"
+    sessions = [r.load() for r in runs if r.subject == "01"]
+    series = [s.bold[MASK].T.astype(np.float64) for s in sessions]
+    median = np.median(np.concatenate(series), axis=0)
+    for r, v in enumerate(series):
+        sel = np.flatnonzero(ds.run_index == r)
+        want = v[ds.volume[sel]] / median - 1
+        np.testing.assert_allclose(ds.get_targets(sel), want, rtol=1e-5, atol=1e-7)
+
+
+def test_resampled_and_filtered_cache(runs, tmp_path):
+    ds = _build(runs, tmp_path, sfreq=125.0, l_freq=1.0, h_freq=40.0)
+    assert ds.sfreq == 125.0 and ds.n_win == 500 and len(ds) == 40
+    s = runs[1].load()
+    cached = np.load(ds.path / "run-00001_eeg.npy")
+    from rt_eeg2fmri.data import bandpass
+
+    want = bandpass(resample(s.eeg, sfreq=250.0, new_sfreq=125.0), 125.0, l_freq=1.0, h_freq=40.0)
+    np.testing.assert_array_equal(cached, want)
+    stop = np.round((s.volume_onsets[ds.volume[ds.run_index == 1]] + 2.0) * 125).astype(int)
+    np.testing.assert_array_equal(ds.start[ds.run_index == 1] + 500, stop)
+
+
+def test_second_build_reuses_cache_without_loading(runs, tmp_path, loads):
+    first = _build(runs, tmp_path)
+    assert len(loads) == 4
+    again = _build(runs, tmp_path)
+    assert len(loads) == 4 and again.path == first.path
+    assert again.fingerprint == first.fingerprint
+    memo = json.loads((tmp_path / "cache" / "file-hashes.json").read_text())
+    assert str(runs[0].files["eeg"].resolve()) in memo
+
+
+def test_fingerprint_tracks_content_and_parameters(dataset_dir, tmp_path, loads):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(dataset_dir, root)
+    runs = find_runs(root)
+    base = _build(runs, tmp_path).fingerprint
+    assert _build(runs, tmp_path).fingerprint == base
+    assert _build(runs, tmp_path, target="median_ratio").fingerprint != base
+    assert _build(runs, tmp_path, winsize=6.0).fingerprint != base
+    assert _build(runs, tmp_path, mask=~MASK).fingerprint != base
+    n = len(loads)
+    events = runs[2].files["eeg_events"]
+    events.write_text(events.read_text().replace("target", "novel"))
+    changed = _build(runs, tmp_path)
+    assert changed.fingerprint != base and len(loads) == n + 4
+    assert set(changed.events(2)["trial_type"]) == {"novel"}
+
+
+def test_file_hash_memo_skips_unchanged_files(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(3 << 20))  # 3 blocks of 1 MiB
+    memo = {}
+    digest = file_hash(path, memo=memo)
+    import hashlib
+
+    assert digest == hashlib.blake2b(path.read_bytes(), digest_size=20).hexdigest()
+    key = str(path.resolve())
+    memo[key][2] = "from-memo"  # same size and mtime: the memo answers
+    assert file_hash(path, memo=memo) == "from-memo"
+    os.utime(path, ns=(1, 1))
+    assert file_hash(path, memo=memo) == digest
+
+
+def test_interrupted_build_leaves_no_trusted_cache(runs, tmp_path, monkeypatch, loads):
+    real = RunRef.load
+
+    def failing(self):
+        if len(loads) == 3:
+            raise RuntimeError("disk unplugged")
+        return real(self)
+
+    monkeypatch.setattr(RunRef, "load", failing)
+    with pytest.raises(RuntimeError, match="disk unplugged"):
+        _build(runs, tmp_path)
+    left = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert left == ["file-hashes.json"]
+    monkeypatch.setattr(RunRef, "load", real)
+    ds = _build(runs, tmp_path)
+    assert len(ds) == 40
+
+
+def test_incomplete_or_abandoned_cache_is_rebuilt(runs, tmp_path, loads):
+    ds = _build(runs, tmp_path)
+    (ds.path / "run-00001_targets.npy").unlink()
+    stale_tmp = tmp_path / "cache" / f".tmp-{ds.fingerprint}-999999999-dead"
+    stale_tmp.mkdir()
+    again = _build(runs, tmp_path)
+    assert len(loads) == 8 and (again.path / "run-00001_targets.npy").is_file()
+    assert not stale_tmp.exists()
+
+
+def test_channels_reordered_by_name(tmp_path):
+    root = tmp_path / "bids"
+    _write(root, "01", "1", ch_names=["Fz", "Cz", "Pz", "Oz"])
+    _write(root, "01", "2", ch_names=["Pz", "fz", "Oz", "Cz"])
+    runs = find_runs(root)
+    ds = _build(runs, tmp_path)
+    assert ds.ch_names == ["Fz", "Cz", "Pz", "Oz"]
+    s = runs[1].load()
+    cached = np.load(ds.path / "run-00001_eeg.npy")
+    np.testing.assert_array_equal(cached, s.eeg[[1, 3, 0, 2]])
+
+
+def test_channel_mismatch_names_run_and_channels(tmp_path):
+    root = tmp_path / "bids"
+    _write(root, "01", "1", ch_names=["Fz", "Cz", "Pz", "Oz"])
+    _write(root, "01", "2", ch_names=["Fz", "Cz", "Pz", "T7"])
+    with pytest.raises(
+        ValueError, match=r"sub-01_task-oddball_run-2.*missing \['Oz'\], extra \['T7'\]"
+    ):
+        _build(find_runs(root), tmp_path)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["file-hashes.json"]
+
+
+def test_grid_and_tr_mismatch(tmp_path):
+    root = tmp_path / "grid"
+    _write(root, "01", "1")
+    _write(root, "02", "1", grid=(5, 6, 5))
+    with pytest.raises(ValueError, match="BOLD grids differ: sub-01.*sub-02"):
+        _build(find_runs(root), tmp_path, mask=None)
+    root = tmp_path / "tr"
+    _write(root, "01", "1")
+    _write(root, "02", "1", t_r=2.5)
+    with pytest.raises(ValueError, match=r"sub-02_task-oddball_run-1.*RepetitionTime 2.5 s"):
+        _build(find_runs(root), tmp_path)
+
+
+def test_masks(runs, tmp_path):
+    auto = _build(runs, tmp_path, mask=None)  # small grid: mask from the data
+    assert auto.mask.shape == GRID and auto.mask.any()
+    path = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(MASK.astype(np.uint8), np.diag([3.0, 3.0, 3.0, 1.0])), path)
+    from_file = _build(runs, tmp_path, mask=path)
+    np.testing.assert_array_equal(from_file.mask, MASK)
+    assert from_file.fingerprint == _build(runs, tmp_path).fingerprint
+    with pytest.raises(ValueError, match=r"'mask' has shape \(5, 6, 5\).*sub-01.* \(5, 6, 4\)"):
+        _build(runs, tmp_path, mask=np.ones((5, 6, 5), bool))
+    with pytest.raises(ValueError, match="'mask' selects no voxel"):
+        _build(runs, tmp_path, mask=np.zeros(GRID, bool))
+    with pytest.raises(ValueError, match="'mask' must be boolean"):
+        _build(runs, tmp_path, mask=np.full(GRID, 2.0))
+    with pytest.raises(FileNotFoundError, match="mask file not found"):
+        _build(runs, tmp_path, mask=tmp_path / "nope.nii.gz")
+
+
+def test_spm_grid_uses_mni_mask(tmp_path):
+    from rt_eeg2fmri.grid import GRID_AFFINE, GRID_SHAPE, mni_mask
+
+    root = tmp_path / "spm"
+    _write(root, "01", "1", grid=GRID_SHAPE, affine=np.array(GRID_AFFINE))
+    ds = _build(find_runs(root), tmp_path, mask=None)
+    np.testing.assert_array_equal(ds.mask, mni_mask())
+    assert ds.get_targets([0]).shape == (1, int(mni_mask().sum()))
+
+
+def test_build_errors(runs, tmp_path):
+    with pytest.raises(ValueError, match="'runs' is empty"):
+        build_cache([], root=tmp_path)
+    with pytest.raises(TypeError, match="must hold RunRef objects"):
+        build_cache(["sub-01"], root=tmp_path)
+    with pytest.raises(ValueError, match="more than once"):
+        _build([runs[0], runs[0]], tmp_path)
+    with pytest.raises(ValueError, match="'target' must be one of"):
+        _build(runs, tmp_path, target="zscore")
+    with pytest.raises(ValueError, match="'norm' must be one of"):
+        _build(runs, tmp_path, norm="minmax")
+    with pytest.raises(ValueError, match="Nyquist of sfreq=125.0"):
+        _build(runs, tmp_path, sfreq=125.0, h_freq=70.0)
+    with pytest.raises(ValueError, match="Nyquist of the cache rate 250"):
+        _build(runs, tmp_path, h_freq=130.0)
+    with pytest.raises(ValueError, match="rational factor"):
+        _build(runs, tmp_path, sfreq=250.0 / 7.000001)
+    with pytest.raises(ValueError, match=r"winsize=100.0 s.*too short"):
+        _build(runs, tmp_path, winsize=100.0)
+    with pytest.raises(ValueError, match="'skip' must be >= 0"):
+        _build(runs, tmp_path, skip=-1)
+    with pytest.raises(FileNotFoundError, match="not a window cache"):
+        PairDataset(tmp_path)
+
+
+def test_subset_shares_maps(runs, tmp_path):
+    ds = _build(runs, tmp_path)
+    two = ds.subset(subjects=["2"])
+    assert len(two) == 20 and set(two.subject) == {"02"} and list(two.stats) == ["02"]
+    assert two._maps is ds._maps
+    np.testing.assert_array_equal(two.get_batch([0])[0], ds.get_batch([20])[0])
+    assert len(ds.subset(exclude_subjects=["01"])) == 20
+    one_run = ds.subset(runs=["sub-01_task-oddball_run-2"])
+    assert set(one_run.run_index) == {1} and len(ds.subset(runs=[0, 3])) == 20
+    assert len(ds.subset(subjects=[1], runs=[3])) == 0
+    with pytest.raises(ValueError, match=r"unknown subject '07'; subjects: \['01', '02'\]"):
+        ds.subset(subjects=["07"])
+    with pytest.raises(ValueError, match="unknown run 'sub-09'"):
+        ds.subset(runs=["sub-09"])
+    with pytest.raises(ValueError, match="run index 4 out of range"):
+        ds.subset(runs=[4])
+    with pytest.raises(ValueError, match="'run_index' 9 out of range"):
+        ds.events(9)
+    with pytest.raises(IndexError, match="pair index 40 out of range"):
+        ds[40]
+
+
+def test_torch_interface_and_pickling(runs, tmp_path):
+    ds = _build(runs, tmp_path)
+    ds.get_batch(np.arange(len(ds)))  # open every map
+    blob = pickle.dumps(ds)
+    assert len(blob) < 20_000  # index arrays only, never the mapped data
+    back = pickle.loads(blob)
+    np.testing.assert_array_equal(back.get_batch([7])[0], ds.get_batch([7])[0])
+    loader = torch.utils.data.DataLoader(ds.as_torch(), batch_size=8, shuffle=False)
+    x, y = next(iter(loader))
+    assert x.shape == (8, 4, 1000) and y.shape == (8, MASK.sum()) and x.dtype == torch.float32
+    np.testing.assert_allclose(x.numpy(), ds.get_batch(np.arange(8))[0])
+    out = (np.empty((8, 4, 1000), np.float32), np.empty((8, MASK.sum()), np.float32))
+    X, _ = ds.get_batch([1, 2, 3], out=out)
+    assert X.base is out[0] or X.base is out[0].base
+    with pytest.raises(ValueError, match="cannot hold 9 pairs"):
+        ds.get_batch(np.arange(9), out=out)
+
+
+def test_iterating_windows_keeps_heap_flat(runs, tmp_path):
+    ds = _build(runs, tmp_path)
+    out = (np.empty((8, 4, ds.n_win), np.float32), np.empty((8, ds.n_vox), np.float32))
+
+    def epoch():
+        for i in range(len(ds)):
+            ds[i]
+        for b in range(0, len(ds), 8):
+            ds.get_batch(np.arange(b, min(b + 8, len(ds))), out=out)
+
+    epoch()  # opens the maps
+    tracemalloc.start()
+    try:
+        epoch()
+        after_one = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            epoch()
+        after_four, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after_four - after_one < 10_000
+    assert peak < 200_000  # one window + one target at a time, far below the 40 windows
+
+
+def test_load_pairs(dataset_dir, runs, tmp_path, loads):
+    ds = load_pairs(dataset_dir, root=tmp_path / "c", winsize=WIN, mask=MASK, progress=False)
+    assert ds.root == dataset_dir and len(ds) == 40
+    one = load_pairs(
+        dataset_dir, subject="02", root=tmp_path / "c", winsize=WIN, mask=MASK, progress=False
+    )
+    assert set(one.subject) == {"02"} and len(one) == 20
+    same = load_pairs(runs, root=tmp_path / "c", winsize=WIN, mask=MASK, progress=False)
+    assert same.fingerprint == ds.fingerprint and same.root is None and len(loads) == 6
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['subject'\]"):
+        load_pairs(runs, subject="01", root=tmp_path / "c")
+    with pytest.raises(ValueError, match="no runs found"):
+        load_pairs(dataset_dir, subject="09", root=tmp_path / "c")
