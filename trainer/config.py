@@ -20,7 +20,8 @@ class TrainConfig:
     model : str
         Architecture name (``conv``, ``fc``, ``siamese_fc``, ``transformer``, ``ridge``).
     model_args : dict
-        Overrides of the architecture's config dataclass.
+        Overrides of the architecture's config dataclass: flat (for ``model``) or keyed by
+        model name when several models are trained in one run.
     split : str
         ``loso`` (leave-one-subject-out), ``within`` (by run) or ``random`` (leaky; warns).
     test_subjects : list of str | None

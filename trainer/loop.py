@@ -57,16 +57,36 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def model_args_for(cfg: TrainConfig, name: str) -> dict:
+    """Architecture overrides for ``name``.
+
+    ``cfg.model_args`` is either flat (it applies to ``cfg.model``) or keyed by model
+    name (``{"conv": {...}, "fc": {...}}``) for runs that train several models.
+    """
+    from rt_eeg2fmri.models import MODELS
+
+    args = cfg.model_args or {}
+    if any(k in MODELS and isinstance(v, dict) for k, v in args.items()):
+        return dict(args.get(name, {}))
+    return dict(args) if name == cfg.model else {}
+
+
 def model_config_for(dataset, cfg: TrainConfig) -> dict:
     """The architecture config implied by the data (channels, window, rate, grid) + overrides."""
-    return {
+    from dataclasses import fields
+
+    from rt_eeg2fmri.models import MODELS
+
+    data = {
         "n_chans": len(dataset.ch_names),
         "n_times": int(dataset.n_win),
         "sfreq": float(dataset.sfreq),
-        "n_outputs": int(dataset.mask.sum()),
+        "n_outputs": int(np.asarray(dataset.mask).sum()),
         "grid_shape": [int(s) for s in dataset.grid_shape],
-        **cfg.model_args,
+        "t_r": float(dataset.t_r),
     }
+    accepted = {f.name for f in fields(MODELS[cfg.model][1])} if cfg.model in MODELS else set(data)
+    return {**{k: v for k, v in data.items() if k in accepted}, **model_args_for(cfg, cfg.model)}
 
 
 def build_for(dataset, cfg: TrainConfig) -> nn.Module:
@@ -228,7 +248,7 @@ def fit(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            total += float(loss) * y.shape[0]
+            total += float(loss.detach()) * y.shape[0]
             count += y.shape[0]
             bar.update(1)
             bar.set_postfix(loss=f"{total / count:.4g}")

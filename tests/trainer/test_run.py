@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from apps.cli import main
+from rt_eeg2fmri.checkpoint import load_checkpoint
+from trainer.config import TrainConfig, load_config
+from trainer.run import load_dataset, train_and_evaluate
+
+from .conftest import SMALL_CONV
+
+
+def _cfg(**kw):
+    base = dict(
+        model="conv",
+        model_args=dict(SMALL_CONV),
+        winsize=4.0,
+        epochs=2,
+        batch_size=8,
+        split="loso",
+        test_subjects=["01"],
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_evaluate_end_to_end(tiny_bids, tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg(model_args={"conv": dict(SMALL_CONV), "ridge": {"n_lags": 1}})
+    report = train_and_evaluate(tiny_bids, cfg, out, models=["conv", "ridge"], progress=False)
+    metrics = report["summary"]
+    for name in ("conv", "ridge", "subject_mean", "train_mean", "events"):
+        assert name in metrics, name
+        assert np.isfinite(metrics[name]["mse"][0])
+    # the subject-mean baseline is R²'s reference
+    assert metrics["subject_mean"]["r2_vs_subject_mean"][0] == pytest.approx(0.0, abs=1e-6)
+    assert (out / "report.md").read_text().count("|") > 20
+    assert (out / "loss_curves.png").stat().st_size > 1000
+    assert (out / "r_map_loso-sub-01.png").is_file()
+    assert json.loads((out / "metrics.json").read_text())["folds"][0]["split"]["test_subjects"] == [
+        "01"
+    ]
+    ckpt = load_checkpoint(out / "loso-sub-01" / "conv.pt")
+    # the checkpoint was picked on the validation subject, never the test subject
+    assert ckpt.metadata["split"]["val_subjects"] == ["02"]
+    ds = load_dataset(tiny_bids, _cfg(), progress=False)
+    x, _ = ds.get_batch([0])
+    assert ckpt.predict(x[0]).shape == (ds.n_vox,)
+
+
+def test_training_is_deterministic_on_cpu(tiny_bids, tmp_path):
+    from trainer.loop import fit
+    from trainer.splits import loso_splits
+
+    ds = load_dataset(tiny_bids, _cfg(), progress=False)
+    (split,) = loso_splits(ds.subject, test_subjects=["01"])
+    a = fit(ds, split, _cfg(), progress=False)
+    b = fit(ds, split, _cfg(), progress=False)
+    for (k, va), vb in zip(
+        a.model.state_dict().items(), b.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(va, vb), k
+
+
+def test_resume_continues_from_last_state(tiny_bids, tmp_path):
+    from trainer.loop import fit
+    from trainer.splits import loso_splits
+
+    ds = load_dataset(tiny_bids, _cfg(), progress=False)
+    (split,) = loso_splits(ds.subject, test_subjects=["01"])
+    fit(ds, split, _cfg(epochs=1), workdir=tmp_path, progress=False)
+    assert (tmp_path / "last.pt").is_file()
+    # a different config does not resume from it (and says so)
+    res = fit(ds, split, _cfg(epochs=2), workdir=tmp_path, progress=False)
+    assert len(res.history) == 2
+
+
+def test_too_few_subjects_for_loso(tmp_path):
+    from tests.data.builders import write_bids_run
+
+    for s in (1, 2):
+        write_bids_run(tmp_path, sub=f"0{s}", n_channels=4, sfreq=50.0, n_volumes=12, t_r=1.0)
+    with pytest.raises(ValueError, match="at least 3 subjects"):
+        train_and_evaluate(tmp_path, _cfg(test_subjects=None), tmp_path / "out", progress=False)
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text('[train]\nmodel = "fc"\nepochs = 3\n[train.model_args]\nhidden = 8\n')
+    cfg = load_config(path, ["epochs=5", "model_args.n_basis=4", "amp=false"])
+    assert (cfg.model, cfg.epochs, cfg.amp) == ("fc", 5, False)
+    assert cfg.model_args == {"hidden": 8, "n_basis": 4}
+    path.write_text("[train]\nepoch = 3\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
+        load_config(path)
+    with pytest.raises(ValueError, match="'device' must be one of"):
+        load_config(None, ["device=tpu"])
+
+
+def test_train_cli(tiny_bids, tmp_path, capsys):
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(tiny_bids),
+            "--out",
+            str(tmp_path / "cli"),
+            "--model",
+            "ridge",
+            "--test-subjects",
+            "02",
+            "--no-progress",
+            "--set",
+            "winsize=4.0",
+        ]
+    )
+    assert rc == 0
+    assert "| ridge |" in capsys.readouterr().out
