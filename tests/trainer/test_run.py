@@ -120,3 +120,57 @@ def test_train_cli(tiny_bids, tmp_path, capsys):
     )
     assert rc == 0
     assert "| ridge |" in capsys.readouterr().out
+
+
+def test_evaluate_checkpoint_on_any_dataset(tiny_bids, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_and_evaluate(tiny_bids, _cfg(epochs=1), out, progress=False)
+    ckpt = out / "loso-sub-01" / "conv.pt"
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(ckpt),
+            "--data",
+            str(tiny_bids),
+            "--no-progress",
+            "--json",
+            str(tmp_path / "e.json"),
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    for name in ("conv", "subject_mean", "train_mean", "events"):
+        assert f"| {name} |" in text
+    res = json.loads((tmp_path / "e.json").read_text())
+    assert res["n_pairs"] == 6 * 20 and res["metrics"]["conv"]["mse"] > 0
+
+
+def test_evaluate_channel_mismatch(tiny_bids, tmp_path, capsys):
+    from tests.data.builders import write_bids_run
+
+    out = tmp_path / "run"
+    train_and_evaluate(tiny_bids, _cfg(epochs=1), out, progress=False)
+    other = tmp_path / "other"
+    write_bids_run(
+        other,
+        sub="09",
+        n_channels=4,
+        sfreq=50.0,
+        n_volumes=24,
+        t_r=1.0,
+        ch_names=["Fz", "Cz", "Pz", "Oz"],
+    )
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(out / "loso-sub-01" / "conv.pt"),
+            "--data",
+            str(other),
+            "--no-progress",
+        ]
+    )
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "needs channel(s) ['EEG00', 'EEG01', 'EEG02', 'EEG03']" in err and "conv.pt" in err

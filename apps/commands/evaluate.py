@@ -1,0 +1,40 @@
+"""``rt-eeg2fmri evaluate``: score any checkpoint on any dataset, beside the baselines."""
+
+from __future__ import annotations
+
+HELP = "Score a checkpoint on a dataset with the same metrics and baselines as training."
+
+
+def add_arguments(parser) -> None:
+    """Add the evaluation options."""
+    parser.add_argument("--model", required=True, help="checkpoint (.pt)")
+    parser.add_argument("--data", required=True, help="dataset folder")
+    parser.add_argument(
+        "--stats",
+        default="subject",
+        choices=("subject", "checkpoint"),
+        help="EEG normalisation: each subject's own statistics (default) or the checkpoint's",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--json", default=None, help="also write the result as JSON to this file")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    """Evaluate and print a Markdown table."""
+    import json
+    from pathlib import Path
+
+    from trainer.evaluate import evaluate_checkpoint
+    from trainer.report import aggregate, markdown_table
+
+    res = evaluate_checkpoint(
+        args.model, args.data, stats=args.stats, device=args.device, progress=not args.no_progress
+    )
+    print(
+        f"{res['model']} on {res['n_pairs']} pairs of '{args.data}' (EEG statistics: {args.stats})\n"
+    )
+    print(markdown_table(aggregate([res]), ceiling=res["noise_ceiling_r_mean"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
