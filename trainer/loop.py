@@ -223,7 +223,8 @@ def fit(
         else:
             logger.warning("Ignoring '%s': it was written for another config or split.", state_path)
     t0 = time.perf_counter()
-    train_idx = split.train[rank::world] if world > 1 else split.train
+    # equal shards, so every rank runs the same number of batches (DDP all-reduces each step)
+    train_idx = split.train[rank::world][: split.train.size // world] if world > 1 else split.train
     for epoch in range(start_epoch, cfg.epochs):
         if stale >= cfg.patience:
             break

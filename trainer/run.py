@@ -105,10 +105,17 @@ def train_and_evaluate(
 
     from rt_eeg2fmri.checkpoint import save_checkpoint
 
+    from .distributed import barrier, init_from_env, is_main
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    dataset = load_dataset(data, cfg, progress=progress)
+    rank, world = init_from_env(cfg.device)
+    if rank == 0:  # one rank builds the cache, the others open it
+        dataset = load_dataset(data, cfg, progress=progress)
+    barrier()
+    if rank != 0:
+        dataset = load_dataset(data, cfg, progress=False)
     split_opts = (
         {"test_subjects": cfg.test_subjects} if cfg.split == "loso" and cfg.test_subjects else {}
     )
@@ -150,6 +157,8 @@ def train_and_evaluate(
                         "versions": versions(),
                     },
                 )
+        if not is_main():
+            continue
         res = evaluate_split(dataset, split, trained, truth_targets=truth, device=device)
         ceiling = res["voxel_r"].get("noise_ceiling")
         res["metrics_ceiling"] = None if ceiling is None else float(ceiling.mean())
@@ -158,6 +167,9 @@ def train_and_evaluate(
         plot_maps(
             out_dir / f"r_map_{split.name}.png", maps, dataset.mask, title="voxelwise r", vmax=1.0
         )
+    barrier()
+    if not is_main():
+        return {}
     plot_losses(out_dir / "loss_curves.png", histories)
     report = write_report(
         out_dir,
@@ -172,6 +184,7 @@ def train_and_evaluate(
                 "sfreq": dataset.sfreq,
             },
             "device": str(device),
+            "world_size": world,
             "seconds": time.perf_counter() - t_start,
             "versions": versions(),
             "host": {

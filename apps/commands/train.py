@@ -7,8 +7,12 @@ HELP = "Train models on a simultaneous EEG-fMRI dataset; evaluate them beside th
 
 def add_arguments(parser) -> None:
     """Add the training options (each also settable in a TOML config)."""
-    parser.add_argument("--data", required=True, help="dataset folder (BIDS, ds000116 legacy or simulated)")
-    parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.json, report.md, figures")
+    parser.add_argument(
+        "--data", required=True, help="dataset folder (BIDS, ds000116 legacy or simulated)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="run folder: checkpoints, metrics.json, report.md, figures"
+    )
     parser.add_argument("--config", default=None, help="TOML file with [train] settings")
     parser.add_argument(
         "--model",
@@ -20,7 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--test-subjects", default=None, help="comma-separated LOSO test subjects")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
-    parser.add_argument("--sfreq", type=float, default=None, help="resample the EEG to this rate (Hz)")
+    parser.add_argument(
+        "--sfreq", type=float, default=None, help="resample the EEG to this rate (Hz)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key"
@@ -50,7 +56,11 @@ def run(args) -> int:
     from trainer.run import train_and_evaluate
 
     cfg = load_config(args.config, _overrides(args))
-    report = train_and_evaluate(args.data, cfg, args.out, models=args.model, progress=not args.no_progress)
+    report = train_and_evaluate(
+        args.data, cfg, args.out, models=args.model, progress=not args.no_progress
+    )
+    if not report:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
     print(markdown_table(report["summary"], ceiling=report.get("noise_ceiling_r_mean")))
     print(f"\nreport: {args.out}/report.md")
     return 0

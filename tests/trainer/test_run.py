@@ -174,3 +174,34 @@ def test_evaluate_channel_mismatch(tiny_bids, tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert "needs channel(s) ['EEG00', 'EEG01', 'EEG02', 'EEG03']" in err and "conv.pt" in err
+
+
+@pytest.mark.slow
+def test_data_parallel_training_with_two_cpu_processes(tiny_bids, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(port),
+        "-m", "apps.cli", "train", "--data", str(tiny_bids), "--out", str(out),
+        "--model", "conv", "--test-subjects", "01", "--epochs", "2", "--device", "cpu", "--no-progress",
+        "--set", "winsize=4.0", "--set", "batch_size=4",
+        "--set", "model_args=" + json.dumps(SMALL_CONV),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=240, cwd=os.getcwd()
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["world_size"] == 2
+    assert "conv" in report["summary"]
+    ckpt = load_checkpoint(out / "loso-sub-01" / "conv.pt")
+    assert ckpt.metadata["split"]["test_subjects"] == ["01"]

@@ -1,0 +1,46 @@
+"""Data-parallel training under ``torchrun`` (DistributedDataParallel).
+
+``torchrun --nproc-per-node N -m apps.cli train ...`` sets ``RANK``/``WORLD_SIZE``; the
+process group uses NCCL on CUDA and gloo on CPU. Each rank trains on its shard of the
+training pairs; validation losses are all-reduced so every rank early-stops together;
+only rank 0 writes checkpoints and reports.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def init_from_env(device: str = "auto") -> tuple[int, int]:
+    """Join the process group when launched by ``torchrun``; return ``(rank, world_size)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside a process group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def is_main() -> bool:
+    """Whether this process writes outputs (rank 0, or not distributed)."""
+    return (
+        not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        or torch.distributed.get_rank() == 0
+    )
+
+
+def shutdown() -> None:
+    """Leave the process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
