@@ -33,12 +33,14 @@ from .._checks import check_ch_names, check_positive
 from .._logging import logger
 from .channels import map_channels, unit_scales
 from .resample import PolyphaseResampler
-from .resolve import describe_stream, resolve_eeg_stream
+from .resolve import describe_stream, lsl_timeout, resolve_eeg_stream
 
 _POLL_S = 0.05  # longest wait of one pull: the stop flag is checked this often
 _GAP_FACTOR = 1.5  # a timestamp step above 1.5 sample periods is a gap
 _LOG_INTERVAL_S = 1.0  # at most one gap warning per second
 STATES = ("stopped", "ok", "stalled", "lost")
+# numpy dtype of each numeric LSL channel format (pylsl's cf_float32 ... cf_int64)
+_NP_DTYPES = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}
 
 
 @dataclass
@@ -254,7 +256,7 @@ class EEGConsumer:
 
         sid = self.stream_info.source_id()
         key, value = ("source_id", sid) if sid else ("name", self.stream_info.name())
-        found = pylsl.resolve_byprop(key, value, timeout=timeout)
+        found = pylsl.resolve_byprop(key, value, timeout=lsl_timeout(timeout))
         return found[0] if found else None
 
     def _connect(self, info):
@@ -270,7 +272,7 @@ class EEGConsumer:
         )
         try:
             full = inlet.info(timeout=self.timeout)
-            self._configure(full, np_dtype=getattr(inlet, "np_dtype", None))
+            self._configure(full)
             inlet.open_stream(timeout=self.timeout)
         except pylsl.util.TimeoutError:
             raise RuntimeError(
@@ -280,9 +282,10 @@ class EEGConsumer:
         self._uid = full.uid()
         return inlet
 
-    def _configure(self, info, *, np_dtype) -> None:
+    def _configure(self, info) -> None:
         name = info.name()
         label = f"stream {name!r}"
+        np_dtype = _NP_DTYPES.get(info.channel_format())
         if np_dtype is None:
             raise ValueError(f"{label} has string samples; an EEG stream must be numeric.")
         rate = info.nominal_srate()
@@ -323,6 +326,7 @@ class EEGConsumer:
         self._scales = scales.astype(work_dtype)
         self._resampler = resampler
         self._pull = np.empty((n_pull, n_stream), dtype=np_dtype)
+        self._stamps = np.empty(n_pull)
         self._mapped = np.empty((n_pull, len(self.ch_names)), dtype=work_dtype)
         logger.info("connected to %s", describe_stream(info))
 
@@ -336,13 +340,7 @@ class EEGConsumer:
         try:
             while not self._stop.is_set():
                 try:
-                    _, stamps = inlet.pull_chunk(
-                        timeout=_POLL_S,
-                        max_samples=self._pull.shape[0],
-                        dest_obj=self._pull,
-                        min_samples=1,
-                        as_numpy=True,
-                    )
+                    k = self._pull_into(inlet)
                 except pylsl.util.LostError:
                     inlet = self._on_lost()
                     if inlet is None:
@@ -350,13 +348,13 @@ class EEGConsumer:
                     last_data, new_source = time.monotonic(), True
                     continue
                 now = time.monotonic()
-                if len(stamps):
+                if k:
                     last_data = now
                     state = self._health.state
                     if state != "ok":
                         self._on_resume(state, new_source)
                         new_source = False
-                    self._ingest(self._pull[: len(stamps)], stamps)
+                    self._ingest(self._pull[:k], self._stamps[:k])
                 elif now - last_data > self.stall_timeout and now >= next_check:
                     new_source |= self._on_silence(now - last_data)
                     next_check = now + self.stall_timeout
@@ -366,6 +364,27 @@ class EEGConsumer:
         finally:
             with self._cond:
                 self._cond.notify_all()
+
+    def _pull_into(self, inlet) -> int:
+        """Take the samples that are there into ``_pull``/``_stamps``; how many.
+
+        Waits up to ``_POLL_S`` for the first sample, then takes what else is buffered, up
+        to the buffer's size. liblsl writes the samples straight into ``_pull`` (``dest_obj``: a C-contiguous
+        array of shape (max_samples, n_channels) in the stream's dtype) and returns the
+        timestamps as a list.
+        """
+        _, first = inlet.pull_chunk(timeout=_POLL_S, max_samples=1, dest_obj=self._pull)
+        if not first:
+            return 0
+        self._stamps[0] = first[0]
+        if self._pull.shape[0] == 1:
+            return 1
+        _, rest = inlet.pull_chunk(
+            timeout=0.0, max_samples=self._pull.shape[0] - 1, dest_obj=self._pull[1:]
+        )
+        k = 1 + len(rest)
+        self._stamps[1:k] = rest
+        return k
 
     def _ingest(self, raw: np.ndarray, stamps: np.ndarray) -> None:
         k = raw.shape[0]

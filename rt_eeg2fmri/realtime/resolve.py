@@ -7,6 +7,16 @@ from .._logging import logger
 
 #: Prefixes of a source query, mapped to the stream property they match.
 QUERY_KEYS = ("name", "type", "source_id")
+_LIST_WAIT_S = 1.0  # how long to listen for the visible streams after a failed resolve
+
+
+def lsl_timeout(timeout: float) -> float:
+    """A resolve timeout liblsl honours.
+
+    With liblsl 1.18.0b6 a resolve whose timeout is exactly 0.5 s often returns only after
+    5.5 s (measured on loopback); nudge that value.
+    """
+    return 0.51 if abs(timeout - 0.5) < 5e-3 else timeout
 
 
 def parse_source(source: str) -> tuple[str, str]:
@@ -59,9 +69,9 @@ def resolve_eeg_stream(source: str, *, timeout: float = 5.0):
 
     key, value = parse_source(source)
     timeout = check_positive(timeout, "timeout")
-    found = pylsl.resolve_byprop(key, value, minimum=1, timeout=timeout)
+    found = pylsl.resolve_byprop(key, value, minimum=1, timeout=lsl_timeout(timeout))
     if not found:
-        visible = pylsl.resolve_streams(wait_time=min(timeout, 1.0))
+        visible = pylsl.resolve_streams(wait_time=_LIST_WAIT_S)
         lines = "\n".join(f"  {describe_stream(s)}" for s in visible) or "  (none)"
         raise RuntimeError(
             f"no LSL stream with {key}={value!r} found within {timeout:g} s "

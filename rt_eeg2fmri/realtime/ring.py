@@ -52,7 +52,8 @@ class RingBuffer:
             raise ValueError(f"'n_channels' must be an integer >= 1, got {n_channels=}.")
         if int(bufsize_samples) != bufsize_samples or bufsize_samples < 1:
             raise ValueError(f"'bufsize_samples' must be an integer >= 1, got {bufsize_samples=}.")
-        self._data = np.zeros((int(n_channels), int(bufsize_samples)), dtype=dtype)
+        # np.full touches every page now, not on first write in the acquisition thread
+        self._data = np.full((int(n_channels), int(bufsize_samples)), 0, dtype=dtype)
         self._times = np.full(int(bufsize_samples), np.nan)
         self._n_written = 0
         self._reserved = 0
