@@ -1,0 +1,180 @@
+"""Ground truth of a simulated dataset, and the noise ceiling it implies.
+
+``derivatives/simulation/`` of a simulated dataset holds, per run::
+
+    sub-XX/func/sub-XX_task-T_run-R_desc-noisefree_bold.nii.gz        BOLD without noise or drift
+    sub-XX/func/sub-XX_task-T_run-R_desc-eegpredictable_bold.nii.gz   baseline + EEG-visible regions
+    sub-XX/func/sub-XX_task-T_run-R_desc-neuraldrive_timeseries.tsv   drive of every region, 10 Hz
+
+plus ``regions.tsv`` (name, x, y, z, eeg_visible, ...), ``sub-XX/sub-XX_simulation.json``
+(the subject's parameters) and ``simulation.json`` (the configuration).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+TRUTH_DIR = ("derivatives", "simulation")
+_DESCS = {"noisefree": "noisefree", "eegpredictable": "eeg_predictable"}
+
+
+def _same(have: str | None, want) -> bool:
+    if want is None:
+        return have is None
+    want = str(want)
+    if have is None:
+        return False
+    return have == want or (have.isdigit() and want.isdigit() and int(have) == int(want))
+
+
+def _entities(name: str) -> tuple[dict, str]:
+    stem = name.split(".", 1)[0]
+    ents, suffix = {}, ""
+    for part in stem.split("_"):
+        if "-" in part:
+            k, v = part.split("-", 1)
+            ents[k] = v
+        else:
+            suffix = part
+    return ents, suffix
+
+
+def truth_files(root, *, subject, task, run, session=None) -> dict[str, Path]:
+    """Paths of one run's ground-truth files (keys ``noisefree``, ``eeg_predictable``, ``drive``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the dataset has no ground truth for the run (names what was looked for).
+    """
+    base = Path(root).joinpath(*TRUTH_DIR)
+    if not base.is_dir():
+        raise FileNotFoundError(
+            f"no simulation ground truth in '{Path(root)}': '{base}' does not exist."
+        )
+    found: dict[str, Path] = {}
+    for folder in sorted(base.glob("sub-*")):
+        if not _same(folder.name[4:], subject):
+            continue
+        func = folder / f"ses-{session}" / "func" if session is not None else folder / "func"
+        for path in sorted(func.glob("*")) if func.is_dir() else []:
+            ents, suffix = _entities(path.name)
+            if not (
+                _same(ents.get("task"), task)
+                and _same(ents.get("run"), run)
+                and _same(ents.get("ses"), session)
+            ):
+                continue
+            desc = ents.get("desc")
+            if suffix == "bold" and desc in _DESCS and path.name.endswith((".nii", ".nii.gz")):
+                found[_DESCS[desc]] = path
+            elif suffix == "timeseries" and desc == "neuraldrive" and path.suffix == ".tsv":
+                found["drive"] = path
+    missing = [k for k in _DESCS.values() if k not in found]
+    if missing:
+        ses = f"_ses-{session}" if session is not None else ""
+        raise FileNotFoundError(
+            f"no ground truth {missing} for sub-{subject}{ses}_task-{task}_run-{run} under "
+            f"'{base}' (expected *_desc-noisefree_bold.nii.gz and "
+            "*_desc-eegpredictable_bold.nii.gz)."
+        )
+    return found
+
+
+def load_truth(root, *, subject, task, run, session=None) -> dict[str, np.ndarray]:
+    """Load one run's ground truth.
+
+    Parameters
+    ----------
+    root : path-like
+        The simulated dataset's folder.
+    subject, task, run : str | int
+        Identifiers without BIDS prefixes; numbers compare as integers (``1`` = ``"01"``).
+    session : str | None
+
+    Returns
+    -------
+    truth : dict of str to array
+        ``noisefree`` and ``eeg_predictable``: arrays of shape (53, 63, 52, n_volumes),
+        float32, on the run's BOLD grid (``affine``: array of shape (4, 4)). When the
+        drive file exists, ``drive``: array of shape (n_regions, n_steps) and
+        ``drive_times``: array of shape (n_steps,) (s from the first volume), with
+        ``regions``: array of shape (n_regions,) of region names.
+    """
+    import nibabel as nib
+
+    files = truth_files(root, subject=subject, task=task, run=run, session=session)
+    out: dict[str, np.ndarray] = {}
+    for key in _DESCS.values():
+        img = nib.load(files[key])
+        out[key] = np.asarray(img.dataobj, dtype=np.float32)
+        out["affine"] = np.asarray(img.affine)
+    if "drive" in files:
+        import pandas as pd
+
+        table = pd.read_csv(files["drive"], sep="\t")
+        out["drive_times"] = table["time"].to_numpy(float)
+        names = [c for c in table.columns if c != "time"]
+        out["drive"] = table[names].to_numpy(float).T
+        out["regions"] = np.array(names)
+    return out
+
+
+def noise_ceiling(
+    measured: np.ndarray, predictable: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Voxelwise temporal Pearson r between the EEG-predictable signal and measured BOLD.
+
+    The best voxelwise correlation an EEG-to-fMRI model can expect: a model that
+    recovered the EEG-predictable signal exactly would score this.
+
+    Parameters
+    ----------
+    measured, predictable : array of shape (n_x, n_y, n_z, n_volumes) | (n_volumes, n_vox)
+        Same shape; 4-D arrays need ``mask``.
+    mask : array of shape (n_x, n_y, n_z), bool | None
+        Voxels to score (C order of ``mask.nonzero()``).
+
+    Returns
+    -------
+    r : array of shape (n_vox,), float64
+        0 where either series is constant (e.g. no EEG-visible signal reaches the voxel).
+    """
+    measured, predictable = np.asarray(measured), np.asarray(predictable)
+    if measured.shape != predictable.shape:
+        raise ValueError(
+            f"noise_ceiling: 'measured' and 'predictable' must have the same shape, got "
+            f"{measured.shape} and {predictable.shape}."
+        )
+    if measured.ndim == 4:
+        if mask is None:
+            raise ValueError("noise_ceiling: 4-D inputs need a 'mask' of shape (n_x, n_y, n_z).")
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != measured.shape[:3]:
+            raise ValueError(
+                f"noise_ceiling: 'mask' has shape {mask.shape}, expected {measured.shape[:3]}."
+            )
+        a, b = measured[mask].T, predictable[mask].T
+    elif measured.ndim == 2:
+        a, b = measured, predictable
+        if mask is not None:
+            keep = np.asarray(mask, dtype=bool).ravel()
+            if keep.size != a.shape[1]:
+                raise ValueError(
+                    f"noise_ceiling: 'mask' selects among {keep.size} voxels, but the inputs "
+                    f"have {a.shape[1]}."
+                )
+            a, b = a[:, keep], b[:, keep]
+    else:
+        raise ValueError(
+            "noise_ceiling: expected (n_x, n_y, n_z, n_volumes) or (n_volumes, n_vox) arrays, "
+            f"got shape {measured.shape}."
+        )
+    a = a.astype(np.float64) - a.mean(axis=0)
+    b = b.astype(np.float64) - b.mean(axis=0)
+    num = (a * b).sum(axis=0)
+    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    tiny = den <= 1e-12 * max(float(den.max(initial=0.0)), 1e-300)
+    return np.where(tiny, 0.0, num / np.where(tiny, 1.0, den))
