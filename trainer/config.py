@@ -26,6 +26,8 @@ class TrainConfig:
         ``loso`` (leave-one-subject-out), ``within`` (by run) or ``random`` (leaky; warns).
     test_subjects : list of str | None
         LOSO folds to run (default: full rotation).
+    subjects : list of str | None
+        Use only these subjects of the dataset (default: all).
     sfreq : float | None
         Rate of the cached EEG the model sees (Hz; default: the recording's rate).
     l_freq, h_freq : float | None
@@ -52,6 +54,7 @@ class TrainConfig:
     model_args: dict = field(default_factory=dict)
     split: str = "loso"
     test_subjects: list | None = None
+    subjects: list | None = None
     sfreq: float | None = None
     l_freq: float | None = None
     h_freq: float | None = None

@@ -187,7 +187,7 @@ class CheckpointView:
                 X * self.dataset._scale[runs][:, self.idx, None]
                 + self.dataset._center[runs][:, self.idx, None]
             )
-            X = (raw - self._center[:, None]) / self._scale[:, None]
+            X = (raw - self._center) / self._scale  # (n_channels, 1) each
         return np.ascontiguousarray(X, dtype=np.float32), Y
 
 

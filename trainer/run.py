@@ -36,6 +36,7 @@ def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
         norm=cfg.norm,
         winsize=cfg.winsize,
         progress=progress,
+        **({"subject": [str(s) for s in cfg.subjects]} if cfg.subjects else {}),
     )
 
 

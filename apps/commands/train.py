@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--split", default=None, help="loso (default), within, or random (leaky)")
     parser.add_argument("--test-subjects", default=None, help="comma-separated LOSO test subjects")
+    parser.add_argument(
+        "--subjects", default=None, help="comma-separated subjects to use (default: all)"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     parser.add_argument(
@@ -44,6 +47,8 @@ def _overrides(args) -> list[str]:
             sets.append(f"{key}={value}")
     if args.test_subjects:
         sets.append("test_subjects=" + json.dumps(args.test_subjects.split(",")))
+    if args.subjects:
+        sets.append("subjects=" + json.dumps(args.subjects.split(",")))
     if args.model:
         sets.append(f"model={args.model[0]}")
     return sets

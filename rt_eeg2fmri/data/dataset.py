@@ -148,7 +148,12 @@ def _same_id(have: str | None, want) -> bool:
 
 
 def _matches(ref: RunRef, selection: dict) -> bool:
-    return all(_same_id(getattr(ref, key), want) for key, want in selection.items())
+    def ok(value, want) -> bool:
+        if isinstance(want, list | tuple | set):
+            return any(_same_id(value, w) for w in want)
+        return _same_id(value, want)
+
+    return all(ok(getattr(ref, key), want) for key, want in selection.items())
 
 
 def find_runs(root: str | Path, *, layout: str = "auto", **options) -> list[RunRef]:
@@ -162,7 +167,7 @@ def find_runs(root: str | Path, *, layout: str = "auto", **options) -> list[RunR
         ``"auto"`` detects the layout from the folder's contents.
     **options
         ``subject``, ``task``, ``run``, ``session`` select runs (numbers compare as
-        integers: ``run=1`` matches ``run-01``); every other option goes to the reader
+        integers: ``run=1`` matches ``run-01``; a list selects any of its values); every other option goes to the reader
         (see ``rt_eeg2fmri.data.bids.find_runs`` and ``rt_eeg2fmri.data.ds000116.find_runs``).
 
     Returns

@@ -205,3 +205,8 @@ def test_data_parallel_training_with_two_cpu_processes(tiny_bids, tmp_path):
     assert "conv" in report["summary"]
     ckpt = load_checkpoint(out / "loso-sub-01" / "conv.pt")
     assert ckpt.metadata["split"]["test_subjects"] == ["01"]
+
+
+def test_subject_selection(tiny_bids):
+    ds = load_dataset(tiny_bids, _cfg(subjects=["01", "3"]), progress=False)
+    assert set(ds.subject) == {"01", "03"}
