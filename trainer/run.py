@@ -26,18 +26,20 @@ def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
     from rt_eeg2fmri.data import load_pairs
 
     if hasattr(data, "get_batch"):
-        return data
-    return load_pairs(
-        data,
-        sfreq=cfg.sfreq,
-        l_freq=cfg.l_freq,
-        h_freq=cfg.h_freq,
-        target=cfg.target,
-        norm=cfg.norm,
-        winsize=cfg.winsize,
-        progress=progress,
-        **({"subject": [str(s) for s in cfg.subjects]} if cfg.subjects else {}),
-    )
+        dataset = data
+    else:
+        dataset = load_pairs(
+            data,
+            sfreq=cfg.sfreq,
+            l_freq=cfg.l_freq,
+            h_freq=cfg.h_freq,
+            target=cfg.target,
+            norm=cfg.norm,
+            winsize=cfg.winsize,
+            progress=progress,
+        )
+    # one cache per dataset and preprocessing; a subject selection is a view of it
+    return dataset.subset(subjects=[str(s) for s in cfg.subjects]) if cfg.subjects else dataset
 
 
 def simulation_truth(dataset):
