@@ -1,30 +1,80 @@
-"""``rt-eeg2fmri demo``: the one-command demo on the built-in default.
+"""``rt-eeg2fmri demo``: the one-command demo — simulated EEG in, live fMRI out, beside the truth.
 
-Until the live engine and viewer land, the demo simulates the ``tiny`` preset into the
-package cache (once) and summarises it, so ``make demo`` exercises the data path.
+No data and no arguments needed: a simulated session (made once, cached), replayed as
+live LSL streams (EEG, scanner markers, measured volumes), goes through the real-time
+engine with the built-in default model, and the viewer shows prediction beside truth.
+Without a display (or with ``--headless``) it runs ``--volumes`` volumes and writes the
+NIfTI series, the timing log, a screenshot and a summary (online voxelwise r against the
+truth, latency) into ``--out``.
 """
 
 from __future__ import annotations
 
-HELP = "Run the built-in demo (simulated session, no arguments needed)."
+HELP = "Demo: simulated EEG → live predicted fMRI beside the truth (no data needed)."
 
 
 def add_arguments(parser) -> None:
     """Add the demo's options."""
-    parser.add_argument("--out", default=None, help="folder for the simulated data (default: cache)")
-    parser.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
+    parser.add_argument(
+        "--headless", action="store_true", help="no window: run --volumes volumes, write --out"
+    )
+    parser.add_argument(
+        "--volumes", type=int, default=20, help="headless: predicted volumes to run (default 20)"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="replay speed (default: 1 with the viewer, 10 headless)",
+    )
+    parser.add_argument(
+        "--out", default="demo-out", help="headless outputs folder (default: ./demo-out)"
+    )
+    parser.add_argument(
+        "--model", default=None, help="checkpoint (.pt); default: the built-in conv model"
+    )
+    parser.add_argument(
+        "--preset",
+        default="tiny",
+        choices=("tiny", "small"),
+        help="simulator preset (default tiny)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=2025,
+        help="simulation seed (default 2025, a subject the default model was not trained on)",
+    )
+    parser.add_argument(
+        "--name", default="rt-eeg2fmri-demo", help="prefix of the demo's LSL stream names"
+    )
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
 
 
 def run(args) -> int:
-    """Simulate (or reuse) the tiny dataset and print its summary."""
-    from pathlib import Path
+    """Run the demo (viewer, or headless when asked or when there is no display)."""
+    import sys
 
-    from rt_eeg2fmri.data.summary import format_summary, summarize
-    from rt_eeg2fmri.grid import cache_dir
-    from rt_eeg2fmri.sim import simulate_dataset
+    from apps.viewer.demo import DemoConfig, has_display, run_demo
 
-    out = Path(args.out) if args.out else cache_dir() / f"demo-tiny-seed{args.seed}"
-    if not (out / "dataset_description.json").is_file():
-        simulate_dataset(out, preset="tiny", seed=args.seed, layout="bids")
-    print(format_summary(summarize(out)))
-    return 0
+    headless = args.headless
+    if not headless and not has_display():
+        print(
+            "rt-eeg2fmri demo: no display (DISPLAY/WAYLAND_DISPLAY unset or QT_QPA_PLATFORM="
+            "offscreen): running headless, outputs in "
+            f"'{args.out}'.",
+            file=sys.stderr,
+        )
+        headless = True
+    config = DemoConfig(
+        model=args.model,
+        preset=args.preset,
+        seed=args.seed,
+        speed=args.speed,
+        volumes=args.volumes,
+        out=args.out,
+        name=args.name,
+        device=args.device,
+        headless=headless,
+    )
+    return run_demo(config)

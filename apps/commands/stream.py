@@ -55,6 +55,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-volumes", type=int, default=None, help="stop after N volumes")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--view", action="store_true", help="show the volumes in the viewer, in-process"
+    )
 
 
 def default_model_path():
@@ -66,6 +69,7 @@ def default_model_path():
 
 def run(args) -> int:
     """Connect, stream until a limit or Ctrl-C/SIGTERM, print a summary."""
+    import functools
     import json
     import signal
     import sys
@@ -119,9 +123,13 @@ def run(args) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            summary = engine.run(
-                max_volumes=args.max_volumes, duration=args.duration, on_volume=status
-            )
+            if args.view:  # the engine in a thread, the window here; closing it stops both
+                from apps.viewer.app import run_engine_viewer
+
+                go = functools.partial(run_engine_viewer, engine)
+            else:
+                go = engine.run
+            summary = go(max_volumes=args.max_volumes, duration=args.duration, on_volume=status)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,0 +1,122 @@
+"""``rt-eeg2fmri demo`` headless end to end: simulator → replay → engine → viewer model → files."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from apps.cli import main
+from apps.viewer.demo import has_display
+from rt_eeg2fmri.checkpoint import save_checkpoint
+from rt_eeg2fmri.grid import GRID_AFFINE, GRID_SHAPE, mni_mask
+from rt_eeg2fmri.models import build_model
+from rt_eeg2fmri.sim.presets import CHANNELS_16
+
+SFREQ, WINSIZE, T_R = 100.0, 4.0, 2.0
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small untrained conv model on the full SPM grid (the demo needs no trained one)."""
+    torch.manual_seed(0)
+    mask = np.array(mni_mask())
+    model = build_model(
+        "conv",
+        {
+            "n_chans": 16,
+            "n_times": int(WINSIZE * SFREQ),
+            "sfreq": SFREQ,
+            "n_outputs": int(mask.sum()),
+            "grid_shape": list(GRID_SHAPE),
+            "n_basis": 8,
+            "hidden": 16,
+        },
+    )
+    model.set_mask(torch.as_tensor(mask))
+    return save_checkpoint(
+        tmp_path_factory.mktemp("model") / "tiny.pt",
+        model.eval(),
+        norm_stats={"method": "zscore", "center": [0.0] * 16, "scale": [1e-5] * 16},
+        ch_names=list(CHANNELS_16),
+        sfreq=SFREQ,
+        winsize=WINSIZE,
+        t_r=T_R,
+        grid_shape=GRID_SHAPE,
+        affine=np.asarray(GRID_AFFINE),
+        mask=mask,
+    )
+
+
+@pytest.mark.lsl
+@pytest.mark.gui
+@pytest.mark.slow
+def test_demo_headless_writes_everything(tiny_model, tmp_path, capsys):
+    out = tmp_path / "demo-out"
+    argv = ["demo", "--headless", "--model", str(tiny_model), "--volumes", "5"]
+    argv += ["--speed", "8", "--out", str(out), "--name", f"demo-{uuid.uuid4().hex[:8]}"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "demo: 5 volumes of conv on sub-01_task-auditory_run-1 at 8×" in printed
+    assert "online r  vs truth over" in printed and "latency   p50" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["volumes"] == 5 and summary["skipped"] == 0
+    # the first window ends 1 TR before the first volume's acquisition does: 4 of 5 pair
+    assert summary["correlation"]["n_pairs"] == 4
+    assert summary["correlation"]["n_voxels"] > 60000
+    assert -1 <= summary["correlation"]["r_mean"] <= 1
+    assert np.isfinite(summary["latency_p50_ms"]) and summary["latency_p99_ms"] < 5000
+    assert summary["received"]["prediction"] == 5
+    img = nib.load(out / "prediction.nii")
+    assert img.shape == (*GRID_SHAPE, 5)
+    np.testing.assert_allclose(img.affine, GRID_AFFINE)
+    timing = pd.read_csv(out / "timing.tsv", sep="\t")
+    assert len(timing) == 5 and (np.diff(timing["window_end"]) == pytest.approx(T_R))
+    rmap = nib.load(out / "r_map.nii.gz").get_fdata()
+    assert rmap.shape == GRID_SHAPE and np.isnan(rmap[0, 0, 0])
+    # the screenshot is a real render: T1 anatomy (grey) and overlay colours
+    from PySide6.QtGui import QImage
+
+    shot = QImage(str(out / "viewer.png"))
+    assert (shot.width(), shot.height()) == (1400, 900)
+    assert summary["files"]["screenshot"] == "viewer.png"
+
+
+def test_demo_missing_model_and_bad_options(tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    assert main(["demo", "--headless", "--model", str(missing), "--out", str(tmp_path)]) == 1
+    assert "nope.pt" in capsys.readouterr().err
+    assert main(["demo", "--headless", "--volumes", "0", "--out", str(tmp_path)]) == 1
+    assert "'--volumes' must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["demo", "--headless", "--speed", "-2", "--out", str(tmp_path)]) == 1
+    assert "'--speed' must be positive, got -2.0" in capsys.readouterr().err
+
+
+def test_default_model_missing_is_said_clearly(tmp_path, capsys, monkeypatch):
+    import apps.commands.stream as stream
+
+    monkeypatch.setattr(stream, "default_model_path", lambda: tmp_path / "assets" / "conv.pt")
+    assert main(["demo", "--headless", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "the built-in default model" in err and "conv.pt' is not there" in err
+    assert "--model CHECKPOINT.pt" in err
+
+
+def test_no_display_falls_back_to_headless(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert main(["demo", "--model", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "no display" in err and "running headless, outputs in" in err
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert not has_display()
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not has_display()
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert has_display()
