@@ -232,9 +232,11 @@ def _headless(config, ckpt, session, speed) -> int:
             summary = engine.run(
                 max_volumes=config.volumes,
                 duration=stream_s / speed + 30.0,
-                on_volume=lambda i, v, row: rows.append(row),
+                on_volume=lambda i, v, row: (rows.append(row), _feed(model, subs)),
             )
-        _drain_until(model, subs, n=len(rows), timeout=5.0)
+            _drain_until(model, subs, n=len(rows), timeout=5.0)
+            for sub in subs.values():  # before the prediction outlet closes
+                sub.stop()
     finally:
         replay.stop()
         for sub in subs.values():
@@ -275,7 +277,13 @@ def _headless(config, ckpt, session, speed) -> int:
             report["crosshair_mm"] = [float(v) for v in model.geometry.voxel_to_mm(model.crosshair)]
             report["crosshair_r"] = model.voxel_r()
     try:
-        screenshot(model, out / "viewer.png", sources=subs)
+        corr = report["correlation"] or {}
+        status = (
+            f"demo: {ckpt.model_name} on simulated {session.name} | {len(rows)} volumes at "
+            f"{speed:g}×, latency p50 {report['latency_p50_ms']:.1f} ms | online r vs truth over "
+            f"{corr.get('n_pairs', 0)} paired volumes: mean {corr.get('r_mean', float('nan')):.3f}"
+        )
+        screenshot(model, out / "viewer.png", status=status)
         files["screenshot"] = "viewer.png"
     except ImportError as err:  # the viewer extra is not installed
         logger.warning("demo: no screenshot (%s).", err)
@@ -285,20 +293,27 @@ def _headless(config, ckpt, session, speed) -> int:
     return 0
 
 
+def _feed(model, subs) -> None:
+    """Move what the subscribers received into the model, oldest timestamp first."""
+    items = []
+    for kind, sub in subs.items():
+        if sub.meta is not None and not model.has(kind):
+            try:
+                model.set_stream(kind, sub.meta)
+            except ValueError as err:  # a truth on another grid: no comparison
+                logger.warning("demo: %s", err)
+                sub.meta = None
+        if model.has(kind):
+            items += [(ts, kind, sample) for sample, ts, _ in sub.drain()]
+    for ts, kind, sample in sorted(items, key=lambda item: item[0]):
+        model.add_volume(kind, sample, ts)
+
+
 def _drain_until(model, subs, *, n: int, timeout: float) -> None:
     """Feed the model until it holds ``n`` predictions and their truth (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while True:
-        for kind, sub in subs.items():
-            if sub.meta is not None and not model.has(kind):
-                try:
-                    model.set_stream(kind, sub.meta)
-                except ValueError as err:  # a truth on another grid: no comparison
-                    logger.warning("demo: %s", err)
-                    sub.meta = None
-            if model.has(kind):
-                for sample, ts, _ in sub.drain():
-                    model.add_volume(kind, sample, ts)
+        _feed(model, subs)
         n_pred = model.streams["prediction"].history.n_written if model.has("prediction") else 0
         paired = model.pairs.n if model.pairs is not None else 0
         if n_pred >= n and (paired >= n or not model.has("truth")):
@@ -314,30 +329,38 @@ def _showcase_voxel(model):
     pairs = model.pairs
     if pairs is None or pairs.n < 3:
         return None
+    from scipy.ndimage import binary_erosion
+
     r = pairs.r()
     sd = pairs.std("truth")
+    # away from the brain's edge, where partial-volume voxels vary most
+    inner = binary_erosion(model._column_of >= 0, iterations=2)
     ok = np.isfinite(r) & (sd > 0)
+    ok[np.setdiff1d(np.arange(r.size), model._column_of[inner])] = False
     if not ok.any():
         return None
-    cut = np.percentile(sd[ok], 95)
+    cut = np.percentile(sd[ok], 80)
     score = np.where(ok & (sd >= cut), r, -np.inf)
     column = int(np.argmax(score))
     return tuple(int(i) for i in np.argwhere(model._column_of == column)[0])
 
 
-def screenshot(model, path, *, sources=None, size=(1400, 900)) -> Path:
-    """Render the viewer for ``model`` offscreen and save it as a PNG."""
+def screenshot(model, path, *, status: str = "", size=(1400, 900)) -> Path:
+    """Render the viewer for ``model`` offscreen and save it as a PNG.
+
+    ``status`` replaces the status bar's text (the streams are gone by then).
+    """
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from .app import make_app
     from .window import ViewerWindow
 
     app = make_app()
-    window = ViewerWindow(sources or {}, model=model, poll_ms=0)
+    window = ViewerWindow({}, model=model, poll_ms=0)
     window.resize(*size)
     window.show()
     app.processEvents()
     window.refresh()
-    window._draw_status()
+    window.status_label.setText(status)
     app.processEvents()
     try:
         return window.snapshot(path)

@@ -293,6 +293,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.course.setLabel("left", "% signal change")
         self.course.addLegend(offset=(10, 5))
         self.course.setMaximumHeight(220)
+        self.course.setMinimumHeight(160)
         self.course.setMenuEnabled(False)
         self.curves = {k: self.course.plot([], [], pen=_CURVE_PENS[k], name=k) for k in KINDS}
         self.eeg_plot = None
@@ -376,9 +377,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
             row = _Row(self.canvas, self, kind, KINDS.index(kind))
             self._rows[kind] = row
             self.canvas.ci.layout.setRowStretchFactor(KINDS.index(kind), 3)
+            self.canvas.ci.layout.setRowPreferredHeight(KINDS.index(kind), 300)  # rows alike
             # the layout was clamped to the rows it had (the time course has a maximum
             # height): give it the whole view again
-            pg.GraphicsView.setRange(self.canvas, self.canvas.range, padding=0)
+            pg.GraphicsView.setRange(
+                self.canvas, self.canvas.range, padding=0, disableAutoPixel=False
+            )
             if self.model.geometry is not None:
                 row.place(self.model)
         return row

@@ -306,3 +306,37 @@ def test_view_command_rejects_a_short_history(capsys):
 
     assert main(["view", "--history", "1"]) == 1
     assert "'--history' must be at least 2 volumes, got 1" in capsys.readouterr().err
+
+
+@pytest.mark.lsl
+def test_eeg_strip_from_a_real_eeg_stream(qtbot):
+    import pylsl
+
+    from apps.viewer.streams import EEGSubscriber
+
+    name = f"eeg-{uuid.uuid4().hex[:8]}"
+    info = pylsl.StreamInfo(name, "EEG", 4, 100.0, pylsl.cf_float32, f"{name}-src")
+    chans = info.desc().append_child("channels")
+    for label in ("Fz", "Cz", "Pz", "Oz"):
+        chans.append_child("channel").append_child_value("label", label)
+    outlet = pylsl.StreamOutlet(info)
+    eeg = EEGSubscriber(f"name:{name}", max_channels=3, resolve_timeout=0.2).start()
+    win = ViewerWindow({}, eeg=eeg, poll_ms=20)
+    qtbot.addWidget(win)
+    try:
+        assert outlet.wait_for_consumers(10)
+        qtbot.waitUntil(lambda: eeg.buffer is not None, timeout=5000)
+        t0 = pylsl.local_clock()
+        data = np.sin(np.arange(300)[:, None] / 10.0 + np.arange(4)).astype(np.float32)
+        outlet.push_chunk(data, (t0 + np.arange(300) / 100.0).tolist())
+        qtbot.waitUntil(lambda: eeg.status.n_received == 300, timeout=5000)
+        qtbot.waitUntil(lambda: len(win.eeg_curves) == 3, timeout=5000)
+        assert eeg.ch_names == ["Fz", "Cz", "Pz"]
+        x, y = win.eeg_curves[0].getData()
+        assert x[-1] == pytest.approx(0.0) and x[0] == pytest.approx(-2.99, abs=0.02)
+        assert y.size == 300 and np.ptp(y) > 0
+        ticks = win.eeg_plot.getAxis("left")._tickLevels[0]
+        assert [label for _, label in ticks] == ["Fz", "Cz", "Pz"]
+        assert "EEG" in win.status_label.text() and "300 samples, live" in win.status_label.text()
+    finally:
+        eeg.stop()
