@@ -38,6 +38,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-outlet", action="store_true", help="do not publish volumes on LSL")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: half the cores, at most 4: the acquisition thread "
+        "and the amplifier software keep a core)",
+    )
+    parser.add_argument(
         "--calibrate",
         type=float,
         default=0.0,
@@ -67,6 +74,19 @@ def default_model_path():
     return files("rt_eeg2fmri") / "assets" / "conv.pt"
 
 
+def default_threads() -> int:
+    """Torch CPU threads for streaming: half the cores, 1 to 4.
+
+    More intra-op threads than free cores make a batch-1 forward wait for descheduled
+    threads (benchmarks/bench_latency.py on 2 cores, default conv: forward p99 165 ms with
+    2 threads, 7 ms with 1).
+    """
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, (cores or 1) // 2))
+
+
 def run(args) -> int:
     """Connect, stream until a limit or Ctrl-C/SIGTERM, print a summary."""
     import functools
@@ -74,10 +94,15 @@ def run(args) -> int:
     import signal
     import sys
 
+    import torch
+
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.realtime.engine import Engine
 
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
     ckpt = load_checkpoint(args.model or default_model_path())
+    torch.set_num_threads(args.threads or default_threads())
     engine = Engine(
         ckpt,
         source=args.source,
@@ -130,6 +155,9 @@ def run(args) -> int:
             else:
                 go = engine.run
             summary = go(max_volumes=args.max_volumes, duration=args.duration, on_volume=status)
+    except ValueError as err:  # name the command's flags rather than the library's arguments
+        msg = str(err).replace("allow_missing=True", "--allow-missing")
+        raise ValueError(msg.replace("resample=True", "--resample")) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

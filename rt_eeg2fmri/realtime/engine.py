@@ -23,7 +23,11 @@ from .scheduler import SamplesScheduler, TriggerScheduler, make_scheduler
 
 @dataclass
 class EngineStats:
-    """Counters and latencies of a run (latencies in ms: publish − window end)."""
+    """Counters and times of a run, in ms.
+
+    ``latencies``: LSL publish − window end; ``compute``: data ready → LSL publish;
+    ``write``: appending to the NIfTI series (on its own thread, after publishing).
+    """
 
     volumes: int = 0
     skipped: int = 0
@@ -31,11 +35,13 @@ class EngineStats:
     output_errors: int = 0
     latencies: list = field(default_factory=list)
     compute: list = field(default_factory=list)
+    write: list = field(default_factory=list)
 
     def summary(self, health=None) -> dict:
         """p50/p99 latency, counts and stream health as a dict."""
         lat = np.asarray(self.latencies, float)
         comp = np.asarray(self.compute, float)
+        write = np.asarray(self.write, float)
         pct = lambda a, q: float(np.percentile(a, q)) if a.size else float("nan")  # noqa: E731
         out = {
             "volumes": self.volumes,
@@ -46,6 +52,8 @@ class EngineStats:
             "latency_p99_ms": pct(lat, 99),
             "compute_p50_ms": pct(comp, 50),
             "compute_p99_ms": pct(comp, 99),
+            "write_p50_ms": pct(write, 50),
+            "write_p99_ms": pct(write, 99),
         }
         if health is not None:
             out.update(
@@ -82,6 +90,7 @@ class TriggerListener:
                 f"no marker stream named {name!r}; visible streams: {visible or 'none'}."
             )
         self.inlet = pylsl.StreamInlet(infos[0], processing_flags=pylsl.proc_clocksync)
+        self.inlet.time_correction(timeout=timeout)  # else the first pull waits ~0.6 s
         self.inlet.open_stream(timeout=timeout)
         self.times: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -102,6 +111,57 @@ class TriggerListener:
         self._stop.set()
         self._thread.join()
         self.inlet.close_stream()
+
+
+class _BackgroundWriter:
+    """Append volumes to a NIfTI series on a thread, so a slow disk never delays a volume.
+
+    At most ``maxsize`` volumes wait; beyond that a volume is left out of the file (counted
+    in ``stats.output_errors`` and logged; the sidecar's ``VolumeTiming`` shows which).
+    On a write error the file is closed and LSL publishing goes on.
+    """
+
+    def __init__(self, writer, stats: EngineStats, *, maxsize: int = 8) -> None:
+        self.writer, self.stats = writer, stats
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="NiftiWriter", daemon=True)
+        self._thread.start()
+
+    def put(self, volume: np.ndarray, t_end: float, index: int) -> None:
+        """Queue ``volume`` (not modified afterwards by the caller) for appending."""
+        if self._failed:
+            return
+        try:
+            self._queue.put_nowait((volume, t_end))
+        except queue.Full:
+            self.stats.output_errors += 1
+            logger.error(
+                "NIfTI output is %d volumes behind: volume %d is not written to '%s'.",
+                self._queue.maxsize,
+                index,
+                self.writer.path,
+            )
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._failed:
+                continue
+            t = time.perf_counter()
+            try:
+                self.writer.append(item[0], time=item[1])
+            except OSError as err:
+                self._failed = True
+                self.stats.output_errors += 1
+                logger.error("NIfTI output failed (%s); LSL publishing continues.", err)
+                self.writer.close()
+            self.stats.write.append((time.perf_counter() - t) * 1e3)
+
+    def close(self) -> None:
+        """Write what is queued, then close the file."""
+        self._queue.put(None)
+        self._thread.join()
+        self.writer.close()
 
 
 class Engine:
@@ -164,6 +224,14 @@ class Engine:
         self.ckpt = checkpoint
         self.sync = sync
         self.mapper = Mapper(checkpoint, device=device)
+        band = [checkpoint.preprocessing.get(k) for k in ("l_freq", "h_freq")]
+        if any(f is not None for f in band):
+            logger.warning(
+                "Checkpoint '%s' was trained on EEG band-passed to %s-%s Hz (zero-phase), but "
+                "the stream is not filtered online: its predictions differ from offline ones.",
+                checkpoint.path,
+                *("" if f is None else f"{f:g}" for f in band),
+            )
         self.n_win = self.mapper.n_times
         self.t_r = float(checkpoint.t_r)
         self.sfreq = float(checkpoint.sfreq)
@@ -212,7 +280,7 @@ class Engine:
             self.timing = TimingLog(self._timing_path)
         if self._nifti_path:
             try:
-                self.writer = NiftiSeriesWriter(
+                writer = NiftiSeriesWriter(
                     self._nifti_path,
                     affine=np.asarray(self.ckpt.affine),
                     grid_shape=self.mapper.grid_shape,
@@ -229,17 +297,28 @@ class Engine:
                     raise
                 self.stats.output_errors += 1
                 logger.error("%s — continuing with LSL publishing only.", err)
+            else:
+                self.writer = _BackgroundWriter(writer, self.stats)
 
     def start(self) -> Engine:
-        """Open outputs, connect to the stream(s) and start acquiring."""
-        self._open_outputs()
-        if self.sync == "trigger":
-            self.triggers = TriggerListener(self._trigger_spec, timeout=self.consumer.timeout)
-        self.consumer.start()
-        if self.mapper.device.type == "cuda":
-            from .ring import TorchRingMirror
+        """Connect to the stream(s), start acquiring and open the outputs.
 
-            self.mirror = TorchRingMirror(self.consumer.ring, device=self.mapper.device)
+        The stream is checked first, so a wrong source, channel set or rate leaves no
+        output file behind; on any error everything opened so far is closed again.
+        """
+        try:
+            self.mapper.warmup()
+            self.consumer.start()
+            if self.sync == "trigger":
+                self.triggers = TriggerListener(self._trigger_spec, timeout=self.consumer.timeout)
+            self._open_outputs()
+            if self.mapper.device.type == "cuda":
+                from .ring import TorchRingMirror
+
+                self.mirror = TorchRingMirror(self.consumer.ring, device=self.mapper.device)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def stop(self) -> None:
@@ -367,16 +446,12 @@ class Engine:
         else:  # samples mode: the window ends one sample period after its last sample
             t_end = float(self.consumer.ring.read(stop, 1)[1][0]) + 1.0 / self.sfreq
         if self.outlet is not None:
-            self.outlet.push_sample(volume.reshape(-1), t_end)
+            # push_chunk hands liblsl the array's buffer; push_sample would box every voxel
+            # into a Python float (~25 ms for the MNI grid)
+            self.outlet.push_chunk(volume.reshape(1, -1), t_end)
+        publish = clock()  # the volume is out; the NIfTI series is written on a thread
         if self.writer is not None:
-            try:
-                self.writer.append(volume, time=t_end)
-            except OSError as err:
-                self.stats.output_errors += 1
-                logger.error("NIfTI output failed (%s); LSL publishing continues.", err)
-                self.writer.close()
-                self.writer = None
-        publish = clock()
+            self.writer.put(volume, t_end, due.index)
         health = self.consumer.health
         gap = health.gaps > self._gaps_seen
         self._gaps_seen = health.gaps

@@ -273,6 +273,9 @@ class EEGConsumer:
         try:
             full = inlet.info(timeout=self.timeout)
             self._configure(full)
+            # the first clock offset takes ~0.6 s: estimate it before subscribing, or
+            # proc_clocksync holds the first pull that long and the data comes in a burst
+            inlet.time_correction(timeout=self.timeout)
             inlet.open_stream(timeout=self.timeout)
         except pylsl.util.TimeoutError:
             raise RuntimeError(

@@ -1,0 +1,326 @@
+"""Per-TR latency of the real-time engine, stage by stage, beside a bare model forward.
+
+A session of random EEG (the checkpoint's channels, 250 Hz) is replayed over LSL on
+loopback from another process, like an amplifier; the engine (``--sync samples``)
+predicts one volume per TR with the default conv architecture at the oddball shape
+(34 channels, 30 s windows → n_times 7500, 69,637 voxels of the MNI mask), publishes it
+on LSL and appends it to a NIfTI series. Every TR is timed stage by stage — window
+read/copy, normalisation, model forward, scatter into the grid (+ copy to the host), LSL
+push, NIfTI append — and, right after each published volume, the bare model forward on
+the same normalised window is timed in the same process, so that pipeline and model are
+measured side by side under the same load.
+
+End-to-end latency is the LSL publish time minus the moment the window's last sample
+was pushed by the replay, both on the LSL clock. At ``--speed 1`` that is publish −
+window end; at speed ``s`` the replay pushes stream time ``t`` at ``t0 + (t − t0) / s``,
+which this benchmark uses instead (the stream clock runs ahead of the wall clock).
+
+    .venv/bin/python benchmarks/bench_latency.py                      # CPU (+ CUDA), speed 1
+    .venv/bin/python benchmarks/bench_latency.py --volumes 30 --speed 4 --devices cpu
+
+The default checkpoint is ``rt_eeg2fmri/assets/conv.pt``; without it a random-weight
+conv checkpoint of the same shape is built (its cost does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+AIM_OVERHEAD_MS, AIM_OVERHEAD_FRAC = 2.0, 0.10
+AIM_P99_MS = {"cpu": 50.0, "cuda": 5.0}
+STAGES = (
+    ("read", "read window (ring → array)"),
+    ("normalise", "normalise"),
+    ("forward", "model forward"),
+    ("scatter", "scatter into grid + to host"),
+    ("push", "LSL push"),
+    ("pipeline", "data ready → LSL publish"),
+    ("bare", "bare forward, same window"),
+    ("overhead", "pipeline − bare forward"),
+    ("glue", "pipeline − its own forward"),
+    ("latency", "end to end: publish − window end"),
+    ("nifti", "NIfTI append (writer thread)"),
+)
+
+
+# -- the amplifier ------------------------------------------------------------------------
+def _replay(spec: dict, t0, ready, done) -> None:
+    import pylsl  # noqa: F401  (liblsl up before the session is built)
+
+    from rt_eeg2fmri.data import Session
+    from rt_eeg2fmri.replay import Replay
+
+    rng = np.random.default_rng(0)
+    n = round(spec["seconds"] * spec["sfreq"])
+    eeg = (rng.standard_normal((len(spec["ch_names"]), n)) * 1e-5).astype(np.float32)
+    session = Session(eeg=eeg, sfreq=spec["sfreq"], ch_names=spec["ch_names"])
+    replay = Replay(
+        session, name=spec["name"], source_id=spec["name"], speed=spec["speed"], loop=True,
+        truth=False,
+    )  # fmt: skip
+    replay.open()
+    ready.set()
+    replay.wait_for_consumers(120.0, kinds=["eeg"])
+    replay.start()
+    while replay.t0 is None:
+        time.sleep(0.001)
+    t0.value = replay.t0
+    done.wait()
+    replay.stop()
+
+
+# -- the checkpoint -----------------------------------------------------------------------
+def default_checkpoint(tmp: Path, *, n_chans: int, sfreq: float, winsize: float, t_r: float):
+    """``rt_eeg2fmri/assets/conv.pt``, or a random-weight conv checkpoint of the oddball shape."""
+    import torch
+
+    from rt_eeg2fmri.checkpoint import save_checkpoint
+    from rt_eeg2fmri.grid import GRID_AFFINE, mni_mask
+    from rt_eeg2fmri.models import build_model
+
+    asset = ROOT / "rt_eeg2fmri" / "assets" / "conv.pt"
+    if asset.is_file():
+        return asset
+    torch.manual_seed(0)
+    mask = np.asarray(mni_mask(), bool)
+    cfg = {
+        "n_chans": n_chans,
+        "n_times": round(winsize * sfreq),
+        "sfreq": sfreq,
+        "n_outputs": int(mask.sum()),
+        "grid_shape": list(mask.shape),
+    }
+    model = build_model("conv", cfg)
+    model.set_mask(torch.from_numpy(mask.copy()))
+    return save_checkpoint(
+        tmp / "conv-random.pt",
+        model.eval(),
+        norm_stats={"method": "zscore", "center": [0.0] * n_chans, "scale": [1e-5] * n_chans},
+        ch_names=[f"EEG{i:02d}" for i in range(n_chans)],
+        sfreq=sfreq,
+        winsize=winsize,
+        t_r=t_r,
+        grid_shape=mask.shape,
+        affine=GRID_AFFINE,
+        mask=mask,
+    )
+
+
+# -- one device ---------------------------------------------------------------------------
+def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
+    import pylsl
+    import torch
+
+    from rt_eeg2fmri.checkpoint import load_checkpoint
+    from rt_eeg2fmri.realtime.engine import Engine
+
+    ckpt = load_checkpoint(ckpt_path)
+    clock = pylsl.local_clock
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    name = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    spec = {
+        "name": name, "ch_names": list(ckpt.ch_names), "sfreq": ckpt.sfreq, "speed": args.speed,
+        "seconds": ckpt.winsize + 60.0,
+    }  # fmt: skip
+    ctx = mp.get_context("spawn")
+    t0, ready, done = ctx.Value("d", 0.0), ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_replay, args=(spec, t0, ready, done), daemon=True)
+    proc.start()
+    if not ready.wait(60):
+        raise RuntimeError("the replay process did not start")
+    nifti = None if args.nifti == "none" else tmp / f"pred-{device}.{args.nifti}"
+    engine = Engine(
+        ckpt,
+        source=f"name:{name}-EEG",
+        sync="samples",
+        outlet_name=f"{name}-volume",
+        nifti=nifti,
+        device=device,
+    )
+    mapper = engine.mapper
+    rec: dict[str, float] = {}
+    rows: dict[str, list] = {k: [] for k, _ in STAGES}
+
+    def timed(key, fn, *, synced=False):
+        def wrapper(*a, **kw):
+            if synced:
+                sync()
+            rec[key + "0"] = clock()
+            out = fn(*a, **kw)
+            if synced:
+                sync()
+            rec[key + "1"] = clock()
+            return out
+
+        return wrapper
+
+    window = {}
+    window_for = engine._window_for
+
+    def read(due):
+        rec["read0"] = clock()
+        got = window_for(due)
+        rec["read1"] = clock()
+        if got is not None:
+            window["x"] = got[1]
+        return got
+
+    engine._window_for = read
+    mapper.predict = timed("predict", mapper.predict)
+    mapper.volume = timed("scatter", mapper.volume, synced=True)
+
+    def mark(key):
+        def hook(*_):  # returns None: inputs and outputs stay as they are
+            sync()
+            rec[key] = clock()
+
+        return hook
+
+    mapper.model.register_forward_pre_hook(mark("fwd0"))
+    mapper.model.register_forward_hook(mark("fwd1"))
+
+    def on_volume(index, volume, row):
+        ms = lambda a, b: (rec[b] - rec[a]) * 1e3  # noqa: E731
+        wall_end = t0.value + (row["window_end"] - t0.value) / args.speed
+        publish = rec.get("push1", row["publish"])
+        stage = {
+            "read": ms("read0", "read1"),
+            "normalise": ms("predict0", "fwd0"),
+            "forward": ms("fwd0", "fwd1"),
+            "scatter": ms("scatter0", "scatter1"),
+            "push": ms("push0", "push1") if "push1" in rec else np.nan,
+            "pipeline": (publish - row["data_ready"]) * 1e3,
+            "latency": (publish - wall_end) * 1e3,
+        }
+        with torch.inference_mode():  # the bare model on the same window, same process
+            x = torch.as_tensor(window["x"], device=mapper.device, dtype=torch.float32)
+            x = ((x - mapper._center) * mapper._inv_scale)[None]
+            bare = []
+            for _ in range(args.bare_repeats):
+                sync()
+                a = clock()
+                mapper.model(x)
+                sync()
+                bare.append((clock() - a) * 1e3)
+        stage["bare"] = float(np.median(bare))
+        stage["overhead"] = stage["pipeline"] - stage["bare"]
+        stage["glue"] = stage["pipeline"] - stage["forward"]
+        for k, v in stage.items():
+            rows[k].append(v)
+        rec.clear()
+
+    try:
+        with engine:
+            for method in ("push_sample", "push_chunk"):
+                if engine.outlet is not None:
+                    setattr(engine.outlet, method, timed("push", getattr(engine.outlet, method)))
+            summary = engine.run(
+                max_volumes=args.volumes + args.warmup,
+                duration=(ckpt.winsize + (args.volumes + args.warmup + 5) * ckpt.t_r) / args.speed
+                + 30,
+                on_volume=on_volume,
+            )
+    finally:
+        done.set()
+        proc.join(10)
+    rows["nifti"] = list(getattr(engine.stats, "write", [])) or [np.nan]  # the writer thread
+    out = {"device": device, "summary": summary, "threads": torch.get_num_threads()}
+    for key, _ in STAGES:
+        a = np.asarray(rows[key][args.warmup :], float)
+        a = a[np.isfinite(a)]
+        out[key] = {
+            q: float(np.percentile(a, int(q[1:]))) if a.size else np.nan for q in ("p50", "p99")
+        }
+    out["n"] = len(rows["pipeline"]) - args.warmup
+    return out
+
+
+def report(res: dict, args) -> None:
+    dev = res["device"]
+    print(
+        f"\n{dev}: {res['n']} volumes (after {args.warmup} warm-up), {res['threads']} torch "
+        f"thread(s), speed {args.speed:g}, NIfTI {args.nifti}; skipped "
+        f"{res['summary']['skipped']}, late {res['summary']['late']}"
+    )
+    print(f"  {'stage':34s} {'p50 ms':>9s} {'p99 ms':>9s}")
+    for key, label in STAGES:
+        print(f"  {label:34s} {res[key]['p50']:9.3f} {res[key]['p99']:9.3f}")
+    bare, pipe = res["bare"]["p50"], res["pipeline"]["p50"]
+    allowed = AIM_OVERHEAD_MS + AIM_OVERHEAD_FRAC * bare
+    over = res["overhead"]["p50"]
+    print(f"  ratio pipeline / bare forward (p50): {pipe / bare:.3f}")
+    print(
+        f"  aim overhead ≤ 2 ms + 10 % = {allowed:.2f} ms: p50 {over:.2f} ms "
+        f"{'met' if over <= allowed else 'NOT met'}"
+    )
+    aim = AIM_P99_MS.get(dev.split(":")[0])
+    if aim is not None:
+        p99 = res["latency"]["p99"]
+        print(
+            f"  aim end-to-end p99 ≤ {aim:g} ms: {p99:.2f} ms {'met' if p99 <= aim else 'NOT met'}"
+        )
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="checkpoint (default: the built-in conv)")
+    parser.add_argument("--devices", default=None, help="comma-separated (default: cpu[,cuda])")
+    parser.add_argument("--volumes", type=int, default=40, help="volumes measured per device")
+    parser.add_argument("--warmup", type=int, default=3, help="first volumes not counted")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1)")
+    parser.add_argument("--nifti", default="nii.gz", choices=("nii.gz", "nii", "none"))
+    parser.add_argument("--bare-repeats", type=int, default=3, help="bare forwards per volume")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, comma-separated to compare (default: what 'rt-eeg2fmri "
+        "stream' uses, half the cores)",
+    )
+    parser.add_argument("--t-r", type=float, default=2.0, help="TR of the random checkpoint (s)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    from apps.commands.stream import default_threads
+
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [default_threads()]
+    devices = args.devices.split(",") if args.devices else ["cpu"]
+    if args.devices is None and torch.cuda.is_available():
+        devices.append("cuda")
+    configs = [(d, t) for d in devices for t in (threads if d == "cpu" else threads[:1])]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpt = args.model or default_checkpoint(
+            tmp, n_chans=34, sfreq=250.0, winsize=30.0, t_r=args.t_r
+        )
+        print(f"checkpoint: {ckpt}")
+        for device, n_threads in configs:
+            torch.set_num_threads(n_threads)
+            res = measure(ckpt, device, args, tmp)
+            report(res, args)
+            results.append(res)
+    if len(results) > 1:
+        print("\nside by side (p50 / p99 ms):")
+        for key, label in STAGES:
+            cells = "  ".join(f"{r[key]['p50']:8.3f} / {r[key]['p99']:8.3f}" for r in results)
+            print(f"  {label:34s} {cells}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

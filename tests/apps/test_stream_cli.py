@@ -1,0 +1,215 @@
+"""``rt-eeg2fmri stream``: signals, summary, clear errors, LSL publishing without files.
+
+Runs that need a signal or a live outlet use a subprocess; error paths that end before
+streaming call ``apps.cli.main`` in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pylsl
+import pytest
+import torch
+
+from apps.cli import main
+from rt_eeg2fmri.replay import Replay
+from rt_eeg2fmri.volume_stream import parse_volume_stream_info
+from tests.conftest import make_session
+from tests.realtime.engine_helpers import CH, GRID, tiny_checkpoint, wait_for_line
+
+ROOT = Path(__file__).resolve().parents[2]
+SFREQ, T_R = 100.0, 0.5
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("stream_cli") / "m.pt", sfreq=SFREQ, t_r=T_R)
+
+
+@pytest.fixture
+def uid() -> str:
+    """A unique stream name / source id."""
+    return f"cli-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The command sets torch's thread count for its process; keep the test process's."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _stream(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", "stream", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _replay(uid: str, *, ch_names=CH, sfreq=SFREQ, **kw) -> Replay:
+    session = make_session(
+        n_channels=len(ch_names), sfreq=sfreq, n_volumes=20, t_r=T_R, ch_names=ch_names
+    )
+    return Replay(session, name=uid, source_id=uid, truth=False, **kw).open()
+
+
+@pytest.mark.lsl
+def test_sigterm_prints_the_summary_and_exits_0(model, uid):
+    replay = _replay(uid, loop=True, speed=2.0)
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--no-outlet", "--timeout", "30",
+    )  # fmt: skip
+    try:
+        wait_for_line(proc, "streaming conv")
+        replay.start()
+        wait_for_line(proc, "volume     1 | latency")  # one status line per volume
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        replay.stop()
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["volumes"] >= 2 and summary["skipped"] == 0 and summary["samples_lost"] == 0
+    assert summary["latency_p50_ms"] == summary["latency_p50_ms"]  # a number, not NaN
+    assert "error" not in err
+
+
+@pytest.mark.lsl
+def test_unknown_source_lists_the_visible_streams(model, uid):
+    replay = _replay(uid)
+    try:
+        proc = _stream("--model", model, "--source", f"name:{uid}-nope", "--timeout", "1")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        replay.stop()
+    assert proc.returncode == 1
+    assert f"rt-eeg2fmri stream: error: no LSL stream with name='{uid}-nope' found" in err
+    assert "Visible streams:" in err and f"name='{uid}-EEG'" in err
+    assert out == ""
+
+
+@pytest.mark.lsl
+def test_unwritable_output_is_logged_and_lsl_publishing_goes_on(model, uid, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    replay = _replay(uid, speed=4.0)
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--out", blocker / "pred.nii", "--name", f"{uid}-pred", "--max-volumes", "3",
+        "--timeout", "30",
+    )  # fmt: skip
+    try:
+        lines = wait_for_line(proc, "streaming conv")
+        (info,) = pylsl.resolve_byprop("name", f"{uid}-pred", timeout=10.0)
+        inlet = pylsl.StreamInlet(info)
+        inlet.open_stream(10.0)
+        meta = parse_volume_stream_info(inlet.info(10.0))
+        replay.start()
+        got = [inlet.pull_sample(timeout=10.0)[0] for _ in range(3)]
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        replay.stop()
+    assert proc.returncode == 0, err
+    err = "".join(lines) + err
+    assert "cannot write the NIfTI output" in err and "file/pred.nii" in err
+    assert "continuing with LSL publishing only" in err
+    summary = json.loads(out)
+    assert summary["volumes"] == 3 and summary["output_errors"] == 1
+    for sample in got:
+        vol = meta.to_volume(np.asarray(sample, np.float32))
+        assert vol.shape == GRID and np.isfinite(vol).all() and np.abs(vol[1:]).max() > 0
+    assert not (blocker / "pred.json").exists()
+
+
+@pytest.mark.lsl
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (
+            dict(ch_names=["Fz", "Cz", "Oz", "ECG"]),
+            r"1 of the model's 4 channels are missing from the stream: 'Pz' "
+            r"\(pass --allow-missing to zero-fill them\)",
+        ),
+        (dict(sfreq=2 * SFREQ), r"is 200 Hz, the model expects 100 Hz; pass --resample"),
+    ],
+    ids=["missing-channel", "rate"],
+)
+def test_stream_that_does_not_fit_the_model(model, uid, tmp_path, capsys, stream, message):
+    replay = _replay(uid, **stream)
+    try:
+        code = main(
+            ["stream", "--model", str(model), "--source", f"name:{uid}-EEG", "--no-outlet",
+             "--out", str(tmp_path / "pred.nii"), "--timeout", "5", "--device", "cpu"]
+        )  # fmt: skip
+    finally:
+        replay.stop()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"rt-eeg2fmri stream: error: stream '{uid}-EEG'" in err
+    assert re.search(message, err), err
+    assert not (tmp_path / "pred.nii").exists()  # nothing written for a stream that does not fit
+
+
+class _Payload:
+    """Unpickling this would create ``marker``: proof that nothing in the file ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def _truncated(path: Path, model: Path) -> Path:
+    path.write_bytes(model.read_bytes()[:2000])
+    return path
+
+
+def _pickled(path: Path, model: Path) -> Path:
+    torch.save({"format": "rt-eeg2fmri-checkpoint", "x": _Payload(path.with_suffix(".ran"))}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda p, m: p.write_bytes(b"not a checkpoint at all") and p,
+            r"'.*bad\.pt' is not a readable rt-eeg2fmri checkpoint",
+        ),
+        (_truncated, r"is not a readable rt-eeg2fmri checkpoint: the file is truncated"),
+        (_pickled, r"contains pickled Python objects, which are refused and were not executed"),
+        (lambda p, m: p, r"checkpoint not found: '.*bad\.pt'"),
+    ],
+    ids=["garbage", "truncated", "pickle", "missing"],
+)
+def test_corrupt_checkpoint_is_a_clear_error(model, tmp_path, capsys, make, message):
+    path = make(tmp_path / "bad.pt", model)
+    code = main(["stream", "--model", str(path), "--source", "name:none", "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("rt-eeg2fmri stream: error: ") and "bad.pt" in err
+    assert re.search(message, err, re.IGNORECASE), err
+    assert not (tmp_path / "bad.ran").exists()  # the pickled payload never ran
+
+
+def test_threads_must_be_positive(model, capsys):
+    code = main(["stream", "--model", str(model), "--threads", "0"])
+    assert code == 1
+    assert "rt-eeg2fmri stream: error: '--threads' must be >= 1, got 0." in capsys.readouterr().err
