@@ -176,7 +176,7 @@ def test_prediction_outlet_is_self_describing(checkpoint, session, tmp_path):
         replay.start()
         got = []
         engine.run(max_volumes=2, duration=20.0, on_volume=lambda i, v, row: got.append(v))
-        sample, ts = inlet.pull_sample(timeout=5.0)
+        sample, _ = inlet.pull_sample(timeout=5.0)
         np.testing.assert_allclose(
             meta.to_volume(np.asarray(sample, np.float32)), got[0], atol=1e-6
         )
