@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_option
-from .session import Session
+from .session import Session, bids_name
 
 LAYOUTS = ("bids", "ds000116")
 SELECTION = ("subject", "task", "run", "session")
@@ -94,13 +94,7 @@ class RunRef:
     @property
     def name(self) -> str:
         """BIDS-style identifier, e.g. ``sub-01_task-auditory_run-1``."""
-        parts = [f"sub-{self.subject}"]
-        if self.session:
-            parts.append(f"ses-{self.session}")
-        parts.append(f"task-{self.task}")
-        if self.run:
-            parts.append(f"run-{self.run}")
-        return "_".join(parts)
+        return bids_name(self.subject, self.task, self.run, self.session)
 
     def _reader(self):
         check_option(self.layout, "layout", LAYOUTS)

@@ -23,6 +23,17 @@ def empty_events() -> pd.DataFrame:
     )
 
 
+def bids_name(subject: str, task: str, run: str | None = None, session: str | None = None) -> str:
+    """BIDS-style run identifier, e.g. ``sub-01_ses-2_task-oddball_run-1``."""
+    parts = [f"sub-{subject}"]
+    if session:
+        parts.append(f"ses-{session}")
+    parts.append(f"task-{task}")
+    if run:
+        parts.append(f"run-{run}")
+    return "_".join(parts)
+
+
 @dataclass(eq=False)
 class Session:
     """One run of simultaneous EEG-fMRI.
@@ -177,13 +188,7 @@ class Session:
     @property
     def name(self) -> str:
         """BIDS-style identifier, e.g. ``sub-01_task-oddball_run-1``."""
-        parts = [f"sub-{self.subject}"]
-        if self.session:
-            parts.append(f"ses-{self.session}")
-        parts.append(f"task-{self.task}")
-        if self.run:
-            parts.append(f"run-{self.run}")
-        return "_".join(parts)
+        return bids_name(self.subject, self.task, self.run, self.session)
 
     def __repr__(self) -> str:
         bold = "no BOLD" if self.bold is None else f"BOLD {self.bold.shape} t_r={self.t_r}"

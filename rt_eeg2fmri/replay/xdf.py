@@ -17,21 +17,7 @@ import pandas as pd
 from .._checks import check_file
 from .._logging import logger
 from ..data.session import Session
-
-# unit label → volts per unit; LSL's convention for EEG is microvolts
-_VOLTS_PER_UNIT = {
-    "v": 1.0,
-    "volt": 1.0,
-    "volts": 1.0,
-    "mv": 1e-3,
-    "millivolt": 1e-3,
-    "millivolts": 1e-3,
-    "uv": 1e-6,
-    "µv": 1e-6,
-    "μv": 1e-6,
-    "microvolt": 1e-6,
-    "microvolts": 1e-6,
-}
+from ..realtime.channels import UNIT_SCALES
 
 
 def is_scanner_marker(value: str, marker: str) -> bool:
@@ -187,7 +173,7 @@ def _channels(info: dict, n_channels: int) -> tuple[list[str], list[str | None]]
 def _volts_per_unit(unit: str | None, ch_name: str, path: Path) -> float:
     if not unit:
         return 1e-6
-    scale = _VOLTS_PER_UNIT.get(str(unit).strip().lower())
+    scale = UNIT_SCALES.get(str(unit).strip().lower())
     if scale is None:  # an auxiliary channel: keep its values, they are sent as recorded
         logger.warning(
             "'%s': channel %r has unit %r, not a voltage; replayed unchanged.", path, ch_name, unit
