@@ -186,3 +186,52 @@ def test_prediction_outlet_is_self_describing(checkpoint, session, tmp_path):
 def test_trigger_sync_needs_a_marker_stream(checkpoint):
     with pytest.raises(ValueError, match="needs '--trigger NAME"):
         Engine(checkpoint, source="name:none", sync="trigger", outlet_name=None, device="cpu")
+
+
+def _stream(ckpt, session, **engine_kw):
+    name = f"clk-{uuid.uuid4().hex[:8]}"
+    replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
+    replay.open()
+    got = []
+    engine = Engine(
+        ckpt,
+        source=f"name:{replay.stream_names['eeg']}",
+        outlet_name=None,
+        device="cpu",
+        **engine_kw,
+    )
+    with engine:
+        assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+        replay.start()
+        engine.run(max_volumes=3, duration=20.0, on_volume=lambda i, v, row: got.append(v))
+    replay.stop()
+    return engine, got
+
+
+@pytest.mark.lsl
+def test_clock_sync_every_tr_after_a_full_window(checkpoint, session):
+    _, got = _stream(checkpoint, session, sync="clock")
+    n_win, step = checkpoint.n_times, round(T_R * SFREQ)
+    assert len(got) == 3
+    for k, vol in enumerate(got):
+        np.testing.assert_allclose(
+            vol, offline_volume(checkpoint, session, n_win + k * step), rtol=1e-4, atol=1e-5
+        )
+
+
+@pytest.mark.lsl
+def test_calibration_estimates_statistics_from_the_live_stream(checkpoint, session):
+    engine, got = _stream(checkpoint, session, sync="samples", calibrate=3.0)
+    n = round(3.0 * SFREQ)
+    center = session.eeg[:, :n].astype(np.float64).mean(axis=1)
+    scale = session.eeg[:, :n].astype(np.float64).std(axis=1)
+    np.testing.assert_allclose(
+        engine.mapper._center.cpu().numpy()[:, 0], center, rtol=1e-4, atol=1e-9
+    )
+    stop = checkpoint.n_times  # samples sync without phase: the first window ends at n_win
+    x = (
+        (session.eeg[:, stop - checkpoint.n_times : stop] - center[:, None]) / scale[:, None]
+    ).astype(np.float32)
+    expected = np.zeros(GRID, np.float32)
+    expected[checkpoint.mask] = checkpoint.predict(x)
+    np.testing.assert_allclose(got[0], expected, rtol=1e-4, atol=1e-5)
