@@ -36,6 +36,8 @@ class TrainConfig:
         Window length in seconds.
     target : str
         ``psc`` (percent signal change from the run mean) or ``median_ratio`` (the paper's).
+    fwhm : float | None
+        Spatial smoothing of the BOLD before the targets (mm FWHM; SPM's ``s`` step).
     norm : str
         EEG normalisation per subject and channel: ``zscore`` or ``robust``.
     epochs, batch_size, lr, weight_decay, patience : training loop settings
@@ -60,6 +62,7 @@ class TrainConfig:
     h_freq: float | None = None
     winsize: float = 30.0
     target: str = "psc"
+    fwhm: float | None = None
     norm: str = "zscore"
     epochs: int = 30
     batch_size: int = 16

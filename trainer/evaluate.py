@@ -245,6 +245,7 @@ def evaluate_checkpoint(
         mask=np.asarray(ckpt.mask),
         winsize=ckpt.winsize,
         progress=progress,
+        **({"fwhm": fwhm} if (fwhm := ckpt.metadata.get("train_config", {}).get("fwhm")) else {}),
     )
     view = CheckpointView(dataset, ckpt, stats=stats)
     idx = np.arange(len(dataset))

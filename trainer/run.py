@@ -37,6 +37,7 @@ def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
             norm=cfg.norm,
             winsize=cfg.winsize,
             progress=progress,
+            **({"fwhm": cfg.fwhm} if cfg.fwhm else {}),
         )
     # one cache per dataset and preprocessing; a subject selection is a view of it
     return dataset.subset(subjects=[str(s) for s in cfg.subjects]) if cfg.subjects else dataset
@@ -45,7 +46,7 @@ def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
 def simulation_truth(dataset):
     """``run_index → EEG-predictable targets`` for simulated datasets, else ``None``."""
     try:
-        from rt_eeg2fmri.data.preprocessing import bold_targets
+        from rt_eeg2fmri.data.preprocessing import bold_targets, smooth_bold
         from rt_eeg2fmri.sim.truth import load_truth
     except ImportError:
         return None
@@ -66,7 +67,11 @@ def simulation_truth(dataset):
             )
         except FileNotFoundError:
             return None
-        return bold_targets(t["eeg_predictable"], np.asarray(dataset.mask), method=dataset.target)
+        predictable = t["eeg_predictable"]
+        fwhm = dataset.params.get("fwhm")
+        if fwhm:  # the ceiling of smoothed targets is that of the smoothed truth
+            predictable = smooth_bold(predictable, t["affine"], fwhm)
+        return bold_targets(predictable, np.asarray(dataset.mask), method=dataset.target)
 
     return truth
 

@@ -46,6 +46,7 @@ from .preprocessing import (
     masked_series,
     resample,
     resample_factors,
+    smooth_bold,
 )
 from .windows import window_pairs, window_samples
 
@@ -237,6 +238,7 @@ def build_cache(
     mask=None,
     winsize: float = 30.0,
     skip: int | None = None,
+    fwhm: float | None = None,
     progress: bool = True,
 ) -> PairDataset:
     """Preprocess runs into a memory-mapped cache (or reuse it) and open it.
@@ -266,6 +268,9 @@ def build_cache(
         Window length in seconds.
     skip : int | None
         Warm-up volumes dropped per run (default ``ceil(winsize / t_r)``).
+    fwhm : float | None
+        Smooth the BOLD with a Gaussian of this FWHM (mm) before computing targets
+        (``smooth_bold``; SPM's ``s`` step). Default: no smoothing.
     progress : bool
         Show a progress bar while building.
 
@@ -306,6 +311,8 @@ def build_cache(
         "winsize": winsize,
         "skip": None if skip is None else int(skip),
     }
+    if fwhm is not None:  # only when set, so caches built without it keep their fingerprint
+        params["fwhm"] = check_positive(fwhm, "fwhm")
     from ..grid import cache_dir
 
     cache_root = Path(root) if root is not None else cache_dir() / "pairs"
@@ -392,6 +399,8 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
         order = _channel_order(session.ch_names, ref0["ch_names"], where=where, first=ref0["name"])
         eeg = session.eeg if order is None else session.eeg[order]
         in_sfreq, onsets, events = session.sfreq, session.volume_onsets, session.events
+        if params.get("fwhm"):
+            session.bold = smooth_bold(session.bold, session.affine, params["fwhm"])
         if params["target"] == "psc":
             y = bold_targets(session.bold, mask, method="psc")
         else:  # raw in-mask series; divided by the subject median once the subject is done

@@ -393,3 +393,23 @@ def test_load_pairs(dataset_dir, runs, tmp_path, loads):
         load_pairs(runs, subject="01", root=tmp_path / "c")
     with pytest.raises(ValueError, match="no runs found"):
         load_pairs(dataset_dir, subject="09", root=tmp_path / "c")
+
+
+def test_fwhm_smooths_the_bold_before_targets(tmp_path):
+    from rt_eeg2fmri.data import find_runs
+    from rt_eeg2fmri.data.preprocessing import bold_targets, smooth_bold
+    from tests.data.builders import write_bids_run
+
+    write_bids_run(tmp_path / "ds", sub="01", n_channels=4, sfreq=50.0, n_volumes=24, t_r=1.0)
+    runs = find_runs(tmp_path / "ds")
+    plain = build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False)
+    smooth = build_cache(runs, root=tmp_path / "c", winsize=4.0, fwhm=6.0, progress=False)
+    assert plain.fingerprint != smooth.fingerprint and smooth.params["fwhm"] == 6.0
+    s = runs[0].load()
+    expected = bold_targets(smooth_bold(s.bold, s.affine, 6.0), smooth.mask)
+    np.testing.assert_allclose(
+        smooth.get_targets([0])[0], expected[smooth.volume[0]], rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(plain.get_targets([0]), smooth.get_targets([0]))
+    with pytest.raises(ValueError, match="'fwhm' must be positive"):
+        build_cache(runs, root=tmp_path / "c", winsize=4.0, fwhm=-1.0, progress=False)
