@@ -76,34 +76,41 @@ def offline_volume(ckpt, session, stop: int) -> np.ndarray:
     return vol
 
 
-def _run(ckpt, session, tmp_path, *, sync, n_volumes, **engine_kw):
+def _stream(ckpt, session, *, n_volumes=3, trigger=False, **engine_kw):
+    """Replay ``session`` at 8× into an in-process Engine; return (engine, volumes, summary).
+
+    ``trigger=True`` syncs on the replay's scanner markers.
+    """
     name = f"eng-{uuid.uuid4().hex[:8]}"
     replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
     replay.open()
+    if trigger:
+        engine_kw.update(sync="trigger", trigger=f"{replay.stream_names['markers']}:R128")
+    engine_kw.setdefault("outlet_name", None)
     got = []
-    engine = Engine(
-        ckpt,
-        source=f"name:{replay.stream_names['eeg']}",
-        sync=sync,
-        outlet_name=f"{name}-pred",
-        nifti=tmp_path / "pred.nii.gz",
-        timing=tmp_path / "timing.tsv",
-        device="cpu",
-        **engine_kw,
-    )
+    engine = Engine(ckpt, source=f"name:{replay.stream_names['eeg']}", device="cpu", **engine_kw)
     with engine:
-        assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+        assert replay.wait_for_consumers(10.0, kinds=None if trigger else ["eeg"])
         replay.start()
         summary = engine.run(
             max_volumes=n_volumes, duration=20.0, on_volume=lambda i, v, row: got.append(v)
         )
     replay.stop()
-    return got, summary
+    return engine, got, summary
 
 
 @pytest.mark.lsl
 def test_samples_sync_online_equals_offline(checkpoint, session, tmp_path):
-    got, summary = _run(checkpoint, session, tmp_path, sync="samples", n_volumes=5, phase=LEAD)
+    _, got, summary = _stream(
+        checkpoint,
+        session,
+        n_volumes=5,
+        sync="samples",
+        phase=LEAD,
+        outlet_name=f"eng-{uuid.uuid4().hex[:8]}-pred",
+        nifti=tmp_path / "pred.nii.gz",
+        timing=tmp_path / "timing.tsv",
+    )
     assert summary["volumes"] == 5 and summary["skipped"] == 0
     n_win, step = checkpoint.n_times, round(T_R * SFREQ)
     first = round(LEAD * SFREQ) % step
@@ -123,24 +130,8 @@ def test_samples_sync_online_equals_offline(checkpoint, session, tmp_path):
 
 
 @pytest.mark.lsl
-def test_trigger_sync_uses_scanner_markers(checkpoint, session, tmp_path):
-    name = f"trg-{uuid.uuid4().hex[:8]}"
-    replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
-    replay.open()
-    got = []
-    engine = Engine(
-        checkpoint,
-        source=f"name:{replay.stream_names['eeg']}",
-        sync="trigger",
-        trigger=f"{replay.stream_names['markers']}:R128",
-        outlet_name=None,
-        device="cpu",
-    )
-    with engine:
-        assert replay.wait_for_consumers(10.0)
-        replay.start()
-        engine.run(max_volumes=4, duration=20.0, on_volume=lambda i, v, row: got.append(v))
-    replay.stop()
+def test_trigger_sync_uses_scanner_markers(checkpoint, session):
+    _, got, _ = _stream(checkpoint, session, n_volumes=4, trigger=True)
     # volume k starts at LEAD + k·TR; its window ends at the end of its acquisition
     onsets = session.volume_onsets
     stops = [
@@ -188,29 +179,9 @@ def test_trigger_sync_needs_a_marker_stream(checkpoint):
         Engine(checkpoint, source="name:none", sync="trigger", outlet_name=None, device="cpu")
 
 
-def _stream(ckpt, session, **engine_kw):
-    name = f"clk-{uuid.uuid4().hex[:8]}"
-    replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
-    replay.open()
-    got = []
-    engine = Engine(
-        ckpt,
-        source=f"name:{replay.stream_names['eeg']}",
-        outlet_name=None,
-        device="cpu",
-        **engine_kw,
-    )
-    with engine:
-        assert replay.wait_for_consumers(10.0, kinds=["eeg"])
-        replay.start()
-        engine.run(max_volumes=3, duration=20.0, on_volume=lambda i, v, row: got.append(v))
-    replay.stop()
-    return engine, got
-
-
 @pytest.mark.lsl
 def test_clock_sync_every_tr_after_a_full_window(checkpoint, session):
-    _, got = _stream(checkpoint, session, sync="clock")
+    _, got, _ = _stream(checkpoint, session, sync="clock")
     n_win, step = checkpoint.n_times, round(T_R * SFREQ)
     assert len(got) == 3
     for k, vol in enumerate(got):
@@ -221,7 +192,7 @@ def test_clock_sync_every_tr_after_a_full_window(checkpoint, session):
 
 @pytest.mark.lsl
 def test_calibration_estimates_statistics_from_the_live_stream(checkpoint, session):
-    engine, got = _stream(checkpoint, session, sync="samples", calibrate=3.0)
+    engine, got, _ = _stream(checkpoint, session, sync="samples", calibrate=3.0)
     n = round(3.0 * SFREQ)
     center = session.eeg[:, :n].astype(np.float64).mean(axis=1)
     scale = session.eeg[:, :n].astype(np.float64).std(axis=1)
