@@ -6,46 +6,20 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_positive
-from ._modules import FCEncoder, ModelConfig, VoxelModel, check_choice, check_ints, mlp
-from .heads import HEADS, make_head
+from ._modules import FCEncoder, VoxelModel, mlp
+from .fc import FCConfig
+from .heads import make_head
 
 
 @dataclass
-class SiameseFCConfig(ModelConfig):
-    """Configuration of :class:`SiameseFCNet` (data fields in :class:`ModelConfig`).
+class SiameseFCConfig(FCConfig):
+    """Configuration of :class:`SiameseFCNet`: the fields of :class:`FCConfig`.
 
-    Attributes
-    ----------
-    rate : float
-        Each channel is average-pooled in time to about this rate (Hz).
-    emb_dim : int
-        Embedding size per channel (the shared encoder's output).
-    hidden : int
-        Size of the layer after concatenating the channel embeddings.
-    dropout : float
-        Dropout after the hidden layer.
-    head : str
-        ``full`` or ``basis``.
-    n_basis : int
-        Components of the basis head.
-    train_basis : bool
-        Whether the basis is trained.
+    ``emb_dim`` is the embedding size *per channel* (the shared encoder's output; default
+    32), and the embeddings of all channels are concatenated before ``hidden``.
     """
 
-    rate: float = 10.0
     emb_dim: int = 32
-    hidden: int = 256
-    dropout: float = 0.1
-    head: str = "full"
-    n_basis: int = 64
-    train_basis: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.rate = check_positive(self.rate, "rate")
-        check_ints(self, "emb_dim", "hidden", "n_basis")
-        check_choice(self, "head", HEADS)
 
 
 class SiameseFCNet(VoxelModel):
