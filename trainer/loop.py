@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rt_eeg2fmri._device import resolve_device
 from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.models import build_model
 
@@ -34,15 +35,6 @@ class FitResult:
     best_epoch: int
     history: list = field(default_factory=list)
     seconds: float = 0.0
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("'--device cuda' was requested but no CUDA device is available.")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:

@@ -10,17 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._logging import logger
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but no CUDA device is available.")
-    return device
+from .._device import resolve_device
 
 
 def stats_arrays(stats: dict, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,21 +68,15 @@ class Mapper:
         self._inv_scale = torch.as_tensor(1.0 / scale, device=self.device)[:, None]
 
     def calibrate(self, data: np.ndarray, *, method: str = "zscore") -> dict:
-        """Estimate statistics from live EEG of shape (n_channels, n_times) and use them."""
-        data = np.asarray(data, dtype=np.float64)
-        if method == "robust":
-            center = np.median(data, axis=1)
-            q75, q25 = np.percentile(data, [75, 25], axis=1)
-            scale = (q75 - q25) / 1.349
-        else:
-            center, scale = data.mean(axis=1), data.std(axis=1)
-        flat = scale <= 1e-12
-        if flat.any():
-            logger.warning(
-                "Calibration: %d flat channel(s); their scale is set to 1.", int(flat.sum())
-            )
-            scale = np.where(flat, 1.0, scale)
-        stats = {"method": method, "center": center.tolist(), "scale": scale.tolist()}
+        """Estimate statistics from live EEG of shape (n_channels, n_times) and use them.
+
+        The same estimator as training (``rt_eeg2fmri.data.preprocessing.channel_stats``).
+        """
+        from ..data.preprocessing import channel_stats
+
+        stats = channel_stats(
+            np.asarray(data), method=method, ch_names=list(self.checkpoint.ch_names)
+        ).to_dict()
         self.set_stats(stats)
         return stats
 
