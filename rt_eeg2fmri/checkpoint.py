@@ -376,6 +376,18 @@ def _why(err: Exception, path: Path) -> str:
     import zipfile
 
     text = str(err)
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    cause = f"{type(err).__name__}: {first}"
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not magic:
+        return "the file is empty."
+    # torch.save writes a zip archive; the legacy format starts with a pickle protocol byte
+    if magic[:1] not in (b"P", b"\x80"):
+        return (
+            f"not a torch checkpoint file (it starts with bytes {magic!r}, expected a zip "
+            "archive as torch.save writes)."
+        )
     if "Weights only load failed" in text or "weights_only" in text:
         detail = next(
             (line.strip() for line in text.splitlines() if "Unsupported" in line),
@@ -385,10 +397,6 @@ def _why(err: Exception, path: Path) -> str:
             "it contains pickled Python objects, which are refused and were not executed "
             f"({detail})."
         )
-    first = text.strip().splitlines()[0][:200] if text.strip() else ""
-    cause = f"{type(err).__name__}: {first}"
-    with open(path, "rb") as f:
-        magic = f.read(4)
     if magic == b"PK\x03\x04":
         if not zipfile.is_zipfile(path):
             return f"the file is truncated or corrupt (incomplete zip archive; {cause})."

@@ -149,9 +149,16 @@ def test_foreign_files(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello, I am a text file\n")
     with pytest.raises(
-        ValueError, match=r"notes\.pt' is not a readable .*not a torch checkpoint file"
-    ):
+        ValueError,
+        match=r"notes\.pt' is not a readable .*not a torch checkpoint file \(it starts with "
+        r"bytes b'hell', expected a zip archive",
+    ) as info:
         load_checkpoint(text)
+    assert "pickled" not in str(info.value)  # garbage is not reported as a pickle
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.pt' is not a readable .*the file is empty"):
+        load_checkpoint(empty)
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
 

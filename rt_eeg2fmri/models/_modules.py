@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -61,6 +61,67 @@ class ModelConfig:
                     f"grid_shape={shape} ({math.prod(shape)})."
                 )
             self.grid_shape = shape
+
+
+@dataclass
+class EncoderConfig(ModelConfig):
+    """Fields of the shared per-channel :class:`ConvEncoder` (``conv``, ``transformer``).
+
+    Attributes
+    ----------
+    channels : list of int
+        Feature maps of the stem and of each strided block.
+    kernel, stride : int
+        Kernel size and stride of the blocks after the stem.
+    stem_seconds : float
+        Stem kernel length in seconds (a learned filter bank).
+    frame_rate : float
+        Rate after the stem's stride in Hz, whatever ``sfreq`` is.
+    envelope_rate : float | None
+        When set, the stem is a linear filter bank whose log band power over bins of
+        ``1 / envelope_rate`` s feeds the blocks (the band-power envelope BOLD follows);
+        ``None`` keeps the plain CNN stem (norm + GELU at ``frame_rate``).
+    norm : str
+        ``batch``, ``group`` or ``none``.
+    """
+
+    channels: list = field(default_factory=lambda: [16, 32, 32, 64])
+    kernel: int = 7
+    stride: int = 2
+    stem_seconds: float = 0.25
+    frame_rate: float = 50.0
+    envelope_rate: float | None = 2.0
+    norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ints(self, "channels", "kernel", "stride")
+        check_choice(self, "norm", NORMS)
+        self.stem_seconds = check_positive(self.stem_seconds, "stem_seconds")
+        self.frame_rate = check_positive(self.frame_rate, "frame_rate")
+        if self.envelope_rate is not None:
+            self.envelope_rate = check_positive(self.envelope_rate, "envelope_rate")
+            if self.envelope_rate > self.frame_rate:
+                raise ValueError(
+                    f"'envelope_rate' ({self.envelope_rate} Hz) must not exceed 'frame_rate' "
+                    f"({self.frame_rate} Hz)."
+                )
+
+    def build_encoder(self, emb_dim: int, dropout: float) -> ConvEncoder:
+        """The per-channel encoder these fields describe, with ``emb_dim`` outputs."""
+        return ConvEncoder(
+            self.n_times,
+            self.sfreq,
+            channels=self.channels,
+            kernel=self.kernel,
+            stride=self.stride,
+            emb_dim=emb_dim,
+            norm=self.norm,
+            dropout=dropout,
+            stem_seconds=self.stem_seconds,
+            frame_rate=self.frame_rate,
+            envelope_rate=self.envelope_rate,
+        )
 
 
 def check_choice(cfg, name: str, allowed) -> None:
@@ -170,12 +231,33 @@ def conv_out_len(n: int, kernel: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - kernel) // stride + 1
 
 
+class BandPower(nn.Module):
+    """Log mean power of each feature map over bins of ``factor`` frames.
+
+    Maps (N, C, L) to (N, C, L // factor): ``log(mean(x²) + eps)`` over non-overlapping
+    bins that end at the window's end. After a learned filter bank this is the band-power
+    envelope that BOLD follows (the classic EEG-informed fMRI regressor), computed for
+    every filter.
+    """
+
+    def __init__(self, factor: int, eps: float = 1e-4) -> None:
+        super().__init__()
+        self.factor, self.eps = factor, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_bins = x.shape[-1] // self.factor
+        power = decimate(x.float().square(), self.factor, n_bins)
+        return torch.log(power + self.eps)
+
+
 class ConvEncoder(nn.Module):
     """1-D CNN applied to one channel at a time (weights shared across channels).
 
     A rate-aware stem (kernel ``stem_seconds · sfreq``, stride ``sfreq / frame_rate``)
-    makes the frame rate independent of ``sfreq``; strided blocks follow; the result is
-    flattened and projected to ``emb_dim``.
+    makes the frame rate independent of ``sfreq``. With ``envelope_rate`` set, the stem
+    is a linear filter bank whose log band power is taken over bins of
+    ``1 / envelope_rate`` s (:class:`BandPower`); otherwise it is followed by a norm and
+    GELU. Strided blocks follow; the result is flattened and projected to ``emb_dim``.
 
     Parameters
     ----------
@@ -202,13 +284,19 @@ class ConvEncoder(nn.Module):
         dropout: float = 0.0,
         stem_seconds: float = 0.1,
         frame_rate: float = 50.0,
+        envelope_rate: float | None = None,
     ) -> None:
         super().__init__()
         k0 = max(1, round(stem_seconds * sfreq))
         s0 = pool_factor(sfreq, frame_rate)
         length = conv_out_len(n_times, k0, s0, 0)
         layers: list[nn.Module] = [nn.Conv1d(1, channels[0], k0, stride=s0, bias=False)]
-        layers += [make_norm(norm, channels[0]), nn.GELU()]
+        if envelope_rate is not None:
+            factor = pool_factor(sfreq / s0, envelope_rate)
+            length //= factor
+            layers += [BandPower(factor), make_norm(norm, channels[0])]
+        else:
+            layers += [make_norm(norm, channels[0]), nn.GELU()]
         for c_in, c_out in itertools.pairwise(channels):
             layers += [
                 nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from ._modules import NORMS, ConvEncoder, ModelConfig, VoxelModel, check_choice, check_ints, mlp
+from ._modules import EncoderConfig, VoxelModel, check_choice, check_ints, mlp
 from .heads import HEADS, make_head
 
 
 @dataclass
-class ConvConfig(ModelConfig):
-    """Configuration of :class:`ConvNet` (data fields in :class:`ModelConfig`).
+class ConvConfig(EncoderConfig):
+    """Configuration of :class:`ConvNet`.
+
+    Data fields are in :class:`ModelConfig`, the per-channel encoder's in
+    :class:`EncoderConfig`.
 
     Attributes
     ----------
-    channels : list of int
-        Feature maps of the stem and of each strided block.
-    kernel, stride : int
-        Kernel size and stride of the blocks after the stem.
-    stem_seconds : float
-        Stem kernel length in seconds (a learned filter bank).
-    frame_rate : float
-        Rate after the stem's stride in Hz, whatever ``sfreq`` is.
     emb_dim : int
         Embedding size per channel.
     hidden : int
         Size of the layer after concatenating the channel embeddings.
-    norm : str
-        ``batch``, ``group`` or ``none``.
     dropout : float
         Dropout in the encoder and after the hidden layer.
     head : str
@@ -40,14 +33,8 @@ class ConvConfig(ModelConfig):
         Whether the basis is trained (after its PCA initialisation).
     """
 
-    channels: list = field(default_factory=lambda: [16, 32, 32, 64])
-    kernel: int = 9
-    stride: int = 4
-    stem_seconds: float = 0.1
-    frame_rate: float = 50.0
     emb_dim: int = 32
     hidden: int = 256
-    norm: str = "batch"
     dropout: float = 0.1
     head: str = "basis"
     n_basis: int = 64
@@ -55,8 +42,7 @@ class ConvConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_ints(self, "channels", "kernel", "stride", "emb_dim", "hidden", "n_basis")
-        check_choice(self, "norm", NORMS)
+        check_ints(self, "emb_dim", "hidden", "n_basis")
         check_choice(self, "head", HEADS)
 
 
@@ -71,18 +57,7 @@ class ConvNet(VoxelModel):
     def __init__(self, config: ConvConfig) -> None:
         super().__init__(config)
         c = config
-        self.encoder = ConvEncoder(
-            c.n_times,
-            c.sfreq,
-            channels=c.channels,
-            kernel=c.kernel,
-            stride=c.stride,
-            emb_dim=c.emb_dim,
-            norm=c.norm,
-            dropout=c.dropout,
-            stem_seconds=c.stem_seconds,
-            frame_rate=c.frame_rate,
-        )
+        self.encoder = c.build_encoder(c.emb_dim, c.dropout)
         self.hidden = mlp(c.n_chans * c.emb_dim, c.hidden, c.dropout)
         self.head = make_head(
             c.head, c.hidden, c.n_outputs, n_basis=c.n_basis, train_basis=c.train_basis

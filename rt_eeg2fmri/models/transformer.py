@@ -14,29 +14,28 @@ its own outputs; ``y`` is then ignored, so evaluation never sees the answer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._modules import NORMS, ConvEncoder, ModelConfig, VoxelModel, check_choice, check_ints
+from ._modules import EncoderConfig, VoxelModel, check_ints
 
 POS_ENCODINGS = ("learned", "sinusoidal", "electrode", "none")
 
 
 @dataclass
-class TransformerConfig(ModelConfig):
-    """Configuration of :class:`SliceTransformer` (data fields in :class:`ModelConfig`).
+class TransformerConfig(EncoderConfig):
+    """Configuration of :class:`SliceTransformer`.
 
-    ``grid_shape`` must be 3-D; slices run along its last axis.
+    Data fields are in :class:`ModelConfig`, the per-channel encoder's in
+    :class:`EncoderConfig` (its output is ``d_model`` per channel). ``grid_shape`` must
+    be 3-D; slices run along its last axis.
 
     Attributes
     ----------
-    channels, kernel, stride, stem_seconds, frame_rate, norm : encoder settings
-        As in :class:`~rt_eeg2fmri.models.conv.ConvConfig`; the encoder's output is
-        ``d_model`` per channel.
     d_model, n_heads, ff_dim : int
         Attention width, heads and feed-forward width.
     n_enc_layers, n_dec_layers : int
@@ -56,12 +55,6 @@ class TransformerConfig(ModelConfig):
         voxels) turns it into the slice.
     """
 
-    channels: list = field(default_factory=lambda: [16, 32, 32, 64])
-    kernel: int = 9
-    stride: int = 4
-    stem_seconds: float = 0.1
-    frame_rate: float = 50.0
-    norm: str = "batch"
     d_model: int = 128
     n_heads: int = 4
     ff_dim: int = 256
@@ -79,9 +72,8 @@ class TransformerConfig(ModelConfig):
                 f"the transformer needs a 3-D 'grid_shape' (slices along the last axis), "
                 f"got grid_shape={self.grid_shape!r}."
             )
-        check_ints(self, "channels", "kernel", "stride", "d_model", "n_heads", "ff_dim")
-        check_ints(self, "n_enc_layers", "n_dec_layers", "slice_code")
-        check_choice(self, "norm", NORMS)
+        check_ints(self, "d_model", "n_heads", "ff_dim", "n_enc_layers", "n_dec_layers")
+        check_ints(self, "slice_code")
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"'d_model' ({self.d_model}) must divide by 'n_heads' ({self.n_heads})."
@@ -176,18 +168,7 @@ class SliceTransformer(VoxelModel):
         nx, ny, nz = c.grid_shape
         self.slice_size, self.n_slices = nx * ny, nz
         d = c.d_model
-        self.encoder = ConvEncoder(
-            c.n_times,
-            c.sfreq,
-            channels=c.channels,
-            kernel=c.kernel,
-            stride=c.stride,
-            emb_dim=d,
-            norm=c.norm,
-            dropout=c.dropout,
-            stem_seconds=c.stem_seconds,
-            frame_rate=c.frame_rate,
-        )
+        self.encoder = c.build_encoder(d, c.dropout)
         self.positions = ChannelPositions(c.pos_encoding, c.n_chans, d, c.ch_names)
         enc_layer = nn.TransformerEncoderLayer(
             d, c.n_heads, c.ff_dim, c.dropout, activation="gelu", batch_first=True, norm_first=True

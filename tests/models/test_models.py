@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 
 import numpy as np
@@ -163,16 +164,42 @@ def test_registry_lists_all_architectures():
         assert MODELS[name][0].name == name
 
 
-def test_conv_rate_independent_frames():
-    # the stem's stride follows sfreq, so the same 30 s window at 250 and 1000 Hz gives
-    # the same architecture and parameter count
+@pytest.mark.parametrize(
+    ("extra", "n_frames"),
+    [
+        ({}, 8),  # band-power envelope at 2 Hz: 60 bins, three stride-2 blocks
+        ({"envelope_rate": None, "kernel": 9, "stride": 4, "stem_seconds": 0.1}, 24),
+    ],
+)
+def test_conv_rate_independent_frames(extra, n_frames):
+    # the stem's stride follows sfreq, so the same 30 s window at 100, 250 and 1000 Hz
+    # gives the same architecture and parameter count (apart from the stem's taps)
     counts = []
-    for sfreq in (250.0, 1000.0):
+    for sfreq in (100.0, 250.0, 1000.0):
         cfg = {"n_chans": 2, "n_times": int(30 * sfreq), "sfreq": sfreq, "n_outputs": 10}
-        model = build_model("conv", cfg)
+        model = build_model("conv", {**cfg, **extra})
         counts.append(n_params(model) - model.encoder.convs[0].weight.numel())
-        assert model.encoder.n_frames == 24
-    assert counts[0] == counts[1]
+        assert model.encoder.n_frames == n_frames
+    assert len(set(counts)) == 1
+
+
+def test_band_power_measures_envelope():
+    from rt_eeg2fmri.models._modules import BandPower
+
+    t = torch.arange(1000) / 50.0  # 20 s at 50 Hz
+    amp = torch.where(t < 10, 1.0, 3.0)  # amplitude triples half way
+    x = (amp * torch.sin(2 * torch.pi * 7.0 * t))[None, None]
+    out = BandPower(25)(x)[0, 0]  # 0.5 s bins
+    assert out.shape == (40,)
+    # log mean power of a sinusoid of amplitude a is log(a² / 2)
+    torch.testing.assert_close(out[:20], torch.full((20,), math.log(0.5)), atol=0.02, rtol=0)
+    torch.testing.assert_close(out[20:], torch.full((20,), math.log(4.5)), atol=0.02, rtol=0)
+
+
+def test_envelope_rate_above_frame_rate_is_refused():
+    cfg = {"n_chans": 2, "n_times": 3000, "sfreq": 100.0, "n_outputs": 10}
+    with pytest.raises(ValueError, match="'envelope_rate' .* must not exceed 'frame_rate'"):
+        build_model("conv", {**cfg, "envelope_rate": 60.0})
 
 
 def test_flat_grid_default():
