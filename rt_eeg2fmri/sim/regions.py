@@ -77,7 +77,7 @@ class Region:
     eeg_visible: bool
     network: str
     weights: dict = field(default_factory=dict)
-    sigma: float = 5.0
+    sigma: float = 9.0
     amp: float = 3.0
     spont: float = 0.15
     orientation: tuple[float, float, float] = (0.0, 0.0, 1.0)
@@ -170,12 +170,12 @@ REGIONS: tuple[Region, ...] = tuple(
         Region(
             "PCC", (0.0, -52.0, 26.0), eeg_visible=True, network="dmn",
             weights=dict.fromkeys(EVENT_TYPES[:4], -0.25), spont=0.25, amp=2.0,
-            sigma=6.0, orientation=(0.0, -0.5, 0.85), bands=_DMN_BANDS,
+            sigma=10.0, orientation=(0.0, -0.5, 0.85), bands=_DMN_BANDS,
         ),
         Region(
             "mPFC", (0.0, 52.0, 8.0), eeg_visible=True, network="dmn",
             weights=dict.fromkeys(EVENT_TYPES[:4], -0.2), spont=0.25, amp=2.0,
-            sigma=6.0, orientation=(0.0, 0.9, 0.4), bands=_DMN_BANDS,
+            sigma=10.0, orientation=(0.0, 0.9, 0.4), bands=_DMN_BANDS,
         ),
         *_mirror(
             "AG", (-46.0, -66.0, 32.0), x_right=48.0, eeg_visible=True, network="dmn",
