@@ -69,7 +69,11 @@ def load_demo_model(path=None):
 
 
 def demo_session(ckpt, *, preset: str = "tiny", seed: int = 2025, min_volumes: int = 0):
-    """A simulated run matching the checkpoint's channels, rate and TR (made once, cached).
+    """A simulated run matching the checkpoint's channels and TR (made once, cached).
+
+    The EEG is simulated at the checkpoint's rate or 250 Hz, whichever is higher (an
+    amplifier's rate; the engine resamples it to the model's), so the simulator's gamma
+    band and line noise stay below Nyquist.
 
     Parameters
     ----------
@@ -93,7 +97,7 @@ def demo_session(ckpt, *, preset: str = "tiny", seed: int = 2025, min_volumes: i
         runs=1,
         volumes=n_volumes,
         channels=list(ckpt.ch_names),
-        sfreq=float(ckpt.sfreq),
+        sfreq=max(float(ckpt.sfreq), 250.0),
         t_r=float(ckpt.t_r),
     )
     key = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:10]
@@ -146,7 +150,7 @@ def _engine(config, ckpt, session, replay, *, out: Path | None):
         nifti=None if out is None else out / "prediction.nii",  # gzip would add to latency
         timing=None if out is None else out / "timing.tsv",
         device=config.device,
-        consumer_options={"timeout": 15.0},
+        consumer_options={"timeout": 15.0, "resample": True},
     )
 
 
