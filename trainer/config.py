@@ -9,6 +9,17 @@ from pathlib import Path
 from rt_eeg2fmri._checks import check_option
 
 DEVICES = ("auto", "cpu", "cuda")
+BOLD_OPTIONS = ("fwhm", "high_pass")
+
+
+def bold_options(values: dict) -> dict:
+    """The optional BOLD preprocessing settings of ``values`` that are set.
+
+    ``values`` is a :class:`TrainConfig` as a dict (or a checkpoint's ``train_config``).
+    They are passed to the cache only when set, so caches built without them keep their
+    fingerprint.
+    """
+    return {k: values[k] for k in BOLD_OPTIONS if values.get(k)}
 
 
 @dataclass
@@ -38,6 +49,9 @@ class TrainConfig:
         ``psc`` (percent signal change from the run mean) or ``median_ratio`` (the paper's).
     fwhm : float | None
         Spatial smoothing of the BOLD before the targets (mm FWHM; SPM's ``s`` step).
+    high_pass : float | None
+        High-pass cut-off of the targets in Hz (cosine drifts regressed out per run;
+        SPM's 128 s filter is 0.0078, nilearn's ``high_pass``).
     norm : str
         EEG normalisation per subject and channel: ``zscore`` or ``robust``.
     epochs, batch_size, lr, weight_decay, patience : training loop settings
@@ -63,6 +77,7 @@ class TrainConfig:
     winsize: float = 30.0
     target: str = "psc"
     fwhm: float | None = None
+    high_pass: float | None = None
     norm: str = "zscore"
     epochs: int = 30
     batch_size: int = 16

@@ -7,6 +7,7 @@ import numpy as np
 from rt_eeg2fmri._logging import logger
 
 from . import baselines, metrics
+from .config import bold_options
 from .loop import predict
 from .splits import Split
 
@@ -245,7 +246,7 @@ def evaluate_checkpoint(
         mask=np.asarray(ckpt.mask),
         winsize=ckpt.winsize,
         progress=progress,
-        **({"fwhm": fwhm} if (fwhm := ckpt.metadata.get("train_config", {}).get("fwhm")) else {}),
+        **bold_options(ckpt.metadata.get("train_config", {})),
     )
     view = CheckpointView(dataset, ckpt, stats=stats)
     idx = np.arange(len(dataset))

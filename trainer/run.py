@@ -14,7 +14,7 @@ import numpy as np
 
 from rt_eeg2fmri._logging import logger
 
-from .config import TrainConfig
+from .config import TrainConfig, bold_options
 from .evaluate import evaluate_split
 from .loop import fit, resolve_device
 from .report import plot_losses, plot_maps, write_report
@@ -37,7 +37,7 @@ def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
             norm=cfg.norm,
             winsize=cfg.winsize,
             progress=progress,
-            **({"fwhm": cfg.fwhm} if cfg.fwhm else {}),
+            **bold_options(cfg.to_dict()),
         )
     # one cache per dataset and preprocessing; a subject selection is a view of it
     return dataset.subset(subjects=[str(s) for s in cfg.subjects]) if cfg.subjects else dataset
@@ -46,7 +46,7 @@ def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
 def simulation_truth(dataset):
     """``run_index → EEG-predictable targets`` for simulated datasets, else ``None``."""
     try:
-        from rt_eeg2fmri.data.preprocessing import bold_targets, smooth_bold
+        from rt_eeg2fmri.data.preprocessing import bold_targets, remove_drifts, smooth_bold
         from rt_eeg2fmri.sim.truth import load_truth
     except ImportError:
         return None
@@ -71,7 +71,9 @@ def simulation_truth(dataset):
         fwhm = dataset.params.get("fwhm")
         if fwhm:  # the ceiling of smoothed targets is that of the smoothed truth
             predictable = smooth_bold(predictable, t["affine"], fwhm)
-        return bold_targets(predictable, np.asarray(dataset.mask), method=dataset.target)
+        y = bold_targets(predictable, np.asarray(dataset.mask), method=dataset.target)
+        high_pass = dataset.params.get("high_pass")
+        return remove_drifts(y, dataset.t_r, high_pass) if high_pass else y
 
     return truth
 

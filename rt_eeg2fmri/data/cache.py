@@ -44,6 +44,7 @@ from .preprocessing import (
     bandpass,
     bold_targets,
     masked_series,
+    remove_drifts,
     resample,
     resample_factors,
     smooth_bold,
@@ -239,6 +240,7 @@ def build_cache(
     winsize: float = 30.0,
     skip: int | None = None,
     fwhm: float | None = None,
+    high_pass: float | None = None,
     progress: bool = True,
 ) -> PairDataset:
     """Preprocess runs into a memory-mapped cache (or reuse it) and open it.
@@ -271,6 +273,10 @@ def build_cache(
     fwhm : float | None
         Smooth the BOLD with a Gaussian of this FWHM (mm) before computing targets
         (``smooth_bold``; SPM's ``s`` step). Default: no smoothing.
+    high_pass : float | None
+        High-pass the targets of each run at this cut-off in Hz by regressing out a
+        cosine drift basis (``remove_drifts``; SPM's 128 s filter is 0.0078). Default:
+        no filtering.
     progress : bool
         Show a progress bar while building.
 
@@ -311,8 +317,11 @@ def build_cache(
         "winsize": winsize,
         "skip": None if skip is None else int(skip),
     }
-    if fwhm is not None:  # only when set, so caches built without it keep their fingerprint
+    # only when set, so caches built without them keep their fingerprint
+    if fwhm is not None:
         params["fwhm"] = check_positive(fwhm, "fwhm")
+    if high_pass is not None:
+        params["high_pass"] = check_positive(high_pass, "high_pass")
     from ..grid import cache_dir
 
     cache_root = Path(root) if root is not None else cache_dir() / "pairs"
@@ -405,6 +414,8 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
             y = bold_targets(session.bold, mask, method="psc")
         else:  # raw in-mask series; divided by the subject median once the subject is done
             y = masked_series(session.bold, mask)
+        if params.get("high_pass"):
+            y = remove_drifts(y, session.t_r, params["high_pass"])
         n_volumes = session.n_volumes
         del session  # free the 4-D BOLD (and the EEG unless reordered) before filtering
         out_sfreq = ref0["sfreq"]

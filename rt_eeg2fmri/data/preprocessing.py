@@ -403,6 +403,62 @@ def smooth_bold(bold: np.ndarray, affine: np.ndarray, fwhm: float) -> np.ndarray
     return ndimage.gaussian_filter(bold, sigma, mode="nearest")
 
 
+def cosine_drifts(n_volumes: int, t_r: float, high_pass: float) -> np.ndarray:
+    """Discrete cosine drift regressors below ``high_pass`` Hz (SPM's ``spm_dctmtx`` basis).
+
+    Parameters
+    ----------
+    n_volumes : int
+    t_r : float
+        Repetition time (s).
+    high_pass : float
+        Cut-off in Hz (SPM's default period of 128 s is 1 / 128 ≈ 0.0078 Hz; nilearn's
+        ``high_pass``).
+
+    Returns
+    -------
+    basis : array of shape (n_volumes, n_drifts), float64
+        Orthonormal columns ``cos(π k (2t + 1) / 2n)`` for ``k = 1 … n_drifts`` (the
+        constant is left out, so removing them keeps each voxel's mean).
+    """
+    high_pass = check_positive(high_pass, "high_pass")
+    t_r = check_positive(t_r, "t_r")
+    n_drifts = min(int(np.floor(2 * n_volumes * t_r * high_pass)), n_volumes - 1)
+    t = np.arange(n_volumes)[:, None]
+    k = np.arange(1, n_drifts + 1)[None, :]
+    return np.sqrt(2.0 / n_volumes) * np.cos(np.pi * k * (2 * t + 1) / (2 * n_volumes))
+
+
+def remove_drifts(series: np.ndarray, t_r: float, high_pass: float) -> np.ndarray:
+    """High-pass a run's voxel series by regressing out :func:`cosine_drifts`.
+
+    Scanner drift and slow physiological noise are not in the EEG; this is the high-pass
+    step of every fMRI pipeline (SPM's 128 s filter, nilearn's ``high_pass``).
+
+    Parameters
+    ----------
+    series : array of shape (n_volumes, n_vox)
+    t_r : float
+    high_pass : float
+        Cut-off in Hz.
+
+    Returns
+    -------
+    filtered : array of shape (n_volumes, n_vox), float32
+        Same voxel means as ``series``.
+    """
+    series = np.asarray(series)
+    if series.ndim != 2:
+        raise ValueError(
+            f"remove_drifts: 'series' must be (n_volumes, n_vox), got shape {series.shape}."
+        )
+    basis = cosine_drifts(series.shape[0], t_r, high_pass).astype(np.float32)
+    out = np.array(series, dtype=np.float32)
+    if basis.shape[1]:
+        out -= basis @ (basis.T @ out)
+    return out
+
+
 def bold_targets(
     bold: np.ndarray,
     mask: np.ndarray,

@@ -23,6 +23,7 @@ from rt_eeg2fmri.data import (
     resample,
 )
 from rt_eeg2fmri.data.cache import file_hash
+from rt_eeg2fmri.data.pairs import run_file
 
 from .builders import write_bids_run
 
@@ -413,3 +414,43 @@ def test_fwhm_smooths_the_bold_before_targets(tmp_path):
     assert not np.allclose(plain.get_targets([0]), smooth.get_targets([0]))
     with pytest.raises(ValueError, match="'fwhm' must be positive"):
         build_cache(runs, root=tmp_path / "c", winsize=4.0, fwhm=-1.0, progress=False)
+
+
+def test_high_pass_removes_drifts_from_the_targets(tmp_path):
+    from rt_eeg2fmri.data import find_runs
+    from rt_eeg2fmri.data.preprocessing import bold_targets, cosine_drifts, remove_drifts
+    from tests.data.builders import write_bids_run
+
+    write_bids_run(tmp_path / "ds", sub="01", n_channels=4, sfreq=50.0, n_volumes=24, t_r=1.0)
+    runs = find_runs(tmp_path / "ds")
+    plain = build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False)
+    hp = build_cache(runs, root=tmp_path / "c", winsize=4.0, high_pass=0.1, progress=False)
+    assert plain.fingerprint != hp.fingerprint and hp.params["high_pass"] == 0.1
+    s = runs[0].load()
+    expected = remove_drifts(bold_targets(s.bold, hp.mask), 1.0, 0.1)
+    np.testing.assert_allclose(hp.get_targets([0])[0], expected[hp.volume[0]], atol=1e-5)
+    # the cached run is orthogonal to every drift regressor (4 below 0.1 Hz in 24 s)
+    cached = np.load(hp.path / run_file(0, "targets"))
+    basis = cosine_drifts(24, 1.0, 0.1)
+    assert basis.shape == (24, 4)
+    assert np.abs(basis.T @ cached).max() < 1e-3 * np.abs(cached).max()
+    with pytest.raises(ValueError, match="'high_pass' must be positive"):
+        build_cache(runs, root=tmp_path / "c", winsize=4.0, high_pass=0.0, progress=False)
+
+
+def test_cosine_drifts_match_spm():
+    from rt_eeg2fmri.data.preprocessing import cosine_drifts, remove_drifts
+
+    # SPM: 155 scans, TR 2 s, 128 s cut-off → spm_dctmtx order fix(2·310/128 + 1) = 5,
+    # i.e. 4 drifts besides the constant
+    basis = cosine_drifts(155, 2.0, 1 / 128)
+    assert basis.shape == (155, 4)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(4), atol=1e-12)
+    t = np.arange(155) * 2.0
+    series = np.stack([10 + 0.02 * t, 10 + np.sin(2 * np.pi * t / 20)], axis=1)
+    out = remove_drifts(series, 2.0, 1 / 128)
+    np.testing.assert_allclose(out.mean(0), series.mean(0), rtol=1e-5)  # means kept
+    assert out[:, 0].std() < 0.05 * series[:, 0].std()  # the linear drift is gone
+    assert np.corrcoef(out[:, 1], series[:, 1])[0, 1] > 0.99  # a 20 s signal stays
+    with pytest.raises(ValueError, match=r"\(n_volumes, n_vox\)"):
+        remove_drifts(np.zeros(5), 2.0, 0.01)

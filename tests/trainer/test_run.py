@@ -213,17 +213,22 @@ def test_subject_selection(tiny_bids):
 
 
 @pytest.mark.slow
-def test_simulated_data_reports_the_noise_ceiling_of_smoothed_targets(tmp_path):
+def test_simulated_data_reports_the_noise_ceiling_of_filtered_targets(tmp_path):
     from rt_eeg2fmri.sim import simulate_dataset
 
     root = simulate_dataset(
         tmp_path / "sim", preset="tiny", subjects=3, runs=1, volumes=24, progress=False
     )
     cfg = TrainConfig(
-        model="ridge", model_args={"n_lags": 1}, winsize=10.0, test_subjects=["01"], fwhm=6.0
+        model="ridge",
+        model_args={"n_lags": 1},
+        winsize=10.0,
+        test_subjects=["01"],
+        fwhm=6.0,
+        high_pass=0.01,
     )
     report = train_and_evaluate(root, cfg, tmp_path / "run", progress=False)
     ridge = report["summary"]["ridge"]
     assert 0 < ridge["ceiling_r_mean_top"][0] <= 1
     assert np.isfinite(ridge["ceiling_fraction_top"][0])
-    assert report["config"]["fwhm"] == 6.0
+    assert report["config"]["fwhm"] == 6.0 and report["config"]["high_pass"] == 0.01
