@@ -81,9 +81,9 @@ class TrainConfig:
     norm: str = "zscore"
     epochs: int = 30
     batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 5
+    lr: float = 3e-4
+    weight_decay: float = 1e-2
+    patience: int = 3
     device: str = "auto"
     amp: bool = True
     seed: int = 0

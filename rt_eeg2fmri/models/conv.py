@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -17,8 +17,16 @@ class ConvConfig(EncoderConfig):
     Data fields are in :class:`ModelConfig`, the per-channel encoder's in
     :class:`EncoderConfig`.
 
+    The defaults are a small network: a 16-filter bank, the log band power of each
+    filter at 2 Hz, one linear map of its 30 s course per channel (a learned HRF), a
+    64-unit layer across channels and the coefficients of a fixed 32-component PCA basis
+    of the training volumes. Larger ones (more ``channels`` blocks, a trained basis) fit
+    the training subjects better and new subjects worse on the simulated oddball data.
+
     Attributes
     ----------
+    channels : list of int
+        Feature maps of the stem (filter bank) and of each strided block after it.
     emb_dim : int
         Embedding size per channel.
     hidden : int
@@ -33,12 +41,13 @@ class ConvConfig(EncoderConfig):
         Whether the basis is trained (after its PCA initialisation).
     """
 
-    emb_dim: int = 32
-    hidden: int = 256
-    dropout: float = 0.1
+    channels: list = field(default_factory=lambda: [16])
+    emb_dim: int = 8
+    hidden: int = 64
+    dropout: float = 0.3
     head: str = "basis"
-    n_basis: int = 64
-    train_basis: bool = True
+    n_basis: int = 32
+    train_basis: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -26,20 +26,21 @@ class FCConfig(ModelConfig):
     dropout : float
         Dropout after the embedding and hidden layers.
     head : str
-        ``full`` (the paper's output layer) or ``basis``.
+        ``basis`` (default: a fixed PCA basis keeps the checkpoint near 10 MB) or
+        ``full`` (the paper's output layer: ``hidden × n_voxels`` weights, ~70 MB).
     n_basis : int
         Components of the basis head.
     train_basis : bool
-        Whether the basis is trained.
+        Whether the basis is trained after its PCA initialisation.
     """
 
     rate: float = 10.0
     emb_dim: int = 256
     hidden: int = 256
-    dropout: float = 0.1
-    head: str = "full"
-    n_basis: int = 64
-    train_basis: bool = True
+    dropout: float = 0.3
+    head: str = "basis"
+    n_basis: int = 32
+    train_basis: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -66,7 +66,9 @@ def test_model_init_from_pca_delegates():
     targets, _ = _low_rank(n=40, n_vox=30, rank=3)
     model.init_from_pca(targets)
     np.testing.assert_allclose(model.head.offset.detach().numpy(), targets.mean(0), atol=1e-5)
-    full = build_model("fc", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_outputs": 30})
+    full = build_model(
+        "fc", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_outputs": 30, "head": "full"}
+    )
     before = {k: v.clone() for k, v in full.state_dict().items()}
     full.init_from_pca(targets)  # full head: nothing to initialise
     assert all(torch.equal(before[k], v) for k, v in full.state_dict().items())

@@ -74,7 +74,9 @@ def test_param_counts(model_name):
         assert n == n_feat * 2 + n_feat * model.config.n_outputs + model.config.n_outputs + 1
     else:
         assert n == sum(p.numel() for p in model.parameters()) + sum(
-            b.numel() for k, b in model.named_buffers() if k.endswith("table")
+            b.numel()
+            for k, b in model.named_buffers()
+            if k.endswith(("table", "head.basis", "head.offset"))  # fixed PCA basis
         )
 
 
@@ -167,8 +169,18 @@ def test_registry_lists_all_architectures():
 @pytest.mark.parametrize(
     ("extra", "n_frames"),
     [
-        ({}, 8),  # band-power envelope at 2 Hz: 60 bins, three stride-2 blocks
-        ({"envelope_rate": None, "kernel": 9, "stride": 4, "stem_seconds": 0.1}, 24),
+        ({}, 59),  # band-power envelope at 2 Hz over the 29.5 s after the stem's taps
+        ({"channels": [16, 32, 32, 64]}, 8),  # then three stride-2 blocks
+        (
+            {
+                "envelope_rate": None,
+                "channels": [16, 32, 32, 64],
+                "kernel": 9,
+                "stride": 4,
+                "stem_seconds": 0.1,
+            },
+            24,
+        ),
     ],
 )
 def test_conv_rate_independent_frames(extra, n_frames):
