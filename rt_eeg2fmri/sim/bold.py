@@ -5,7 +5,7 @@
   with a smooth coil-sensitivity field and susceptibility dropout in orbitofrontal
   cortex and the temporal poles.
 - Signal: region ``r`` adds ``blob_r(v) · amp_r · (HRF_subject ∗ drive_r)(t)`` percent of
-  the baseline, with ``blob_r`` a Gaussian (σ of a few mm) kept inside ``mni_mask()``
+  the baseline, with ``blob_r`` a Gaussian (σ 9–10 mm, cut at 3 σ) kept inside ``mni_mask()``
   and the HRF SPM's canonical shape peaking at the subject's latency (5–7 s). Each
   slice is sampled at its acquisition time (``SliceTiming``: ascending, sequential).
 - Noise: complex Gaussian thermal noise (magnitude image, so Rician in the background),
