@@ -18,7 +18,7 @@ import datetime
 import math
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,9 @@ from ._checks import check_ch_names, check_file, check_positive
 
 FORMAT = "rt-eeg2fmri-checkpoint"
 FORMAT_VERSION = 1
+# Model config fields added after a checkpoint may have been saved, with the value that
+# rebuilds the architecture it was trained with (the new default may build another).
+ADDED_CONFIG_FIELDS = {"envelope_rate": None}  # the plain CNN stem of the first release
 REQUIRED = (
     "format_version",
     "model_name",
@@ -334,8 +337,12 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         )
     from .models.registry import make_config
 
+    stored = dict(ckpt["model_config"])
+    for key, value in ADDED_CONFIG_FIELDS.items():  # configs saved before a field existed
+        if key not in stored and key in {f.name for f in fields(MODELS[name][1])}:
+            stored[key] = value
     try:
-        config = make_config(name, dict(ckpt["model_config"]))
+        config = make_config(name, stored)
         model = MODELS[name][0](config)
     except (TypeError, ValueError) as err:
         raise ValueError(
@@ -357,7 +364,7 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
     return Checkpoint(
         path=path,
         model_name=name,
-        model_config=dict(ckpt["model_config"]),
+        model_config=asdict(config),
         model=model,
         preprocessing=dict(ckpt["preprocessing"]),
         ch_names=ch_names,

@@ -171,6 +171,18 @@ def _edit(tmp_path, src, fn):
     return out
 
 
+def test_config_saved_before_a_field_existed(tmp_path):
+    # a checkpoint from before ``envelope_rate`` (plain CNN stem) still rebuilds as such
+    model = make_model("conv", envelope_rate=None).eval()
+    src = _save(tmp_path / "old.pt", model)
+    path = _edit(tmp_path, src, lambda r: r["model_config"].pop("envelope_rate"))
+    ck = load_checkpoint(path)
+    assert ck.model_config["envelope_rate"] is None
+    x = torch.randn(2, N_CHANS, N_TIMES)
+    with torch.no_grad():
+        torch.testing.assert_close(ck.model(x), model(x))
+
+
 def test_missing_key(tmp_path, ckpt_path):
     path = _edit(tmp_path, ckpt_path, lambda r: r.pop("t_r"))
     with pytest.raises(
