@@ -36,6 +36,18 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--marker", default="R128", help="scanner volume marker (default R128)")
     parser.add_argument("--no-truth", action="store_true", help="do not send the measured volumes")
+    parser.add_argument(
+        "--fwhm",
+        type=float,
+        default=None,
+        help="smooth the measured volumes (mm), as a model's targets with --set fwhm=",
+    )
+    parser.add_argument(
+        "--high-pass",
+        type=float,
+        default=None,
+        help="remove drifts from the measured volumes (Hz), as --set high_pass=",
+    )
 
 
 def run(args) -> int:
@@ -63,6 +75,8 @@ def run(args) -> int:
         duration=args.duration,
         source_id=args.source_id,
         truth=not args.no_truth,
+        fwhm=args.fwhm,
+        high_pass=args.high_pass,
         marker=args.marker,
     )
     stopped = []

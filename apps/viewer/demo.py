@@ -68,6 +68,12 @@ def load_demo_model(path=None):
     return load_checkpoint(path)
 
 
+def truth_options(ckpt) -> dict:
+    """The checkpoint's target preprocessing (``fwhm``, ``high_pass``) for the replayed truth."""
+    train = ckpt.metadata.get("train_config") or {}
+    return {k: train[k] for k in ("fwhm", "high_pass") if train.get(k)}
+
+
 def demo_session(ckpt, *, preset: str = "tiny", seed: int = 2025, min_volumes: int = 0):
     """A simulated run matching the checkpoint's channels and TR (made once, cached).
 
@@ -159,7 +165,9 @@ def _interactive(config, ckpt, session, speed) -> int:
 
     from .app import run_viewer
 
-    replay = Replay(session, name=config.name, speed=speed, truth=True, loop=True)
+    replay = Replay(
+        session, name=config.name, speed=speed, truth=True, loop=True, **truth_options(ckpt)
+    )
     replay.open()
     engine = _engine(config, ckpt, session, replay, out=None)
     result: dict = {}
@@ -205,7 +213,7 @@ def _headless(config, ckpt, session, speed) -> int:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    replay = Replay(session, name=config.name, speed=speed, truth=True)
+    replay = Replay(session, name=config.name, speed=speed, truth=True, **truth_options(ckpt))
     replay.open()
     subs = {
         "prediction": VolumeSubscriber(f"{config.name}-prediction", resolve_timeout=0.3),

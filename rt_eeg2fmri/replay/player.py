@@ -68,6 +68,10 @@ class Replay:
         across restarts and inlets recover.
     truth : bool
         Send the measured volumes when the session has BOLD.
+    fwhm, high_pass : float | None
+        Prepare the measured volumes as a checkpoint's training targets were: spatial
+        smoothing (mm FWHM) and drift removal (Hz) over the whole recorded run, so the
+        truth shown beside a prediction is what the model learned to predict.
     marker : str
         Marker string sent at each volume onset.
     """
@@ -84,6 +88,8 @@ class Replay:
         duration: float | None = None,
         source_id: str | None = None,
         truth: bool = True,
+        fwhm: float | None = None,
+        high_pass: float | None = None,
         marker: str = "R128",
     ) -> None:
         if not isinstance(session, Session):
@@ -140,6 +146,8 @@ class Replay:
         self.source_ids = {"eeg": f"{base}:eeg", "markers": f"{base}:markers"}
         self._build_markers()
         self._truth = truth and session.bold is not None
+        self.fwhm = None if fwhm is None else check_positive(fwhm, "fwhm")
+        self.high_pass = None if high_pass is None else check_positive(high_pass, "high_pass")
         if self._truth:
             self.source_ids["truth"] = f"{base}:truth"
             self._build_truth()
@@ -200,12 +208,22 @@ class Replay:
         self._psc_mean = mean.astype(np.float32)
         self._psc_scale = np.where(self._mask, 100.0 / np.where(self._mask, mean, 1.0), 0.0)
         self._psc_scale = self._psc_scale.astype(np.float32)
+        self._series = None  # (n_volumes, n_vox) when the whole run is prepared up front
+        if self.fwhm or self.high_pass:
+            from ..data.preprocessing import bold_targets, remove_drifts, smooth_bold
+
+            bold = smooth_bold(s.bold, s.affine, self.fwhm) if self.fwhm else s.bold
+            series = bold_targets(bold, self._mask)
+            if self.high_pass:
+                series = remove_drifts(series, s.t_r, self.high_pass)
+            self._series = series
 
     def truth_volume(self, index: int) -> np.ndarray:
         """The measured volume sent for BOLD volume ``index``.
 
         Percent signal change from the run mean inside the mask, 0 outside:
-        ``100 * (v - mean) / mean``, as the training targets.
+        ``100 * (v - mean) / mean``, as the training targets (smoothed and high-passed
+        with ``fwhm`` and ``high_pass``).
 
         Returns
         -------
@@ -213,6 +231,10 @@ class Replay:
         """
         if not self._truth:
             raise RuntimeError(f"Replay of {self.session.name} sends no measured volumes.")
+        if self._series is not None:
+            out = np.zeros(self._mask.shape, dtype=np.float32)
+            out[self._mask] = self._series[index]
+            return out
         out = np.subtract(self.session.bold[..., index], self._psc_mean)
         out *= self._psc_scale
         return out

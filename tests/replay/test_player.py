@@ -229,3 +229,22 @@ def test_bad_arguments():
     s.eeg_unit = "furlong"
     with pytest.raises(ValueError, match="cannot convert EEG unit 'furlong' to microvolts"):
         Replay(s)
+
+
+def test_truth_prepared_like_the_training_targets():
+    from rt_eeg2fmri.data.preprocessing import bold_targets, remove_drifts, smooth_bold
+
+    s = replay_session()
+    plain = Replay(s, source_id=uuid.uuid4().hex)
+    prepared = Replay(s, source_id=uuid.uuid4().hex, fwhm=6.0, high_pass=0.05)
+    mask = prepared._mask
+    series = remove_drifts(bold_targets(smooth_bold(s.bold, s.affine, 6.0), mask), s.t_r, 0.05)
+    for k in (0, s.n_volumes - 1):
+        np.testing.assert_allclose(plain.truth_volume(k), _psc(s, k) * mask, atol=1e-4)
+        vol = prepared.truth_volume(k)
+        np.testing.assert_allclose(vol[mask], series[k], atol=1e-5)
+        assert not vol[~mask].any()
+    with pytest.raises(ValueError, match="'fwhm' must be positive"):
+        Replay(s, fwhm=-2.0)
+    with pytest.raises(ValueError, match="'high_pass' must be positive"):
+        Replay(s, high_pass=0.0)
