@@ -51,7 +51,9 @@ class TrainConfig:
         Spatial smoothing of the BOLD before the targets (mm FWHM; SPM's ``s`` step).
     high_pass : float | None
         High-pass cut-off of the targets in Hz (cosine drifts regressed out per run;
-        SPM's 128 s filter is 0.0078, nilearn's ``high_pass``).
+        nilearn's ``high_pass``). Default 0.008, SPM's 128 s filter: scanner drift is
+        not in the EEG, and networks trained on it overfit each run's drift. ``None``
+        keeps the drifts.
     norm : str
         EEG normalisation per subject and channel: ``zscore`` or ``robust``.
     epochs, batch_size, lr, weight_decay, patience : training loop settings
@@ -77,7 +79,7 @@ class TrainConfig:
     winsize: float = 30.0
     target: str = "psc"
     fwhm: float | None = None
-    high_pass: float | None = None
+    high_pass: float | None = 0.008
     norm: str = "zscore"
     epochs: int = 30
     batch_size: int = 16
