@@ -396,46 +396,32 @@ def test_load_pairs(dataset_dir, runs, tmp_path, loads):
         load_pairs(dataset_dir, subject="09", root=tmp_path / "c")
 
 
-def test_fwhm_smooths_the_bold_before_targets(tmp_path):
-    from rt_eeg2fmri.data import find_runs
-    from rt_eeg2fmri.data.preprocessing import bold_targets, smooth_bold
-    from tests.data.builders import write_bids_run
+@pytest.mark.parametrize(
+    ("option", "value"), [("fwhm", 6.0), ("high_pass", 0.1)], ids=["fwhm", "high_pass"]
+)
+def test_bold_options_shape_the_targets(tmp_path, option, value):
+    # spatial smoothing before the targets (SPM's s step), drift removal after them
+    from rt_eeg2fmri.data.preprocessing import cosine_drifts, remove_drifts, smooth_bold
 
     write_bids_run(tmp_path / "ds", sub="01", n_channels=4, sfreq=50.0, n_volumes=24, t_r=1.0)
     runs = find_runs(tmp_path / "ds")
     plain = build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False)
-    smooth = build_cache(runs, root=tmp_path / "c", winsize=4.0, fwhm=6.0, progress=False)
-    assert plain.fingerprint != smooth.fingerprint and smooth.params["fwhm"] == 6.0
+    ds = build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False, **{option: value})
+    assert plain.fingerprint != ds.fingerprint and ds.params[option] == value
     s = runs[0].load()
-    expected = bold_targets(smooth_bold(s.bold, s.affine, 6.0), smooth.mask)
-    np.testing.assert_allclose(
-        smooth.get_targets([0])[0], expected[smooth.volume[0]], rtol=1e-5, atol=1e-6
-    )
-    assert not np.allclose(plain.get_targets([0]), smooth.get_targets([0]))
-    with pytest.raises(ValueError, match="'fwhm' must be positive"):
-        build_cache(runs, root=tmp_path / "c", winsize=4.0, fwhm=-1.0, progress=False)
-
-
-def test_high_pass_removes_drifts_from_the_targets(tmp_path):
-    from rt_eeg2fmri.data import find_runs
-    from rt_eeg2fmri.data.preprocessing import bold_targets, cosine_drifts, remove_drifts
-    from tests.data.builders import write_bids_run
-
-    write_bids_run(tmp_path / "ds", sub="01", n_channels=4, sfreq=50.0, n_volumes=24, t_r=1.0)
-    runs = find_runs(tmp_path / "ds")
-    plain = build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False)
-    hp = build_cache(runs, root=tmp_path / "c", winsize=4.0, high_pass=0.1, progress=False)
-    assert plain.fingerprint != hp.fingerprint and hp.params["high_pass"] == 0.1
-    s = runs[0].load()
-    expected = remove_drifts(bold_targets(s.bold, hp.mask), 1.0, 0.1)
-    np.testing.assert_allclose(hp.get_targets([0])[0], expected[hp.volume[0]], atol=1e-5)
-    # the cached run is orthogonal to every drift regressor (4 below 0.1 Hz in 24 s)
-    cached = np.load(hp.path / run_file(0, "targets"))
-    basis = cosine_drifts(24, 1.0, 0.1)
-    assert basis.shape == (24, 4)
-    assert np.abs(basis.T @ cached).max() < 1e-3 * np.abs(cached).max()
-    with pytest.raises(ValueError, match="'high_pass' must be positive"):
-        build_cache(runs, root=tmp_path / "c", winsize=4.0, high_pass=0.0, progress=False)
+    if option == "fwhm":
+        expected = bold_targets(smooth_bold(s.bold, s.affine, value), ds.mask)
+    else:
+        expected = remove_drifts(bold_targets(s.bold, ds.mask), s.t_r, value)
+        # the cached run is orthogonal to every drift regressor (4 below 0.1 Hz in 24 s)
+        cached = np.load(ds.path / run_file(0, "targets"))
+        basis = cosine_drifts(24, 1.0, value)
+        assert basis.shape == (24, 4)
+        assert np.abs(basis.T @ cached).max() < 1e-3 * np.abs(cached).max()
+    np.testing.assert_allclose(ds.get_targets([0])[0], expected[ds.volume[0]], atol=1e-5)
+    assert not np.allclose(plain.get_targets([0]), ds.get_targets([0]))
+    with pytest.raises(ValueError, match=f"'{option}' must be positive"):
+        build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False, **{option: -1.0})
 
 
 def test_cosine_drifts_match_spm():
