@@ -413,7 +413,12 @@ class Engine:
             n_skip = max(0, len(due) - self.max_backlog)
             for old in due[:n_skip]:
                 self.stats.skipped += 1
-                logger.warning("Volume %d skipped: inference fell behind the stream.", old.index)
+                logger.warning(
+                    "Volume %d skipped: %d volumes due at once (inference fell behind, or "
+                    "samples arrived in a burst, e.g. after a gap).",
+                    old.index,
+                    len(due),
+                )
                 if self.timing:
                     self.timing.write(
                         volume=old.index, window_end=old.t_end, skipped=True, late=True

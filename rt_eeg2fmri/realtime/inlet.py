@@ -12,7 +12,9 @@ every timestamp (the offset is ~0 for a local source). ``dejitter=True`` adds
 push time, at the cost of blurring the timestamp jumps that reveal lost samples.
 
 Health is tracked in :class:`Health`: a gap is a step between consecutive timestamps
-larger than 1.5 sample periods (the samples lost are estimated from its length); a stall
+larger than 1.5 sample periods (the samples lost are estimated from its length and, with
+``fill_gaps``, written to the ring as zeros on the stream's sample grid, so a window keeps
+its duration and the volumes after a gap stay aligned with the EEG); a stall
 is no data for ``stall_timeout`` seconds; while stalled, the source is looked up on the
 network and the state becomes ``"lost"`` when it is gone. liblsl reconnects a recovered
 source with the same source id by itself (``recover=True``); a source without one raises
@@ -115,6 +117,10 @@ class EEGConsumer:
         Seconds without data after which the stream counts as stalled.
     dejitter : bool
         Smooth timestamps with liblsl's ``proc_dejitter`` (see the module notes).
+    fill_gaps : bool
+        Write the samples lost in a gap as zeros (at most a ring's worth), so the ring's
+        last ``n`` samples always span ``n / sfreq`` seconds. ``False`` appends the next
+        samples right after the gap.
 
     Attributes
     ----------
@@ -137,6 +143,7 @@ class EEGConsumer:
         timeout: float = 5.0,
         stall_timeout: float = 1.0,
         dejitter: bool = False,
+        fill_gaps: bool = True,
     ) -> None:
         from .ring import RingBuffer
 
@@ -153,6 +160,7 @@ class EEGConsumer:
         self.chunk_samples = chunk_samples
         self.allow_missing, self.assume_order = bool(allow_missing), bool(assume_order)
         self.resample, self.recover, self.dejitter = bool(resample), bool(recover), bool(dejitter)
+        self.fill_gaps = bool(fill_gaps)
         self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
         self.stream_info = None  # full description of the connected stream
         self._health = Health()
@@ -400,7 +408,9 @@ class EEGConsumer:
             mapped[:, self._missing] = 0
         n_bad = self._check_finite(mapped, stamps)
         np.multiply(mapped, self._scales, out=mapped)
-        gaps, lost = self._check_gaps(stamps)
+        gaps, lost, where, missing = self._check_gaps(stamps)
+        if lost and self.fill_gaps:
+            mapped, stamps = self._zero_fill(mapped, stamps, where, missing)
         if self._resampler is None:
             self.ring.write(mapped, stamps, channels_first=False)
         else:
@@ -437,29 +447,49 @@ class EEGConsumer:
             self._in_nan_burst = True
         return n_bad
 
-    def _check_gaps(self, stamps: np.ndarray) -> tuple[int, int]:
+    def _check_gaps(self, stamps: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """Gaps in ``stamps`` (after the previous chunk's last sample).
+
+        Returns the number of gaps, the samples lost, and per gap the index of the sample
+        after it and the samples it lacks.
+        """
+        none = np.zeros(0, dtype=np.intp)
         prev, self._last_ts = self._last_ts, float(stamps[-1])
         if prev is None:
-            return 0, 0
+            return 0, 0, none, none
         steps = np.diff(stamps, prepend=prev)
         big = steps > _GAP_FACTOR / self._rate
         if not big.any():
-            return 0, 0
+            return 0, 0, none, none
         gap_steps = steps[big]
         n_gaps = gap_steps.size
-        lost = int(np.maximum(np.rint(gap_steps * self._rate) - 1, 0).sum())
+        missing = np.maximum(np.rint(gap_steps * self._rate) - 1, 0).astype(np.intp)
+        lost = int(missing.sum())
         now = time.monotonic()
         if now - self._last_gap_log >= _LOG_INTERVAL_S:
             self._last_gap_log = now
             logger.warning(
-                "%s: %d gap(s) in the timestamps, ~%d sample(s) lost (largest %.3f s, t=%.3f)",
+                "%s: %d gap(s) in the timestamps, ~%d sample(s) lost (largest %.3f s, t=%.3f)%s",
                 self._label,
                 n_gaps,
                 lost,
                 gap_steps.max(),
                 stamps[0],
+                ", written as zeros" if self.fill_gaps else "",
             )
-        return n_gaps, lost
+        return n_gaps, lost, np.flatnonzero(big), missing
+
+    def _zero_fill(self, data, stamps, where, missing):
+        """``data`` (k, n_ch) and ``stamps`` with zero samples inserted before ``where``.
+
+        The inserted samples sit on the stream's sample grid just before the sample that
+        ends each gap; a gap longer than the ring gets one ring's worth.
+        """
+        count = np.minimum(missing, self.ring.capacity)
+        pos = np.repeat(where, count)
+        back = np.concatenate([np.arange(c, 0, -1) for c in count]) / self._rate
+        fill_t = np.repeat(stamps[where], count) - back
+        return np.insert(data, pos, 0.0, axis=0), np.insert(stamps, pos, fill_t)
 
     def _on_silence(self, silent_s: float) -> bool:
         """While no data comes: stalled, or lost if the source is gone.

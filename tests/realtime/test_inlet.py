@@ -73,18 +73,35 @@ def test_no_sample_lost_over_20_s_pushed_at_full_speed(uid):
     np.testing.assert_allclose(times - times[0], sample_times(n, sfreq), atol=1e-5)
 
 
-def test_gaps_in_the_timestamps_are_counted_with_the_samples_lost(uid, rt_log):
-    n, gaps = 1500, {500: 25, 1200: 100}
-    spec = dict(name=uid, source_id=uid, n_channels=2, sfreq=250.0, n_samples=n,
+@pytest.mark.parametrize("fill_gaps", [True, False], ids=["zero-filled", "appended"])
+def test_gaps_in_the_timestamps_are_counted_with_the_samples_lost(uid, rt_log, fill_gaps):
+    n, gaps, sfreq = 1500, {500: 25, 1200: 100}, 250.0
+    spec = dict(name=uid, source_id=uid, n_channels=2, sfreq=sfreq, n_samples=n,
                 labels=["A", "B"], units=["uV", "uV"], gaps=gaps)  # fmt: skip
     with outlet_process(**spec):
-        with EEGConsumer(uid, ch_names=["A", "B"], sfreq=250.0) as consumer:
+        with EEGConsumer(uid, ch_names=["A", "B"], sfreq=sfreq, fill_gaps=fill_gaps) as consumer:
             assert consumer.wait_for(n, timeout=20)
+            _wait_until(lambda: consumer.health.samples == n, 10, "all samples")
             health = consumer.health
     assert (health.samples, health.gaps, health.samples_lost) == (n, 2, 125)
-    times = consumer.ring.latest(n)[1]
-    np.testing.assert_allclose(np.diff(times)[[499, 1199]], [26 / 250, 101 / 250], atol=1e-5)
     assert any("gap(s) in the timestamps" in r.message for r in rt_log.records)
+    sent = make_data(0, n, 2).T * np.float32(1e-6)  # (n_channels, n) in volts
+    if not fill_gaps:  # the next samples follow the gap directly
+        assert consumer.ring.n_written == n
+        data, times = consumer.ring.latest(n)
+        np.testing.assert_allclose(
+            np.diff(times)[[499, 1199]], [26 / sfreq, 101 / sfreq], atol=1e-5
+        )
+        np.testing.assert_array_equal(data, sent)
+        return
+    # the lost samples are zeros on the sample grid: the ring's samples span their duration
+    assert consumer.ring.n_written == n + 125
+    data, times = consumer.ring.latest(n + 125)
+    np.testing.assert_allclose(np.diff(times), 1 / sfreq, atol=1e-5)
+    np.testing.assert_allclose(times - times[0], np.arange(n + 125) / sfreq, atol=1e-5)
+    lost = np.r_[500 : 500 + 25, 1225 : 1225 + 100]
+    assert not data[:, lost].any()
+    np.testing.assert_array_equal(np.delete(data, lost, axis=1), sent)
 
 
 def test_nonfinite_samples_are_zeroed_counted_and_logged_once_per_burst(uid, rt_log):

@@ -91,11 +91,13 @@ def test_source_killed_and_restarted_with_the_same_source_id(ckpt, uid, tmp_path
     assert len(rows) >= n_before + 4, "no volumes after the source came back"
     assert out["reconnects"] >= 1 and out["gaps"] >= 1, out
     assert 100 <= out["samples_lost"] <= 400, out  # ~1.5 s at 100 Hz between the sources
-    assert out["skipped"] == 0
+    # the lost samples are zero-filled, so the volumes that ended inside the gap come due
+    # at once when the source is back: beyond max_backlog they are skipped, no more
+    assert out["skipped"] <= out["samples_lost"] / (SFREQ * T_R)
     assert all(np.isfinite(v).all() for v, _ in rows)
     assert sum(row["gap"] for _, row in rows) == 1  # flagged on the first volume after it
     timing = pd.read_csv(tmp_path / "timing.tsv", sep="\t", na_values="n/a")
-    assert timing["gap"].sum() == 1 and len(timing) == len(rows)
+    assert timing["gap"].sum() == 1 and len(timing) == len(rows) + out["skipped"]
     messages = rt_log.text
     assert "gap(s) in the timestamps" in messages and "reconnected" in messages
 
@@ -200,7 +202,7 @@ def test_backlog_policy_skips_old_volumes_and_never_queues(ckpt, uid, tmp_path, 
     # one volume per poll: never two computations back to back on a backlog
     ready = np.array([row["data_ready"] for row in published])
     assert np.diff(ready).min() >= 0.055
-    assert "skipped: inference fell behind the stream" in rt_log.text
+    assert "volumes due at once (inference fell behind" in rt_log.text
 
 
 @pytest.fixture
