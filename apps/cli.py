@@ -18,6 +18,7 @@ COMMANDS = {
     "info": "info",
     "train": "train",
     "evaluate": "evaluate",
+    "report": "report",
     "replay": "replay",
     "stream": "stream",
     "view": "view",

@@ -89,6 +89,86 @@ def write_report(
     return doc
 
 
+def merge_runs(run_dirs, out_dir: str | Path) -> dict:
+    """Join the folds of several training runs of one configuration into one report.
+
+    For a rotation split over machines or sessions: each run trains some folds (e.g.
+    ``test_subjects = ["01", "03"]`` here, ``["02", "04"]`` there) and this writes the
+    ``metrics.json``, ``report.md`` and loss curves of all of them, as one run would have.
+
+    Raises
+    ------
+    FileNotFoundError
+        A folder without ``metrics.json``.
+    ValueError
+        Runs on other data (fingerprint), with other settings (any config key but
+        ``test_subjects``) or other models, or a fold present twice.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    if len(run_dirs) < 2:
+        raise ValueError(f"merging needs at least 2 run folders, got {len(run_dirs)}.")
+    docs = []
+    for run in run_dirs:
+        path = run / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no metrics.json in '{run}' (expected a folder written by `rt-eeg2fmri train`)."
+            )
+        try:
+            doc = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"'{path}' is not valid JSON: {err}.") from None
+        missing = [k for k in ("folds", "config", "data", "models") if k not in doc]
+        if missing:
+            raise ValueError(f"'{path}' lacks {missing}: not the metrics of a training run.")
+        docs.append((path, doc))
+    (path0, first), seen = docs[0], {}
+    config0 = {k: v for k, v in first["config"].items() if k != "test_subjects"}
+    for path, doc in docs:
+        if doc["data"].get("fingerprint") != first["data"].get("fingerprint"):
+            raise ValueError(
+                f"'{path}' was trained on other data than '{path0}' (data fingerprint "
+                f"{doc['data'].get('fingerprint')!r}, expected {first['data'].get('fingerprint')!r})."
+            )
+        config = {k: v for k, v in doc["config"].items() if k != "test_subjects"}
+        diff = sorted(k for k in set(config) | set(config0) if config.get(k) != config0.get(k))
+        if diff:
+            detail = ", ".join(f"{k}={config.get(k)!r} vs {config0.get(k)!r}" for k in diff)
+            raise ValueError(f"'{path}' was trained with other settings than '{path0}': {detail}.")
+        if doc["models"] != first["models"]:
+            raise ValueError(
+                f"'{path}' trained models {doc['models']}, '{path0}' trained {first['models']}."
+            )
+        for fold in doc["folds"]:
+            name = fold["split"]["name"]
+            if name in seen:
+                raise ValueError(f"fold {name!r} is in both '{seen[name]}' and '{path}'.")
+            seen[name] = path
+    folds = sorted((f for _, d in docs for f in d["folds"]), key=lambda f: f["split"]["name"])
+    for fold in folds:  # every model's metrics carry the fold's noise ceiling
+        fold["metrics_ceiling"] = next(
+            (m["ceiling_r_mean"] for m in fold["metrics"].values() if "ceiling_r_mean" in m), None
+        )
+    histories = {k: v for _, d in docs for k, v in d.get("histories", {}).items()}
+    tests = [t for f in folds for t in f["split"].get("test_subjects", [])]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_losses(out_dir / "loss_curves.png", histories)
+    return write_report(
+        out_dir,
+        folds=folds,
+        histories=histories,
+        extra={
+            "config": {**first["config"], "test_subjects": tests},
+            "models": first["models"],
+            "data": first["data"],
+            "merged_from": [str(p.parent) for p, _ in docs],
+            "seconds": sum(float(d.get("seconds", 0.0)) for _, d in docs),
+            **{k: first[k] for k in ("device", "world_size", "versions", "host") if k in first},
+        },
+    )
+
+
 def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
