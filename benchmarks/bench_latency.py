@@ -6,9 +6,9 @@ predicts one volume per TR with the default conv model at the oddball shape (34
 channels, 30 s windows — 3000 samples at the shipped model's 100 Hz — 69,637 voxels of
 the MNI mask), publishes it on LSL and appends it to a NIfTI series. Every TR is timed
 stage by stage — window read/copy, normalisation, model forward, scatter into the grid
-(+ copy to the host), LSL push, NIfTI append — and, right after each published volume, the bare model forward on
-the same normalised window is timed in the same process, so that pipeline and model are
-measured side by side under the same load.
+(+ copy to the host), LSL push, NIfTI append — and, right after each published volume,
+the bare model forward on the same normalised window is timed in the same process, so
+that pipeline and model are measured side by side under the same load.
 
 End-to-end latency is the LSL publish time minus the moment the window's last sample
 was pushed by the replay, both on the LSL clock. At ``--speed 1`` that is publish −
