@@ -54,7 +54,9 @@ def add_arguments(parser) -> None:
         "--allow-missing", action="store_true", help="zero-fill channels the stream lacks"
     )
     parser.add_argument(
-        "--resample", action="store_true", help="resample a stream whose rate differs"
+        "--no-resample",
+        action="store_true",
+        help="refuse a stream whose rate differs from the model's instead of resampling it",
     )
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="seconds to wait for the stream"
@@ -116,7 +118,7 @@ def run(args) -> int:
         device=args.device,
         consumer_options={
             "allow_missing": args.allow_missing,
-            "resample": args.resample,
+            "resample": not args.no_resample,
             "timeout": args.timeout,
         },
     )
@@ -157,7 +159,7 @@ def run(args) -> int:
             summary = go(max_volumes=args.max_volumes, duration=args.duration, on_volume=status)
     except ValueError as err:  # name the command's flags rather than the library's arguments
         msg = str(err).replace("allow_missing=True", "--allow-missing")
-        raise ValueError(msg.replace("resample=True", "--resample")) from None
+        raise ValueError(msg.replace("pass resample=True", "drop --no-resample")) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -15,6 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pylsl
 import pytest
@@ -90,6 +91,28 @@ def test_sigterm_prints_the_summary_and_exits_0(model, uid):
 
 
 @pytest.mark.lsl
+def test_a_stream_at_another_rate_is_resampled_by_default(model, uid, tmp_path):
+    replay = _replay(uid, sfreq=2 * SFREQ, speed=4.0)  # an amplifier at twice the model's rate
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--no-outlet", "--out", tmp_path / "pred.nii", "--max-volumes", "2",
+        "--timeout", "30",
+    )  # fmt: skip
+    try:
+        lines = wait_for_line(proc, "streaming conv")
+        replay.start()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        replay.stop()
+    assert proc.returncode == 0, err
+    assert "resampling 200 Hz to 100 Hz" in "".join(lines) + err
+    summary = json.loads(out)
+    assert summary["volumes"] == 2 and summary["samples_lost"] == 0
+    assert nib.load(tmp_path / "pred.nii").shape[-1] == 2
+
+
+@pytest.mark.lsl
 def test_unknown_source_lists_the_visible_streams(model, uid):
     replay = _replay(uid)
     try:
@@ -146,7 +169,7 @@ def test_unwritable_output_is_logged_and_lsl_publishing_goes_on(model, uid, tmp_
             r"1 of the model's 4 channels are missing from the stream: 'Pz' "
             r"\(pass --allow-missing to zero-fill them\)",
         ),
-        (dict(sfreq=2 * SFREQ), r"is 200 Hz, the model expects 100 Hz; pass --resample"),
+        (dict(sfreq=2 * SFREQ), r"is 200 Hz, the model expects 100 Hz; drop --no-resample"),
     ],
     ids=["missing-channel", "rate"],
 )
@@ -155,7 +178,8 @@ def test_stream_that_does_not_fit_the_model(model, uid, tmp_path, capsys, stream
     try:
         code = main(
             ["stream", "--model", str(model), "--source", f"name:{uid}-EEG", "--no-outlet",
-             "--out", str(tmp_path / "pred.nii"), "--timeout", "5", "--device", "cpu"]
+             "--out", str(tmp_path / "pred.nii"), "--timeout", "5", "--device", "cpu",
+             "--no-resample"]
         )  # fmt: skip
     finally:
         replay.stop()
