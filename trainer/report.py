@@ -11,7 +11,7 @@ from rt_eeg2fmri.grid import GRID_SHAPE, mni_t1
 
 # Columns of the Markdown table: (metric key, header, format)
 COLUMNS = (
-    ("mse", "MSE", "{:.4g}"),
+    ("mse", "MSE", "{:.4f}"),
     ("r_mean", "r mean", "{:.3f}"),
     ("r_median", "r median", "{:.3f}"),
     ("r_p95", "r p95", "{:.3f}"),
