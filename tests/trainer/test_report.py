@@ -51,7 +51,7 @@ def test_merge_joins_folds_as_one_run(tmp_path, capsys):
     assert doc["seconds"] == 120.0 and len(doc["merged_from"]) == 2
     report = (tmp_path / "m" / "report.md").read_text()
     assert "loso-sub-01, loso-sub-02, loso-sub-03" in report
-    assert "| conv | 0.9 | 0.200 ± 0.082 |" in report
+    assert "| conv | 0.9000 | 0.200 ± 0.082 |" in report
     assert "3 folds from 2 runs" in capsys.readouterr().out
 
 
