@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.bids import parse_name
+
 TRUTH_DIR = ("derivatives", "simulation")
 _DESCS = {"noisefree": "noisefree", "eegpredictable": "eeg_predictable"}
 
@@ -27,18 +29,6 @@ def _same(have: str | None, want) -> bool:
     if have is None:
         return False
     return have == want or (have.isdigit() and want.isdigit() and int(have) == int(want))
-
-
-def _entities(name: str) -> tuple[dict, str]:
-    stem = name.split(".", 1)[0]
-    ents, suffix = {}, ""
-    for part in stem.split("_"):
-        if "-" in part:
-            k, v = part.split("-", 1)
-            ents[k] = v
-        else:
-            suffix = part
-    return ents, suffix
 
 
 def truth_files(root, *, subject, task, run, session=None) -> dict[str, Path]:
@@ -60,7 +50,7 @@ def truth_files(root, *, subject, task, run, session=None) -> dict[str, Path]:
             continue
         func = folder / f"ses-{session}" / "func" if session is not None else folder / "func"
         for path in sorted(func.glob("*")) if func.is_dir() else []:
-            ents, suffix = _entities(path.name)
+            ents, suffix = parse_name(path)
             if not (
                 _same(ents.get("task"), task)
                 and _same(ents.get("run"), run)
