@@ -46,7 +46,7 @@ def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
 def simulation_truth(dataset):
     """``run_index → EEG-predictable targets`` for simulated datasets, else ``None``."""
     try:
-        from rt_eeg2fmri.data.preprocessing import bold_targets, remove_drifts, smooth_bold
+        from rt_eeg2fmri.data.preprocessing import run_targets
         from rt_eeg2fmri.sim.truth import load_truth
     except ImportError:
         return None
@@ -67,13 +67,16 @@ def simulation_truth(dataset):
             )
         except FileNotFoundError:
             return None
-        predictable = t["eeg_predictable"]
-        fwhm = dataset.params.get("fwhm")
-        if fwhm:  # the ceiling of smoothed targets is that of the smoothed truth
-            predictable = smooth_bold(predictable, t["affine"], fwhm)
-        y = bold_targets(predictable, np.asarray(dataset.mask), method=dataset.target)
-        high_pass = dataset.params.get("high_pass")
-        return remove_drifts(y, dataset.t_r, high_pass) if high_pass else y
+        # the ceiling of smoothed, high-passed targets is that of the same truth
+        return run_targets(
+            t["eeg_predictable"],
+            np.asarray(dataset.mask),
+            affine=t["affine"],
+            t_r=dataset.t_r,
+            method=dataset.target,
+            fwhm=dataset.params.get("fwhm"),
+            high_pass=dataset.params.get("high_pass"),
+        )
 
     return truth
 

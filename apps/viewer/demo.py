@@ -70,8 +70,9 @@ def load_demo_model(path=None):
 
 def truth_options(ckpt) -> dict:
     """The checkpoint's target preprocessing (``fwhm``, ``high_pass``) for the replayed truth."""
-    train = ckpt.metadata.get("train_config") or {}
-    return {k: train[k] for k in ("fwhm", "high_pass") if train.get(k)}
+    from trainer.config import bold_options
+
+    return bold_options(ckpt.metadata.get("train_config") or {})
 
 
 def demo_session(ckpt, *, preset: str = "tiny", seed: int = 2025, min_volumes: int = 0):

@@ -513,6 +513,42 @@ def bold_targets(
     return _apply_reference(v, ref, method)
 
 
+def run_targets(
+    bold: np.ndarray,
+    mask: np.ndarray,
+    *,
+    affine: np.ndarray,
+    t_r: float,
+    method: str = "psc",
+    fwhm: float | None = None,
+    high_pass: float | None = None,
+) -> np.ndarray:
+    """One run's targets, prepared in the cache's order.
+
+    :func:`smooth_bold` (``fwhm``), then :func:`bold_targets`, then
+    :func:`remove_drifts` (``high_pass``). For series prepared like the training targets outside the cache (the noise ceiling's
+    truth, a replay's measured volumes).
+
+    Parameters
+    ----------
+    bold : array of shape (n_x, n_y, n_z, n_volumes)
+    mask : array of shape (n_x, n_y, n_z), bool
+    affine : array of shape (4, 4)
+    t_r : float
+    method : ``"psc"`` | ``"median_ratio"``
+    fwhm, high_pass : float | None
+        Smoothing (mm) and drift cut-off (Hz); ``None`` skips the step.
+
+    Returns
+    -------
+    targets : array of shape (n_volumes, n_vox), float32
+    """
+    if fwhm:
+        bold = smooth_bold(bold, affine, fwhm)
+    y = bold_targets(bold, mask, method=method)
+    return remove_drifts(y, t_r, high_pass) if high_pass else y
+
+
 def _apply_reference(
     v: np.ndarray, ref: np.ndarray, method: str, *, out=None, warn: bool = True
 ) -> np.ndarray:

@@ -210,13 +210,16 @@ class Replay:
         self._psc_scale = self._psc_scale.astype(np.float32)
         self._series = None  # (n_volumes, n_vox) when the whole run is prepared up front
         if self.fwhm or self.high_pass:
-            from ..data.preprocessing import bold_targets, remove_drifts, smooth_bold
+            from ..data.preprocessing import run_targets
 
-            bold = smooth_bold(s.bold, s.affine, self.fwhm) if self.fwhm else s.bold
-            series = bold_targets(bold, self._mask)
-            if self.high_pass:
-                series = remove_drifts(series, s.t_r, self.high_pass)
-            self._series = series
+            self._series = run_targets(
+                s.bold,
+                self._mask,
+                affine=s.affine,
+                t_r=s.t_r,
+                fwhm=self.fwhm,
+                high_pass=self.high_pass,
+            )
 
     def truth_volume(self, index: int) -> np.ndarray:
         """The measured volume sent for BOLD volume ``index``.
