@@ -25,6 +25,26 @@ COMMANDS = {
 }
 
 
+#: The library's parameters as the command line spells them: errors raised by the library
+#: name parameters, and :func:`main` rewrites them with this one table.
+PARAMETER_FLAGS = {
+    "pass allow_missing=True": "pass --allow-missing",
+    "pass resample=True to resample it online": "drop --no-resample to resample it online",
+    "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'": (
+        "'--sync trigger' needs '--trigger NAME[:MARKER]' (the marker stream)"
+    ),
+    "'calibrate'": "'--calibrate'",
+    "'max_volumes'": "'--max-volumes'",
+}
+
+
+def flag_message(message: str) -> str:
+    """``message`` with the library's parameters replaced by the command's flags."""
+    for param, flag in PARAMETER_FLAGS.items():
+        message = message.replace(param, flag)
+    return message
+
+
 def _available() -> dict:
     mods = {}
     for name, module in COMMANDS.items():
@@ -70,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as err:
-        print(f"rt-eeg2fmri {args.command}: error: {err}", file=sys.stderr)
+        print(f"rt-eeg2fmri {args.command}: error: {flag_message(str(err))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"rt-eeg2fmri {args.command}: interrupted", file=sys.stderr)

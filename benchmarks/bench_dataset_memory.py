@@ -12,11 +12,11 @@ Two fresh child processes, one after the other:
 The reference size is the continuous recordings as the model sees them: EEG float32 at
 the cache rate plus in-mask BOLD targets float32 (the cache's ``.npy`` arrays). The aim
 is a peak RSS ≤ 1.2 × that size, independent of the number of windows (materialising the
-windows would need ``n_windows × n_channels × n_win × 4`` bytes, also printed).
+windows would need ``n_windows × n_channels × n_times × 4`` bytes, also printed).
 Mapped pages of the cache count in RSS once read, so the interpreter's own footprint
 (numpy, torch, mne imports: ~100–300 MB) dominates small datasets; the ratio net of
 the RSS after opening the cache and allocating the batch buffers (``batch_size ×
-n_channels × n_win × 4`` bytes: 234 MiB at 64 × 32 ch × 30 s at 1 kHz) is printed as well.
+n_channels × n_times × 4`` bytes: 234 MiB at 64 × 32 ch × 30 s at 1 kHz) is printed as well.
 
     .venv/bin/python benchmarks/bench_dataset_memory.py --data /tmp/oddball --sfreq 250
     .venv/bin/python benchmarks/bench_dataset_memory.py --data DIR --cache /tmp/cache --json out.json
@@ -93,7 +93,7 @@ def phase_iterate(args) -> dict:
     order = np.random.default_rng(0).permutation(n)
     b = args.batch_size
     out = (
-        np.empty((b, ds.n_channels, ds.n_win), np.float32),
+        np.empty((b, ds.n_channels, ds.n_times), np.float32),
         np.empty((b, ds.n_vox), np.float32),
     )
     for a in out:  # fault the batch buffers in: they belong to the baseline, not the data
@@ -108,11 +108,11 @@ def phase_iterate(args) -> dict:
     return {
         "n_windows": n,
         "n_channels": ds.n_channels,
-        "n_win": ds.n_win,
+        "n_times": ds.n_times,
         "n_vox": ds.n_vox,
         "sfreq": ds.sfreq,
         "data_bytes": ds.data_nbytes(),
-        "materialised_bytes": n * ds.n_channels * ds.n_win * 4,
+        "materialised_bytes": n * ds.n_channels * ds.n_times * 4,
         "iterate_s": seconds,
         "windows_per_s": n / seconds,
         "rss_before_open": rss_before_open,
@@ -177,7 +177,7 @@ def main() -> None:
     print(f"dataset          {args.data}  ({build['n_subjects']} subjects, {build['n_runs']} runs)")
     print(f"cache            {build['cache']}")
     print(
-        f"windows          {it['n_windows']}  ({it['n_channels']} ch × {it['n_win']} samples "
+        f"windows          {it['n_windows']}  ({it['n_channels']} ch × {it['n_times']} samples "
         f"@ {it['sfreq']:g} Hz → {it['n_vox']} voxels)"
     )
     print(f"recordings       {data / MIB:10.1f} MiB  (EEG float32 at cache rate + masked BOLD)")

@@ -5,11 +5,17 @@ A checkpoint is a ``torch.save`` of a dict holding only tensors and plain Python
 ``torch.load(..., weights_only=True)`` and nothing in the file can execute. Like
 nanoGPT, the architecture is rebuilt from its stored config dataclass fields.
 
-Keys: ``format``, ``format_version``, ``model_name``, ``model_config``, ``state_dict``
-(without the mask), ``preprocessing`` (normalisation statistics, band-pass, target
-kind), ``ch_names``, ``sfreq``, ``winsize``, ``t_r``, ``grid`` (shape, affine, n_vox),
-``mask`` (bit-packed uint8 tensor, C order) and ``metadata`` (data fingerprint, split,
-metrics, package versions, creation time, …).
+Keys (format 2): ``format``, ``format_version``, ``model_name``, ``model_config``,
+``state_dict`` (without the mask), ``preprocessing`` (the whole
+:class:`~rt_eeg2fmri.data.preprocessing.Preprocessing` record: rate, band-pass,
+normalisation method, window, target, smoothing, drift removal), ``norm_stats``
+(:class:`~rt_eeg2fmri.data.norm.NormStats`), ``ch_names``, ``t_r``, ``grid`` (shape,
+affine, n_voxels), ``mask`` (bit-packed uint8 tensor, C order) and ``metadata`` (data
+fingerprint, split, metrics, package versions, creation time, …).
+
+Format 1 checkpoints (the first release; the shipped default among them) migrate on
+load: their preprocessing is read back from ``sfreq``, ``winsize``, the old
+``preprocessing`` dict and the training config in their metadata.
 """
 
 from __future__ import annotations
@@ -26,26 +32,20 @@ import torch
 from torch import nn
 
 from ._checks import check_ch_names, check_file, check_positive
+from ._logging import logger
+from .data.norm import NormStats
+from .data.preprocessing import Preprocessing, same_rate
 
 FORMAT = "rt-eeg2fmri-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Model config fields added after a checkpoint may have been saved, with the value that
 # rebuilds the architecture it was trained with (the new default may build another).
 ADDED_CONFIG_FIELDS = {"envelope_rate": None}  # the plain CNN stem of the first release
-REQUIRED = (
-    "format_version",
-    "model_name",
-    "model_config",
-    "state_dict",
-    "preprocessing",
-    "ch_names",
-    "sfreq",
-    "winsize",
-    "t_r",
-    "grid",
-    "mask",
-    "metadata",
-)
+_COMMON = ("format_version", "model_name", "model_config", "state_dict", "preprocessing")
+REQUIRED = {
+    1: (*_COMMON, "ch_names", "sfreq", "winsize", "t_r", "grid", "mask", "metadata"),
+    2: (*_COMMON, "norm_stats", "ch_names", "t_r", "grid", "mask", "metadata"),
+}
 
 
 @dataclass
@@ -59,14 +59,12 @@ class Checkpoint:
     model_config : dict
         Fields of the architecture's config dataclass.
     model : nn.Module
-    preprocessing : dict
-        ``norm`` (normalisation statistics), ``l_freq``, ``h_freq``, ``target``.
+    preprocessing : Preprocessing
+        What the model sees and is scored against (rate, band-pass, window, target, ...).
+    norm_stats : NormStats
+        The training EEG's normalisation statistics (pooled over the training subjects).
     ch_names : list of str
         Channels in the order the model expects.
-    sfreq : float
-        Rate of the model's input in Hz.
-    winsize : float
-        Window length in seconds.
     t_r : float
         Repetition time in seconds.
     grid_shape : tuple of int
@@ -81,10 +79,9 @@ class Checkpoint:
     model_name: str
     model_config: dict
     model: nn.Module
-    preprocessing: dict
+    preprocessing: Preprocessing
+    norm_stats: NormStats
     ch_names: list
-    sfreq: float
-    winsize: float
     t_r: float
     grid_shape: tuple
     affine: np.ndarray
@@ -93,12 +90,22 @@ class Checkpoint:
     format_version: int = FORMAT_VERSION
 
     @property
+    def sfreq(self) -> float:
+        """Rate of the model's input in Hz."""
+        return float(self.preprocessing.sfreq)
+
+    @property
+    def winsize(self) -> float:
+        """Window length in seconds."""
+        return float(self.preprocessing.winsize)
+
+    @property
     def n_times(self) -> int:
         """Samples per window."""
         return int(self.model_config["n_times"])
 
     @property
-    def n_vox(self) -> int:
+    def n_voxels(self) -> int:
         """Voxels per prediction."""
         return int(self.mask.sum())
 
@@ -111,7 +118,7 @@ class Checkpoint:
 
         Returns
         -------
-        y : same kind as ``x``, shape (n_vox,) or (B, n_vox), float32
+        y : same kind as ``x``, shape (n_voxels,) or (B, n_voxels), float32
         """
         as_numpy = not isinstance(x, torch.Tensor)
         xt = torch.as_tensor(np.asarray(x, np.float32) if as_numpy else x)
@@ -132,18 +139,14 @@ def save_checkpoint(
     path: str | Path,
     model: nn.Module,
     *,
-    norm_stats: dict,
+    preprocessing: Preprocessing,
+    norm_stats: NormStats | dict,
     ch_names,
-    sfreq: float,
-    winsize: float,
     t_r: float,
     grid_shape,
     affine,
     mask,
-    target: str = "psc",
     metadata: dict | None = None,
-    l_freq: float | None = None,
-    h_freq: float | None = None,
 ) -> Path:
     """Write a self-contained checkpoint atomically (temporary file, then ``os.replace``).
 
@@ -153,14 +156,13 @@ def save_checkpoint(
         Destination (``.pt``).
     model : nn.Module
         A model from :mod:`rt_eeg2fmri.models` (has ``name`` and ``config``).
-    norm_stats : dict
-        EEG normalisation statistics (arrays become lists).
+    preprocessing : Preprocessing
+        What the model was trained on, stored whole; its ``sfreq`` must equal
+        ``model.config.sfreq`` and ``winsize · sfreq`` its ``n_times``.
+    norm_stats : NormStats | dict
+        EEG normalisation statistics (a dict as :meth:`NormStats.to_dict` gives).
     ch_names : list of str
         Channel order of the model's input (``n_chans`` names).
-    sfreq : float
-        Rate of the model input in Hz (must equal ``model.config.sfreq``).
-    winsize : float
-        Window length in seconds (``winsize · sfreq == n_times``).
     t_r : float
         Repetition time in seconds.
     grid_shape : sequence of int
@@ -169,13 +171,9 @@ def save_checkpoint(
         Voxel → MNI mm.
     mask : bool array of shape ``grid_shape``
         The model's voxels; ``mask.sum() == model.config.n_outputs``.
-    target : str
-        Target kind (``psc`` or ``median_ratio``).
     metadata : dict | None
         Data fingerprint, split, metrics, … (plain values); package ``versions`` and
         ``created`` are added unless given.
-    l_freq, h_freq : float | None
-        Band-pass applied to the EEG before normalisation (Hz).
 
     Returns
     -------
@@ -196,16 +194,29 @@ def save_checkpoint(
         raise ValueError(
             f"'ch_names' has {len(ch_names)} names but the model takes {config.n_chans}."
         )
-    sfreq = check_positive(sfreq, "sfreq")
-    if not math.isclose(sfreq, config.sfreq, rel_tol=1e-9):
+    if not isinstance(preprocessing, Preprocessing):
+        raise TypeError(f"'preprocessing' must be a Preprocessing, got {preprocessing!r}.")
+    sfreq, winsize = preprocessing.sfreq, preprocessing.winsize
+    if sfreq is None or not same_rate(sfreq, config.sfreq):
         raise ValueError(
-            f"'sfreq' ({sfreq}) differs from the model's config.sfreq ({config.sfreq})."
+            f"'preprocessing.sfreq' ({sfreq}) differs from the model's config.sfreq "
+            f"({config.sfreq})."
         )
-    winsize = check_positive(winsize, "winsize")
-    if round(winsize * sfreq) != config.n_times:
+    if preprocessing.n_times != config.n_times:
         raise ValueError(
-            f"{winsize=} s at {sfreq=} Hz gives {round(winsize * sfreq)} samples, but the model "
-            f"takes n_times={config.n_times}."
+            f"winsize={winsize} s at sfreq={sfreq} Hz gives {preprocessing.n_times} samples, but "
+            f"the model takes n_times={config.n_times}."
+        )
+    if not isinstance(norm_stats, NormStats):
+        norm_stats = NormStats.from_dict(norm_stats)
+    if [c.lower() for c in norm_stats.ch_names] != [c.lower() for c in ch_names]:
+        raise ValueError(
+            f"'norm_stats' are for channels {norm_stats.ch_names}, the model takes {ch_names}."
+        )
+    if norm_stats.method != preprocessing.norm:
+        raise ValueError(
+            f"'norm_stats' were estimated with method {norm_stats.method!r}, but "
+            f"preprocessing.norm is {preprocessing.norm!r}."
         )
     t_r = check_positive(t_r, "t_r")
     grid_shape = [int(s) for s in grid_shape]
@@ -230,8 +241,6 @@ def save_checkpoint(
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise ValueError(f"'affine' must be a finite 4 × 4 matrix, got shape {affine.shape}.")
-    if not isinstance(target, str):
-        raise TypeError(f"'target' must be a string, got {target!r}.")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k != "mask"}
     meta = {"versions": _versions(), "created": _now()}
     meta.update(metadata or {})
@@ -241,17 +250,11 @@ def save_checkpoint(
         "model_name": name,
         "model_config": _plain(asdict(config), "model_config"),
         "state_dict": state,
-        "preprocessing": {
-            "norm": _plain(norm_stats, "norm_stats"),
-            "l_freq": None if l_freq is None else float(l_freq),
-            "h_freq": None if h_freq is None else float(h_freq),
-            "target": target,
-        },
+        "preprocessing": _plain(preprocessing.to_dict(), "preprocessing"),
+        "norm_stats": _plain(norm_stats.to_dict(), "norm_stats"),
         "ch_names": ch_names,
-        "sfreq": sfreq,
-        "winsize": winsize,
         "t_r": t_r,
-        "grid": {"shape": grid_shape, "affine": affine.tolist(), "n_vox": int(mask.sum())},
+        "grid": {"shape": grid_shape, "affine": affine.tolist(), "n_voxels": int(mask.sum())},
         "mask": torch.from_numpy(np.packbits(mask.ravel())),
         "metadata": _plain(meta, "metadata"),
     }
@@ -315,7 +318,7 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
             f"'{path}' has format_version {version}, newer than this rt-eeg2fmri reads "
             f"({FORMAT_VERSION}); upgrade rt-eeg2fmri."
         )
-    missing = [k for k in REQUIRED if k not in ckpt]
+    missing = [k for k in REQUIRED[version] if k not in ckpt]
     if missing:
         raise ValueError(f"'{path}' is an incomplete checkpoint: missing key(s) {missing}.")
     name = ckpt["model_name"]
@@ -328,13 +331,22 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         bits = ckpt["mask"].cpu().numpy()
         mask = np.unpackbits(bits, count=math.prod(shape)).astype(bool).reshape(shape)
         ch_names = check_ch_names(ckpt["ch_names"], source=f"'{path}' ch_names")
-        sfreq, winsize, t_r = float(ckpt["sfreq"]), float(ckpt["winsize"]), float(ckpt["t_r"])
+        t_r = check_positive(ckpt["t_r"], "t_r")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"'{path}': malformed grid, mask or recording fields: {err}") from None
-    if int(mask.sum()) != int(grid.get("n_vox", mask.sum())):
-        raise ValueError(
-            f"'{path}': the mask has {int(mask.sum())} voxels, grid says {grid['n_vox']}."
-        )
+    n_grid = grid.get("n_voxels", grid.get("n_vox", mask.sum()))  # n_vox: format 1
+    if int(mask.sum()) != int(n_grid):
+        raise ValueError(f"'{path}': the mask has {int(mask.sum())} voxels, grid says {n_grid}.")
+    try:
+        if version == 1:
+            preprocessing, norm_stats = _migrate_v1(ckpt, path)
+        else:
+            preprocessing = Preprocessing.from_dict(
+                dict(ckpt["preprocessing"]), where=f"'{path}' preprocessing"
+            )
+            norm_stats = NormStats.from_dict(dict(ckpt["norm_stats"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"'{path}': malformed preprocessing or norm_stats: {err}") from None
     from .models.registry import make_config
 
     stored = dict(ckpt["model_config"])
@@ -366,10 +378,9 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         model_name=name,
         model_config=asdict(config),
         model=model,
-        preprocessing=dict(ckpt["preprocessing"]),
+        preprocessing=preprocessing,
+        norm_stats=norm_stats,
         ch_names=ch_names,
-        sfreq=sfreq,
-        winsize=winsize,
         t_r=t_r,
         grid_shape=shape,
         affine=affine,
@@ -377,6 +388,35 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         metadata=dict(ckpt["metadata"]),
         format_version=version,
     )
+
+
+def _migrate_v1(ckpt: dict, path: Path) -> tuple[Preprocessing, NormStats]:
+    """The ``Preprocessing`` and ``NormStats`` of a format-1 checkpoint.
+
+    Format 1 stored the rate and window at the top level, the band-pass, target and
+    statistics in ``preprocessing`` and the BOLD options only in the training config.
+    """
+    old = dict(ckpt["preprocessing"])
+    train = dict(dict(ckpt.get("metadata") or {}).get("train_config") or {})
+    stats = NormStats.from_dict(dict(old["norm"]))
+    pre = Preprocessing(
+        sfreq=float(ckpt["sfreq"]),
+        l_freq=old.get("l_freq"),
+        h_freq=old.get("h_freq"),
+        norm=stats.method,
+        winsize=float(ckpt["winsize"]),
+        target=old.get("target") or "psc",
+        fwhm=train.get("fwhm"),
+        high_pass=train.get("high_pass"),
+    )
+    if pre.bandpass:
+        logger.warning(
+            "Checkpoint '%s' (format 1) was trained on EEG band-passed zero-phase, which a live "
+            "stream cannot compute; the causal band-pass of this version is applied instead, "
+            "so its predictions differ from those it was trained for. Retrain it.",
+            path,
+        )
+    return pre, stats
 
 
 def _why(err: Exception, path: Path) -> str:

@@ -17,14 +17,9 @@ from rt_eeg2fmri.hrf import events_to_regressor, hrf_convolve, spm_hrf
 _DT = 0.1  # s, resolution of the event regressors before sampling at volume times
 
 
-def targets(dataset, indices, *, batch: int = 256) -> np.ndarray:
-    """Targets of ``indices`` as an array of shape (n, n_vox), float32, without reading EEG."""
-    indices = np.asarray(indices)
-    getter = getattr(dataset, "get_targets", None)
-    if getter is not None:
-        return np.asarray(getter(indices), dtype=np.float32)
-    parts = [dataset.get_batch(indices[i : i + batch])[1] for i in range(0, indices.size, batch)]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
+def targets(dataset, indices) -> np.ndarray:
+    """Targets of ``indices`` as an array of shape (n, n_voxels), float32, without reading EEG."""
+    return np.asarray(dataset.get_targets(np.asarray(indices)), dtype=np.float32)
 
 
 def subject_mean(dataset, test_idx) -> np.ndarray:

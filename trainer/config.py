@@ -1,25 +1,24 @@
-"""Training configuration: a dataclass, loadable from TOML with command-line overrides."""
+"""Training configuration: a dataclass, loadable from TOML with command-line overrides.
+
+The preprocessing options (``sfreq``, ``l_freq``, ``h_freq``, ``norm``, ``winsize``,
+``target``, ``fwhm``, ``high_pass``) are written flat in a TOML ``[train]`` table and in
+``--set KEY=VALUE``, and held as one
+:class:`~rt_eeg2fmri.data.preprocessing.Preprocessing` record.
+"""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from rt_eeg2fmri._checks import check_option
+from rt_eeg2fmri.data.preprocessing import Preprocessing
 
 DEVICES = ("auto", "cpu", "cuda")
-BOLD_OPTIONS = ("fwhm", "high_pass")
-
-
-def bold_options(values: dict) -> dict:
-    """The optional BOLD preprocessing settings of ``values`` that are set.
-
-    ``values`` is a :class:`TrainConfig` as a dict (or a checkpoint's ``train_config``).
-    They are passed to the cache only when set, so caches built without them keep their
-    fingerprint.
-    """
-    return {k: values[k] for k in BOLD_OPTIONS if values.get(k)}
+#: The training default: targets high-passed at SPM's 128 s (scanner drift is not in the
+#: EEG, and networks trained on it overfit each run's drift).
+DEFAULT_PREPROCESSING = Preprocessing(high_pass=0.008)
 
 
 @dataclass
@@ -39,23 +38,13 @@ class TrainConfig:
         LOSO folds to run (default: full rotation).
     subjects : list of str | None
         Use only these subjects of the dataset (default: all).
-    sfreq : float | None
-        Rate of the cached EEG the model sees (Hz; default: the recording's rate).
-    l_freq, h_freq : float | None
-        Optional band-pass of the continuous EEG before caching (Hz).
-    winsize : float
-        Window length in seconds.
-    target : str
-        ``psc`` (percent signal change from the run mean) or ``median_ratio`` (the paper's).
-    fwhm : float | None
-        Spatial smoothing of the BOLD before the targets (mm FWHM; SPM's ``s`` step).
-    high_pass : float | None
-        High-pass cut-off of the targets in Hz (cosine drifts regressed out per run;
-        nilearn's ``high_pass``). Default 0.008, SPM's 128 s filter: scanner drift is
-        not in the EEG, and networks trained on it overfit each run's drift. ``None``
-        keeps the drifts.
-    norm : str
-        EEG normalisation per subject and channel: ``zscore`` or ``robust``.
+    runs : list of str | None
+        Use only these runs: run numbers (``"2"``) or names (``task-visual_run-1``, any
+        part of ``sub-01_task-visual_run-1``); default: all.
+    preprocessing : Preprocessing
+        What the models see and are scored against (:data:`DEFAULT_PREPROCESSING`:
+        the recording's rate, no band-pass, z-score, 30 s windows, percent signal
+        change high-passed at 0.008 Hz, SPM's 128 s).
     epochs, batch_size, lr, weight_decay, patience : training loop settings
         Early stopping stops after ``patience`` epochs without a better validation loss.
     device : str
@@ -73,14 +62,8 @@ class TrainConfig:
     split: str = "loso"
     test_subjects: list | None = None
     subjects: list | None = None
-    sfreq: float | None = None
-    l_freq: float | None = None
-    h_freq: float | None = None
-    winsize: float = 30.0
-    target: str = "psc"
-    fwhm: float | None = None
-    high_pass: float | None = 0.008
-    norm: str = "zscore"
+    runs: list | None = None
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING
     epochs: int = 30
     batch_size: int = 16
     lr: float = 3e-4
@@ -92,6 +75,10 @@ class TrainConfig:
     max_batches: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.preprocessing, dict):
+            self.preprocessing = Preprocessing.from_dict(self.preprocessing)
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise TypeError(f"'preprocessing' must be a Preprocessing, got {self.preprocessing!r}.")
         check_option(self.device, "device", DEVICES)
         check_option(self.split, "split", ("loso", "within", "random"))
         for name in ("epochs", "batch_size", "patience"):
@@ -99,7 +86,7 @@ class TrainConfig:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)!r}.")
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict."""
+        """Plain JSON-able dict (``preprocessing`` as a nested dict)."""
         return asdict(self)
 
 
@@ -120,11 +107,14 @@ def _coerce(name: str, raw: str, current):
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from an optional TOML file and ``key=value`` overrides.
 
-    ``model_args.KEY=VALUE`` sets one architecture option. Values are parsed as JSON
-    when they can be (numbers, lists, true/false), else taken as strings.
+    ``model_args.KEY=VALUE`` sets one architecture option; a preprocessing field
+    (``sfreq=100``, ``l_freq=1``, ``high_pass=null``, ...) sets it in the record. Values
+    are parsed as JSON when they can be (numbers, lists, true/false, null), else taken as
+    strings.
     """
     values: dict = {}
-    known = {f.name for f in fields(TrainConfig)}
+    pre_keys = set(Preprocessing.field_names())
+    known = ({f.name for f in fields(TrainConfig)} - {"preprocessing"}) | pre_keys
     if path is not None:
         path = Path(path)
         try:
@@ -151,5 +141,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             continue
         if key not in known:
             raise ValueError(f"override {key!r}: unknown key; known: {sorted(known)}.")
-        values[key] = _coerce(key, raw, values.get(key, getattr(defaults, key)))
+        current = getattr(defaults.preprocessing if key in pre_keys else defaults, key)
+        values[key] = _coerce(key, raw, values.get(key, current))
+    pre = {k: values.pop(k) for k in list(values) if k in pre_keys}
+    values["preprocessing"] = replace(defaults.preprocessing, **pre)
     return TrainConfig(**values)

@@ -7,7 +7,6 @@ import numpy as np
 from rt_eeg2fmri._logging import logger
 
 from . import baselines, metrics
-from .config import bold_options
 from .loop import predict
 from .splits import Split
 
@@ -36,23 +35,67 @@ def baseline_predictions(dataset, split: Split, *, which=BASELINES) -> dict[str,
     return out
 
 
-def noise_ceiling(dataset, split: Split, truth_targets) -> np.ndarray | None:
-    """Voxelwise r between the EEG-predictable ground truth and the measured test targets.
+def noise_ceiling(dataset, indices, truth_targets) -> np.ndarray | None:
+    """Voxelwise r between the EEG-predictable ground truth and the measured targets of ``indices``.
 
-    ``truth_targets(run_index) -> (n_volumes, n_vox)`` gives, for a simulated run, the
-    EEG-predictable signal in target units; ``None`` when the data has no ground truth.
+    ``truth_targets(run_index) -> (n_volumes, n_voxels)`` gives, for a simulated run, the
+    EEG-predictable signal in target units (:func:`rt_eeg2fmri.sim.truth.truth_targets`);
+    ``None`` when the data has no ground truth.
     """
     if truth_targets is None:
         return None
-    run_of, vol_of = dataset.run_index[split.test], dataset.volume[split.test]
-    pred = np.empty((split.test.size, int(np.asarray(dataset.mask).sum())), np.float32)
+    run_of, vol_of = dataset.run_index[indices], dataset.volume[indices]
+    pred = np.empty((indices.size, dataset.n_voxels), np.float32)
     for r in np.unique(run_of):
         tt = truth_targets(int(r))
         if tt is None:
             return None
         sel = run_of == r
         pred[sel] = tt[vol_of[sel]]
-    return metrics.voxelwise_r(pred, baselines.targets(dataset, split.test))
+    return metrics.voxelwise_r(pred, baselines.targets(dataset, indices))
+
+
+def score(dataset, indices, predictions: dict, *, truth_targets=None, ssim: bool = True) -> dict:
+    """Score predictions of the pairs ``indices`` beside the test subjects' mean volume.
+
+    The one scoring function of ``train`` and ``evaluate``.
+
+    Parameters
+    ----------
+    dataset : PairDataset
+    indices : array of int, shape (n,)
+        The scored pairs.
+    predictions : dict of str to array of shape (n, n_voxels)
+        Models and baselines; ``subject_mean`` is added.
+    truth_targets : callable | None
+        For the noise ceiling (:func:`noise_ceiling`).
+    ssim : bool
+        Also compute the structural similarity of the volumes.
+
+    Returns
+    -------
+    result : dict
+        ``{"metrics": {name: {metric: value}}, "voxel_r": {name: array}, "ceiling_r_mean":
+        float | None}``; ``voxel_r["noise_ceiling"]`` when there is a ceiling.
+    """
+    indices = np.asarray(indices)
+    y = baselines.targets(dataset, indices)
+    subj_mean = baselines.subject_mean(dataset, indices)
+    ceiling = noise_ceiling(dataset, indices, truth_targets)
+    mask = np.asarray(dataset.mask)
+    results, voxel_r = {}, {}
+    for name, pred in {"subject_mean": subj_mean, **predictions}.items():
+        results[name] = metrics.score(
+            pred, y, subject_mean=subj_mean, mask=mask, ceiling=ceiling, ssim=ssim
+        )
+        voxel_r[name] = metrics.voxelwise_r(pred, y)
+    if ceiling is not None:
+        voxel_r["noise_ceiling"] = ceiling
+    return {
+        "metrics": results,
+        "voxel_r": voxel_r,
+        "ceiling_r_mean": None if ceiling is None else float(ceiling.mean()),
+    }
 
 
 def evaluate_split(
@@ -67,209 +110,124 @@ def evaluate_split(
 ) -> dict:
     """Score ``models`` (name → trained module) and the baselines on ``split.test``.
 
+    The baselines that need training data are fitted on ``split.train``.
+
     Returns
     -------
     result : dict
-        ``{"split": ..., "metrics": {name: {metric: value}}, "voxel_r": {name: array}}``;
-        ``voxel_r`` holds each model's voxelwise r (for maps).
+        :func:`score`'s result with ``"split"`` added.
     """
-    y = baselines.targets(dataset, split.test)
-    subj_mean = baselines.subject_mean(dataset, split.test)
-    ceiling = noise_ceiling(dataset, split, truth_targets)
-    mask = np.asarray(dataset.mask)
-    preds = baseline_predictions(dataset, split)
-    results, voxel_r = {}, {}
-
-    def _score(name, pred):
-        results[name] = metrics.score(
-            pred, y, subject_mean=subj_mean, mask=mask, ceiling=ceiling, ssim=ssim
-        )
-        voxel_r[name] = metrics.voxelwise_r(pred, y)
-
-    for name, pred in preds.items():
-        _score(name, pred)
+    preds = baseline_predictions(dataset, split, which=("train_mean", "events"))
     for name, model in models.items():
-        _score(name, predict(model, dataset, split.test, batch_size=batch_size, device=device))
-    out = {"split": split.describe(), "metrics": results, "voxel_r": voxel_r}
-    if ceiling is not None:
-        out["voxel_r"]["noise_ceiling"] = ceiling
-    return out
+        preds[name] = predict(model, dataset, split.test, batch_size=batch_size, device=device)
+    res = score(dataset, split.test, preds, truth_targets=truth_targets, ssim=ssim)
+    return {"split": split.describe(), **res}
 
 
-class CheckpointView:
-    """A ``PairDataset`` seen through a checkpoint.
-
-    Its channels in its order, optionally normalised with the checkpoint's statistics
-    instead of each subject's own.
-
-    Parameters
-    ----------
-    dataset : PairDataset
-    ckpt : Checkpoint
-    stats : ``"subject"`` | ``"checkpoint"``
-        ``subject``: each subject's own statistics (unsupervised calibration, as in the
-        trainer's evaluation); ``checkpoint``: the pooled training statistics the
-        checkpoint carries (what ``rt-eeg2fmri stream`` uses without ``--calibrate``).
-    """
-
-    def __init__(self, dataset, ckpt, *, stats: str = "subject") -> None:
-        from rt_eeg2fmri._checks import check_option
-        from rt_eeg2fmri.grid import same_grid
-
-        check_option(stats, "stats", ("subject", "checkpoint"))
-        if not same_grid(dataset.grid_shape, dataset.affine, ckpt.grid_shape, ckpt.affine):
-            raise ValueError(
-                f"checkpoint '{ckpt.path}' predicts on grid {tuple(ckpt.grid_shape)} but the data "
-                f"is on grid {tuple(dataset.grid_shape)} (affines "
-                f"{np.asarray(ckpt.affine).tolist()} vs {np.asarray(dataset.affine).tolist()})."
-            )
-        if not np.array_equal(np.asarray(dataset.mask, bool), np.asarray(ckpt.mask, bool)):
-            raise ValueError(
-                f"checkpoint '{ckpt.path}': its mask differs from the evaluation data's."
-            )
-        if dataset.n_win != ckpt.n_times or abs(dataset.sfreq - ckpt.sfreq) > 1e-6:
-            raise ValueError(
-                f"checkpoint '{ckpt.path}' takes {ckpt.n_times} samples at {ckpt.sfreq:g} Hz; the "
-                f"data gives {dataset.n_win} at {dataset.sfreq:g} Hz."
-            )
-        lower = {c.lower(): i for i, c in enumerate(dataset.ch_names)}
-        missing = [c for c in ckpt.ch_names if c.lower() not in lower]
-        if missing:
-            raise ValueError(
-                f"checkpoint '{ckpt.path}' needs channel(s) {missing} that the data lacks "
-                f"(data channels: {dataset.ch_names})."
-            )
-        self.idx = np.array([lower[c.lower()] for c in ckpt.ch_names])
-        self.dataset, self.ckpt, self.stats_mode = dataset, ckpt, stats
-        for name in (
-            "subject",
-            "run_index",
-            "volume",
-            "mask",
-            "t_r",
-            "sfreq",
-            "n_win",
-            "runs",
-            "root",
-            "target",
-            "grid_shape",
-            "affine",
-        ):
-            setattr(self, name, getattr(dataset, name))
-        self.ch_names = list(ckpt.ch_names)
-        if stats == "checkpoint":
-            from rt_eeg2fmri.data.preprocessing import NormStats
-
-            norm = NormStats.from_dict(ckpt.preprocessing["norm"])
-            self._center, self._scale = (np.asarray(a, np.float32) for a in norm.as_float32())
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def events(self, r: int):
-        """Events of run ``r``."""
-        return self.dataset.events(r)
-
-    def volume_times(self, r: int):
-        """Volume onsets of run ``r``."""
-        return self.dataset.volume_times(r)
-
-    def get_targets(self, indices):
-        """Targets of ``indices``."""
-        return self.dataset.get_targets(indices)
-
-    def get_batch(self, indices):
-        """Windows (checkpoint channels and normalisation) and targets of ``indices``."""
-        X, Y = self.dataset.get_batch(indices)
-        X = X[:, self.idx]
-        if self.stats_mode == "checkpoint":
-            runs = self.dataset.run_index[np.asarray(indices, dtype=np.int64)]
-            raw = (
-                X * self.dataset._scale[runs][:, self.idx, None]
-                + self.dataset._center[runs][:, self.idx, None]
-            )
-            X = (raw - self._center) / self._scale  # (n_channels, 1) each
-        return np.ascontiguousarray(X, dtype=np.float32), Y
-
-
-def cross_subject_baselines(view, indices) -> dict[str, np.ndarray]:
+def cross_subject_baselines(dataset, indices) -> dict[str, np.ndarray]:
     """``train_mean`` and ``events`` baselines with each subject fitted on the others."""
-    subj = np.asarray(view.subject)[indices]
+    subj = np.asarray(dataset.subject)[indices]
     subjects = np.unique(subj)
     if subjects.size < 2:
         logger.warning(
             "One subject only: the cross-subject baselines (train_mean, events) are skipped."
         )
         return {}
-    out = {"train_mean": np.zeros((indices.size, view.mask.sum()), np.float32)}
-    has_events = any(len(view.events(int(r))) for r in np.unique(view.run_index[indices]))
+    out = {"train_mean": np.zeros((indices.size, dataset.n_voxels), np.float32)}
+    has_events = any(len(dataset.events(int(r))) for r in np.unique(dataset.run_index[indices]))
     if has_events:
         out["events"] = np.zeros_like(out["train_mean"])
     for s in subjects:
         test_sel = subj == s
         train_idx, test_idx = indices[~test_sel], indices[test_sel]
-        out["train_mean"][test_sel] = baselines.train_mean(view, train_idx, test_idx.size)
+        out["train_mean"][test_sel] = baselines.train_mean(dataset, train_idx, test_idx.size)
         if has_events:
-            out["events"][test_sel] = baselines.event_regression(view, train_idx, test_idx)
+            out["events"][test_sel] = baselines.event_regression(dataset, train_idx, test_idx)
     return out
 
 
 def evaluate_checkpoint(
-    ckpt_path, data, *, stats: str = "subject", device="cpu", progress: bool = True
+    ckpt_path,
+    data,
+    *,
+    stats: str = "subject",
+    subjects=None,
+    runs=None,
+    device="cpu",
+    progress: bool = True,
 ) -> dict:
-    """Score a checkpoint on every pair of a dataset, beside the baselines.
+    """Score a checkpoint on the pairs of a dataset, beside the baselines.
 
-    The data is cached with the checkpoint's own preprocessing (rate, band-pass, target,
-    window, mask). Baselines that need training data are fitted across subjects of the
-    evaluated dataset (each subject predicted from the others).
+    The data is cached with the checkpoint's own ``Preprocessing``, channels and mask (the
+    training run's cache when it is the same data). Baselines that need training data
+    are fitted across the evaluated subjects (each subject predicted from the others).
+
+    Parameters
+    ----------
+    ckpt_path : path-like
+    data : path-like
+        Dataset folder.
+    stats : ``"subject"`` | ``"checkpoint"``
+        EEG normalisation: each subject's own statistics (unsupervised calibration, as the
+        trainer scores its folds) or the checkpoint's pooled training statistics (what
+        ``rt-eeg2fmri stream`` uses without ``--calibrate``).
+    subjects, runs : list of str | None
+        The selection scored (as ``train``'s ``--subjects`` and ``--runs``).
+    device : str
+    progress : bool
 
     Returns
     -------
     result : dict
-        ``{"metrics": {name: {...}}, "n_pairs": int, "checkpoint": str, "stats": str}``.
+        ``{"metrics": {name: {...}}, "n_pairs": int, "checkpoint": str, "stats": str,
+        "noise_ceiling_r_mean": float | None, ...}``.
     """
+    from rt_eeg2fmri._checks import check_option
     from rt_eeg2fmri.checkpoint import load_checkpoint
-    from rt_eeg2fmri.data import load_pairs
+    from rt_eeg2fmri.sim.truth import truth_targets
 
-    from .run import simulation_truth
+    from .data import load_dataset
 
+    check_option(stats, "stats", ("subject", "checkpoint"))
     ckpt = load_checkpoint(ckpt_path, map_location=device)
-    pre = ckpt.preprocessing
-    norm_method = (pre.get("norm") or {}).get("method", "zscore")
-    dataset = load_pairs(
+    dataset = load_dataset(
         data,
-        sfreq=ckpt.sfreq,
-        l_freq=pre.get("l_freq"),
-        h_freq=pre.get("h_freq"),
-        target=pre.get("target", "psc"),
-        norm=norm_method,
-        mask=np.asarray(ckpt.mask),
-        winsize=ckpt.winsize,
+        ckpt.preprocessing,
+        subjects=subjects,
+        runs=runs,
+        ch_names=ckpt.ch_names,
+        mask=ckpt.mask,
         progress=progress,
-        **bold_options(ckpt.metadata.get("train_config", {})),
     )
-    view = CheckpointView(dataset, ckpt, stats=stats)
-    idx = np.arange(len(dataset))
+    check_grid(dataset, ckpt)
+    view = dataset.with_stats(ckpt.norm_stats if stats == "checkpoint" else None)
+    idx = np.arange(len(view))
     if idx.size == 0:
         raise ValueError(f"'{data}': no (window, volume) pairs for a {ckpt.winsize:g} s window.")
-    split = Split(name="evaluate", train=np.zeros(0, int), val=np.zeros(0, int), test=idx)
-    y = baselines.targets(view, idx)
-    subj_mean = baselines.subject_mean(view, idx)
-    ceiling = noise_ceiling(view, split, simulation_truth(dataset))
-    preds = {"subject_mean": subj_mean, **cross_subject_baselines(view, idx)}
+    preds = cross_subject_baselines(view, idx)
     preds[ckpt.model_name] = predict(ckpt.model, view, idx, device=ckpt.device)
-    results = {
-        name: metrics.score(
-            p, y, subject_mean=subj_mean, mask=np.asarray(dataset.mask), ceiling=ceiling
-        )
-        for name, p in preds.items()
-    }
+    res = score(view, idx, preds, truth_targets=truth_targets(dataset))
     return {
         "checkpoint": str(ckpt.path),
         "model": ckpt.model_name,
         "data": str(data),
         "stats": stats,
         "n_pairs": int(idx.size),
-        "metrics": results,
-        "noise_ceiling_r_mean": None if ceiling is None else float(ceiling.mean()),
+        "subjects": sorted(set(view.subject.tolist())),
+        "metrics": res["metrics"],
+        "noise_ceiling_r_mean": res["ceiling_r_mean"],
     }
+
+
+def check_grid(dataset, ckpt) -> None:
+    """Raise ``ValueError`` unless the data's grid and mask are the checkpoint's."""
+    from rt_eeg2fmri.grid import same_grid
+
+    if not same_grid(dataset.grid_shape, dataset.affine, ckpt.grid_shape, ckpt.affine):
+        raise ValueError(
+            f"checkpoint '{ckpt.path}' predicts on grid {tuple(ckpt.grid_shape)} but the data "
+            f"is on grid {tuple(dataset.grid_shape)} (affines "
+            f"{np.asarray(ckpt.affine).tolist()} vs {np.asarray(dataset.affine).tolist()})."
+        )
+    if not np.array_equal(np.asarray(dataset.mask, bool), np.asarray(ckpt.mask, bool)):
+        raise ValueError(f"checkpoint '{ckpt.path}': its mask differs from the evaluation data's.")

@@ -71,7 +71,7 @@ def model_config_for(dataset, cfg: TrainConfig) -> dict:
 
     data = {
         "n_chans": len(dataset.ch_names),
-        "n_times": int(dataset.n_win),
+        "n_times": int(dataset.n_times),
         "sfreq": float(dataset.sfreq),
         "n_outputs": int(np.asarray(dataset.mask).sum()),
         "grid_shape": [int(s) for s in dataset.grid_shape],

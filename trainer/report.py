@@ -68,7 +68,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = aggregate(folds)
-    ceilings = [f["metrics_ceiling"] for f in folds if f.get("metrics_ceiling") is not None]
+    ceilings = [f["ceiling_r_mean"] for f in folds if f.get("ceiling_r_mean") is not None]
     ceiling = float(np.mean(ceilings)) if ceilings else None
     doc = {
         "summary": summary,
@@ -146,7 +146,7 @@ def merge_runs(run_dirs, out_dir: str | Path) -> dict:
             seen[name] = path
     folds = sorted((f for _, d in docs for f in d["folds"]), key=lambda f: f["split"]["name"])
     for fold in folds:  # every model's metrics carry the fold's noise ceiling
-        fold["metrics_ceiling"] = next(
+        fold["ceiling_r_mean"] = next(
             (m["ceiling_r_mean"] for m in fold["metrics"].values() if "ceiling_r_mean" in m), None
         )
     histories = {k: v for _, d in docs for k, v in d.get("histories", {}).items()}

@@ -14,71 +14,12 @@ import numpy as np
 
 from rt_eeg2fmri._logging import logger
 
-from .config import TrainConfig, bold_options
+from .config import TrainConfig
+from .data import load_dataset
 from .evaluate import evaluate_split
 from .loop import fit, resolve_device
 from .report import plot_losses, plot_maps, write_report
 from .splits import make_splits
-
-
-def load_dataset(data, cfg: TrainConfig, *, progress: bool = True):
-    """The cached pair dataset of ``data`` (a folder or a ``PairDataset``) under ``cfg``'s preprocessing."""
-    from rt_eeg2fmri.data import load_pairs
-
-    if hasattr(data, "get_batch"):
-        dataset = data
-    else:
-        dataset = load_pairs(
-            data,
-            sfreq=cfg.sfreq,
-            l_freq=cfg.l_freq,
-            h_freq=cfg.h_freq,
-            target=cfg.target,
-            norm=cfg.norm,
-            winsize=cfg.winsize,
-            progress=progress,
-            **bold_options(cfg.to_dict()),
-        )
-    # one cache per dataset and preprocessing; a subject selection is a view of it
-    return dataset.subset(subjects=[str(s) for s in cfg.subjects]) if cfg.subjects else dataset
-
-
-def simulation_truth(dataset):
-    """``run_index → EEG-predictable targets`` for simulated datasets, else ``None``."""
-    try:
-        from rt_eeg2fmri.data.preprocessing import run_targets
-        from rt_eeg2fmri.sim.truth import load_truth
-    except ImportError:
-        return None
-    root = getattr(dataset, "root", None)
-    if root is None or not (Path(root) / "derivatives" / "simulation").is_dir():
-        return None
-    runs = dataset.runs
-
-    def truth(r: int):
-        row = runs[r]
-        try:
-            t = load_truth(
-                root,
-                subject=row["subject"],
-                task=row["task"],
-                run=row["run"],
-                session=row.get("session"),
-            )
-        except FileNotFoundError:
-            return None
-        # the ceiling of smoothed, high-passed targets is that of the same truth
-        return run_targets(
-            t["eeg_predictable"],
-            np.asarray(dataset.mask),
-            affine=t["affine"],
-            t_r=dataset.t_r,
-            method=dataset.target,
-            fwhm=dataset.params.get("fwhm"),
-            high_pass=dataset.params.get("high_pass"),
-        )
-
-    return truth
 
 
 def versions() -> dict:
@@ -123,19 +64,22 @@ def train_and_evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    from rt_eeg2fmri.sim.truth import truth_targets
+
     rank, world = init_from_env(cfg.device)
+    select = {"subjects": cfg.subjects, "runs": cfg.runs}
     if rank == 0:  # one rank builds the cache, the others open it
-        dataset = load_dataset(data, cfg, progress=progress)
+        dataset = load_dataset(data, cfg.preprocessing, progress=progress, **select)
     barrier()
     if rank != 0:
-        dataset = load_dataset(data, cfg, progress=False)
+        dataset = load_dataset(data, cfg.preprocessing, progress=False, **select)
     split_opts = (
         {"test_subjects": cfg.test_subjects} if cfg.split == "loso" and cfg.test_subjects else {}
     )
     if cfg.split == "random":
         split_opts = {"seed": cfg.seed}
     folds = make_splits(cfg.split, dataset.subject, dataset.run_index, **split_opts)
-    truth = simulation_truth(dataset)
+    truth = truth_targets(dataset)
     device = resolve_device(cfg.device)
     names = models or [cfg.model]
     fold_results, histories = [], {}
@@ -159,7 +103,7 @@ def train_and_evaluate(
                 save_checkpoint(
                     out_dir / split.name / f"{name}.pt",
                     result.model,
-                    **checkpoint_fields(dataset, mcfg),
+                    **checkpoint_fields(dataset, split),
                     metadata={
                         "train_config": mcfg.to_dict(),
                         "split": split.describe(),
@@ -173,8 +117,6 @@ def train_and_evaluate(
         if not is_main():
             continue
         res = evaluate_split(dataset, split, trained, truth_targets=truth, device=device)
-        ceiling = res["voxel_r"].get("noise_ceiling")
-        res["metrics_ceiling"] = None if ceiling is None else float(ceiling.mean())
         fold_results.append(res)
         maps = {k: v for k, v in res["voxel_r"].items() if k in names or k == "noise_ceiling"}
         plot_maps(
@@ -211,18 +153,22 @@ def train_and_evaluate(
     return report
 
 
-def checkpoint_fields(dataset, cfg: TrainConfig) -> dict:
-    """The data-dependent fields a checkpoint carries so inference needs nothing else."""
+def checkpoint_fields(dataset, split) -> dict:
+    """The data-dependent fields a checkpoint carries so inference needs nothing else.
+
+    The normalisation statistics are pooled over the fold's training subjects only.
+    """
+    from rt_eeg2fmri.data import NormStats
+
+    train_subjects = sorted(set(np.asarray(dataset.subject)[split.train].tolist()))
     return {
-        "norm_stats": dataset.pooled_stats().to_dict(),
+        "preprocessing": dataset.preprocessing,
+        "norm_stats": NormStats.pooled(dataset.stats[s] for s in train_subjects),
         "ch_names": list(dataset.ch_names),
-        "sfreq": float(dataset.sfreq),
-        "winsize": float(dataset.winsize),
         "t_r": float(dataset.t_r),
         "grid_shape": [int(s) for s in dataset.grid_shape],
         "affine": np.asarray(dataset.affine).tolist(),
         "mask": np.asarray(dataset.mask),
-        "target": cfg.target,
     }
 
 

@@ -15,6 +15,14 @@ def add_arguments(parser) -> None:
         choices=("subject", "checkpoint"),
         help="EEG normalisation: each subject's own statistics (default) or the checkpoint's",
     )
+    parser.add_argument(
+        "--subjects", default=None, help="comma-separated subjects to score (default: all)"
+    )
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="comma-separated runs to score: run numbers (2) or entities (task-visual_run-1)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", default=None, help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true")
@@ -29,10 +37,17 @@ def run(args) -> int:
     from trainer.report import aggregate, markdown_table
 
     res = evaluate_checkpoint(
-        args.model, args.data, stats=args.stats, device=args.device, progress=not args.no_progress
+        args.model,
+        args.data,
+        stats=args.stats,
+        subjects=args.subjects.split(",") if args.subjects else None,
+        runs=args.runs.split(",") if args.runs else None,
+        device=args.device,
+        progress=not args.no_progress,
     )
     print(
-        f"{res['model']} on {res['n_pairs']} pairs of '{args.data}' (EEG statistics: {args.stats})\n"
+        f"{res['model']} on {res['n_pairs']} pairs of '{args.data}' (subjects "
+        f"{', '.join(res['subjects'])}; EEG statistics: {args.stats})\n"
     )
     print(markdown_table(aggregate([res]), ceiling=res["noise_ceiling_r_mean"]))
     if args.json:

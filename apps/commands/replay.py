@@ -37,6 +37,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--marker", default="R128", help="scanner volume marker (default R128)")
     parser.add_argument("--no-truth", action="store_true", help="do not send the measured volumes")
     parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint (.pt): send the measured volumes as its targets (its target units, "
+        "smoothing, drift removal and mask)",
+    )
+    parser.add_argument(
+        "--target",
+        default=None,
+        choices=("psc", "median_ratio"),
+        help="units of the measured volumes without --model (default psc)",
+    )
+    parser.add_argument(
         "--fwhm",
         type=float,
         default=None,
@@ -56,6 +68,7 @@ def run(args) -> int:
 
     from rt_eeg2fmri.replay import Replay, load_recording
 
+    preprocessing, mask = _truth_preprocessing(args)
     session = load_recording(
         args.path,
         subject=args.subject,
@@ -75,8 +88,8 @@ def run(args) -> int:
         duration=args.duration,
         source_id=args.source_id,
         truth=not args.no_truth,
-        fwhm=args.fwhm,
-        high_pass=args.high_pass,
+        preprocessing=preprocessing,
+        mask=mask,
         marker=args.marker,
     )
     stopped = []
@@ -98,3 +111,20 @@ def run(args) -> int:
     why = f"stopped by {stopped[0]}" if stopped else "end of recording"
     print(f"{why}: {replay.summary()}", flush=True)
     return 0
+
+
+def _truth_preprocessing(args):
+    """``(Preprocessing | None, mask | None)`` of the measured volumes."""
+    from rt_eeg2fmri.data import Preprocessing
+
+    manual = {"target": args.target, "fwhm": args.fwhm, "high_pass": args.high_pass}
+    manual = {k: v for k, v in manual.items() if v is not None}
+    if args.model:
+        if manual:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in manual)
+            raise ValueError(f"--model sets the targets' preprocessing; drop {flags}.")
+        from rt_eeg2fmri.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(args.model)
+        return ckpt.preprocessing, ckpt.mask
+    return (Preprocessing(**manual) if manual else None), None

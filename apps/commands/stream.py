@@ -105,7 +105,7 @@ def run(args) -> int:
         raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
     ckpt = load_checkpoint(args.model or default_model_path())
     torch.set_num_threads(args.threads or default_threads())
-    engine = Engine(
+    engine = Engine.from_checkpoint(
         ckpt,
         source=args.source,
         sync=args.sync,
@@ -157,9 +157,6 @@ def run(args) -> int:
             else:
                 go = engine.run
             summary = go(max_volumes=args.max_volumes, duration=args.duration, on_volume=status)
-    except ValueError as err:  # name the command's flags rather than the library's arguments
-        msg = str(err).replace("allow_missing=True", "--allow-missing")
-        raise ValueError(msg.replace("pass resample=True", "drop --no-resample")) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

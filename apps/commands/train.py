@@ -25,6 +25,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--subjects", default=None, help="comma-separated subjects to use (default: all)"
     )
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="comma-separated runs to use: run numbers (2) or entities (task-visual_run-1)",
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     parser.add_argument(
@@ -49,6 +54,8 @@ def _overrides(args) -> list[str]:
         sets.append("test_subjects=" + json.dumps(args.test_subjects.split(",")))
     if args.subjects:
         sets.append("subjects=" + json.dumps(args.subjects.split(",")))
+    if args.runs:
+        sets.append("runs=" + json.dumps(args.runs.split(",")))
     if args.model:
         sets.append(f"model={args.model[0]}")
     return sets

@@ -69,10 +69,8 @@ def load_demo_model(path=None):
 
 
 def truth_options(ckpt) -> dict:
-    """The checkpoint's target preprocessing (``fwhm``, ``high_pass``) for the replayed truth."""
-    from trainer.config import bold_options
-
-    return bold_options(ckpt.metadata.get("train_config") or {})
+    """Replay options that send the measured volumes as the checkpoint's targets."""
+    return {"preprocessing": ckpt.preprocessing, "mask": ckpt.mask}
 
 
 def demo_session(ckpt, *, preset: str = "tiny", seed: int = 2025, min_volumes: int = 0):
@@ -148,7 +146,7 @@ def run_demo(config: DemoConfig) -> int:
 def _engine(config, ckpt, session, replay, *, out: Path | None):
     from rt_eeg2fmri.realtime.engine import Engine
 
-    return Engine(
+    return Engine.from_checkpoint(
         ckpt,
         source=f"name:{replay.stream_names['eeg']}",
         sync="samples",  # window ends on the replayed volume grid, exactly

@@ -1,20 +1,23 @@
 """The on-disk window cache: preprocessed continuous runs, memory-mapped for training.
 
-``build_cache`` loads one run at a time, preprocesses it (resampling, band-pass, BOLD
-targets inside a mask) and writes continuous ``.npy`` arrays that ``PairDataset`` opens
-with ``np.load(mmap_mode="r")``. The folder is named by a content fingerprint (the input
-files' bytes, every preprocessing parameter and :data:`CACHE_FORMAT_VERSION`) and
+``build_cache`` loads one run at a time, runs it through the two chains of a
+:class:`~rt_eeg2fmri.data.preprocessing.Preprocessing` record (the
+:class:`~rt_eeg2fmri.data.eeg_chain.EEGChain` the live stream runs too, and the
+:class:`~rt_eeg2fmri.data.bold.BoldChain` of the targets) and writes continuous ``.npy``
+arrays that ``PairDataset`` opens with ``np.load(mmap_mode="r")``. The folder is named by
+a content fingerprint (the input files' bytes, the resolved record, the mask, the warm-up
+and :data:`CACHE_FORMAT_VERSION`) and
 appears atomically (built in a temporary folder, then renamed), so a build that is
 interrupted is never trusted, and a second call with the same inputs reuses the cache
 without loading anything.
 
 Layout of a cache folder::
 
-    meta.json               parameters, channels, rate, grid, runs table, per-subject stats
+    meta.json               preprocessing, channels, grid, runs table, per-subject stats
     mask.npy                (n_x, n_y, n_z) bool
     pairs.npy               (n_pairs, 3) int64: run index, volume, window start sample
-    run-00000_eeg.npy       (n_channels, n_times) float32, not normalised
-    run-00000_targets.npy   (n_volumes, n_vox) float32
+    run-00000_eeg.npy       (n_chans, n_times) float32, volts, not normalised
+    run-00000_targets.npy   (n_volumes, n_voxels) float32
     run-00000_onsets.npy    (n_volumes,) float64, s on the EEG clock
     run-00000_events.tsv    onset, duration, trial_type
 """
@@ -32,26 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_option, check_positive
 from .._logging import logger
+from .bold import default_mask
 from .dataset import RunRef, find_runs, grid_mismatch
+from .eeg_chain import EEGChain
+from .norm import _Accumulator
 from .pairs import PairDataset, run_file
-from .preprocessing import (
-    NORM_METHODS,
-    TARGET_METHODS,
-    _Accumulator,
-    _apply_reference,
-    bandpass,
-    bold_targets,
-    masked_series,
-    remove_drifts,
-    resample,
-    resample_factors,
-    smooth_bold,
-)
-from .windows import window_pairs, window_samples
+from .preprocessing import Preprocessing
+from .windows import window_pairs
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: the EEG chain (streaming resampler, causal band-pass)
 _HASH_BLOCK = 1 << 20  # 1 MiB
 _MEDIAN_BLOCK_BYTES = 64 << 20  # bound of the per-subject median working set
 
@@ -154,43 +147,9 @@ def _mask_key(mask: np.ndarray | None) -> str:
     return f"{mask.shape}:{h.hexdigest()}"
 
 
-def _data_mask(bold: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Brain mask from a run's mean image (nilearn's EPI mask; non-zero voxels as fallback)."""
-    import warnings
-
-    import nibabel as nib
-    from nilearn.masking import compute_epi_mask
-
-    mean = bold.mean(axis=3, dtype=np.float64).astype(np.float32)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mask = np.asarray(compute_epi_mask(nib.Nifti1Image(mean, affine)).dataobj) > 0
-    except ValueError:
-        mask = np.zeros(mean.shape, bool)
-    if not mask.any():
-        logger.warning("The EPI mask of the mean image is empty; using its non-zero voxels.")
-        mask = np.abs(mean) > 0
-    if not mask.any():
-        raise ValueError("cannot compute a brain mask: the mean BOLD image is all zeros.")
-    return mask
-
-
-def _auto_mask(session) -> tuple[np.ndarray, str]:
-    from ..grid import GRID_AFFINE, GRID_SHAPE, mni_mask, same_grid
-
-    if session.mask is not None:
-        return np.asarray(session.mask, bool), "the reader's mask"
-    if same_grid(session.grid_shape, session.affine, GRID_SHAPE, GRID_AFFINE):
-        return np.array(mni_mask()), "the MNI152 mask (SPM 3 mm grid)"
-    return _data_mask(session.bold, session.affine), f"the EPI mask of {session.name}"
-
-
 # -- building ------------------------------------------------------------------------------
-def _channel_order(names, ref_names, *, where: str, first: str):
-    if list(names) == list(ref_names):
-        return None
-    index = {n.lower(): i for i, n in enumerate(names)}
+def _check_channels(names, ref_names, *, where: str, first: str) -> None:
+    index = {n.lower() for n in names}
     wanted = {n.lower() for n in ref_names}
     missing = [n for n in ref_names if n.lower() not in index]
     extra = [n for n in names if n.lower() not in wanted]
@@ -199,7 +158,6 @@ def _channel_order(names, ref_names, *, where: str, first: str):
             f"{where}: channels differ from the first run ({first}): missing {missing}, "
             f"extra {extra}. All runs must record the same channels."
         )
-    return np.array([index[n.lower()] for n in ref_names])
 
 
 def _cache_valid(folder: Path, fp: str) -> bool:
@@ -230,17 +188,11 @@ def _clean_stale_tmp(cache_root: Path, fp: str) -> None:
 def build_cache(
     runs,
     *,
+    preprocessing: Preprocessing | None = None,
+    ch_names=None,
     root: str | Path | None = None,
-    sfreq: float | None = None,
-    l_freq: float | None = None,
-    h_freq: float | None = None,
-    target: str = "psc",
-    norm: str = "zscore",
     mask=None,
-    winsize: float = 30.0,
     skip: int | None = None,
-    fwhm: float | None = None,
-    high_pass: float | None = None,
     progress: bool = True,
 ) -> PairDataset:
     """Preprocess runs into a memory-mapped cache (or reuse it) and open it.
@@ -249,34 +201,21 @@ def build_cache(
     ----------
     runs : list of RunRef
         The runs, in the order of ``PairDataset.runs``; one is loaded at a time.
-    root : path-like | None
-        Folder holding caches (default ``rt_eeg2fmri.grid.cache_dir() / "pairs"``).
-    sfreq : float | None
-        Rate of the cached EEG in Hz (anti-aliased resampling); default: the first run's.
-    l_freq, h_freq : float | None
-        Zero-phase FIR band-pass of the continuous EEG at ``sfreq`` (Hz).
-    target : ``"psc"`` | ``"median_ratio"``
-        BOLD targets: percent signal change from the run mean, or the paper's
-        ``volume / subject median − 1``. The subject median is exact: once all runs are
+    preprocessing : Preprocessing | None
+        What the EEG and the targets go through (default ``Preprocessing()``); an unset
+        ``sfreq`` is resolved to the first run's rate before the fingerprint is made, so
+        training and ``evaluate`` of a checkpoint share one cache. For
+        ``target="median_ratio"`` the subject median is exact: once all runs are
         written, it is computed over all the subject's volumes in voxel blocks (working
         set ≤ 64 MB) from the cached arrays, which are then rewritten in place.
-    norm : ``"zscore"`` | ``"robust"``
-        Per-subject, per-channel EEG statistics (see ``channel_stats``), applied when a
-        window is read.
+    ch_names : list of str | None
+        The channels cached, in this order (a model's); default: the first run's.
+    root : path-like | None
+        Folder holding caches (default ``rt_eeg2fmri.grid.cache_dir() / "pairs"``).
     mask : array of shape (n_x, n_y, n_z) | path-like | None
-        Voxels kept. Default: the reader's mask when it gives one, else the MNI152 mask
-        on SPM's 3 mm grid, else the EPI mask of the first run's mean image.
-    winsize : float
-        Window length in seconds.
+        Voxels kept. Default: :func:`~rt_eeg2fmri.data.bold.default_mask` of the first run.
     skip : int | None
         Warm-up volumes dropped per run (default ``ceil(winsize / t_r)``).
-    fwhm : float | None
-        Smooth the BOLD with a Gaussian of this FWHM (mm) before computing targets
-        (``smooth_bold``; SPM's ``s`` step). Default: no smoothing.
-    high_pass : float | None
-        High-pass the targets of each run at this cut-off in Hz by regressing out a
-        cosine drift basis (``remove_drifts``; SPM's 128 s filter is 0.0078). Default:
-        no filtering.
     progress : bool
         Show a progress bar while building.
 
@@ -294,34 +233,21 @@ def build_cache(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"build_cache: runs given more than once: {dupes}.")
-    check_option(target, "target", TARGET_METHODS)
-    check_option(norm, "norm", NORM_METHODS)
-    sfreq = None if sfreq is None else check_positive(sfreq, "sfreq")
-    l_freq = None if l_freq is None else check_positive(l_freq, "l_freq")
-    h_freq = None if h_freq is None else check_positive(h_freq, "h_freq")
-    if l_freq is not None and h_freq is not None and l_freq >= h_freq:
-        raise ValueError(f"'l_freq' must be below 'h_freq', got {l_freq=}, {h_freq=}.")
-    if sfreq is not None and h_freq is not None and h_freq >= sfreq / 2:
-        raise ValueError(f"'h_freq' must be below the Nyquist of {sfreq=} Hz, got {h_freq=}.")
-    winsize = check_positive(winsize, "winsize")
+    pre = Preprocessing() if preprocessing is None else preprocessing
+    if not isinstance(pre, Preprocessing):
+        raise TypeError(f"build_cache: 'preprocessing' must be a Preprocessing, got {pre!r}.")
+    header = runs[0].header()
+    pre = pre.resolve(header.sfreq)
+    ch_names = list(header.ch_names if ch_names is None else ch_names)
     if skip is not None and int(skip) < 0:
         raise ValueError(f"'skip' must be >= 0, got {skip=}.")
     mask_arr = None if mask is None else _mask_array(mask)
     params = {
-        "sfreq": sfreq,
-        "l_freq": l_freq,
-        "h_freq": h_freq,
-        "target": target,
-        "norm": norm,
+        "preprocessing": pre.to_dict(),
+        "ch_names": ch_names,
         "mask": _mask_key(mask_arr),
-        "winsize": winsize,
         "skip": None if skip is None else int(skip),
     }
-    # only when set, so caches built without them keep their fingerprint
-    if fwhm is not None:
-        params["fwhm"] = check_positive(fwhm, "fwhm")
-    if high_pass is not None:
-        params["high_pass"] = check_positive(high_pass, "high_pass")
     from ..grid import cache_dir
 
     cache_root = Path(root) if root is not None else cache_dir() / "pairs"
@@ -341,7 +267,7 @@ def build_cache(
     tmp.mkdir()
     t0 = time.perf_counter()
     try:
-        _write(runs, tmp, params=params, mask=mask_arr, fp=fp, progress=progress)
+        _write(runs, tmp, pre=pre, params=params, mask=mask_arr, fp=fp, progress=progress)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -355,11 +281,16 @@ def build_cache(
     return PairDataset(final)
 
 
-def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -> None:
+def _write(
+    runs, folder: Path, *, pre: Preprocessing, params: dict, mask, fp: str, progress: bool
+) -> None:
     from tqdm.auto import tqdm
+
+    from ..grid import same_grid
 
     subjects = [r.subject for r in runs]
     last_of = {s: i for i, s in enumerate(subjects)}
+    bold_chain = pre.bold_chain()
     accs: dict = {}
     stats: dict = {}
     rows, pairs = [], []
@@ -375,24 +306,16 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
                 "ch_names": list(session.ch_names),
                 "grid": (session.grid_shape, session.affine, session.source.get("bold")),
                 "t_r": session.t_r,
-                "sfreq": params["sfreq"] or session.sfreq,
             }
             if mask is None:
-                mask, how = _auto_mask(session)
+                mask, how = default_mask(session)
                 logger.info("Mask: %s (%d voxels).", how, int(mask.sum()))
             if mask.shape != session.grid_shape:
                 raise ValueError(
                     f"'mask' has shape {mask.shape}, but the BOLD grid of {where} is "
                     f"{session.grid_shape}."
                 )
-            if params["h_freq"] is not None and params["h_freq"] >= ref0["sfreq"] / 2:
-                raise ValueError(
-                    f"'h_freq' must be below the Nyquist of the cache rate {ref0['sfreq']:g} Hz, "
-                    f"got h_freq={params['h_freq']}."
-                )
         shape0, affine0, bold0 = ref0["grid"]
-        from ..grid import same_grid
-
         if not same_grid(shape0, affine0, session.grid_shape, session.affine):
             raise ValueError(
                 grid_mismatch(
@@ -405,28 +328,21 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
                 f"{where}: RepetitionTime {session.t_r} s differs from {ref0['t_r']} s of the "
                 f"first run ({ref0['name']}); all runs must share one TR."
             )
-        order = _channel_order(session.ch_names, ref0["ch_names"], where=where, first=ref0["name"])
-        eeg = session.eeg if order is None else session.eeg[order]
+        _check_channels(session.ch_names, ref0["ch_names"], where=where, first=ref0["name"])
+        chain = EEGChain.for_session(pre, session, ch_names=params["ch_names"])
+        # BOLD first, so the 4-D series is freed before the EEG is filtered
+        y = bold_chain.series(session.bold, mask, affine=session.affine)
+        if pre.target == "psc":  # median_ratio: once the subject's median is known
+            bold_chain.targets(y, t_r=session.t_r, out=y)
         in_sfreq, onsets, events = session.sfreq, session.volume_onsets, session.events
-        if params.get("fwhm"):
-            session.bold = smooth_bold(session.bold, session.affine, params["fwhm"])
-        if params["target"] == "psc":
-            y = bold_targets(session.bold, mask, method="psc")
-        else:  # raw in-mask series; divided by the subject median once the subject is done
-            y = masked_series(session.bold, mask)
-        if params.get("high_pass"):
-            y = remove_drifts(y, session.t_r, params["high_pass"])
-        n_volumes = session.n_volumes
-        del session  # free the 4-D BOLD (and the EEG unless reordered) before filtering
-        out_sfreq = ref0["sfreq"]
-        resample_factors(in_sfreq, out_sfreq)  # a clear error before any work
-        eeg = resample(eeg, sfreq=in_sfreq, new_sfreq=out_sfreq)
-        if params["l_freq"] is not None or params["h_freq"] is not None:
-            eeg = bandpass(eeg, out_sfreq, l_freq=params["l_freq"], h_freq=params["h_freq"])
-        acc = accs.setdefault(ref.subject, _Accumulator(params["norm"]))
+        n_volumes, raw = session.n_volumes, session.eeg
+        del session
+        eeg = chain.run(raw)
+        del raw
+        acc = accs.setdefault(ref.subject, _Accumulator(pre.norm))
         acc.update(eeg)
         if last_of[ref.subject] == i:
-            stats[ref.subject] = accs.pop(ref.subject).result(ref0["ch_names"]).to_dict()
+            stats[ref.subject] = accs.pop(ref.subject).result(params["ch_names"]).to_dict()
         np.save(folder / run_file(i, "eeg"), np.ascontiguousarray(eeg, dtype=np.float32))
         np.save(folder / run_file(i, "targets"), y)
         np.save(folder / run_file(i, "onsets"), np.asarray(onsets, dtype=np.float64))
@@ -434,9 +350,9 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
         wp = window_pairs(
             onsets,
             t_r=ref0["t_r"],
-            sfreq=out_sfreq,
+            sfreq=pre.sfreq,
             n_times=eeg.shape[1],
-            winsize=params["winsize"],
+            winsize=pre.winsize,
             skip=params["skip"],
         )
         if len(wp) == 0:
@@ -444,8 +360,8 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
                 "%s gives no (window, volume) pair: %d volumes, %.1f s of EEG, winsize %g s.",
                 ref.name,
                 n_volumes,
-                eeg.shape[1] / out_sfreq,
-                params["winsize"],
+                eeg.shape[1] / pre.sfreq,
+                pre.winsize,
             )
         pairs.append(np.column_stack([np.full(len(wp), i), wp.volume, wp.start]))
         rows.append(
@@ -466,28 +382,23 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
     pairs = np.concatenate(pairs).astype(np.int64)
     if pairs.shape[0] == 0:
         raise ValueError(
-            f"no (window, volume) pairs in {len(runs)} run(s) with winsize={params['winsize']} s "
+            f"no (window, volume) pairs in {len(runs)} run(s) with winsize={pre.winsize} s "
             f"and skip={params['skip']}: every run is too short."
         )
-    if params["target"] == "median_ratio":
-        _median_ratio_in_place(folder, subjects)
+    if pre.target == "median_ratio":
+        _median_ratio_in_place(folder, subjects, bold_chain, t_r=ref0["t_r"])
     np.save(folder / "pairs.npy", pairs)
     np.save(folder / "mask.npy", mask)
     shape0, affine0, _ = ref0["grid"]
-
     meta = {
         "format_version": CACHE_FORMAT_VERSION,
         "fingerprint": fp,
         "params": params,
-        "ch_names": ref0["ch_names"],
-        "sfreq": float(ref0["sfreq"]),
-        "winsize": params["winsize"],
-        "n_win": window_samples(params["winsize"], ref0["sfreq"]),
+        "preprocessing": pre.to_dict(),
+        "ch_names": params["ch_names"],
         "t_r": float(ref0["t_r"]),
         "grid_shape": [int(s) for s in shape0],
         "affine": np.asarray(affine0, float).tolist(),
-        "target": params["target"],
-        "norm": params["norm"],
         "runs": rows,
         "stats": stats,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -495,20 +406,20 @@ def _write(runs, folder: Path, *, params: dict, mask, fp: str, progress: bool) -
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-def _median_ratio_in_place(folder: Path, subjects: list[str]) -> None:
-    """Turn each subject's cached in-mask series into ``v / subject median − 1``."""
+def _median_ratio_in_place(folder: Path, subjects: list[str], chain, *, t_r: float) -> None:
+    """Turn each subject's cached in-mask series into targets against the subject median."""
     for subject in dict.fromkeys(subjects):
         idx = [i for i, s in enumerate(subjects) if s == subject]
         series = [np.load(folder / run_file(i, "targets"), mmap_mode="r+") for i in idx]
         n_total = sum(m.shape[0] for m in series)
-        n_vox = series[0].shape[1]
+        n_voxels = series[0].shape[1]
         step = max(1, _MEDIAN_BLOCK_BYTES // (4 * n_total))
-        median = np.empty(n_vox, np.float64)
-        for b in range(0, n_vox, step):
+        median = np.empty(n_voxels, np.float64)
+        for b in range(0, n_voxels, step):
             block = np.concatenate([m[:, b : b + step] for m in series], axis=0)
             median[b : b + step] = np.median(block, axis=0)
-        for k, m in enumerate(series):
-            _apply_reference(np.asarray(m), median, "median_ratio", out=m, warn=k == 0)
+        for m in series:
+            chain.targets(np.asarray(m), t_r=t_r, reference=median, out=m)
             m.flush()
         del series
 
@@ -521,8 +432,8 @@ def load_pairs(root_or_runs, **options) -> PairDataset:
     root_or_runs : path-like | list of RunRef
         A dataset folder (runs found with ``find_runs``) or the runs themselves.
     **options
-        Options of :func:`build_cache` (``sfreq``, ``target``, ...); the others go to
-        ``find_runs`` (``subject``, ``task``, ``layout``, reader options).
+        Options of :func:`build_cache` (``preprocessing``, ``mask``, ...); the others go
+        to ``find_runs`` (``subject``, ``task``, ``layout``, reader options).
 
     Returns
     -------

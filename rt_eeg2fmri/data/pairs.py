@@ -2,8 +2,9 @@
 
 The dataset holds only per-pair index arrays (run, volume, window start) and lazily
 opened memory maps of the cached continuous arrays; a window is sliced from the run's
-EEG and normalised with its subject's statistics when it is read, so memory does not
-grow with the number of windows. Build or open one with
+EEG and normalised (:meth:`~rt_eeg2fmri.data.norm.NormStats.apply`) with its subject's
+statistics — or one given set, :meth:`PairDataset.with_stats` — when it is read, so
+memory does not grow with the number of windows. Build or open one with
 ``rt_eeg2fmri.data.build_cache`` / ``load_pairs``.
 """
 
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocessing import NormStats
+from .norm import NormStats
+from .preprocessing import Preprocessing
 
 _KINDS = {
     "eeg": "_eeg.npy",
@@ -74,12 +76,14 @@ class PairDataset:
 
     Attributes
     ----------
+    preprocessing : Preprocessing
+        The resolved record the cache was built with (``sfreq``: the cached EEG's rate).
     ch_names : list of str
     sfreq : float
         Rate of the cached EEG (the model's input rate) in Hz.
     winsize : float
         Window length in seconds.
-    n_win : int
+    n_times : int
         Samples per window.
     t_r : float
     mask : array of shape grid_shape, bool
@@ -87,8 +91,6 @@ class PairDataset:
     grid_shape : tuple of int
     fingerprint : str
         Content fingerprint of the inputs and preprocessing.
-    target, norm : str
-        Target kind (``psc``/``median_ratio``) and normalisation (``zscore``/``robust``).
     runs : list of dict
         One row per run: ``name, subject, task, run, session, n_pairs, n_times, n_volumes``.
     subject : array of shape (n_pairs,), str
@@ -101,6 +103,9 @@ class PairDataset:
         volume's acquisition, ``volume_times(r)[volume] + t_r``.
     stats : dict of str to NormStats
         Per-subject normalisation statistics (the subjects of this dataset).
+    norm_stats : NormStats | None
+        One set of statistics applied to every window instead of each subject's own
+        (:meth:`with_stats`); ``None``: each subject's.
     path, root : Path | None
         Cache folder and source dataset folder.
     """
@@ -115,15 +120,11 @@ class PairDataset:
         self.root = None if root is None else Path(root)
         self.fingerprint: str = meta["fingerprint"]
         self.params: dict = meta["params"]
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.ch_names: list[str] = list(meta["ch_names"])
-        self.sfreq = float(meta["sfreq"])
-        self.winsize = float(meta["winsize"])
-        self.n_win = int(meta["n_win"])
         self.t_r = float(meta["t_r"])
         self.grid_shape = tuple(int(s) for s in meta["grid_shape"])
         self.affine = np.asarray(meta["affine"], dtype=np.float64)
-        self.target: str = meta["target"]
-        self.norm: str = meta["norm"]
         self.runs: list[dict] = [
             {k: v for k, v in row.items() if k != "files"} for row in meta["runs"]
         ]
@@ -135,9 +136,8 @@ class PairDataset:
         run_subject = np.array([row["subject"] for row in self.runs])
         self.subject = run_subject[self.run_index]
         self.stats = {s: NormStats.from_dict(d) for s, d in meta["stats"].items()}
-        # per-run float32 normalisation, gathered per batch with the pairs' run index
-        self._center = np.stack([self.stats[s].center for s in run_subject]).astype(np.float32)
-        self._scale = np.stack([self.stats[s].scale for s in run_subject]).astype(np.float32)
+        self._run_stats = [self.stats[s] for s in run_subject]
+        self.norm_stats: NormStats | None = None
         self._maps = _MemMaps(self.path, len(self.runs))
         self._torch = False
 
@@ -146,20 +146,40 @@ class PairDataset:
         return int(self.run_index.size)
 
     @property
-    def n_channels(self) -> int:
+    def sfreq(self) -> float:
+        """Rate of the cached EEG in Hz."""
+        return float(self.preprocessing.sfreq)
+
+    @property
+    def winsize(self) -> float:
+        """Window length in seconds."""
+        return float(self.preprocessing.winsize)
+
+    @property
+    def n_times(self) -> int:
+        """Samples per window."""
+        return self.preprocessing.n_times
+
+    @property
+    def target(self) -> str:
+        """Target kind (``psc`` or ``median_ratio``)."""
+        return self.preprocessing.target
+
+    @property
+    def n_chans(self) -> int:
         """Number of EEG channels."""
         return len(self.ch_names)
 
     @property
-    def n_vox(self) -> int:
+    def n_voxels(self) -> int:
         """Voxels per target (in the mask)."""
         return int(self.mask.sum())
 
     def __repr__(self) -> str:
         return (
             f"<PairDataset {len(self)} pairs | {len(self.runs)} runs, "
-            f"{len(np.unique(self.subject))} subjects | {self.n_channels} ch × {self.n_win} "
-            f"samples @ {self.sfreq:g} Hz → {self.n_vox} voxels ({self.target}, {self.norm})>"
+            f"{len(np.unique(self.subject))} subjects | {self.n_chans} ch × {self.n_times} "
+            f"samples → {self.n_voxels} voxels | {self.preprocessing.describe()}>"
         )
 
     # -- reading -------------------------------------------------------------------------
@@ -170,47 +190,47 @@ class PairDataset:
         ----------
         indices : array-like of int, shape (B,)
         out : tuple of arrays (X, Y) | None
-            Preallocated float32 arrays of shape (≥B, n_channels, n_win) and (≥B, n_vox)
+            Preallocated float32 arrays of shape (≥B, n_chans, n_times) and (≥B, n_voxels)
             to fill (their first B rows are returned).
 
         Returns
         -------
-        X : array of shape (B, n_channels, n_win), float32
-        Y : array of shape (B, n_vox), float32
+        X : array of shape (B, n_chans, n_times), float32
+            Each window normalised with its subject's statistics, or with ``norm_stats``.
+        Y : array of shape (B, n_voxels), float32
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        b = idx.size
+        b, n_chans, n_times, n_voxels = idx.size, self.n_chans, self.n_times, self.n_voxels
         if out is None:
-            X = np.empty((b, self.n_channels, self.n_win), np.float32)
-            Y = np.empty((b, self.n_vox), np.float32)
+            X = np.empty((b, n_chans, n_times), np.float32)
+            Y = np.empty((b, n_voxels), np.float32)
         else:
             X, Y = out[0][:b], out[1][:b]
-            if X.shape != (b, self.n_channels, self.n_win) or Y.shape != (b, self.n_vox):
+            if X.shape != (b, n_chans, n_times) or Y.shape != (b, n_voxels):
                 raise ValueError(
                     f"get_batch: 'out' arrays of shape {out[0].shape}, {out[1].shape} cannot "
-                    f"hold {b} pairs of ({self.n_channels}, {self.n_win}) and ({self.n_vox},)."
+                    f"hold {b} pairs of ({n_chans}, {n_times}) and ({n_voxels},)."
                 )
         runs, vols, starts = self.run_index[idx], self.volume[idx], self.start[idx]
-        n_win, maps = self.n_win, self._maps
+        maps, fixed = self._maps, self.norm_stats
         for j in range(b):
             r, s = int(runs[j]), int(starts[j])
-            X[j] = maps.eeg(r)[:, s : s + n_win]
+            stats = fixed if fixed is not None else self._run_stats[r]
+            stats.apply(maps.eeg(r)[:, s : s + n_times], out=X[j])
             Y[j] = maps.targets(r)[vols[j]]
-        X -= self._center[runs][:, :, None]
-        X /= self._scale[runs][:, :, None]
         return X, Y
 
     def get_targets(self, indices) -> np.ndarray:
-        """Targets of ``indices`` as an array of shape (B, n_vox), float32 (no EEG read)."""
+        """Targets of ``indices`` as an array of shape (B, n_voxels), float32 (no EEG read)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        Y = np.empty((idx.size, self.n_vox), np.float32)
+        Y = np.empty((idx.size, self.n_voxels), np.float32)
         runs, vols = self.run_index[idx], self.volume[idx]
         for j in range(idx.size):
             Y[j] = self._maps.targets(int(runs[j]))[vols[j]]
         return Y
 
     def __getitem__(self, i):
-        """Pair ``i``: ``(x (n_channels, n_win), y (n_vox,))``, numpy or torch (``as_torch``)."""
+        """Pair ``i``: ``(x (n_chans, n_times), y (n_voxels,))``, numpy or torch (``as_torch``)."""
         n = len(self)
         i = int(i)
         if not -n <= i < n:
@@ -226,6 +246,22 @@ class PairDataset:
         """A view whose ``__getitem__`` returns torch tensors (for ``torch.utils.data``)."""
         view = copy.copy(self)
         view._torch = True
+        return view
+
+    def with_stats(self, norm_stats: NormStats | None) -> PairDataset:
+        """A view whose windows are all normalised with ``norm_stats`` (``None``: each subject's).
+
+        What a checkpoint sees when streamed without calibration: its own pooled training
+        statistics (``Checkpoint.norm_stats``).
+        """
+        if norm_stats is not None:
+            if [c.lower() for c in norm_stats.ch_names] != [c.lower() for c in self.ch_names]:
+                raise ValueError(
+                    f"with_stats: the statistics are for channels {norm_stats.ch_names}, the "
+                    f"data has {self.ch_names}."
+                )
+        view = copy.copy(self)
+        view.norm_stats = norm_stats
         return view
 
     # -- selections ----------------------------------------------------------------------
@@ -272,6 +308,38 @@ class PairDataset:
             if not hits:
                 raise ValueError(f"'{what}': unknown subject {w!r}; subjects: {known}.")
             out += hits
+        return out
+
+    def match_runs(self, specs) -> list[int]:
+        """Rows of ``runs`` that match any of ``specs``.
+
+        Parameters
+        ----------
+        specs : str | list of str
+            A run number (``"2"``, compared as an integer: ``run-02`` matches) or BIDS
+            entities that must all be in the run's name (``"task-visual_run-1"``,
+            ``"sub-03"``).
+
+        Returns
+        -------
+        indices : list of int
+        """
+        specs = [specs] if isinstance(specs, str | int) else list(specs)
+        out = []
+        for spec in specs:
+            spec = str(spec).strip()
+            hits = [
+                i
+                for i, row in enumerate(self.runs)
+                if (
+                    spec.isdigit() and (row["run"] or "").isdigit() and int(row["run"]) == int(spec)
+                )
+                or set(spec.split("_")) <= set(row["name"].split("_"))
+            ]
+            if not hits:
+                names = [row["name"] for row in self.runs]
+                raise ValueError(f"'runs': no run matches {spec!r}; runs: {names}.")
+            out += [i for i in hits if i not in out]
         return out
 
     def _run_indices(self, runs) -> list[int]:

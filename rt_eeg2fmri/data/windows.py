@@ -76,13 +76,13 @@ def window_pairs(
     pairs : WindowIndex
     """
     t_r = check_positive(t_r, "t_r")
-    n_win = window_samples(winsize, sfreq)
+    length = window_samples(winsize, sfreq)
     skip = default_skip(winsize, t_r) if skip is None else int(skip)
     if skip < 0:
         raise ValueError(f"'skip' must be >= 0, got {skip=}.")
     onsets = np.asarray(volume_onsets, dtype=float)
     stop = np.round((onsets + t_r) * sfreq).astype(np.int64)
-    start = stop - n_win
+    start = stop - length
     volume = np.arange(onsets.size)
     ok = (volume >= skip) & (start >= 0) & (stop <= n_times)
     return WindowIndex(volume=volume[ok], start=start[ok], stop=stop[ok])

@@ -1,10 +1,13 @@
-"""The real-time engine: EEG consumer → ring buffer → scheduler → mapper → outputs.
+"""The real-time engine: EEG source → ring buffer → scheduler → mapper → outputs.
 
 One volume per TR: the scheduler says which window is due, the mapper predicts it, and
 the volume goes out on an LSL outlet (the self-describing volume stream), into an
 optional NIfTI series and a per-TR timing log. If inference ever takes longer than a TR,
 work never queues without bound: at most ``max_backlog`` due volumes are computed, older
 ones are counted as skipped and logged.
+
+:class:`Engine` is assembled from its parts (source, scheduler, mapper, outputs), each
+testable alone; :meth:`Engine.from_checkpoint` builds them for the command line.
 """
 
 from __future__ import annotations
@@ -18,7 +21,18 @@ import numpy as np
 
 from .._logging import logger
 from .mapper import Mapper
-from .scheduler import SamplesScheduler, TriggerScheduler, make_scheduler
+from .outputs import Outputs
+from .scheduler import Due, Scheduler, make_scheduler
+
+#: Units of the predicted volumes, by the checkpoint's target.
+TARGET_UNITS = {"psc": "percent signal change", "median_ratio": "volume / median - 1"}
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A due volume that was not computed, and why (``reason``, for the log)."""
+
+    reason: str
 
 
 @dataclass
@@ -113,94 +127,66 @@ class TriggerListener:
         self.inlet.close_stream()
 
 
-class _BackgroundWriter:
-    """Append volumes to a NIfTI series on a thread, so a slow disk never delays a volume.
-
-    At most ``maxsize`` volumes wait; beyond that a volume is left out of the file (counted
-    in ``stats.output_errors`` and logged; the sidecar's ``VolumeTiming`` shows which).
-    On a write error the file is closed and LSL publishing goes on.
-    """
-
-    def __init__(self, writer, stats: EngineStats, *, maxsize: int = 8) -> None:
-        self.writer, self.stats = writer, stats
-        self._queue: queue.Queue = queue.Queue(maxsize)
-        self._failed = False
-        self._thread = threading.Thread(target=self._run, name="NiftiWriter", daemon=True)
-        self._thread.start()
-
-    def put(self, volume: np.ndarray, t_end: float, index: int) -> None:
-        """Queue ``volume`` (not modified afterwards by the caller) for appending."""
-        if self._failed:
-            return
-        try:
-            self._queue.put_nowait((volume, t_end))
-        except queue.Full:
-            self.stats.output_errors += 1
-            logger.error(
-                "NIfTI output is %d volumes behind: volume %d is not written to '%s'.",
-                self._queue.maxsize,
-                index,
-                self.writer.path,
-            )
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._failed:
-                continue
-            t = time.perf_counter()
-            try:
-                self.writer.append(item[0], time=item[1])
-            except OSError as err:
-                self._failed = True
-                self.stats.output_errors += 1
-                logger.error("NIfTI output failed (%s); LSL publishing continues.", err)
-                self.writer.close()
-            self.stats.write.append((time.perf_counter() - t) * 1e3)
-
-    def close(self) -> None:
-        """Write what is queued, then close the file."""
-        self._queue.put(None)
-        self._thread.join()
-        self.writer.close()
-
-
 class Engine:
-    """Run a checkpoint on a live EEG stream and emit one volume per TR.
+    """Run a model on a live EEG stream and emit one volume per TR.
 
     Parameters
     ----------
-    checkpoint : Checkpoint
-        Loaded with :func:`rt_eeg2fmri.checkpoint.load_checkpoint`.
-    source : str | pylsl.StreamInfo
-        The EEG stream (see :class:`~rt_eeg2fmri.realtime.inlet.EEGConsumer`).
-    sync : str
-        ``clock``, ``trigger`` or ``samples``.
-    trigger : str | None
-        Marker stream ``NAME[:MARKER]`` for ``sync="trigger"``.
-    phase : float
-        ``samples`` mode: window ends fall at ``phase + j·t_r`` seconds of received
-        stream (aligns them with a replayed recording's volumes).
-    outlet_name : str | None
-        Name of the predicted-volume LSL stream (``None``: no outlet).
-    nifti : path-like | None
-        NIfTI series written after every volume.
-    timing : path-like | None
-        Per-TR timing log (TSV).
+    source : EEGConsumer
+        The EEG source (its ring holds the model's channels at the model's rate).
+    scheduler : Scheduler
+        When a volume is due (:func:`~rt_eeg2fmri.realtime.scheduler.make_scheduler`).
+    mapper : Mapper
+        The model on its device.
+    outputs : Outputs
+        Where volumes go; opened by :meth:`start` once the stream is checked.
+    triggers : callable | None
+        Makes the scanner-marker listener when started (``trigger`` sync): a callable
+        ``(timeout) -> TriggerListener``.
     calibrate : float
         Seconds of live EEG to estimate normalisation statistics from (0: the
         checkpoint's).
-    device : str
-        ``auto``, ``cpu`` or ``cuda``; with CUDA the ring is mirrored on the GPU.
     max_backlog : int
         Most due volumes computed in one go when inference fell behind; older ones are
         skipped (counted and logged), so work never queues without bound.
-    consumer_options : dict
-        Passed to :class:`~rt_eeg2fmri.realtime.inlet.EEGConsumer` (``allow_missing``,
-        ``resample``, ``timeout``, ...).
     """
 
     def __init__(
         self,
+        source,
+        scheduler: Scheduler,
+        mapper: Mapper,
+        outputs: Outputs,
+        *,
+        triggers=None,
+        calibrate: float = 0.0,
+        max_backlog: int = 2,
+    ) -> None:
+        if int(max_backlog) < 1:
+            raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
+        if float(calibrate) < 0:
+            raise ValueError(f"'calibrate' must be >= 0 seconds, got {calibrate=}.")
+        self.consumer, self.scheduler, self.mapper, self.outputs = (
+            source,
+            scheduler,
+            mapper,
+            outputs,
+        )
+        self.n_times = mapper.n_times
+        self.sfreq = float(source.sfreq)
+        self.calibrate_s = float(calibrate)
+        self.max_backlog = int(max_backlog)
+        self._make_triggers = triggers
+        self.stats = EngineStats()
+        self.triggers = self.mirror = None
+        self._window = np.empty((len(source.ch_names), self.n_times), np.float32)
+        self._times = np.empty(self.n_times, np.float64)
+        self._stop = threading.Event()
+        self._gaps_seen = 0
+
+    @classmethod
+    def from_checkpoint(
+        cls,
         checkpoint,
         *,
         source,
@@ -214,92 +200,75 @@ class Engine:
         device: str = "auto",
         consumer_options: dict | None = None,
         max_backlog: int = 2,
-    ) -> None:
+    ) -> Engine:
+        """The engine of a loaded checkpoint on an LSL source.
+
+        Parameters
+        ----------
+        checkpoint : Checkpoint
+            Loaded with :func:`rt_eeg2fmri.checkpoint.load_checkpoint`; its
+            ``Preprocessing`` is the stream's EEG chain.
+        source : str | pylsl.StreamInfo
+            The EEG stream (see :class:`~rt_eeg2fmri.realtime.inlet.EEGConsumer`).
+        sync : str
+            ``clock``, ``trigger`` or ``samples``.
+        trigger : str | None
+            Marker stream ``NAME[:MARKER]``; needed for ``sync="trigger"``.
+        phase : float
+            ``samples`` mode: window ends fall at ``phase + j·t_r`` seconds of received
+            stream (aligns them with a replayed recording's volumes).
+        outlet_name : str | None
+            Name of the predicted-volume LSL stream (``None``: no outlet).
+        nifti, timing : path-like | None
+            NIfTI series and per-TR timing log.
+        calibrate : float
+            Seconds of live EEG to estimate normalisation statistics from.
+        device : str
+            ``auto``, ``cpu`` or ``cuda``; with CUDA the ring is mirrored on the GPU.
+        consumer_options : dict | None
+            Passed to :class:`~rt_eeg2fmri.realtime.inlet.EEGConsumer` (``allow_missing``,
+            ``resample``, ``timeout``, ...).
+        max_backlog : int
+        """
         from .inlet import EEGConsumer
 
         if sync == "trigger" and not trigger:
             raise ValueError(
-                "'--sync trigger' needs '--trigger NAME[:MARKER]' (the marker stream)."
+                "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'."
             )
-        self.ckpt = checkpoint
-        self.sync = sync
-        self.mapper = Mapper(checkpoint, device=device)
-        band = [checkpoint.preprocessing.get(k) for k in ("l_freq", "h_freq")]
-        if any(f is not None for f in band):
-            logger.warning(
-                "Checkpoint '%s' was trained on EEG band-passed to %s-%s Hz (zero-phase), but "
-                "the stream is not filtered online: its predictions differ from offline ones.",
-                checkpoint.path,
-                *("" if f is None else f"{f:g}" for f in band),
-            )
-        self.n_win = self.mapper.n_times
-        self.t_r = float(checkpoint.t_r)
-        self.sfreq = float(checkpoint.sfreq)
-        self.calibrate_s = float(calibrate)
-        if int(max_backlog) < 1:
-            raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
-        self.max_backlog = int(max_backlog)
-        options = {"bufsize": max(40.0, checkpoint.winsize + 10.0, self.calibrate_s + 5.0)}
+        pre = checkpoint.preprocessing
+        options = {"bufsize": max(40.0, pre.winsize + 10.0, float(calibrate) + 5.0)}
         options.update(consumer_options or {})
-        self.consumer = EEGConsumer(
-            source, ch_names=checkpoint.ch_names, sfreq=self.sfreq, **options
+        consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)
+        scheduler = make_scheduler(
+            sync, t_r=checkpoint.t_r, winsize=pre.winsize, sfreq=pre.sfreq, phase=phase
         )
-        self.scheduler = make_scheduler(
-            sync, t_r=self.t_r, winsize=checkpoint.winsize, sfreq=self.sfreq, phase=phase
+        outputs = Outputs(
+            grid_shape=checkpoint.grid_shape,
+            affine=checkpoint.affine,
+            t_r=checkpoint.t_r,
+            mask=checkpoint.mask,
+            model=checkpoint.model_name,
+            checkpoint=str(checkpoint.path),
+            units=TARGET_UNITS.get(pre.target, pre.target),
+            outlet_name=outlet_name,
+            nifti=nifti,
+            timing=timing,
         )
-        self._trigger_spec = trigger
-        self._outlet_name = outlet_name
-        self._nifti_path, self._timing_path = nifti, timing
-        self.stats = EngineStats()
-        self.outlet = self.writer = self.timing = self.triggers = self.mirror = None
-        self._window = np.empty((len(checkpoint.ch_names), self.n_win), np.float32)
-        self._times = np.empty(self.n_win, np.float64)
-        self._stop = threading.Event()
-        self._gaps_seen = 0
+        triggers = None
+        if sync == "trigger":
+            triggers = lambda timeout: TriggerListener(trigger, timeout=timeout)  # noqa: E731
+        return cls(
+            consumer,
+            scheduler,
+            Mapper(checkpoint, device=device),
+            outputs,
+            triggers=triggers,
+            calibrate=calibrate,
+            max_backlog=max_backlog,
+        )
 
     # -- set-up ------------------------------------------------------------------------
-    def _open_outputs(self) -> None:
-        from ..volume_stream import volume_stream_info
-        from .outputs import NiftiSeriesWriter, TimingLog
-
-        if self._outlet_name:
-            import pylsl
-
-            info = volume_stream_info(
-                self._outlet_name,
-                content="prediction",
-                grid_shape=self.mapper.grid_shape,
-                affine=np.asarray(self.ckpt.affine),
-                t_r=self.t_r,
-                source_id=f"rt-eeg2fmri-prediction-{self._outlet_name}",
-                model=self.ckpt.model_name,
-                mask=np.asarray(self.ckpt.mask),
-            )
-            self.outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
-        if self._timing_path:
-            self.timing = TimingLog(self._timing_path)
-        if self._nifti_path:
-            try:
-                writer = NiftiSeriesWriter(
-                    self._nifti_path,
-                    affine=np.asarray(self.ckpt.affine),
-                    grid_shape=self.mapper.grid_shape,
-                    t_r=self.t_r,
-                    sidecar={
-                        "Model": self.ckpt.model_name,
-                        "Checkpoint": str(self.ckpt.path),
-                        "Units": "percent signal change",
-                        "GeneratedBy": [{"Name": "rt-eeg2fmri stream"}],
-                    },
-                )
-            except OSError as err:
-                if self.outlet is None:
-                    raise
-                self.stats.output_errors += 1
-                logger.error("%s — continuing with LSL publishing only.", err)
-            else:
-                self.writer = _BackgroundWriter(writer, self.stats)
-
     def start(self) -> Engine:
         """Connect to the stream(s), start acquiring and open the outputs.
 
@@ -309,9 +278,9 @@ class Engine:
         try:
             self.mapper.warmup()
             self.consumer.start()
-            if self.sync == "trigger":
-                self.triggers = TriggerListener(self._trigger_spec, timeout=self.consumer.timeout)
-            self._open_outputs()
+            if self._make_triggers is not None:
+                self.triggers = self._make_triggers(self.consumer.timeout)
+            self.outputs.open(self.stats)
             if self.mapper.device.type == "cuda":
                 from .ring import TorchRingMirror
 
@@ -328,11 +297,11 @@ class Engine:
     def close(self) -> None:
         """Disconnect and close every output (everything written stays valid)."""
         self.consumer.stop()
-        for res in (self.triggers, self.mirror, self.writer, self.timing):
+        for res in (self.triggers, self.mirror):
             if res is not None:
                 res.close()
-        self.triggers = self.mirror = self.writer = self.timing = None
-        self.outlet = None
+        self.outputs.close()
+        self.triggers = self.mirror = None
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -352,7 +321,8 @@ class Engine:
         data, _ = self.consumer.ring.read(n, n)
         self.mapper.calibrate(data)
 
-    def _window_for(self, due):
+    def _window_for(self, due: Due):
+        """``(stop, window)``, a :class:`Skip`, or ``None`` while the samples are not in yet."""
         ring = self.consumer.ring
         if due.end_sample is not None:
             stop = due.end_sample
@@ -360,11 +330,16 @@ class Engine:
             stop = ring.count_before(due.t_end - 0.5 / self.sfreq)
             if stop is None:
                 return None
-            if stop < self.n_win:
-                raise ValueError("window starts before the stream")
-        if self.mirror is not None:
-            return stop, self.mirror.window(self.n_win, stop=stop)
-        ring.read(stop, self.n_win, out=self._window, times_out=self._times)
+            if stop < self.n_times:
+                return Skip("its window starts before the stream")
+        if stop - self.n_times < ring.n_written - ring.capacity:
+            return Skip("its window has left the ring buffer")
+        try:
+            if self.mirror is not None:
+                return stop, self.mirror.window(self.n_times, stop=stop)
+            ring.read(stop, self.n_times, out=self._window, times_out=self._times)
+        except RuntimeError as err:  # overwritten by the writer during the copy
+            return Skip(str(err).rstrip("."))
         return stop, self._window
 
     def run(
@@ -397,12 +372,7 @@ class Engine:
             self.consumer.wait_for(ring.n_written + 1, timeout=0.02)
             n_written, latest = ring.n_written, ring.latest_time
             if not first_seen and n_written:
-                first = float(ring.read(1, 1)[1][0]) if n_written <= ring.capacity else None
-                if first is not None:
-                    if hasattr(self.scheduler, "start"):
-                        self.scheduler.start(first)
-                    if isinstance(self.scheduler, TriggerScheduler):
-                        self.scheduler.first_sample_time = first
+                self.scheduler.start(ring.first_time)
                 first_seen = True
             if self.triggers is not None:
                 while not self.triggers.times.empty():
@@ -419,10 +389,7 @@ class Engine:
                     old.index,
                     len(due),
                 )
-                if self.timing:
-                    self.timing.write(
-                        volume=old.index, window_end=old.t_end, skipped=True, late=True
-                    )
+                self.outputs.log(volume=old.index, window_end=old.t_end, skipped=True, late=True)
             for i, d in enumerate(due[n_skip:]):
                 late = i < len(due) - n_skip - 1  # a newer volume was already due
                 self._emit(d, late=late, on_volume=on_volume, clock=pylsl.local_clock)
@@ -430,15 +397,13 @@ class Engine:
 
     def _emit(self, due, *, late: bool, on_volume, clock) -> None:
         data_ready = clock()
-        try:
-            got = self._window_for(due)
-        except (ValueError, RuntimeError) as err:
-            self.stats.skipped += 1
-            logger.warning("Volume %d skipped: %s", due.index, err)
-            if self.timing:
-                self.timing.write(volume=due.index, window_end=due.t_end, skipped=True)
-            return
+        got = self._window_for(due)
         if got is None:
+            return
+        if isinstance(got, Skip):
+            self.stats.skipped += 1
+            logger.warning("Volume %d skipped: %s.", due.index, got.reason)
+            self.outputs.log(volume=due.index, window_end=due.t_end, skipped=True)
             return
         stop, window = got
         t0 = clock()
@@ -449,13 +414,9 @@ class Engine:
             t_end = due.t_end
         else:  # samples mode: the window ends one sample period after its last sample
             t_end = float(self.consumer.ring.read(stop, 1)[1][0]) + 1.0 / self.sfreq
-        if self.outlet is not None:
-            # push_chunk hands liblsl the array's buffer; push_sample would box every voxel
-            # into a Python float (~25 ms for the MNI grid)
-            self.outlet.push_chunk(volume.reshape(1, -1), t_end)
+        self.outputs.publish(volume, t_end)
         publish = clock()  # the volume is out; the NIfTI series is written on a thread
-        if self.writer is not None:
-            self.writer.put(volume, t_end, due.index)
+        self.outputs.store(volume, t_end, due.index)
         health = self.consumer.health
         gap = health.gaps > self._gaps_seen
         self._gaps_seen = health.gaps
@@ -476,10 +437,9 @@ class Engine:
             skipped=False,
             gap=gap,
         )
-        if self.timing:
-            self.timing.write(**row)
+        self.outputs.log(**row)
         if on_volume is not None:
             on_volume(due.index, volume, row)
 
 
-__all__ = ["Engine", "EngineStats", "SamplesScheduler", "TriggerListener"]
+__all__ = ["Engine", "EngineStats", "Skip", "TriggerListener"]

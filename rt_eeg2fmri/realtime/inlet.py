@@ -1,9 +1,11 @@
 """The EEG consumer: an LSL inlet read by a thread into the ring buffer.
 
-The acquisition thread pulls into a preallocated array (``pull_chunk(dest_obj=...)``),
-keeps the model's channels in the model's order (:mod:`~rt_eeg2fmri.realtime.channels`),
-converts them to volts, replaces NaN/Inf by 0, optionally resamples them, and writes them
-into a :class:`~rt_eeg2fmri.realtime.ring.RingBuffer` with a moving index.
+A thin LSL shell around the :class:`~rt_eeg2fmri.data.eeg_chain.EEGChain`: the
+acquisition thread pulls into a preallocated array (``pull_chunk(dest_obj=...)``), hands
+each chunk to the chain (the model's channels in the model's order, volts, NaN/Inf → 0,
+gaps zero-filled, resampled and band-passed as the checkpoint's ``Preprocessing`` says —
+the code the window cache runs over recorded runs), and writes the result into a
+:class:`~rt_eeg2fmri.realtime.ring.RingBuffer` with a moving index.
 
 Timestamps are on the local LSL clock: the inlet is opened with ``proc_clocksync``, so
 liblsl adds the :meth:`pylsl.StreamInlet.time_correction` offset of a remote source to
@@ -13,8 +15,8 @@ push time, at the cost of blurring the timestamp jumps that reveal lost samples.
 
 Health is tracked in :class:`Health`: a gap is a step between consecutive timestamps
 larger than 1.5 sample periods (the samples lost are estimated from its length and, with
-``fill_gaps``, written to the ring as zeros on the stream's sample grid, so a window keeps
-its duration and the volumes after a gap stay aligned with the EEG); a stall
+``fill_gaps``, written to the ring as zeros on the stream's sample grid by the chain, so a
+window keeps its duration and the volumes after a gap stay aligned with the EEG); a stall
 is no data for ``stall_timeout`` seconds; while stalled, the source is looked up on the
 network and the state becomes ``"lost"`` when it is gone. liblsl reconnects a recovered
 source with the same source id by itself (``recover=True``); a source without one raises
@@ -33,13 +35,11 @@ import numpy as np
 
 from .._checks import check_ch_names, check_positive
 from .._logging import logger
-from .channels import map_channels, unit_scales
-from .resample import PolyphaseResampler
+from ..data.eeg_chain import EEGChain
+from ..data.preprocessing import Preprocessing, same_rate
 from .resolve import describe_stream, lsl_timeout, resolve_eeg_stream
 
 _POLL_S = 0.05  # longest wait of one pull: the stop flag is checked this often
-_GAP_FACTOR = 1.5  # a timestamp step above 1.5 sample periods is a gap
-_LOG_INTERVAL_S = 1.0  # at most one gap warning per second
 STATES = ("stopped", "ok", "stalled", "lost")
 # numpy dtype of each numeric LSL channel format (pylsl's cf_float32 ... cf_int64)
 _NP_DTYPES = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}
@@ -94,8 +94,11 @@ class EEGConsumer:
         ``"type:EEG"``, ``"name:<name>"``, ``"source_id:<id>"``).
     ch_names : list of str
         The model's channels; the ring holds exactly these, in this order.
-    sfreq : float
-        The model's sampling rate in Hz.
+    sfreq : float | None
+        The model's rate in Hz, when no ``preprocessing`` is given.
+    preprocessing : Preprocessing | None
+        The model's EEG preprocessing (its ``sfreq`` is the ring's rate; band-pass);
+        default: ``Preprocessing(sfreq=sfreq)``.
     bufsize : float
         Ring capacity in seconds: the window plus a margin (default 40 s = 30 + 10).
     chunk_samples : int | None
@@ -107,7 +110,7 @@ class EEGConsumer:
         For a stream without channel labels with as many channels as the model: take
         them in the model's order.
     resample : bool
-        Resample a stream whose rate differs from ``sfreq`` (streaming polyphase FIR)
+        Resample a stream whose rate differs from the model's (streaming polyphase FIR)
         instead of raising.
     recover : bool
         Reconnect to a source that disappears and comes back.
@@ -125,7 +128,9 @@ class EEGConsumer:
     Attributes
     ----------
     ring : RingBuffer
-        The samples, shape (n_channels, capacity), volts, on the local LSL clock.
+        The samples, shape (n_chans, capacity), volts, on the local LSL clock.
+    chain : EEGChain | None
+        The connected stream's chain (``None`` before :meth:`start`).
     """
 
     def __init__(
@@ -133,7 +138,8 @@ class EEGConsumer:
         source,
         *,
         ch_names,
-        sfreq: float,
+        sfreq: float | None = None,
+        preprocessing: Preprocessing | None = None,
         bufsize: float = 40.0,
         chunk_samples: int | None = None,
         allow_missing: bool = False,
@@ -147,8 +153,18 @@ class EEGConsumer:
     ) -> None:
         from .ring import RingBuffer
 
+        if preprocessing is None:
+            preprocessing = Preprocessing(sfreq=check_positive(sfreq, "sfreq"))
+        elif preprocessing.sfreq is None or (
+            sfreq is not None and not same_rate(sfreq, preprocessing.sfreq)
+        ):
+            raise ValueError(
+                f"EEGConsumer: 'preprocessing.sfreq' must be the model's rate, got "
+                f"{preprocessing.sfreq} (sfreq={sfreq})."
+            )
         self.ch_names = check_ch_names(ch_names)
-        self.sfreq = check_positive(sfreq, "sfreq")
+        self.preprocessing = preprocessing
+        self.sfreq = float(preprocessing.sfreq)
         self.bufsize = check_positive(bufsize, "bufsize")
         self.timeout = check_positive(timeout, "timeout")
         self.stall_timeout = check_positive(stall_timeout, "stall_timeout")
@@ -163,6 +179,8 @@ class EEGConsumer:
         self.fill_gaps = bool(fill_gaps)
         self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
         self.stream_info = None  # full description of the connected stream
+        self.chain: EEGChain | None = None
+        self._chain_key = None
         self._health = Health()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -170,9 +188,6 @@ class EEGConsumer:
         self._inlet = None
         self._uid: str | None = None
         self._error: BaseException | None = None
-        self._last_ts: float | None = None  # timestamp of the last sample, for gaps
-        self._last_gap_log = -math.inf
-        self._in_nan_burst = False
 
     # -- public -------------------------------------------------------------------------
     @property
@@ -199,7 +214,7 @@ class EEGConsumer:
         if self.running:
             raise RuntimeError("the consumer is already running; call stop() first.")
         info = self._resolve()
-        self._last_ts, self._in_nan_burst = None, False
+        self.chain = self._chain_key = None
         inlet = self._connect(info)
         self._stop.clear()
         self._error = None
@@ -302,43 +317,44 @@ class EEGConsumer:
         rate = info.nominal_srate()
         if rate <= 0:
             raise ValueError(f"{label} has an irregular rate; an EEG stream needs a nominal rate.")
-        n_stream = info.channel_count()
-        index = map_channels(
-            info.get_channel_labels(),
-            self.ch_names,
-            n_stream_channels=n_stream,
-            allow_missing=self.allow_missing,
-            assume_order=self.assume_order,
-            stream=label,
-        )
-        scales = unit_scales(info.get_channel_units(), index, self.ch_names, stream=label)
-        resampler = None
-        if abs(rate - self.sfreq) > 1e-6 * self.sfreq:
-            if not self.resample:
-                raise ValueError(
-                    f"{label} is {rate:g} Hz, the model expects {self.sfreq:g} Hz; pass "
-                    "resample=True to resample it online."
-                )
-            resampler = PolyphaseResampler(rate, self.sfreq, n_channels=len(self.ch_names))
-            logger.info(
-                "%s: resampling %g Hz to %g Hz (latency %.1f ms)",
-                label,
-                rate,
-                self.sfreq,
-                resampler.latency * 1e3,
+        if not same_rate(rate, self.sfreq) and not self.resample:
+            raise ValueError(
+                f"{label} is {rate:g} Hz, the model expects {self.sfreq:g} Hz; pass "
+                "resample=True to resample it online."
             )
+        n_stream = info.channel_count()
+        labels, units = info.get_channel_labels(), info.get_channel_units()
+        key = (rate, n_stream, np_dtype, tuple(labels or ()), tuple(units or ()))
+        if key != self._chain_key:  # a source that comes back unchanged keeps its chain state
+            chain = EEGChain(
+                self.preprocessing,
+                ch_names=self.ch_names,
+                sfreq=rate,
+                labels=labels,
+                units=units,
+                n_in_chans=n_stream,
+                allow_missing=self.allow_missing,
+                assume_order=self.assume_order,
+                fill_gaps=self.fill_gaps,
+                max_fill=self.ring.capacity,
+                source=label,
+            )
+            if self.chain is not None:
+                chain.continue_after(self.chain)
+            self.chain, self._chain_key = chain, key
+            if chain.latency:
+                logger.info(
+                    "%s: resampling %g Hz to %g Hz (latency %.1f ms)",
+                    label,
+                    rate,
+                    self.sfreq,
+                    chain.latency * 1e3,
+                )
         n_pull = self.chunk_samples or max(16, math.ceil(0.1 * rate))
-        work_dtype = np.float32 if np.dtype(np_dtype) == np.float32 else np.float64
         self.stream_info = info
         self._label = label
-        self._rate = rate
-        self._index = np.where(index < 0, 0, index)
-        self._missing = np.flatnonzero(index < 0)
-        self._scales = scales.astype(work_dtype)
-        self._resampler = resampler
         self._pull = np.empty((n_pull, n_stream), dtype=np_dtype)
         self._stamps = np.empty(n_pull)
-        self._mapped = np.empty((n_pull, len(self.ch_names)), dtype=work_dtype)
         logger.info("connected to %s", describe_stream(info))
 
     # -- acquisition thread -------------------------------------------------------------
@@ -398,98 +414,17 @@ class EEGConsumer:
         return k
 
     def _ingest(self, raw: np.ndarray, stamps: np.ndarray) -> None:
-        k = raw.shape[0]
-        mapped = self._mapped[:k]
-        if raw.dtype == mapped.dtype:
-            np.take(raw, self._index, axis=1, out=mapped, mode="clip")
-        else:
-            mapped[...] = raw[:, self._index]
-        if self._missing.size:
-            mapped[:, self._missing] = 0
-        n_bad = self._check_finite(mapped, stamps)
-        np.multiply(mapped, self._scales, out=mapped)
-        gaps, lost, where, missing = self._check_gaps(stamps)
-        if lost and self.fill_gaps:
-            mapped, stamps = self._zero_fill(mapped, stamps, where, missing)
-        if self._resampler is None:
-            self.ring.write(mapped, stamps, channels_first=False)
-        else:
-            out, out_stamps = self._resampler.process(mapped.T, stamps)
-            self.ring.write(out, out_stamps, channels_first=True)
+        data, times, report = self.chain.process(raw, stamps)
+        self.ring.write(data, times, channels_first=True)
         with self._cond:
             h = self._health
-            h.samples += k
+            h.samples += report.n_in
             h.chunks += 1
-            h.gaps += gaps
-            h.samples_lost += lost
-            h.nonfinite += n_bad
+            h.gaps += report.gaps
+            h.samples_lost += report.samples_lost
+            h.nonfinite += report.nonfinite
             h.last_time = float(stamps[-1])
             self._cond.notify_all()
-
-    def _check_finite(self, mapped: np.ndarray, stamps: np.ndarray) -> int:
-        finite = np.isfinite(mapped)
-        if finite.all():
-            if self._in_nan_burst:
-                logger.info("%s: values are finite again at t=%.3f", self._label, stamps[0])
-                self._in_nan_burst = False
-            return 0
-        bad = ~finite
-        n_bad = int(np.count_nonzero(bad.any(axis=1)))
-        mapped[bad] = 0
-        if not self._in_nan_burst:
-            logger.warning(
-                "%s: NaN/Inf in %d sample(s) from t=%.3f, written as 0 (not logged again "
-                "until values are finite)",
-                self._label,
-                n_bad,
-                stamps[0],
-            )
-            self._in_nan_burst = True
-        return n_bad
-
-    def _check_gaps(self, stamps: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
-        """Gaps in ``stamps`` (after the previous chunk's last sample).
-
-        Returns the number of gaps, the samples lost, and per gap the index of the sample
-        after it and the samples it lacks.
-        """
-        none = np.zeros(0, dtype=np.intp)
-        prev, self._last_ts = self._last_ts, float(stamps[-1])
-        if prev is None:
-            return 0, 0, none, none
-        steps = np.diff(stamps, prepend=prev)
-        big = steps > _GAP_FACTOR / self._rate
-        if not big.any():
-            return 0, 0, none, none
-        gap_steps = steps[big]
-        n_gaps = gap_steps.size
-        missing = np.maximum(np.rint(gap_steps * self._rate) - 1, 0).astype(np.intp)
-        lost = int(missing.sum())
-        now = time.monotonic()
-        if now - self._last_gap_log >= _LOG_INTERVAL_S:
-            self._last_gap_log = now
-            logger.warning(
-                "%s: %d gap(s) in the timestamps, ~%d sample(s) lost (largest %.3f s, t=%.3f)%s",
-                self._label,
-                n_gaps,
-                lost,
-                gap_steps.max(),
-                stamps[0],
-                ", written as zeros" if self.fill_gaps else "",
-            )
-        return n_gaps, lost, np.flatnonzero(big), missing
-
-    def _zero_fill(self, data, stamps, where, missing):
-        """``data`` (k, n_ch) and ``stamps`` with zero samples inserted before ``where``.
-
-        The inserted samples sit on the stream's sample grid just before the sample that
-        ends each gap; a gap longer than the ring gets one ring's worth.
-        """
-        count = np.minimum(missing, self.ring.capacity)
-        pos = np.repeat(where, count)
-        back = np.concatenate([np.arange(c, 0, -1) for c in count]) / self._rate
-        fill_t = np.repeat(stamps[where], count) - back
-        return np.insert(data, pos, 0.0, axis=0), np.insert(stamps, pos, fill_t)
 
     def _on_silence(self, silent_s: float) -> bool:
         """While no data comes: stalled, or lost if the source is gone.

@@ -1,8 +1,9 @@
 """The mapper: a checkpoint's model resident on a device, turning EEG windows into volumes.
 
-Normalisation (the checkpoint's per-channel statistics, or statistics calibrated on the
-live stream) happens on the device too, so with CUDA a window that is already mirrored
-on the GPU never returns to the host before the model runs.
+Normalisation (:meth:`~rt_eeg2fmri.data.norm.NormStats.apply` with the checkpoint's
+statistics, or statistics calibrated on the live stream) happens on the device too, so
+with CUDA a window that is already mirrored on the GPU never returns to the host before
+the model runs.
 """
 
 from __future__ import annotations
@@ -11,25 +12,7 @@ import numpy as np
 import torch
 
 from .._device import resolve_device
-
-
-def stats_arrays(stats: dict, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(center, scale)`` of shape (n_channels,) from a checkpoint's ``norm`` statistics."""
-    if not isinstance(stats, dict) or "center" not in stats or "scale" not in stats:
-        raise ValueError(
-            "normalisation statistics must hold 'center' and 'scale', got "
-            f"{sorted(stats) if isinstance(stats, dict) else type(stats).__name__}."
-        )
-    center = np.asarray(stats["center"], dtype=np.float32).reshape(-1)
-    scale = np.asarray(stats["scale"], dtype=np.float32).reshape(-1)
-    if center.size != n_channels or scale.size != n_channels:
-        raise ValueError(
-            f"normalisation statistics have {center.size} centres and {scale.size} scales "
-            f"for {n_channels} channels."
-        )
-    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-        raise ValueError("normalisation 'scale' must be positive and finite for every channel.")
-    return center, scale
+from ..data.norm import NormStats, channel_stats
 
 
 class Mapper:
@@ -46,6 +29,8 @@ class Mapper:
     ----------
     n_times : int
         Samples per window.
+    norm_stats : NormStats
+        The statistics in use.
     """
 
     def __init__(self, checkpoint, *, device="auto") -> None:
@@ -59,24 +44,29 @@ class Mapper:
         self._flat_index = torch.nonzero(mask.reshape(-1), as_tuple=True)[0].to(self.device)
         self._n_grid = int(np.prod(self.grid_shape))
         self._x = torch.empty((self.n_chans, self.n_times), device=self.device)
-        self.set_stats(checkpoint.preprocessing.get("norm", {}))
+        self.set_stats(checkpoint.norm_stats)
 
-    def set_stats(self, stats: dict) -> None:
-        """Use per-channel statistics ``{"center": (n_channels,), "scale": (n_channels,)}``."""
-        center, scale = stats_arrays(stats, self.n_chans)
-        self._center = torch.as_tensor(center, device=self.device)[:, None]
-        self._inv_scale = torch.as_tensor(1.0 / scale, device=self.device)[:, None]
+    def set_stats(self, stats: NormStats) -> None:
+        """Normalise with ``stats`` (the model's channels, in its order)."""
+        if not isinstance(stats, NormStats):
+            raise TypeError(f"'stats' must be a NormStats, got {type(stats).__name__}.")
+        if stats.n_chans != self.n_chans:
+            raise ValueError(
+                f"'stats' are for {stats.n_chans} channels, the model takes {self.n_chans}."
+            )
+        self.norm_stats = stats
 
-    def calibrate(self, data: np.ndarray, *, method: str = "zscore") -> dict:
-        """Estimate statistics from live EEG of shape (n_channels, n_times) and use them.
+    def calibrate(self, data: np.ndarray) -> NormStats:
+        """Estimate statistics from live EEG of shape (n_chans, n_times) and use them.
 
-        The same estimator as training (``rt_eeg2fmri.data.preprocessing.channel_stats``).
+        The estimator and method of training (:func:`~rt_eeg2fmri.data.norm.channel_stats`,
+        the checkpoint's ``preprocessing.norm``).
         """
-        from ..data.preprocessing import channel_stats
-
         stats = channel_stats(
-            np.asarray(data), method=method, ch_names=list(self.checkpoint.ch_names)
-        ).to_dict()
+            np.asarray(data),
+            method=self.checkpoint.preprocessing.norm,
+            ch_names=list(self.checkpoint.ch_names),
+        )
         self.set_stats(stats)
         return stats
 
@@ -96,12 +86,12 @@ class Mapper:
 
         Parameters
         ----------
-        window : array or tensor of shape (n_channels, n_times)
+        window : array or tensor of shape (n_chans, n_times)
             Raw EEG in volts; a tensor already on the device is used in place.
 
         Returns
         -------
-        pred : tensor of shape (n_vox,) on the device
+        pred : tensor of shape (n_voxels,) on the device
         """
         x = torch.as_tensor(window, device=self.device, dtype=torch.float32)
         if tuple(x.shape) != (self.n_chans, self.n_times):
@@ -109,8 +99,7 @@ class Mapper:
                 f"window shape {tuple(x.shape)} differs from the model's "
                 f"({self.n_chans}, {self.n_times})."
             )
-        torch.sub(x, self._center, out=self._x)  # into a preallocated buffer: no temporaries
-        self._x.mul_(self._inv_scale)
+        self.norm_stats.apply(x, out=self._x)  # into a preallocated buffer: no temporaries
         return self.model(self._x[None])[0].float()
 
     @torch.inference_mode()

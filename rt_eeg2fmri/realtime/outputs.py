@@ -15,10 +15,15 @@ import csv
 import gzip
 import json
 import os
+import queue
+import threading
+import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from .._logging import logger
 
 _VOX_OFFSET = 352  # 348-byte NIfTI-1 header + 4-byte extension flag
 
@@ -175,3 +180,171 @@ def _fmt(v) -> str:
     if isinstance(v, float | np.floating):
         return f"{v:.6f}"
     return str(v)
+
+
+class BackgroundWriter:
+    """Append volumes to a NIfTI series on a thread, so a slow disk never delays a volume.
+
+    At most ``maxsize`` volumes wait; beyond that a volume is left out of the file (counted
+    in ``stats.output_errors`` and logged; the sidecar's ``VolumeTiming`` shows which).
+    On a write error the file is closed and LSL publishing goes on.
+    """
+
+    def __init__(self, writer: NiftiSeriesWriter, stats, *, maxsize: int = 8) -> None:
+        self.writer, self.stats = writer, stats
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="NiftiWriter", daemon=True)
+        self._thread.start()
+
+    def put(self, volume: np.ndarray, t_end: float, index: int) -> None:
+        """Queue ``volume`` (not modified afterwards by the caller) for appending."""
+        if self._failed:
+            return
+        try:
+            self._queue.put_nowait((volume, t_end))
+        except queue.Full:
+            self.stats.output_errors += 1
+            logger.error(
+                "NIfTI output is %d volumes behind: volume %d is not written to '%s'.",
+                self._queue.maxsize,
+                index,
+                self.writer.path,
+            )
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._failed:
+                continue
+            t = time.perf_counter()
+            try:
+                self.writer.append(item[0], time=item[1])
+            except OSError as err:
+                self._failed = True
+                self.stats.output_errors += 1
+                logger.error("NIfTI output failed (%s); LSL publishing continues.", err)
+                self.writer.close()
+            self.stats.write.append((time.perf_counter() - t) * 1e3)
+
+    def close(self) -> None:
+        """Write what is queued, then close the file."""
+        self._queue.put(None)
+        self._thread.join()
+        self.writer.close()
+
+
+class Outputs:
+    """Where the predicted volumes go: an LSL outlet, a NIfTI series, a timing log.
+
+    Nothing is created before :meth:`open`, so a stream that turns out not to fit the
+    model leaves no file behind.
+
+    Parameters
+    ----------
+    grid_shape : tuple of int
+    affine : array of shape (4, 4)
+    t_r : float
+    mask : array of shape grid_shape, bool
+    model : str
+        Model name (stream description and sidecar).
+    checkpoint : str
+        Checkpoint path (sidecar).
+    units : str
+        Units of the volumes (sidecar), e.g. ``"percent signal change"``.
+    outlet_name : str | None
+        Name of the predicted-volume LSL stream (``None``: no outlet).
+    nifti : path-like | None
+        NIfTI series written after every volume (``.nii`` or ``.nii.gz``).
+    timing : path-like | None
+        Per-TR timing log (TSV).
+    """
+
+    def __init__(
+        self,
+        *,
+        grid_shape,
+        affine,
+        t_r: float,
+        mask,
+        model: str,
+        checkpoint: str = "",
+        units: str = "percent signal change",
+        outlet_name: str | None = None,
+        nifti=None,
+        timing=None,
+    ) -> None:
+        self.grid_shape = tuple(int(s) for s in grid_shape)
+        self.affine, self.mask = np.asarray(affine), np.asarray(mask)
+        self.t_r, self.model, self.checkpoint, self.units = float(t_r), model, checkpoint, units
+        self.outlet_name, self.nifti_path, self.timing_path = outlet_name, nifti, timing
+        self.outlet = self.writer = self.timing = None
+
+    def open(self, stats) -> None:
+        """Create the outlet and files; ``stats`` (``EngineStats``) counts output errors.
+
+        A NIfTI file that cannot be created is an error unless an outlet publishes the
+        volumes, in which case it is logged and counted.
+        """
+        from ..volume_stream import volume_stream_info
+
+        if self.outlet_name:
+            import pylsl
+
+            info = volume_stream_info(
+                self.outlet_name,
+                content="prediction",
+                grid_shape=self.grid_shape,
+                affine=self.affine,
+                t_r=self.t_r,
+                source_id=f"rt-eeg2fmri-prediction-{self.outlet_name}",
+                model=self.model,
+                mask=self.mask,
+            )
+            self.outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
+        if self.timing_path:
+            self.timing = TimingLog(self.timing_path)
+        if self.nifti_path:
+            try:
+                writer = NiftiSeriesWriter(
+                    self.nifti_path,
+                    affine=self.affine,
+                    grid_shape=self.grid_shape,
+                    t_r=self.t_r,
+                    sidecar={
+                        "Model": self.model,
+                        "Checkpoint": self.checkpoint,
+                        "Units": self.units,
+                        "GeneratedBy": [{"Name": "rt-eeg2fmri stream"}],
+                    },
+                )
+            except OSError as err:
+                if self.outlet is None:
+                    raise
+                stats.output_errors += 1
+                logger.error("%s — continuing with LSL publishing only.", err)
+            else:
+                self.writer = BackgroundWriter(writer, stats)
+
+    def publish(self, volume: np.ndarray, t_end: float) -> None:
+        """Push ``volume`` on the outlet, stamped with its window end."""
+        if self.outlet is not None:
+            # push_chunk hands liblsl the array's buffer; push_sample would box every voxel
+            # into a Python float (~25 ms for the MNI grid)
+            self.outlet.push_chunk(volume.reshape(1, -1), t_end)
+
+    def store(self, volume: np.ndarray, t_end: float, index: int) -> None:
+        """Queue ``volume`` for the NIfTI series."""
+        if self.writer is not None:
+            self.writer.put(volume, t_end, index)
+
+    def log(self, **row) -> None:
+        """One row of the timing log."""
+        if self.timing is not None:
+            self.timing.write(**row)
+
+    def close(self) -> None:
+        """Close every output (everything written stays valid)."""
+        for res in (self.writer, self.timing):
+            if res is not None:
+                res.close()
+        self.outlet = self.writer = self.timing = None

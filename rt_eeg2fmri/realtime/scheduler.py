@@ -4,13 +4,17 @@ Every TR on the stream clock (``clock``), on scanner triggers (``trigger``), or 
 TR × sfreq received samples (``samples``).
 
 Schedulers are pure bookkeeping — no threads, no LSL — so they are tested on their own.
-The engine polls them with the ring's state and gets the volumes that became due.
+They share one protocol (:class:`Scheduler`): the engine tells them the time of the first
+received sample (:meth:`~Scheduler.start`) and every scanner marker
+(:meth:`~Scheduler.add_trigger`), polls them with the ring's state and gets the volumes
+that became due.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from .._checks import check_option, check_positive
 
@@ -39,22 +43,41 @@ class Due:
     trigger: float | None = None
 
 
+class Scheduler(Protocol):
+    """What the engine asks of a scheduler."""
+
+    def start(self, first_sample_time: float) -> None:
+        """The first sample arrived at ``first_sample_time`` (LSL clock)."""
+
+    def add_trigger(self, t: float) -> None:
+        """A scanner-volume marker arrived at LSL time ``t``."""
+
+    def poll(self, *, n_written: int, latest_time: float | None) -> list[Due]:
+        """The volumes that became due."""
+
+
 class SamplesScheduler:
     """Every ``step`` received samples once a full window has arrived — deterministic.
 
     Windows end at absolute sample counts ``phase + j·step`` (``j`` integer) that are at
-    least ``n_win``; ``phase`` aligns them with the volume grid of a replayed recording.
+    least ``n_times``; ``phase`` aligns them with the volume grid of a replayed recording.
     """
 
-    def __init__(self, *, step: int, n_win: int, phase: int = 0) -> None:
-        if step < 1 or n_win < 1:
-            raise ValueError(f"'step' and 'n_win' must be >= 1, got {step=}, {n_win=}.")
-        self.step, self.n_win = int(step), int(n_win)
+    def __init__(self, *, step: int, n_times: int, phase: int = 0) -> None:
+        if step < 1 or n_times < 1:
+            raise ValueError(f"'step' and 'n_times' must be >= 1, got {step=}, {n_times=}.")
+        self.step, self.n_times = int(step), int(n_times)
         first = int(phase) % self.step
-        while first < self.n_win:
+        while first < self.n_times:
             first += self.step
         self._next_end = first
         self._index = 0
+
+    def start(self, first_sample_time: float) -> None:
+        """Nothing to anchor: windows are counted in samples."""
+
+    def add_trigger(self, t: float) -> None:
+        """Markers do not schedule volumes in this mode."""
 
     def poll(self, *, n_written: int, latest_time: float | None = None) -> list[Due]:
         """Volumes that became due now that ``n_written`` samples have arrived."""
@@ -78,6 +101,9 @@ class ClockScheduler:
     def start(self, first_sample_time: float) -> None:
         """Anchor the schedule on the first received sample's timestamp."""
         self._next_end = float(first_sample_time) + self.winsize
+
+    def add_trigger(self, t: float) -> None:
+        """Markers do not schedule volumes in this mode."""
 
     def poll(self, *, n_written: int = 0, latest_time: float | None) -> list[Due]:
         """Volumes whose window end the EEG has passed."""
@@ -106,6 +132,10 @@ class TriggerScheduler:
         self.first_sample_time: float | None = None
         self.n_dropped = 0
 
+    def start(self, first_sample_time: float) -> None:
+        """Triggers whose window would start before this time are dropped."""
+        self.first_sample_time = float(first_sample_time)
+
     def add_trigger(self, t: float) -> None:
         """A scanner-volume marker at LSL time ``t`` (already clock-corrected)."""
         self._pending.append(float(t))
@@ -130,13 +160,15 @@ class TriggerScheduler:
         return due
 
 
-def make_scheduler(mode: str, *, t_r: float, winsize: float, sfreq: float, phase: float = 0.0):
+def make_scheduler(
+    mode: str, *, t_r: float, winsize: float, sfreq: float, phase: float = 0.0
+) -> Scheduler:
     """The scheduler of sync ``mode`` (``clock``, ``trigger`` or ``samples``)."""
     check_option(mode, "sync", SYNC_MODES)
     if mode == "samples":
         return SamplesScheduler(
             step=round(check_positive(t_r, "t_r") * sfreq),
-            n_win=round(check_positive(winsize, "winsize") * sfreq),
+            n_times=round(check_positive(winsize, "winsize") * sfreq),
             phase=round(phase * sfreq),
         )
     if mode == "clock":

@@ -68,10 +68,14 @@ class Replay:
         across restarts and inlets recover.
     truth : bool
         Send the measured volumes when the session has BOLD.
-    fwhm, high_pass : float | None
-        Prepare the measured volumes as a checkpoint's training targets were: spatial
-        smoothing (mm FWHM) and drift removal (Hz) over the whole recorded run, so the
-        truth shown beside a prediction is what the model learned to predict.
+    preprocessing : Preprocessing | None
+        Prepare the measured volumes as a model's targets: its
+        :class:`~rt_eeg2fmri.data.bold.BoldChain` (smoothing, target units, drift removal)
+        over the whole recorded run, so the truth shown beside a prediction is what the
+        model learned to predict. Default: percent signal change from the run mean.
+    mask : array of shape grid_shape, bool | None
+        Voxels sent (a model's mask); default
+        :func:`~rt_eeg2fmri.data.bold.default_mask`. 0 elsewhere.
     marker : str
         Marker string sent at each volume onset.
     """
@@ -88,8 +92,8 @@ class Replay:
         duration: float | None = None,
         source_id: str | None = None,
         truth: bool = True,
-        fwhm: float | None = None,
-        high_pass: float | None = None,
+        preprocessing=None,
+        mask=None,
         marker: str = "R128",
     ) -> None:
         if not isinstance(session, Session):
@@ -146,11 +150,10 @@ class Replay:
         self.source_ids = {"eeg": f"{base}:eeg", "markers": f"{base}:markers"}
         self._build_markers()
         self._truth = truth and session.bold is not None
-        self.fwhm = None if fwhm is None else check_positive(fwhm, "fwhm")
-        self.high_pass = None if high_pass is None else check_positive(high_pass, "high_pass")
+        self.preprocessing = preprocessing
         if self._truth:
             self.source_ids["truth"] = f"{base}:truth"
-            self._build_truth()
+            self._build_truth(mask)
 
         self._outlets: dict = {}
         self._stop = threading.Event()
@@ -186,9 +189,9 @@ class Replay:
         self._marker_labels = [labels[i] for i in order]
         self._marker_is_scanner = np.asarray(scanner, dtype=bool)[order]
 
-    def _build_truth(self) -> None:
-        """Volumes whose acquisition ends within the replayed span, and the PSC baseline."""
-        from ..grid import GRID_AFFINE, GRID_SHAPE, mni_mask, same_grid
+    def _build_truth(self, mask) -> None:
+        """Volumes whose acquisition ends within the replayed span, prepared as targets."""
+        from ..data.bold import BoldChain, default_mask
 
         s = self.session
         lo, hi = self._first / self.sfreq, (self._first + self.n_times) / self.sfreq
@@ -196,50 +199,31 @@ class Replay:
         keep = np.flatnonzero((ends > lo) & (ends <= hi + 0.5 / self.sfreq))
         self._truth_index = keep
         self._truth_times = ends[keep] - lo
-        mean = s.bold.mean(axis=3, dtype=np.float64)  # run mean, as the targets
-        if s.mask is not None:
-            mask = np.asarray(s.mask, dtype=bool)
-        elif same_grid(s.grid_shape, s.affine, GRID_SHAPE, GRID_AFFINE):
-            mask = np.asarray(mni_mask())
-        else:
-            mask = np.ones(s.grid_shape, dtype=bool)
-        self._mask = mask & (mean != 0)
-        # psc = (v - mean) * scale with scale = 100 / mean inside the mask, 0 outside
-        self._psc_mean = mean.astype(np.float32)
-        self._psc_scale = np.where(self._mask, 100.0 / np.where(self._mask, mean, 1.0), 0.0)
-        self._psc_scale = self._psc_scale.astype(np.float32)
-        self._series = None  # (n_volumes, n_vox) when the whole run is prepared up front
-        if self.fwhm or self.high_pass:
-            from ..data.preprocessing import run_targets
-
-            self._series = run_targets(
-                s.bold,
-                self._mask,
-                affine=s.affine,
-                t_r=s.t_r,
-                fwhm=self.fwhm,
-                high_pass=self.high_pass,
+        if mask is None:
+            mask, _ = default_mask(s)
+        self._mask = np.asarray(mask, dtype=bool)
+        if self._mask.shape != s.grid_shape:
+            raise ValueError(
+                f"'mask' has shape {self._mask.shape}, but the BOLD grid of {s.name} is "
+                f"{s.grid_shape}."
             )
+        pre = self.preprocessing
+        chain = BoldChain() if pre is None else pre.bold_chain()
+        # the whole run, as the cache prepares a model's targets
+        self._series = chain.run(s.bold, self._mask, affine=s.affine, t_r=s.t_r)
 
     def truth_volume(self, index: int) -> np.ndarray:
-        """The measured volume sent for BOLD volume ``index``.
-
-        Percent signal change from the run mean inside the mask, 0 outside:
-        ``100 * (v - mean) / mean``, as the training targets (smoothed and high-passed
-        with ``fwhm`` and ``high_pass``).
+        """The measured volume sent for BOLD volume ``index``, in the targets' units.
 
         Returns
         -------
         volume : array of shape grid_shape, float32
+            0 outside the mask.
         """
         if not self._truth:
             raise RuntimeError(f"Replay of {self.session.name} sends no measured volumes.")
-        if self._series is not None:
-            out = np.zeros(self._mask.shape, dtype=np.float32)
-            out[self._mask] = self._series[index]
-            return out
-        out = np.subtract(self.session.bold[..., index], self._psc_mean)
-        out *= self._psc_scale
+        out = np.zeros(self._mask.shape, dtype=np.float32)
+        out[self._mask] = self._series[index]
         return out
 
     # -- state ----------------------------------------------------------------------

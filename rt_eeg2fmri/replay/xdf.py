@@ -16,8 +16,8 @@ import pandas as pd
 
 from .._checks import check_file
 from .._logging import logger
+from ..data.channels import UNIT_SCALES
 from ..data.session import Session
-from ..realtime.channels import UNIT_SCALES
 
 
 def is_scanner_marker(value: str, marker: str) -> bool:

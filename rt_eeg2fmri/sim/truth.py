@@ -168,3 +168,45 @@ def noise_ceiling(
     den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
     tiny = den <= 1e-12 * max(float(den.max(initial=0.0)), 1e-300)
     return np.where(tiny, 0.0, num / np.where(tiny, 1.0, den))
+
+
+def truth_targets(dataset):
+    """``run_index → EEG-predictable targets`` of a simulated dataset, else ``None``.
+
+    The ground truth of each run (``desc-eegpredictable``) is prepared by the dataset's
+    own :class:`~rt_eeg2fmri.data.bold.BoldChain` (smoothing, target, drift removal,
+    inside its mask), so the noise ceiling is that of the targets the models are scored
+    against.
+
+    Parameters
+    ----------
+    dataset : PairDataset
+        With ``root`` set to the simulated dataset's folder.
+
+    Returns
+    -------
+    truth : callable | None
+        ``truth(run_index) -> array of shape (n_volumes, n_voxels)`` (``None`` for a run
+        without ground truth), or ``None`` when the dataset has no simulation truth.
+    """
+    root = getattr(dataset, "root", None)
+    if root is None or not Path(root).joinpath(*TRUTH_DIR).is_dir():
+        return None
+    runs, mask = dataset.runs, np.asarray(dataset.mask)
+    chain = dataset.preprocessing.bold_chain()
+
+    def truth(r: int):
+        row = runs[r]
+        try:
+            t = load_truth(
+                root,
+                subject=row["subject"],
+                task=row["task"],
+                run=row["run"],
+                session=row.get("session"),
+            )
+        except FileNotFoundError:
+            return None
+        return chain.run(t["eeg_predictable"], mask, affine=t["affine"], t_r=dataset.t_r)
+
+    return truth

@@ -82,7 +82,7 @@ def _build(runs, tmp_path, **kw):
 
 def test_pairs_align_with_session(runs, tmp_path):
     ds = _build(runs, tmp_path)
-    assert len(ds) == 40 and ds.n_win == 1000 and ds.sfreq == SFREQ and ds.t_r == 2.0
+    assert len(ds) == 40 and ds.n_times == 1000 and ds.sfreq == SFREQ and ds.t_r == 2.0
     assert ds.grid_shape == GRID and ds.ch_names == ["EEG00", "EEG01", "EEG02", "EEG03"]
     np.testing.assert_array_equal(ds.mask, MASK)
     assert [r["n_pairs"] for r in ds.runs] == [10] * 4
@@ -93,7 +93,7 @@ def test_pairs_align_with_session(runs, tmp_path):
         np.testing.assert_array_equal(ds.volume[sel], np.arange(2, 12))
         assert (ds.subject[sel] == ref.subject).all()
         stop = np.round((s.volume_onsets[ds.volume[sel]] + s.t_r) * s.sfreq).astype(int)
-        np.testing.assert_array_equal(ds.start[sel] + ds.n_win, stop)
+        np.testing.assert_array_equal(ds.start[sel] + ds.n_times, stop)
         X, Y = ds.get_batch(sel)
         assert X.shape == (10, 4, 1000) and Y.shape == (10, MASK.sum())
         st = ds.stats[ref.subject]
@@ -145,7 +145,7 @@ def test_median_ratio_uses_subject_median(runs, tmp_path):
 
 def test_resampled_and_filtered_cache(runs, tmp_path):
     ds = _build(runs, tmp_path, sfreq=125.0, l_freq=1.0, h_freq=40.0)
-    assert ds.sfreq == 125.0 and ds.n_win == 500 and len(ds) == 40
+    assert ds.sfreq == 125.0 and ds.n_times == 500 and len(ds) == 40
     s = runs[1].load()
     cached = np.load(ds.path / "run-00001_eeg.npy")
     from rt_eeg2fmri.data import bandpass
@@ -359,7 +359,7 @@ def test_torch_interface_and_pickling(runs, tmp_path):
 
 def test_iterating_windows_keeps_heap_flat(runs, tmp_path):
     ds = _build(runs, tmp_path)
-    out = (np.empty((8, 4, ds.n_win), np.float32), np.empty((8, ds.n_vox), np.float32))
+    out = (np.empty((8, 4, ds.n_times), np.float32), np.empty((8, ds.n_vox), np.float32))
 
     def epoch():
         for i in range(len(ds)):

@@ -100,7 +100,7 @@ def offline_predictions(root, ckpt) -> dict[int, np.ndarray]:
     )
     view = CheckpointView(dataset, ckpt, stats="checkpoint")
     pred = predict(ckpt.model, view, np.arange(len(dataset)), device="cpu")
-    return {int(s) + dataset.n_win: p for s, p in zip(dataset.start, pred, strict=True)}
+    return {int(s) + dataset.n_times: p for s, p in zip(dataset.start, pred, strict=True)}
 
 
 def shuffled_session(root) -> Session:
@@ -177,9 +177,9 @@ def test_online_equals_offline_cli_and_engine(trained, tmp_path, uid):
         assert s["gaps"] == 0 and s["samples_lost"] == 0 and s["nonfinite"] == 0, s
 
     # window j of the stream ends at sample 425 + 100·j: the end of volume j + 2
-    step, n_win = round(T_R * SFREQ), ckpt.n_times
+    step, n_times = round(T_R * SFREQ), ckpt.n_times
     first = round(LEAD * SFREQ)
-    while first < n_win:
+    while first < n_times:
         first += step
     ends = first + step * np.arange(N_STREAMED)
     assert set(offline) <= set(ends.tolist())

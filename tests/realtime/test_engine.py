@@ -112,9 +112,9 @@ def test_samples_sync_online_equals_offline(checkpoint, session, tmp_path):
         timing=tmp_path / "timing.tsv",
     )
     assert summary["volumes"] == 5 and summary["skipped"] == 0
-    n_win, step = checkpoint.n_times, round(T_R * SFREQ)
+    n_times, step = checkpoint.n_times, round(T_R * SFREQ)
     first = round(LEAD * SFREQ) % step
-    while first < n_win:
+    while first < n_times:
         first += step
     for k, vol in enumerate(got):
         np.testing.assert_allclose(
@@ -182,11 +182,11 @@ def test_trigger_sync_needs_a_marker_stream(checkpoint):
 @pytest.mark.lsl
 def test_clock_sync_every_tr_after_a_full_window(checkpoint, session):
     _, got, _ = _stream(checkpoint, session, sync="clock")
-    n_win, step = checkpoint.n_times, round(T_R * SFREQ)
+    n_times, step = checkpoint.n_times, round(T_R * SFREQ)
     assert len(got) == 3
     for k, vol in enumerate(got):
         np.testing.assert_allclose(
-            vol, offline_volume(checkpoint, session, n_win + k * step), rtol=1e-4, atol=1e-5
+            vol, offline_volume(checkpoint, session, n_times + k * step), rtol=1e-4, atol=1e-5
         )
 
 
@@ -199,7 +199,7 @@ def test_calibration_estimates_statistics_from_the_live_stream(checkpoint, sessi
     np.testing.assert_allclose(
         engine.mapper._center.cpu().numpy()[:, 0], center, rtol=1e-4, atol=1e-9
     )
-    stop = checkpoint.n_times  # samples sync without phase: the first window ends at n_win
+    stop = checkpoint.n_times  # samples sync without phase: the first window ends at n_times
     x = (
         (session.eeg[:, stop - checkpoint.n_times : stop] - center[:, None]) / scale[:, None]
     ).astype(np.float32)

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
+from rt_eeg2fmri.data.resample import PolyphaseResampler
 from rt_eeg2fmri.realtime.inlet import EEGConsumer
-from rt_eeg2fmri.realtime.resample import PolyphaseResampler
 from rt_eeg2fmri.realtime.ring import TorchRingMirror
 from tests.realtime.lsl_outlets import make_data, outlet_process, sample_times
 

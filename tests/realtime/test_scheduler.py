@@ -11,7 +11,7 @@ from rt_eeg2fmri.realtime.scheduler import (
 
 
 def test_samples_scheduler_is_deterministic_and_phase_aligned():
-    s = SamplesScheduler(step=200, n_win=3000, phase=100)
+    s = SamplesScheduler(step=200, n_times=3000, phase=100)
     assert s.poll(n_written=3099) == []
     (d,) = s.poll(n_written=3100)
     assert d.end_sample == 3100 and d.index == 0

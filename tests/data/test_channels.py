@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rt_eeg2fmri.realtime.channels import map_channels, unit_scale, unit_scales
+from rt_eeg2fmri.data.channels import map_channels, unit_scale, unit_scales
 
 
 def test_channels_are_matched_by_label_ignoring_case_spaces_and_extras():

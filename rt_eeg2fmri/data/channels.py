@@ -1,9 +1,9 @@
-"""Map a stream's channels onto a model's channels, and its units onto volts.
+"""Map a source's channels onto a model's channels, and its units onto volts.
 
-Pure functions: the labels and units come from the stream's ``desc/channels/channel``
-(read by :mod:`rt_eeg2fmri.realtime.inlet`); the result is applied to every chunk before
-it is written into the ring, so the ring holds exactly the model's channels, in the
-model's order, in volts.
+Pure functions: the labels and units come from a stream's ``desc/channels/channel`` or a
+recording's header; the result is the first stage of the
+:class:`~rt_eeg2fmri.data.eeg_chain.EEGChain`, so the chain's output holds exactly the
+model's channels, in the model's order, in volts.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly, upfirdn
 
-from rt_eeg2fmri.realtime.resample import PolyphaseResampler
+from rt_eeg2fmri.data.resample import PolyphaseResampler
 
 RATES = [(500, 250), (5000, 250), (250, 500), (256, 250), (300, 200), (250, 250)]
 

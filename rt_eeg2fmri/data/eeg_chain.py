@@ -1,0 +1,399 @@
+"""The EEG chain: one implementation of what the EEG goes through before a model sees it.
+
+channel mapping → units → finite check → gap fill → resample → band-pass, then (per
+window) :meth:`~rt_eeg2fmri.data.norm.NormStats.apply`.
+
+:class:`EEGChain` is pure numpy (no threads, no LSL, no files): the live source feeds it
+each pulled chunk, the window cache feeds it a whole run in blocks (:meth:`EEGChain.run`),
+and every stage keeps its state across chunks, so a run fed chunk by chunk gives the same
+samples as fed at once — the model learns from exactly what the stream computes. The
+band-pass is therefore causal (a Butterworth IIR run forward, MNE's ``method="iir"``,
+``phase="forward"`` design), and runs after the resampler, at the model's rate, so it is
+the same filter whatever the amplifier's rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._logging import logger
+from .channels import map_channels, unit_scales
+from .preprocessing import Preprocessing, same_rate
+from .resample import PolyphaseResampler
+
+_GAP_FACTOR = 1.5  # a timestamp step above 1.5 sample periods is a gap
+_LOG_INTERVAL_S = 1.0  # at most one gap warning per second of stream
+_RUN_BLOCK = 1 << 16  # input samples per block when a whole run is fed (bounds memory)
+IIR_ORDER = 4  # Butterworth order per band edge (MNE's default for method="iir")
+
+
+class CausalBandpass:
+    """Band-pass, high-pass or low-pass a multichannel signal causally, chunk by chunk.
+
+    A Butterworth IIR of :data:`IIR_ORDER` designed by :func:`mne.filter.create_filter`
+    (``method="iir"``, ``phase="forward"``) and run with :func:`scipy.signal.sosfilt`,
+    keeping the filter state across chunks. The state starts at the steady state of the
+    first sample (as if the signal had been constant before it), so a DC offset makes no
+    start-up transient; otherwise the output equals MNE's
+    ``filter_data(x - x[:, :1], method="iir", phase="forward")`` plus the filter's DC gain
+    times ``x[:, :1]``.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate in Hz.
+    l_freq, h_freq : float | None
+        Band edges in Hz (``None``: no high-pass / low-pass).
+    n_chans : int
+    """
+
+    def __init__(
+        self, sfreq: float, *, l_freq: float | None, h_freq: float | None, n_chans: int
+    ) -> None:
+        import mne
+
+        params = mne.filter.create_filter(
+            None,
+            sfreq,
+            l_freq,
+            h_freq,
+            method="iir",
+            iir_params={"order": IIR_ORDER, "ftype": "butter", "output": "sos"},
+            phase="forward",
+            verbose="error",
+        )
+        self.sos = np.asarray(params["sos"], dtype=np.float64)
+        self.n_chans = int(n_chans)
+        self._zi: np.ndarray | None = None  # (n_sections, n_chans, 2)
+
+    @property
+    def dc_gain(self) -> float:
+        """Gain of the filter at 0 Hz (0 with a high-pass, 1 for a low-pass)."""
+        b, a = self.sos[:, :3].sum(axis=1), self.sos[:, 3:].sum(axis=1)
+        return float(np.prod(b / a))
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """Filter the next chunk, shape (n_chans, n_times) → (n_chans, n_times), float64."""
+        from scipy.signal import sosfilt, sosfilt_zi
+
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[1] == 0:
+            return x
+        if self._zi is None:
+            self._zi = sosfilt_zi(self.sos)[:, None, :] * x[None, :, 0, None]
+        y, self._zi = sosfilt(self.sos, x, axis=-1, zi=self._zi)
+        return y
+
+
+@dataclass
+class ChunkReport:
+    """What one chunk brought.
+
+    Attributes
+    ----------
+    n_in : int
+        Samples received (before gap filling and resampling).
+    nonfinite : int
+        Samples with a NaN or infinite value in a model channel, written as 0.
+    gaps : int
+        Timestamp steps larger than 1.5 sample periods (before this chunk's samples).
+    samples_lost : int
+        Samples missing in those gaps, estimated from the steps.
+    """
+
+    n_in: int = 0
+    nonfinite: int = 0
+    gaps: int = 0
+    samples_lost: int = 0
+
+
+class EEGChain:
+    """Turn a source's EEG into the model's input, chunk by chunk, with state.
+
+    Parameters
+    ----------
+    preprocessing : Preprocessing
+        With a resolved ``sfreq`` (the model's rate).
+    ch_names : list of str
+        The model's channels, in the model's order.
+    sfreq : float
+        The source's rate in Hz (resampled to ``preprocessing.sfreq`` when it differs).
+    labels : list of str | None
+        The source's channel labels (``None``: unlabelled, see ``assume_order``).
+    units : list of str | None
+        Per source channel: ``"V"``, ``"µV"``, ``"microvolts"``, ... (``None`` or an empty
+        unit: microvolts, the LSL convention, with a warning).
+    n_in_chans : int | None
+        The source's channel count (default ``len(labels)``).
+    allow_missing : bool
+        Zero-fill model channels the source lacks (with a warning) instead of raising.
+    assume_order : bool
+        For an unlabelled source with as many channels as the model: take them in order.
+    fill_gaps : bool
+        Write the samples lost in a timestamp gap as zeros on the sample grid, so ``n``
+        output samples always span ``n / sfreq`` seconds.
+    max_fill : int | None
+        Most zeros written per gap (e.g. a ring buffer's capacity).
+    source : str
+        The source's name, for messages.
+    """
+
+    def __init__(
+        self,
+        preprocessing: Preprocessing,
+        *,
+        ch_names: Sequence[str],
+        sfreq: float,
+        labels: Sequence[str | None] | None,
+        units: Sequence[str | None] | None,
+        n_in_chans: int | None = None,
+        allow_missing: bool = False,
+        assume_order: bool = False,
+        fill_gaps: bool = True,
+        max_fill: int | None = None,
+        source: str = "EEG",
+    ) -> None:
+        if preprocessing.sfreq is None:
+            raise ValueError("EEGChain: 'preprocessing.sfreq' must be resolved (the model's rate).")
+        self.preprocessing = preprocessing
+        self.ch_names = list(ch_names)
+        self.sfreq_in = float(sfreq)
+        self.source = source
+        index = map_channels(
+            labels,
+            self.ch_names,
+            n_stream_channels=n_in_chans,
+            allow_missing=allow_missing,
+            assume_order=assume_order,
+            stream=source,
+        )
+        self.n_in_chans = int(n_in_chans if n_in_chans is not None else len(labels))
+        self._scales = unit_scales(units, index, self.ch_names, stream=source)
+        self._index = np.where(index < 0, 0, index)
+        self._missing = np.flatnonzero(index < 0)
+        n = len(self.ch_names)
+        self._resampler = None
+        if not same_rate(self.sfreq_in, preprocessing.sfreq):
+            self._resampler = PolyphaseResampler(self.sfreq_in, preprocessing.sfreq, n_channels=n)
+        self._filter = None
+        if preprocessing.bandpass:
+            self._filter = CausalBandpass(
+                preprocessing.sfreq,
+                l_freq=preprocessing.l_freq,
+                h_freq=preprocessing.h_freq,
+                n_chans=n,
+            )
+        self.fill_gaps = bool(fill_gaps)
+        self.max_fill = None if max_fill is None else int(max_fill)
+        self._mapped = np.empty((0, n))
+        self._last_ts: float | None = None
+        self._last_gap_log = -math.inf
+        self._in_nan_burst = False
+
+    @classmethod
+    def for_session(cls, preprocessing: Preprocessing, session, *, ch_names=None) -> EEGChain:
+        """The chain of a recorded ``Session`` (its labels, unit and rate)."""
+        pre = preprocessing.resolve(session.sfreq)
+        names = list(session.ch_names) if ch_names is None else list(ch_names)
+        where = session.source.get("eeg") or session.name
+        return cls(
+            pre,
+            ch_names=names,
+            sfreq=session.sfreq,
+            labels=list(session.ch_names),
+            units=[session.eeg_unit] * session.n_channels,
+            source=f"{session.name} ('{where}')",
+        )
+
+    def continue_after(self, previous: EEGChain) -> None:
+        """Measure gaps from where ``previous`` (the chain of a lost connection) stopped."""
+        self._last_ts, self._last_gap_log = previous._last_ts, previous._last_gap_log
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def sfreq(self) -> float:
+        """Output rate in Hz (the model's)."""
+        return float(self.preprocessing.sfreq)
+
+    @property
+    def latency(self) -> float:
+        """Seconds the resampler holds back (0 without resampling)."""
+        return 0.0 if self._resampler is None else self._resampler.latency
+
+    def n_out(self, n_in: int) -> int:
+        """Output samples of a run of ``n_in`` input samples (:meth:`run`)."""
+        if self._resampler is None:
+            return int(n_in)
+        return math.ceil(n_in * self._resampler.up / self._resampler.down)
+
+    # -- the chain -------------------------------------------------------------------------
+    def process(self, chunk: np.ndarray, timestamps: np.ndarray | None = None):
+        """Run the next chunk through the chain.
+
+        Parameters
+        ----------
+        chunk : array of shape (n_times, n_in_chans)
+            Samples as a source delivers them (time first, LSL's layout), any numeric
+            dtype.
+        timestamps : array of shape (n_times,) | None
+            Their timestamps (s); needed for gap detection and returned resampled.
+
+        Returns
+        -------
+        data : array of shape (n_chans, n_out)
+            The model's channels in volts, float32 or float64; may be a view of an internal
+            buffer that the next call overwrites.
+        times : array of shape (n_out,) | None
+            Timestamps of ``data`` (when ``timestamps`` was given).
+        report : ChunkReport
+        """
+        raw = np.asarray(chunk)
+        if raw.ndim != 2 or raw.shape[1] != self.n_in_chans:
+            raise ValueError(
+                f"{self.source}: a chunk must have shape (n_times, {self.n_in_chans}), got "
+                f"{raw.shape}."
+            )
+        k = raw.shape[0]
+        report = ChunkReport(n_in=k)
+        mapped = self._map(raw)
+        report.nonfinite = self._check_finite(mapped, timestamps)
+        mapped *= self._scales.astype(mapped.dtype, copy=False)
+        if timestamps is not None and k:
+            timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+            where, missing = self._check_gaps(timestamps, report)
+            if report.samples_lost and self.fill_gaps:
+                mapped, timestamps = self._zero_fill(mapped, timestamps, where, missing)
+        data = mapped.T
+        if self._resampler is not None:
+            data, timestamps = self._resample(data, timestamps)
+        if self._filter is not None:
+            data = self._filter.process(data)
+        return data, timestamps, report
+
+    def flush(self) -> np.ndarray:
+        """The samples the resampler still holds, as if zeros followed (end of a recording).
+
+        Returns
+        -------
+        data : array of shape (n_chans, n_tail), float64
+        """
+        n = len(self.ch_names)
+        if self._resampler is None:
+            return np.empty((n, 0))
+        r = self._resampler
+        pad = np.zeros((n, math.ceil((r.delay + 1) * r.down / r.up) + 1))
+        out = r.process(pad)
+        return out if self._filter is None else self._filter.process(out)
+
+    def run(self, eeg: np.ndarray) -> np.ndarray:
+        """A whole recorded run through the chain, in blocks (offline; same as chunk by chunk).
+
+        Parameters
+        ----------
+        eeg : array of shape (n_in_chans, n_times)
+            The recording's channels (channels first, as MNE and ``Session`` hold them).
+
+        Returns
+        -------
+        out : array of shape (n_chans, n_out), float32
+            ``n_out = ceil(n_times · sfreq / sfreq_in)``; output sample ``j`` lies at
+            ``j / sfreq`` seconds, like input sample ``i`` at ``i / sfreq_in``.
+        """
+        eeg = np.asarray(eeg)
+        n_out = self.n_out(eeg.shape[1])
+        out = np.empty((len(self.ch_names), n_out), np.float32)
+        pos = 0
+        for a in range(0, eeg.shape[1], _RUN_BLOCK):
+            data = self.process(eeg[:, a : a + _RUN_BLOCK].T)[0]
+            m = min(data.shape[1], n_out - pos)
+            out[:, pos : pos + m] = data[:, :m]
+            pos += m
+        if pos < n_out:
+            tail = self.flush()
+            out[:, pos:] = tail[:, : n_out - pos]
+        return out
+
+    # -- stages ----------------------------------------------------------------------------
+    def _map(self, raw: np.ndarray) -> np.ndarray:
+        """The model's channels of ``raw``, shape (n_times, n_chans), in a reused buffer."""
+        k = raw.shape[0]
+        dtype = np.float32 if raw.dtype == np.float32 else np.float64
+        if self._mapped.shape[0] < k or self._mapped.dtype != dtype:
+            self._mapped = np.empty((max(k, 16), len(self.ch_names)), dtype)
+        mapped = self._mapped[:k]
+        if raw.dtype == dtype:
+            np.take(raw, self._index, axis=1, out=mapped, mode="clip")
+        else:
+            mapped[...] = raw[:, self._index]
+        if self._missing.size:
+            mapped[:, self._missing] = 0
+        return mapped
+
+    def _check_finite(self, mapped: np.ndarray, timestamps) -> int:
+        finite = np.isfinite(mapped)
+        t = "" if timestamps is None or not len(timestamps) else f" at t={timestamps[0]:.3f}"
+        if finite.all():
+            if self._in_nan_burst:
+                logger.info("%s: values are finite again%s", self.source, t)
+                self._in_nan_burst = False
+            return 0
+        bad = ~finite
+        n_bad = int(np.count_nonzero(bad.any(axis=1)))
+        mapped[bad] = 0
+        if not self._in_nan_burst:
+            logger.warning(
+                "%s: NaN/Inf in %d sample(s)%s, written as 0 (not logged again until values "
+                "are finite)",
+                self.source,
+                n_bad,
+                t,
+            )
+            self._in_nan_burst = True
+        return n_bad
+
+    def _check_gaps(self, stamps: np.ndarray, report: ChunkReport):
+        """Gaps before the samples of ``stamps``: per gap, the index after it and its size."""
+        none = np.zeros(0, dtype=np.intp)
+        prev, self._last_ts = self._last_ts, float(stamps[-1])
+        if prev is None:
+            return none, none
+        steps = np.diff(stamps, prepend=prev)
+        big = steps > _GAP_FACTOR / self.sfreq_in
+        if not big.any():
+            return none, none
+        gap_steps = steps[big]
+        missing = np.maximum(np.rint(gap_steps * self.sfreq_in) - 1, 0).astype(np.intp)
+        report.gaps, report.samples_lost = int(gap_steps.size), int(missing.sum())
+        if stamps[0] - self._last_gap_log >= _LOG_INTERVAL_S:
+            self._last_gap_log = float(stamps[0])
+            logger.warning(
+                "%s: %d gap(s) in the timestamps, ~%d sample(s) lost (largest %.3f s, t=%.3f)%s",
+                self.source,
+                report.gaps,
+                report.samples_lost,
+                gap_steps.max(),
+                stamps[0],
+                ", written as zeros" if self.fill_gaps else "",
+            )
+        return np.flatnonzero(big), missing
+
+    def _zero_fill(self, data, stamps, where, missing):
+        """``data`` (k, n_chans) and ``stamps`` with zeros inserted before ``where``.
+
+        The inserted samples sit on the source's sample grid just before the sample that
+        ends each gap; at most ``max_fill`` per gap.
+        """
+        count = missing if self.max_fill is None else np.minimum(missing, self.max_fill)
+        pos = np.repeat(where, count)
+        back = np.concatenate([np.arange(c, 0, -1) for c in count]) / self.sfreq_in
+        fill_t = np.repeat(stamps[where], count) - back
+        return np.insert(data, pos, 0.0, axis=0), np.insert(stamps, pos, fill_t)
+
+    def _resample(self, data: np.ndarray, timestamps):
+        if timestamps is None:
+            return self._resampler.process(data), None
+        return self._resampler.process(data, timestamps)
