@@ -87,6 +87,7 @@ def default_checkpoint(tmp: Path, *, n_chans: int, sfreq: float, winsize: float,
     import torch
 
     from rt_eeg2fmri.checkpoint import save_checkpoint
+    from rt_eeg2fmri.data import NormStats, Preprocessing
     from rt_eeg2fmri.grid import GRID_AFFINE, mni_mask
     from rt_eeg2fmri.models import build_model
 
@@ -104,13 +105,13 @@ def default_checkpoint(tmp: Path, *, n_chans: int, sfreq: float, winsize: float,
     }
     model = build_model("conv", cfg)
     model.set_mask(torch.from_numpy(mask.copy()))
+    names = [f"EEG{i:02d}" for i in range(n_chans)]
     return save_checkpoint(
         tmp / "conv-random.pt",
         model.eval(),
-        norm_stats={"method": "zscore", "center": [0.0] * n_chans, "scale": [1e-5] * n_chans},
-        ch_names=[f"EEG{i:02d}" for i in range(n_chans)],
-        sfreq=sfreq,
-        winsize=winsize,
+        preprocessing=Preprocessing(sfreq=sfreq, winsize=winsize),
+        norm_stats=NormStats("zscore", [0.0] * n_chans, [1e-5] * n_chans, names),
+        ch_names=names,
         t_r=t_r,
         grid_shape=mask.shape,
         affine=GRID_AFFINE,
@@ -142,7 +143,7 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
     if not ready.wait(60):
         raise RuntimeError("the replay process did not start")
     nifti = None if args.nifti == "none" else tmp / f"pred-{device}.{args.nifti}"
-    engine = Engine(
+    engine = Engine.from_checkpoint(
         ckpt,
         source=f"name:{name}-EEG",
         sync="samples",
@@ -207,7 +208,7 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
         }
         with torch.inference_mode():  # the bare model on the same window, same process
             x = torch.as_tensor(window["x"], device=mapper.device, dtype=torch.float32)
-            x = ((x - mapper._center) * mapper._inv_scale)[None]
+            x = mapper.norm_stats.apply(x)[None]
             bare = []
             for _ in range(args.bare_repeats):
                 sync()
@@ -225,8 +226,9 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
     try:
         with engine:
             for method in ("push_sample", "push_chunk"):
-                if engine.outlet is not None:
-                    setattr(engine.outlet, method, timed("push", getattr(engine.outlet, method)))
+                outlet = engine.outputs.outlet
+                if outlet is not None:
+                    setattr(outlet, method, timed("push", getattr(outlet, method)))
             summary = engine.run(
                 max_volumes=args.volumes + args.warmup,
                 duration=(ckpt.winsize + (args.volumes + args.warmup + 5) * ckpt.t_r) / args.speed

@@ -34,6 +34,7 @@ def one(name: str, sfreq: float, args) -> dict:
     import torch
 
     from rt_eeg2fmri.checkpoint import save_checkpoint
+    from rt_eeg2fmri.data import NormStats, Preprocessing
     from rt_eeg2fmri.grid import GRID_AFFINE, mni_mask
     from rt_eeg2fmri.models import build_model, n_params
 
@@ -58,13 +59,13 @@ def one(name: str, sfreq: float, args) -> dict:
         model.fitted.fill_(True)
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
+        names = [f"EEG{i:02d}" for i in range(args.n_chans)]
         path = save_checkpoint(
             Path(tmp) / f"{name}.pt",
             model,
-            norm_stats={"mean": np.zeros(args.n_chans), "std": np.ones(args.n_chans)},
-            ch_names=[f"EEG{i:02d}" for i in range(args.n_chans)],
-            sfreq=sfreq,
-            winsize=args.winsize,
+            preprocessing=Preprocessing(sfreq=sfreq, winsize=args.winsize),
+            norm_stats=NormStats("zscore", np.zeros(args.n_chans), np.ones(args.n_chans), names),
+            ch_names=names,
             t_r=2.0,
             grid_shape=mask.shape,
             affine=GRID_AFFINE,

@@ -6,6 +6,7 @@ import numpy as np
 
 from apps.commands.stream import default_model_path
 from rt_eeg2fmri.checkpoint import load_checkpoint
+from rt_eeg2fmri.data import Preprocessing
 from rt_eeg2fmri.grid import GRID_AFFINE, GRID_SHAPE, mni_mask
 from rt_eeg2fmri.sim.presets import CHANNELS_34
 
@@ -17,6 +18,8 @@ def test_shipped_default_model_loads_and_predicts():
     assert ckpt.model_name == "conv"
     assert list(ckpt.ch_names) == list(CHANNELS_34)
     assert (ckpt.winsize, ckpt.t_r) == (30.0, 2.0)
+    # a format-1 file: its preprocessing is read back whole from the old fields
+    assert ckpt.preprocessing == Preprocessing(sfreq=100.0, fwhm=6.0, high_pass=0.008)
     assert tuple(ckpt.grid_shape) == GRID_SHAPE
     np.testing.assert_allclose(ckpt.affine, GRID_AFFINE)
     assert np.array_equal(ckpt.mask, mni_mask())

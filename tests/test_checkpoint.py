@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rt_eeg2fmri.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from rt_eeg2fmri.data import NormStats, Preprocessing
 from rt_eeg2fmri.models import MODELS
 
 from .models.conftest import GRID, N_CHANS, N_TIMES, SFREQ, make_model, small_mask
@@ -21,15 +22,12 @@ CH_NAMES = ["Fp1", "Cz", "O1", "O2"]
 
 
 def _save(path, model, **kw):
+    """``save_checkpoint`` with the preprocessing fields given flat."""
+    pre = {k: kw.pop(k) for k in list(kw) if k in Preprocessing.field_names()}
     fields = dict(
-        norm_stats={
-            "mean": np.zeros(N_CHANS),
-            "std": np.ones(N_CHANS, np.float32),
-            "kind": "zscore",
-        },
+        preprocessing=Preprocessing(**{"sfreq": SFREQ, "winsize": N_TIMES / SFREQ, **pre}),
+        norm_stats=NormStats("zscore", np.zeros(N_CHANS), np.ones(N_CHANS), CH_NAMES),
         ch_names=CH_NAMES,
-        sfreq=SFREQ,
-        winsize=N_TIMES / SFREQ,
         t_r=2.0,
         grid_shape=GRID,
         affine=AFFINE,
@@ -62,24 +60,20 @@ def test_roundtrip_every_model(tmp_path, model_name):
     np.testing.assert_array_equal(ck.mask, small_mask())
     assert torch.equal(ck.model.mask, torch.from_numpy(small_mask()))
     out = ck.predict(x[0].numpy())
-    assert isinstance(out, np.ndarray) and out.shape == (ck.n_vox,)
+    assert isinstance(out, np.ndarray) and out.shape == (ck.n_voxels,)
 
 
 def test_fields_and_plain_contents(ckpt_path):
     raw = torch.load(ckpt_path, weights_only=True)
-    assert raw["format"] == FORMAT and raw["format_version"] == 1
+    assert raw["format"] == FORMAT and raw["format_version"] == 2
     assert "mask" not in raw["state_dict"]
     assert raw["mask"].dtype == torch.uint8 and raw["mask"].numel() == -(-np.prod(GRID) // 8)
     ck = load_checkpoint(ckpt_path)
     assert ck.ch_names == CH_NAMES and ck.sfreq == SFREQ and ck.t_r == 2.0
     assert ck.winsize == 2.0 and ck.n_times == N_TIMES and ck.grid_shape == GRID
     np.testing.assert_array_equal(ck.affine, AFFINE)
-    assert ck.preprocessing == {
-        "norm": {"mean": [0.0] * 4, "std": [1.0] * 4, "kind": "zscore"},
-        "l_freq": None,
-        "h_freq": None,
-        "target": "psc",
-    }
+    assert ck.preprocessing == Preprocessing(sfreq=SFREQ, winsize=2.0)
+    assert ck.norm_stats.to_dict() == NormStats("zscore", [0.0] * 4, [1.0] * 4, CH_NAMES).to_dict()
     meta = ck.metadata
     assert meta["data_fingerprint"] == "abc123" and meta["metrics"] == {"r": 0.5}
     assert set(meta["versions"]) == {"torch", "numpy", "python", "rt_eeg2fmri"}
@@ -192,9 +186,9 @@ def test_missing_key(tmp_path, ckpt_path):
 
 
 def test_newer_format_version(tmp_path, ckpt_path):
-    path = _edit(tmp_path, ckpt_path, lambda r: r.update(format_version=2))
+    path = _edit(tmp_path, ckpt_path, lambda r: r.update(format_version=3))
     with pytest.raises(
-        ValueError, match=r"edited\.pt' has format_version 2, newer than .* \(1\); upgrade"
+        ValueError, match=r"edited\.pt' has format_version 3, newer than .* \(2\); upgrade"
     ):
         load_checkpoint(path)
 
@@ -218,7 +212,7 @@ def test_save_validates_against_model(tmp_path):
     model = make_model("conv")
     with pytest.raises(ValueError, match="'ch_names' has 2 names but the model takes 4"):
         _save(tmp_path / "a.pt", model, ch_names=["a", "b"])
-    with pytest.raises(ValueError, match=r"'sfreq' \(100.0\) differs"):
+    with pytest.raises(ValueError, match=r"'preprocessing.sfreq' \(100.0\) differs"):
         _save(tmp_path / "a.pt", model, sfreq=100.0)
     with pytest.raises(ValueError, match="winsize=3.0 s at sfreq=50.0 Hz gives 150 samples"):
         _save(tmp_path / "a.pt", model, winsize=3.0)
@@ -254,7 +248,7 @@ def test_map_location_and_size(tmp_path):
     )
     assert path.stat().st_size < n_weights + 40_000  # packed mask ≈ 21 kB, not 174 kB
     ck = load_checkpoint(path, map_location=torch.device("cpu"))
-    assert ck.device.type == "cpu" and ck.n_vox == int(mask.sum())
+    assert ck.device.type == "cpu" and ck.n_voxels == int(mask.sum())
 
 
 def test_save_rejects_bad_fields(tmp_path):
@@ -265,8 +259,12 @@ def test_save_rejects_bad_fields(tmp_path):
         _save(tmp_path / "a.pt", model, mask=small_mask().astype(float))
     with pytest.raises(ValueError, match=r"'mask' has shape \(120,\), expected grid_shape"):
         _save(tmp_path / "a.pt", model, mask=small_mask().ravel())
-    with pytest.raises(TypeError, match="'target' must be a string"):
-        _save(tmp_path / "a.pt", model, target=3)
+    with pytest.raises(TypeError, match="'preprocessing' must be a Preprocessing"):
+        _save(tmp_path / "a.pt", model, preprocessing={"sfreq": SFREQ})
+    with pytest.raises(ValueError, match="'norm_stats' were estimated with method 'zscore'"):
+        _save(tmp_path / "a.pt", model, norm="robust")
+    with pytest.raises(ValueError, match="'norm_stats' are for channels"):
+        _save(tmp_path / "a.pt", model, ch_names=["a", "b", "c", "d"])
     with pytest.raises(TypeError, match=r"metadata: keys must be str or int, got \(1, 2\)"):
         _save(tmp_path / "a.pt", model, metadata={(1, 2): "x"})
     assert not list(tmp_path.iterdir())
@@ -276,9 +274,59 @@ def test_load_rejects_inconsistent_fields(tmp_path, ckpt_path):
     path = _edit(tmp_path, ckpt_path, lambda r: r.update(format_version=0))
     with pytest.raises(ValueError, match=r"edited\.pt': invalid format_version 0"):
         load_checkpoint(path)
-    path = _edit(tmp_path, ckpt_path, lambda r: r["grid"].update(n_vox=3))
+    path = _edit(tmp_path, ckpt_path, lambda r: r["grid"].update(n_voxels=3))
     with pytest.raises(ValueError, match=r"edited\.pt': the mask has \d+ voxels, grid says 3"):
         load_checkpoint(path)
     path = _edit(tmp_path, ckpt_path, lambda r: r.update(grid={"affine": AFFINE.tolist()}))
     with pytest.raises(ValueError, match=r"edited\.pt': malformed grid, mask or recording fields"):
         load_checkpoint(path)
+
+
+def test_every_preprocessing_field_is_carried(tmp_path):
+    # the band-pass, the target and the BOLD options all come back typed
+    pre = Preprocessing(
+        sfreq=SFREQ, winsize=2.0, l_freq=1.0, h_freq=20.0, target="median_ratio", fwhm=6.0,
+        high_pass=0.01, norm="robust",
+    )  # fmt: skip
+    stats = NormStats("robust", np.zeros(N_CHANS), np.ones(N_CHANS), CH_NAMES)
+    path = _save(tmp_path / "b.pt", make_model("conv"), preprocessing=pre, norm_stats=stats)
+    ck = load_checkpoint(path)
+    assert ck.preprocessing == pre and ck.norm_stats.method == "robust"
+    path = _edit(tmp_path, path, lambda r: r["preprocessing"].update(lfreq=1.0))
+    with pytest.raises(
+        ValueError, match=r"malformed preprocessing.*unknown field\(s\) \['lfreq'\]"
+    ):
+        load_checkpoint(path)
+
+
+def _as_format_1(raw: dict, *, l_freq=None, train_config=None) -> dict:
+    """A format-2 checkpoint rewritten as the first release wrote it."""
+    pre, stats = raw.pop("preprocessing"), raw.pop("norm_stats")
+    raw.update(format_version=1, sfreq=pre["sfreq"], winsize=pre["winsize"])
+    raw["preprocessing"] = {"norm": stats, "l_freq": l_freq, "h_freq": None, "target": "psc"}
+    raw["grid"]["n_vox"] = raw["grid"].pop("n_voxels")
+    raw["metadata"]["train_config"] = train_config or {}
+    return raw
+
+
+def test_format_1_checkpoints_migrate(tmp_path, ckpt_path, caplog):
+    path = _edit(
+        tmp_path,
+        ckpt_path,
+        lambda r: _as_format_1(r, train_config={"fwhm": 6.0, "high_pass": 0.008}),
+    )
+    ck = load_checkpoint(path)
+    assert ck.format_version == 1
+    assert ck.preprocessing == Preprocessing(sfreq=SFREQ, winsize=2.0, fwhm=6.0, high_pass=0.008)
+    assert ck.norm_stats.ch_names == CH_NAMES
+    x = torch.randn(N_CHANS, N_TIMES)
+    np.testing.assert_array_equal(ck.predict(x), load_checkpoint(ckpt_path).predict(x))
+    from rt_eeg2fmri._logging import logger
+
+    logger.addHandler(caplog.handler)
+    try:
+        path = _edit(tmp_path, ckpt_path, lambda r: _as_format_1(r, l_freq=1.0))
+        assert load_checkpoint(path).preprocessing.l_freq == 1.0
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "band-passed zero-phase" in caplog.text and "Retrain it" in caplog.text

@@ -9,7 +9,7 @@ The preprocessing options (``sfreq``, ``l_freq``, ``h_freq``, ``norm``, ``winsiz
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from rt_eeg2fmri._checks import check_option
@@ -89,6 +89,26 @@ class TrainConfig:
         """Plain JSON-able dict (``preprocessing`` as a nested dict)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config from :meth:`to_dict`'s dict, or one with the preprocessing fields flat.
+
+        ``TrainConfig.from_dict({"model": "conv", "winsize": 4.0})`` sets ``winsize`` in
+        the record and keeps the other preprocessing defaults (:data:`DEFAULT_PREPROCESSING`).
+        """
+        values = dict(values)
+        pre_keys = set(Preprocessing.field_names())
+        flat = {k: values.pop(k) for k in list(values) if k in pre_keys}
+        nested = values.pop("preprocessing", None)
+        if isinstance(nested, Preprocessing):
+            nested = nested.to_dict()
+        base = DEFAULT_PREPROCESSING.to_dict() if nested is None else dict(nested)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(known | pre_keys)}.")
+        return cls(**values, preprocessing=Preprocessing.from_dict({**base, **flat}))
+
 
 def _coerce(name: str, raw: str, current):
     import json
@@ -143,6 +163,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ValueError(f"override {key!r}: unknown key; known: {sorted(known)}.")
         current = getattr(defaults.preprocessing if key in pre_keys else defaults, key)
         values[key] = _coerce(key, raw, values.get(key, current))
-    pre = {k: values.pop(k) for k in list(values) if k in pre_keys}
-    values["preprocessing"] = replace(defaults.preprocessing, **pre)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)

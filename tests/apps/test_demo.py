@@ -14,6 +14,7 @@ import torch
 from apps.cli import main
 from apps.viewer.demo import has_display
 from rt_eeg2fmri.checkpoint import save_checkpoint
+from rt_eeg2fmri.data import NormStats, Preprocessing
 from rt_eeg2fmri.grid import GRID_AFFINE, GRID_SHAPE, mni_mask
 from rt_eeg2fmri.models import build_model
 from rt_eeg2fmri.sim.presets import CHANNELS_16
@@ -42,10 +43,9 @@ def tiny_model(tmp_path_factory):
     return save_checkpoint(
         tmp_path_factory.mktemp("model") / "tiny.pt",
         model.eval(),
-        norm_stats={"method": "zscore", "center": [0.0] * 16, "scale": [1e-5] * 16},
+        preprocessing=Preprocessing(sfreq=SFREQ, winsize=WINSIZE),
+        norm_stats=NormStats("zscore", [0.0] * 16, [1e-5] * 16, list(CHANNELS_16)),
         ch_names=list(CHANNELS_16),
-        sfreq=SFREQ,
-        winsize=WINSIZE,
         t_r=T_R,
         grid_shape=GRID_SHAPE,
         affine=np.asarray(GRID_AFFINE),

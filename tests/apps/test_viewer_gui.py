@@ -261,6 +261,7 @@ def test_stream_view_runs_the_engine_with_the_window_in_process(tmp_path, capsys
 
     from apps.cli import main
     from rt_eeg2fmri.checkpoint import save_checkpoint
+    from rt_eeg2fmri.data import NormStats, Preprocessing
     from rt_eeg2fmri.models import build_model
     from rt_eeg2fmri.replay import Replay
     from tests.conftest import make_session
@@ -277,10 +278,9 @@ def test_stream_view_runs_the_engine_with_the_window_in_process(tmp_path, capsys
     path = save_checkpoint(
         tmp_path / "m.pt",
         model.eval(),
-        norm_stats={"method": "zscore", "center": [0.0] * 4, "scale": [1e-5] * 4},
+        preprocessing=Preprocessing(sfreq=100.0, winsize=3.0),
+        norm_stats=NormStats("zscore", [0.0] * 4, [1e-5] * 4, ch),
         ch_names=ch,
-        sfreq=100.0,
-        winsize=3.0,
         t_r=1.0,
         grid_shape=grid,
         affine=session.affine,

@@ -13,14 +13,15 @@ import pytest
 import torch
 
 from rt_eeg2fmri.data import (
+    BoldChain,
+    EEGChain,
     PairDataset,
+    Preprocessing,
     RunRef,
-    bold_targets,
     build_cache,
     channel_stats,
     find_runs,
     load_pairs,
-    resample,
 )
 from rt_eeg2fmri.data.cache import file_hash
 from rt_eeg2fmri.data.pairs import run_file
@@ -74,8 +75,15 @@ def loads(monkeypatch):
     return calls
 
 
+def _pre(**kw) -> Preprocessing:
+    return Preprocessing(**{"winsize": WIN, **kw})
+
+
 def _build(runs, tmp_path, **kw):
-    opts = dict(root=tmp_path / "cache", winsize=WIN, mask=MASK, progress=False)
+    """``build_cache`` with the preprocessing fields given flat."""
+    fields = set(Preprocessing.field_names())
+    pre = _pre(**{k: kw.pop(k) for k in list(kw) if k in fields})
+    opts = dict(root=tmp_path / "cache", mask=MASK, progress=False, preprocessing=pre)
     opts.update(kw)
     return build_cache(runs, **opts)
 
@@ -100,7 +108,7 @@ def test_pairs_align_with_session(runs, tmp_path):
         raw = X * st.scale[:, None] + st.center[:, None]
         for j, end in enumerate(stop):
             np.testing.assert_allclose(raw[j], s.eeg[:, end - 1000 : end], rtol=0, atol=1e-10)
-        psc = bold_targets(s.bold, MASK, method="psc")
+        psc = BoldChain().run(s.bold, MASK, affine=s.affine, t_r=s.t_r)
         np.testing.assert_allclose(Y, psc[ds.volume[sel]], rtol=1e-6)
         x0, y0 = ds[int(sel[3])]
         np.testing.assert_array_equal(x0, X[3])
@@ -148,10 +156,14 @@ def test_resampled_and_filtered_cache(runs, tmp_path):
     assert ds.sfreq == 125.0 and ds.n_times == 500 and len(ds) == 40
     s = runs[1].load()
     cached = np.load(ds.path / "run-00001_eeg.npy")
-    from rt_eeg2fmri.data import bandpass
-
-    want = bandpass(resample(s.eeg, sfreq=250.0, new_sfreq=125.0), 125.0, l_freq=1.0, h_freq=40.0)
+    # the chain the live stream runs, fed the whole run at once
+    want = EEGChain.for_session(ds.preprocessing, s).run(s.eeg)
     np.testing.assert_array_equal(cached, want)
+    # chunk by chunk (20 ms, as a replayed stream) gives the same samples
+    chain = EEGChain.for_session(ds.preprocessing, s)
+    parts = [chain.process(s.eeg[:, a : a + 5].T)[0] for a in range(0, s.n_times, 5)]
+    streamed = np.concatenate(parts, axis=1)
+    np.testing.assert_allclose(streamed, cached[:, : streamed.shape[1]], rtol=1e-5, atol=1e-9)
     stop = np.round((s.volume_onsets[ds.volume[ds.run_index == 1]] + 2.0) * 125).astype(int)
     np.testing.assert_array_equal(ds.start[ds.run_index == 1] + 500, stop)
 
@@ -303,11 +315,11 @@ def test_build_errors(runs, tmp_path):
         _build(runs, tmp_path, target="zscore")
     with pytest.raises(ValueError, match="'norm' must be one of"):
         _build(runs, tmp_path, norm="minmax")
-    with pytest.raises(ValueError, match="Nyquist of sfreq=125.0"):
+    with pytest.raises(ValueError, match="Nyquist frequency of sfreq=125"):
         _build(runs, tmp_path, sfreq=125.0, h_freq=70.0)
-    with pytest.raises(ValueError, match="Nyquist of the cache rate 250"):
+    with pytest.raises(ValueError, match="Nyquist frequency of sfreq=250"):
         _build(runs, tmp_path, h_freq=130.0)
-    with pytest.raises(ValueError, match="rational factor"):
+    with pytest.raises(ValueError, match="rational ratio"):
         _build(runs, tmp_path, sfreq=250.0 / 7.000001)
     with pytest.raises(ValueError, match=r"winsize=100.0 s.*too short"):
         _build(runs, tmp_path, winsize=100.0)
@@ -359,7 +371,7 @@ def test_torch_interface_and_pickling(runs, tmp_path):
 
 def test_iterating_windows_keeps_heap_flat(runs, tmp_path):
     ds = _build(runs, tmp_path)
-    out = (np.empty((8, 4, ds.n_times), np.float32), np.empty((8, ds.n_vox), np.float32))
+    out = (np.empty((8, 4, ds.n_times), np.float32), np.empty((8, ds.n_voxels), np.float32))
 
     def epoch():
         for i in range(len(ds)):
@@ -382,13 +394,12 @@ def test_iterating_windows_keeps_heap_flat(runs, tmp_path):
 
 
 def test_load_pairs(dataset_dir, runs, tmp_path, loads):
-    ds = load_pairs(dataset_dir, root=tmp_path / "c", winsize=WIN, mask=MASK, progress=False)
+    opts = dict(root=tmp_path / "c", preprocessing=_pre(), mask=MASK, progress=False)
+    ds = load_pairs(dataset_dir, **opts)
     assert ds.root == dataset_dir and len(ds) == 40
-    one = load_pairs(
-        dataset_dir, subject="02", root=tmp_path / "c", winsize=WIN, mask=MASK, progress=False
-    )
+    one = load_pairs(dataset_dir, subject="02", **opts)
     assert set(one.subject) == {"02"} and len(one) == 20
-    same = load_pairs(runs, root=tmp_path / "c", winsize=WIN, mask=MASK, progress=False)
+    same = load_pairs(runs, **opts)
     assert same.fingerprint == ds.fingerprint and same.root is None and len(loads) == 6
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['subject'\]"):
         load_pairs(runs, subject="01", root=tmp_path / "c")
@@ -401,18 +412,24 @@ def test_load_pairs(dataset_dir, runs, tmp_path, loads):
 )
 def test_bold_options_shape_the_targets(tmp_path, option, value):
     # spatial smoothing before the targets (SPM's s step), drift removal after them
-    from rt_eeg2fmri.data.preprocessing import cosine_drifts, remove_drifts, smooth_bold
+    from rt_eeg2fmri.data.bold import cosine_drifts, masked_series, remove_drifts, smooth_bold
 
     write_bids_run(tmp_path / "ds", sub="01", n_channels=4, sfreq=50.0, n_volumes=24, t_r=1.0)
     runs = find_runs(tmp_path / "ds")
-    plain = build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False)
-    ds = build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False, **{option: value})
-    assert plain.fingerprint != ds.fingerprint and ds.params[option] == value
+    opts = dict(root=tmp_path / "c", progress=False)
+    plain = build_cache(runs, preprocessing=Preprocessing(winsize=4.0), **opts)
+    ds = build_cache(runs, preprocessing=Preprocessing(winsize=4.0, **{option: value}), **opts)
+    assert plain.fingerprint != ds.fingerprint and getattr(ds.preprocessing, option) == value
     s = runs[0].load()
+
+    def psc(bold):
+        v = masked_series(bold, ds.mask).astype(np.float64)
+        return 100 * (v - v.mean(0)) / v.mean(0)
+
     if option == "fwhm":
-        expected = bold_targets(smooth_bold(s.bold, s.affine, value), ds.mask)
+        expected = psc(smooth_bold(s.bold, s.affine, value))
     else:
-        expected = remove_drifts(bold_targets(s.bold, ds.mask), s.t_r, value)
+        expected = remove_drifts(psc(s.bold), s.t_r, value)
         # the cached run is orthogonal to every drift regressor (4 below 0.1 Hz in 24 s)
         cached = np.load(ds.path / run_file(0, "targets"))
         basis = cosine_drifts(24, 1.0, value)
@@ -421,11 +438,11 @@ def test_bold_options_shape_the_targets(tmp_path, option, value):
     np.testing.assert_allclose(ds.get_targets([0])[0], expected[ds.volume[0]], atol=1e-5)
     assert not np.allclose(plain.get_targets([0]), ds.get_targets([0]))
     with pytest.raises(ValueError, match=f"'{option}' must be positive"):
-        build_cache(runs, root=tmp_path / "c", winsize=4.0, progress=False, **{option: -1.0})
+        Preprocessing(winsize=4.0, **{option: -1.0})
 
 
 def test_cosine_drifts_match_spm():
-    from rt_eeg2fmri.data.preprocessing import cosine_drifts, remove_drifts
+    from rt_eeg2fmri.data.bold import cosine_drifts, remove_drifts
 
     # SPM: 155 scans, TR 2 s, 128 s cut-off → spm_dctmtx order fix(2·310/128 + 1) = 5,
     # i.e. 4 drifts besides the constant
@@ -438,5 +455,5 @@ def test_cosine_drifts_match_spm():
     np.testing.assert_allclose(out.mean(0), series.mean(0), rtol=1e-5)  # means kept
     assert out[:, 0].std() < 0.05 * series[:, 0].std()  # the linear drift is gone
     assert np.corrcoef(out[:, 1], series[:, 1])[0, 1] > 0.99  # a 20 s signal stays
-    with pytest.raises(ValueError, match=r"\(n_volumes, n_vox\)"):
+    with pytest.raises(ValueError, match=r"\(n_volumes, n_voxels\)"):
         remove_drifts(np.zeros(5), 2.0, 0.01)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rt_eeg2fmri.checkpoint import save_checkpoint
+from rt_eeg2fmri.data import NormStats, Preprocessing
 from rt_eeg2fmri.models import build_model
 
 CH = ["Fz", "Cz", "Pz", "Oz"]
@@ -25,10 +26,12 @@ def tiny_checkpoint(
     t_r: float = 0.5,
     scale: float = 1e-5,
     seed: int = 0,
+    **preprocessing,
 ):
     """Save a small conv checkpoint (mask: the grid minus its first x-slab); return the path.
 
-    The normalisation statistics are centre 0 and ``scale`` volts for every channel.
+    The normalisation statistics are centre 0 and ``scale`` volts for every channel;
+    ``preprocessing`` fields (``l_freq``, ``h_freq``, ...) join the checkpoint's record.
     """
     torch.manual_seed(seed)
     mask = np.ones(GRID, bool)
@@ -52,10 +55,9 @@ def tiny_checkpoint(
     return save_checkpoint(
         path,
         model.eval(),
-        norm_stats={"method": "zscore", "center": [0.0] * n, "scale": [scale] * n},
+        preprocessing=Preprocessing(sfreq=sfreq, winsize=winsize, **preprocessing),
+        norm_stats=NormStats("zscore", [0.0] * n, [scale] * n, list(ch_names)),
         ch_names=list(ch_names),
-        sfreq=sfreq,
-        winsize=winsize,
         t_r=t_r,
         grid_shape=GRID,
         affine=AFFINE,
@@ -64,11 +66,8 @@ def tiny_checkpoint(
 
 
 def direct_volume(ckpt, window_volts: np.ndarray) -> np.ndarray:
-    """The model on one window (n_channels, n_times) in volts, scattered into the grid."""
-    stats = ckpt.preprocessing["norm"]
-    center = np.asarray(stats["center"], np.float32)[:, None]
-    scale = np.asarray(stats["scale"], np.float32)[:, None]
-    x = ((np.asarray(window_volts, np.float32) - center) / scale).astype(np.float32)
+    """The model on one window (n_chans, n_times) in volts, scattered into the grid."""
+    x = ckpt.norm_stats.apply(np.asarray(window_volts, np.float32))
     vol = np.zeros(ckpt.grid_shape, np.float32)
     vol[ckpt.mask] = ckpt.predict(x)
     return vol

@@ -5,9 +5,11 @@ checkpoint with ``trainer.run.train_and_evaluate``. One recorded run is then rep
 LSL on loopback — in microvolts, with its channels in another order and an extra ECG
 channel — into ``rt-eeg2fmri stream --sync samples`` (a subprocess) and into an in-process
 :class:`Engine` at the same time. Every predicted volume must equal the offline prediction
-of the same window by the evaluation code path (``CheckpointView(..., stats="checkpoint")``
-+ ``trainer.loop.predict``), which proves the buffering, channel mapping, unit conversion,
-normalisation, scatter into the grid and window timing of the online path.
+of the same window by the evaluation code path (the window cache under the checkpoint's
+``Preprocessing``, normalised with its statistics, + ``trainer.loop.predict``), which proves
+the buffering, channel mapping, unit conversion, causal band-pass (the checkpoint is
+trained on 1-40 Hz EEG), normalisation, scatter into the grid and window timing of the
+online path.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ import pandas as pd
 import pytest
 
 from rt_eeg2fmri.checkpoint import load_checkpoint
-from rt_eeg2fmri.data import Session, load_pairs, read_session
+from rt_eeg2fmri.data import Session, read_session
 from rt_eeg2fmri.realtime.engine import Engine
 from rt_eeg2fmri.replay import Replay
 from tests.data.builders import write_bids_run, write_bold
 from tests.realtime.engine_helpers import wait_for_line
 from trainer.config import TrainConfig
-from trainer.evaluate import CheckpointView
+from trainer.data import load_dataset
 from trainer.loop import predict
 from trainer.run import train_and_evaluate
 
@@ -67,17 +69,19 @@ def trained(tmp_path_factory):
             seed=s,
         )
         write_bold(paths["bold"], N_VOLUMES, grid=GRID, t_r=T_R, data=_bold(s))
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_dict(dict(
         model="conv",
         model_args={"channels": [4, 8], "emb_dim": 8, "hidden": 16, "n_basis": 4},
         winsize=WINSIZE,
+        l_freq=1.0,
+        h_freq=40.0,
         epochs=1,
         batch_size=8,
         max_batches=3,
         split="loso",
         test_subjects=["01"],
         device="cpu",
-    )
+    ))  # fmt: skip
     out = tmp_path_factory.mktemp("e2e_run")
     train_and_evaluate(root, cfg, out, progress=False)
     return root, out / "loso-sub-01" / "conv.pt"
@@ -85,21 +89,15 @@ def trained(tmp_path_factory):
 
 def offline_predictions(root, ckpt) -> dict[int, np.ndarray]:
     """``{window end sample: in-mask prediction}`` of subject 01 by the evaluation path."""
-    pre = ckpt.preprocessing
-    dataset = load_pairs(
+    dataset = load_dataset(
         root,
-        subject="01",
-        sfreq=ckpt.sfreq,
-        l_freq=pre.get("l_freq"),
-        h_freq=pre.get("h_freq"),
-        target=pre.get("target", "psc"),
-        norm=pre["norm"].get("method", "zscore"),
-        mask=np.asarray(ckpt.mask),
-        winsize=ckpt.winsize,
+        ckpt.preprocessing,
+        subjects=["01"],
+        ch_names=ckpt.ch_names,
+        mask=ckpt.mask,
         progress=False,
-    )
-    view = CheckpointView(dataset, ckpt, stats="checkpoint")
-    pred = predict(ckpt.model, view, np.arange(len(dataset)), device="cpu")
+    ).with_stats(ckpt.norm_stats)
+    pred = predict(ckpt.model, dataset, np.arange(len(dataset)), device="cpu")
     return {int(s) + dataset.n_times: p for s, p in zip(dataset.start, pred, strict=True)}
 
 
@@ -129,6 +127,7 @@ def shuffled_session(root) -> Session:
 def test_online_equals_offline_cli_and_engine(trained, tmp_path, uid):
     root, ckpt_path = trained
     ckpt = load_checkpoint(ckpt_path)
+    assert (ckpt.preprocessing.l_freq, ckpt.preprocessing.h_freq) == (1.0, 40.0)
     mask = np.asarray(ckpt.mask)
     assert 0 < mask.sum() < mask.size  # the scatter into the grid is exercised
     offline = offline_predictions(root, ckpt)
@@ -148,7 +147,7 @@ def test_online_equals_offline_cli_and_engine(trained, tmp_path, uid):
     rows, volumes = [], []
     try:
         wait_for_line(proc, "streaming conv")  # the CLI's inlet is open
-        engine = Engine(
+        engine = Engine.from_checkpoint(
             ckpt,
             source=source,
             sync="samples",

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rt_eeg2fmri.checkpoint import load_checkpoint, save_checkpoint
+from rt_eeg2fmri.data import NormStats, Preprocessing
 from rt_eeg2fmri.models import build_model
 from rt_eeg2fmri.realtime.engine import Engine
 from rt_eeg2fmri.replay import Replay
@@ -53,10 +54,9 @@ def checkpoint(tmp_path, session):
     path = save_checkpoint(
         tmp_path / "m.pt",
         model.eval(),
-        norm_stats={"method": "zscore", "center": center.tolist(), "scale": scale.tolist()},
+        preprocessing=Preprocessing(sfreq=SFREQ, winsize=WINSIZE),
+        norm_stats=NormStats("zscore", center, scale, CH),
         ch_names=CH,
-        sfreq=SFREQ,
-        winsize=WINSIZE,
         t_r=T_R,
         grid_shape=GRID,
         affine=session.affine,
@@ -67,12 +67,9 @@ def checkpoint(tmp_path, session):
 
 def offline_volume(ckpt, session, stop: int) -> np.ndarray:
     n = ckpt.n_times
-    stats = ckpt.preprocessing["norm"]
-    x = (
-        session.eeg[:, stop - n : stop] - np.asarray(stats["center"], np.float32)[:, None]
-    ) / np.asarray(stats["scale"], np.float32)[:, None]
+    x = ckpt.norm_stats.apply(session.eeg[:, stop - n : stop])
     vol = np.zeros(GRID, np.float32)
-    vol[ckpt.mask] = ckpt.predict(x.astype(np.float32))
+    vol[ckpt.mask] = ckpt.predict(x)
     return vol
 
 
@@ -88,7 +85,9 @@ def _stream(ckpt, session, *, n_volumes=3, trigger=False, **engine_kw):
         engine_kw.update(sync="trigger", trigger=f"{replay.stream_names['markers']}:R128")
     engine_kw.setdefault("outlet_name", None)
     got = []
-    engine = Engine(ckpt, source=f"name:{replay.stream_names['eeg']}", device="cpu", **engine_kw)
+    engine = Engine.from_checkpoint(
+        ckpt, source=f"name:{replay.stream_names['eeg']}", device="cpu", **engine_kw
+    )
     with engine:
         assert replay.wait_for_consumers(10.0, kinds=None if trigger else ["eeg"])
         replay.start()
@@ -149,7 +148,7 @@ def test_prediction_outlet_is_self_describing(checkpoint, session, tmp_path):
     name = f"out-{uuid.uuid4().hex[:8]}"
     replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
     replay.open()
-    engine = Engine(
+    engine = Engine.from_checkpoint(
         checkpoint,
         source=f"name:{replay.stream_names['eeg']}",
         sync="samples",
@@ -175,8 +174,10 @@ def test_prediction_outlet_is_self_describing(checkpoint, session, tmp_path):
 
 
 def test_trigger_sync_needs_a_marker_stream(checkpoint):
-    with pytest.raises(ValueError, match="needs '--trigger NAME"):
-        Engine(checkpoint, source="name:none", sync="trigger", outlet_name=None, device="cpu")
+    with pytest.raises(ValueError, match="'trigger' .* is needed for sync='trigger'"):
+        Engine.from_checkpoint(
+            checkpoint, source="name:none", sync="trigger", outlet_name=None, device="cpu"
+        )
 
 
 @pytest.mark.lsl
@@ -196,9 +197,7 @@ def test_calibration_estimates_statistics_from_the_live_stream(checkpoint, sessi
     n = round(3.0 * SFREQ)
     center = session.eeg[:, :n].astype(np.float64).mean(axis=1)
     scale = session.eeg[:, :n].astype(np.float64).std(axis=1)
-    np.testing.assert_allclose(
-        engine.mapper._center.cpu().numpy()[:, 0], center, rtol=1e-4, atol=1e-9
-    )
+    np.testing.assert_allclose(engine.mapper.norm_stats.center, center, rtol=1e-4, atol=1e-9)
     stop = checkpoint.n_times  # samples sync without phase: the first window ends at n_times
     x = (
         (session.eeg[:, stop - checkpoint.n_times : stop] - center[:, None]) / scale[:, None]

@@ -34,7 +34,7 @@ def ckpt(tmp_path):
 
 def _engine(ckpt, source, **kw) -> Engine:
     kw.setdefault("outlet_name", None)
-    return Engine(ckpt, source=source, sync="samples", device="cpu", **kw)
+    return Engine.from_checkpoint(ckpt, source=source, sync="samples", device="cpu", **kw)
 
 
 def _collect(engine, **run_kw):
@@ -225,7 +225,7 @@ def test_one_hour_of_stream_accelerated_with_flat_memory(tmp_path, uid, stream_t
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m30.pt", winsize=30.0, t_r=2.0))
     n_volumes = 1800  # 1 h of stream: 30 s of warm-up + 1800 TRs of 2 s, in 36 s at 100x
     session = dict(n_channels=4, sfreq=SFREQ, n_volumes=30, t_r=2.0, ch_names=CH)
-    engine = Engine(
+    engine = Engine.from_checkpoint(
         ckpt,
         source=f"name:{uid}-EEG",
         sync="samples",

@@ -73,8 +73,11 @@ def test_pylsl_reads_the_replay(uid):
     # truth: one volume per TR, timestamp = end of its acquisition, PSC of the run mean
     assert meta.content == "truth" and meta.t_r == s.t_r and meta.grid_shape == s.grid_shape
     np.testing.assert_allclose(vts, t0 + s.volume_onsets + s.t_r, atol=1e-9)
+    mask = replay._mask  # the data's default mask (an EPI mask on this small grid)
+    assert 0 < mask.sum()
     for k in range(s.n_volumes):
-        np.testing.assert_allclose(meta.to_volume(buf[k]), _psc(s, k), rtol=1e-5, atol=1e-5)
+        want = _psc(s, k) * mask
+        np.testing.assert_allclose(meta.to_volume(buf[k]), want, rtol=1e-5, atol=1e-5)
     assert replay.n_pushed == s.n_times and replay.n_volumes == s.n_volumes
 
 
@@ -232,19 +235,28 @@ def test_bad_arguments():
 
 
 def test_truth_prepared_like_the_training_targets():
-    from rt_eeg2fmri.data.preprocessing import bold_targets, remove_drifts, smooth_bold
+    from rt_eeg2fmri.data import BoldChain, Preprocessing
+    from rt_eeg2fmri.data.bold import masked_series, remove_drifts, smooth_bold
 
     s = replay_session()
     plain = Replay(s, source_id=uuid.uuid4().hex)
-    prepared = Replay(s, source_id=uuid.uuid4().hex, fwhm=6.0, high_pass=0.05)
-    mask = prepared._mask
-    series = remove_drifts(bold_targets(smooth_bold(s.bold, s.affine, 6.0), mask), s.t_r, 0.05)
+    mask = np.ones(s.grid_shape, bool)
+    pre = Preprocessing(fwhm=6.0, high_pass=0.05)
+    prepared = Replay(s, source_id=uuid.uuid4().hex, preprocessing=pre, mask=mask)
+    v = masked_series(smooth_bold(s.bold, s.affine, 6.0), mask).astype(np.float64)
+    series = remove_drifts(100 * (v - v.mean(0)) / v.mean(0), s.t_r, 0.05)
     for k in (0, s.n_volumes - 1):
-        np.testing.assert_allclose(plain.truth_volume(k), _psc(s, k) * mask, atol=1e-4)
-        vol = prepared.truth_volume(k)
-        np.testing.assert_allclose(vol[mask], series[k], atol=1e-5)
-        assert not vol[~mask].any()
-    with pytest.raises(ValueError, match="'fwhm' must be positive"):
-        Replay(s, fwhm=-2.0)
-    with pytest.raises(ValueError, match="'high_pass' must be positive"):
-        Replay(s, high_pass=0.0)
+        np.testing.assert_allclose(plain.truth_volume(k), _psc(s, k) * plain._mask, atol=1e-4)
+        np.testing.assert_allclose(prepared.truth_volume(k)[mask], series[k], atol=1e-4)
+    # a median_ratio model sees its truth in its own units, inside its own mask
+    sub = np.zeros(s.grid_shape, bool)
+    sub[1:3] = True
+    ratio = Replay(
+        s, source_id=uuid.uuid4().hex, preprocessing=Preprocessing(target="median_ratio"), mask=sub
+    )
+    want = BoldChain(target="median_ratio").run(s.bold, sub, affine=s.affine, t_r=s.t_r)
+    np.testing.assert_allclose(ratio.truth_volume(2)[sub], want[2], rtol=1e-6)
+    assert not ratio.truth_volume(2)[~sub].any()
+    assert np.abs(want).max() < 1.0  # a ratio, not percent
+    with pytest.raises(ValueError, match="'mask' has shape"):
+        Replay(s, mask=np.ones((2, 2, 2), bool))

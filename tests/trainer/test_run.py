@@ -9,7 +9,8 @@ import torch
 from apps.cli import main
 from rt_eeg2fmri.checkpoint import load_checkpoint
 from trainer.config import TrainConfig, load_config
-from trainer.run import load_dataset, train_and_evaluate
+from trainer.data import load_dataset
+from trainer.run import train_and_evaluate
 
 from .conftest import SMALL_CONV
 
@@ -25,7 +26,7 @@ def _cfg(**kw):
         test_subjects=["01"],
     )
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)
 
 
 def test_train_evaluate_end_to_end(tiny_bids, tmp_path):
@@ -47,16 +48,16 @@ def test_train_evaluate_end_to_end(tiny_bids, tmp_path):
     ckpt = load_checkpoint(out / "loso-sub-01" / "conv.pt")
     # the checkpoint was picked on the validation subject, never the test subject
     assert ckpt.metadata["split"]["val_subjects"] == ["02"]
-    ds = load_dataset(tiny_bids, _cfg(), progress=False)
+    ds = load_dataset(tiny_bids, _cfg().preprocessing, progress=False)
     x, _ = ds.get_batch([0])
-    assert ckpt.predict(x[0]).shape == (ds.n_vox,)
+    assert ckpt.predict(x[0]).shape == (ds.n_voxels,)
 
 
 def test_training_is_deterministic_on_cpu(tiny_bids, tmp_path):
     from trainer.loop import fit
     from trainer.splits import loso_splits
 
-    ds = load_dataset(tiny_bids, _cfg(), progress=False)
+    ds = load_dataset(tiny_bids, _cfg().preprocessing, progress=False)
     (split,) = loso_splits(ds.subject, test_subjects=["01"])
     a = fit(ds, split, _cfg(), progress=False)
     b = fit(ds, split, _cfg(), progress=False)
@@ -70,7 +71,7 @@ def test_resume_continues_from_last_state(tiny_bids, tmp_path):
     from trainer.loop import fit
     from trainer.splits import loso_splits
 
-    ds = load_dataset(tiny_bids, _cfg(), progress=False)
+    ds = load_dataset(tiny_bids, _cfg().preprocessing, progress=False)
     (split,) = loso_splits(ds.subject, test_subjects=["01"])
     fit(ds, split, _cfg(epochs=1), workdir=tmp_path, progress=False)
     assert (tmp_path / "last.pt").is_file()
@@ -208,7 +209,7 @@ def test_data_parallel_training_with_two_cpu_processes(tiny_bids, tmp_path):
 
 
 def test_subject_selection(tiny_bids):
-    ds = load_dataset(tiny_bids, _cfg(subjects=["01", "3"]), progress=False)
+    ds = load_dataset(tiny_bids, _cfg().preprocessing, subjects=["01", "3"], progress=False)
     assert set(ds.subject) == {"01", "03"}
 
 
@@ -219,16 +220,19 @@ def test_simulated_data_reports_the_noise_ceiling_of_filtered_targets(tmp_path):
     root = simulate_dataset(
         tmp_path / "sim", preset="tiny", subjects=3, runs=1, volumes=24, progress=False
     )
-    cfg = TrainConfig(
-        model="ridge",
-        model_args={"n_lags": 1},
-        winsize=10.0,
-        test_subjects=["01"],
-        fwhm=6.0,
-        high_pass=0.01,
+    cfg = TrainConfig.from_dict(
+        dict(
+            model="ridge",
+            model_args={"n_lags": 1},
+            winsize=10.0,
+            test_subjects=["01"],
+            fwhm=6.0,
+            high_pass=0.01,
+        )
     )
     report = train_and_evaluate(root, cfg, tmp_path / "run", progress=False)
     ridge = report["summary"]["ridge"]
     assert 0 < ridge["ceiling_r_mean_top"][0] <= 1
     assert np.isfinite(ridge["ceiling_fraction_top"][0])
-    assert report["config"]["fwhm"] == 6.0 and report["config"]["high_pass"] == 0.01
+    pre = report["config"]["preprocessing"]
+    assert pre["fwhm"] == 6.0 and pre["high_pass"] == 0.01
