@@ -19,8 +19,13 @@ not available for the bare pull, which has only a main thread), the median CPU t
 chunk handled, and the samples received against the samples pushed. The headline is the
 ratio StreamLSL / EEGConsumer of the process CPU (aim: ≥ 10×) with 0 samples lost.
 
+``--compare-with REF`` adds a fourth consumer: the ``EEGConsumer`` of another commit (its
+tree extracted with ``git archive``), reading the same stream at the same time, so a
+change is measured against the code before it in one run.
+
     .venv/bin/python benchmarks/bench_ingest.py --seconds 30
     .venv/bin/python benchmarks/bench_ingest.py --seconds 10 --channels 64
+    .venv/bin/python benchmarks/bench_ingest.py --seconds 30 --compare-with HEAD~1
 """
 
 from __future__ import annotations
@@ -28,11 +33,28 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 CTX = mp.get_context("spawn")
 CONSUMERS = ("EEGConsumer", "StreamLSL", "bare pull")
+REF = "EEGConsumer@ref"  # the EEGConsumer of --compare-with
+
+
+def extract_ref(ref: str, dest: Path) -> Path:
+    """The package tree of git ``ref`` under ``dest`` (``git archive``); its path."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref, "rt_eeg2fmri", "trainer", "apps", "benchmarks"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
 
 
 def _ch_names(n: int) -> list[str]:
@@ -77,8 +99,15 @@ def _consumer(kind: str, cfg: dict, go, stop, results) -> None:
     n_ch, sfreq = cfg["channels"], cfg["sfreq"]
     chunk_costs: list[float] = []
     thread_cpu = {"s": 0.0}
-    if kind == "EEGConsumer":
+    if kind in ("EEGConsumer", REF):
+        if kind == REF:  # the other commit's package, ahead of the installed one
+            sys.path.insert(0, cfg["ref_tree"])
         from rt_eeg2fmri.realtime import EEGConsumer
+
+        if kind == REF:
+            import rt_eeg2fmri
+
+            assert rt_eeg2fmri.__file__.startswith(cfg["ref_tree"]), rt_eeg2fmri.__file__
 
         obj = EEGConsumer(f"source_id:{cfg['source_id']}", ch_names=_ch_names(n_ch), sfreq=sfreq)
         run, ingest = obj._run, obj._ingest
@@ -185,8 +214,10 @@ def _consumer(kind: str, cfg: dict, go, stop, results) -> None:
     )
 
 
-def run_config(channels: int, sfreq: float, seconds: float, chunk_ms: float) -> dict:
-    """One outlet and the three consumers on one stream; the figures of each."""
+def run_config(
+    channels: int, sfreq: float, seconds: float, chunk_ms: float, ref_tree: str | None = None
+) -> dict:
+    """One outlet and the consumers on one stream; the figures of each."""
     uid = uuid.uuid4().hex[:10]
     cfg = dict(
         channels=channels,
@@ -195,20 +226,22 @@ def run_config(channels: int, sfreq: float, seconds: float, chunk_ms: float) -> 
         chunk_ms=chunk_ms,
         name=f"bench-ingest-{uid}",
         source_id=f"bench-ingest-{uid}",
+        ref_tree=ref_tree,
     )
+    kinds = CONSUMERS + ((REF,) if ref_tree else ())
     go, stop, results = CTX.Event(), CTX.Event(), CTX.Queue()
     procs = [CTX.Process(target=_outlet, args=(cfg, go, stop, results))]
-    procs += [CTX.Process(target=_consumer, args=(k, cfg, go, stop, results)) for k in CONSUMERS]
+    procs += [CTX.Process(target=_consumer, args=(k, cfg, go, stop, results)) for k in kinds]
     procs[0].start()
     _expect(results, {"outlet": "ready"}, timeout=30)
     for p in procs[1:]:
         p.start()
-    _expect(results, {k: "ready" for k in CONSUMERS}, timeout=60)
+    _expect(results, {k: "ready" for k in kinds}, timeout=60)
     go.set()
     out = _expect(results, {"outlet": "done"}, timeout=seconds * 3 + 60)
     time.sleep(1.0)  # let every consumer drain what is in flight
     stop.set()
-    out.update(_expect(results, {k: "done" for k in CONSUMERS}, timeout=60))
+    out.update(_expect(results, {k: "done" for k in kinds}, timeout=60))
     for p in procs:
         p.join(30)
         if p.is_alive():
@@ -241,7 +274,7 @@ def report(res: dict) -> dict:
         f"{'per chunk ms':>13} {'chunks':>7} {'received':>10} {'lost':>6}"
     )
     summary = {}
-    for kind in CONSUMERS:
+    for kind in [k for k in (*CONSUMERS, REF) if k in res]:
         r = res[kind]
         med = 1e3 * float(np.median(r["cpu_per_s"]))
         mean = 1e3 * r["cpu_s"] / seconds
@@ -272,6 +305,16 @@ def report(res: dict) -> dict:
         f"thread CPU {ratio_thread:.1f}×; EEGConsumer gaps {res['EEGConsumer']['gaps']}, "
         f"lost {ours['lost']} (aim ≥ 10×, 0 lost)"
     )
+    if REF in summary:
+        before = summary[REF]
+        print(
+            f"  this tree / {cfg['ref']}: process CPU "
+            f"{ours['proc_cpu_ms_per_s_median'] / before['proc_cpu_ms_per_s_median']:.2f}× "
+            f"(median), acquisition thread CPU "
+            f"{ours['thread_cpu_ms_per_s'] / before['thread_cpu_ms_per_s']:.2f}×, per chunk "
+            f"{ours['chunk_cost_ms_median'] / before['chunk_cost_ms_median']:.2f}×; lost "
+            f"{ours['lost']} vs {before['lost']}"
+        )
     summary["cpu_per_s"] = {k: res[k]["cpu_per_s"] for k in CONSUMERS}
     summary["ratio_proc_cpu"] = ratio_proc
     summary["ratio_thread_cpu"] = ratio_thread
@@ -288,11 +331,17 @@ def main() -> None:
     )
     parser.add_argument("--chunk", type=float, default=10.0, help="outlet chunk in ms")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--compare-with", default=None, metavar="REF", help="also run the EEGConsumer of git REF"
+    )
     args = parser.parse_args()
     summaries = {}
-    for n_ch in args.channels:
-        res = run_config(n_ch, args.sfreq, args.seconds, args.chunk)
-        summaries[f"{n_ch}ch"] = report(res)
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_tree = str(extract_ref(args.compare_with, Path(tmp))) if args.compare_with else None
+        for n_ch in args.channels:
+            res = run_config(n_ch, args.sfreq, args.seconds, args.chunk, ref_tree)
+            res["config"]["ref"] = args.compare_with
+            summaries[f"{n_ch}ch"] = report(res)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summaries, f, indent=2)

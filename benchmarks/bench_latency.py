@@ -20,6 +20,12 @@ which this benchmark uses instead (the stream clock runs ahead of the wall clock
 
 The default checkpoint is ``rt_eeg2fmri/assets/conv.pt``; without it a random-weight
 conv checkpoint of the same shape is built (its cost does not depend on the weights).
+
+``--compare-with REF`` measures this tree and git ``REF`` (extracted with ``git archive``)
+in turns (``--rounds`` each, alternating, the same checkpoint), each in its own process,
+and prints their stage medians side by side with the ratios.
+
+    .venv/bin/python benchmarks/bench_latency.py --compare-with HEAD~1 --devices cpu
 """
 
 from __future__ import annotations
@@ -276,6 +282,47 @@ def report(res: dict, args) -> None:
         )
 
 
+def compare(args, argv: list[str]) -> None:
+    """Run this benchmark on this tree and on ``args.compare_with`` in turns; print both."""
+    import subprocess
+
+    from bench_ingest import extract_ref
+
+    here = Path(__file__).resolve().parents[1]
+    rest = [a for i, a in enumerate(argv) if not _is_compare_arg(argv, i)]
+    runs = {"this tree": [], args.compare_with: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = extract_ref(args.compare_with, Path(tmp))
+        model = args.model or str(here / "rt_eeg2fmri" / "assets" / "conv.pt")
+        for r in range(args.rounds):
+            for label, root in (("this tree", here), (args.compare_with, tree)):
+                out = Path(tmp) / f"{r}-{len(runs[label])}-{label.replace('/', '_')}.json"
+                cmd = [sys.executable, str(root / "benchmarks" / "bench_latency.py"), *rest]
+                cmd += ["--model", model, "--json", str(out)]
+                env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+                print(f"round {r + 1}/{args.rounds}: {label}", flush=True)
+                subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+                runs[label].extend(json.loads(out.read_text()))
+    print(
+        f"\nside by side, {args.rounds} alternating round(s) each (median of the rounds' p50 / p99, ms):"
+    )
+    print(f"  {'stage':34s} {'this tree':>19s} {args.compare_with:>19s} {'ratio p50':>10s}")
+    for key, label in STAGES:
+        a = [np.median([r[key][q] for r in runs["this tree"]]) for q in ("p50", "p99")]
+        b = [np.median([r[key][q] for r in runs[args.compare_with]]) for q in ("p50", "p99")]
+        print(
+            f"  {label:34s} {a[0]:8.3f} / {a[1]:8.3f} {b[0]:8.3f} / {b[1]:8.3f} {a[0] / b[0]:10.2f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=2, default=float))
+
+
+def _is_compare_arg(argv: list[str], i: int) -> bool:
+    flags = ("--compare-with", "--rounds", "--json", "--model")
+    a = argv[i]
+    return a.split("=")[0] in flags or (i > 0 and argv[i - 1] in flags)
+
+
 def main() -> None:
     import torch
 
@@ -295,7 +342,14 @@ def main() -> None:
     )
     parser.add_argument("--t-r", type=float, default=2.0, help="TR of the random checkpoint (s)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--compare-with", default=None, metavar="REF", help="also measure git REF, in turns"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--compare-with: runs of each tree")
     args = parser.parse_args()
+    if args.compare_with:
+        compare(args, sys.argv[1:])
+        return
     from apps.commands.stream import default_threads
 
     threads = [int(t) for t in args.threads.split(",")] if args.threads else [default_threads()]

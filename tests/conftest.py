@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -18,6 +19,17 @@ def _isolated_cache(tmp_path_factory):
     if "RT_EEG2FMRI_CACHE" not in os.environ:
         os.environ["RT_EEG2FMRI_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     yield
+
+
+@pytest.fixture
+def rt_log(caplog):
+    """Records of the package logger (which does not propagate to the root logger)."""
+    from rt_eeg2fmri._logging import logger
+
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG, logger="rt_eeg2fmri")
+    yield caplog
+    logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture

@@ -190,15 +190,18 @@ def evaluate_checkpoint(
 
     check_option(stats, "stats", ("subject", "checkpoint"))
     ckpt = load_checkpoint(ckpt_path, map_location=device)
-    dataset = load_dataset(
-        data,
-        ckpt.preprocessing,
-        subjects=subjects,
-        runs=runs,
-        ch_names=ckpt.ch_names,
-        mask=ckpt.mask,
-        progress=progress,
-    )
+    try:
+        dataset = load_dataset(
+            data,
+            ckpt.preprocessing,
+            subjects=subjects,
+            runs=runs,
+            ch_names=ckpt.ch_names,
+            mask=ckpt.mask,
+            progress=progress,
+        )
+    except ValueError as err:
+        raise ValueError(f"checkpoint '{ckpt.path}' cannot be scored on '{data}': {err}") from None
     check_grid(dataset, ckpt)
     view = dataset.with_stats(ckpt.norm_stats if stats == "checkpoint" else None)
     idx = np.arange(len(view))

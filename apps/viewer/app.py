@@ -117,14 +117,14 @@ def run_engine_viewer(engine, *, max_volumes=None, duration=None, on_volume=None
 
     from .streams import QueueSource
 
-    ckpt = engine.ckpt
+    out = engine.outputs
     meta = VolumeStreamMeta(
-        grid_shape=tuple(engine.mapper.grid_shape),
-        affine=np.asarray(ckpt.affine, float),
-        t_r=float(ckpt.t_r),
+        grid_shape=tuple(out.grid_shape),
+        affine=np.asarray(out.affine, float),
+        t_r=out.t_r,
         content="prediction",
-        model=ckpt.model_name,
-        mask=np.asarray(ckpt.mask, bool),
+        model=out.model,
+        mask=np.asarray(out.mask, bool),
     )
     source = QueueSource(meta)
     result: dict = {}

@@ -235,7 +235,7 @@ def _headless(config, ckpt, session, speed) -> int:
                 sub.start()
             if not (
                 replay.wait_for_consumers(15.0, kinds=["eeg", "truth"])
-                and engine.outlet.wait_for_consumers(15.0)
+                and engine.outputs.outlet.wait_for_consumers(15.0)
             ):
                 raise RuntimeError("the demo's LSL streams did not connect within 15 s.")
             replay.start()

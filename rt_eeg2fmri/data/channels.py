@@ -51,6 +51,7 @@ def map_channels(
     allow_missing: bool = False,
     assume_order: bool = False,
     stream: str = "stream",
+    kind: str = "stream",
 ) -> np.ndarray:
     """The stream column of each model channel, matched by label.
 
@@ -74,6 +75,8 @@ def map_channels(
         when the counts are equal).
     stream : str
         The stream's name, for messages.
+    kind : str
+        What the source is, for messages (``"stream"``, ``"recording"``).
 
     Returns
     -------
@@ -132,13 +135,14 @@ def map_channels(
         if not allow_missing:
             raise ValueError(
                 f"{stream}: {len(missing)} of the model's {len(names)} channels are missing "
-                f"from the stream: {', '.join(map(repr, missing))} (pass allow_missing=True "
-                "to zero-fill them)."
+                f"from the {kind}: {', '.join(map(repr, missing))}"
+                + (" (pass allow_missing=True to zero-fill them)." if kind == "stream" else ".")
             )
         logger.warning(
-            "%s: zero-filling %d model channel(s) missing from the stream: %s",
+            "%s: zero-filling %d model channel(s) missing from the %s: %s",
             stream,
             len(missing),
+            kind,
             ", ".join(missing),
         )
     return index

@@ -140,6 +140,8 @@ class EEGChain:
         Most zeros written per gap (e.g. a ring buffer's capacity).
     source : str
         The source's name, for messages.
+    kind : str
+        What the source is, for messages (``"stream"``, ``"recording"``).
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class EEGChain:
         fill_gaps: bool = True,
         max_fill: int | None = None,
         source: str = "EEG",
+        kind: str = "stream",
     ) -> None:
         if preprocessing.sfreq is None:
             raise ValueError("EEGChain: 'preprocessing.sfreq' must be resolved (the model's rate).")
@@ -170,6 +173,7 @@ class EEGChain:
             allow_missing=allow_missing,
             assume_order=assume_order,
             stream=source,
+            kind=kind,
         )
         self.n_in_chans = int(n_in_chans if n_in_chans is not None else len(labels))
         self._scales = unit_scales(units, index, self.ch_names, stream=source)
@@ -207,6 +211,7 @@ class EEGChain:
             labels=list(session.ch_names),
             units=[session.eeg_unit] * session.n_channels,
             source=f"{session.name} ('{where}')",
+            kind="recording",
         )
 
     def continue_after(self, previous: EEGChain) -> None:

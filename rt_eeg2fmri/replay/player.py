@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,30 @@ from ..volume_stream import volume_stream_info
 from .outlets import eeg_stream_info, marker_stream_info, source_id_for
 
 _UV_PER_UNIT = {"V": 1e6, "mV": 1e3, "uV": 1.0, "µV": 1.0}
+_EEG, _MARKER, _VOLUME = 0, 1, 2  # kinds of scheduled pushes, in their order at equal times
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One loop of a replay: every push, sorted by stream time.
+
+    Attributes
+    ----------
+    times : array of shape (n_items,)
+        Stream seconds from the loop's start at which each push is due.
+    kinds : array of shape (n_items,)
+        0 = EEG chunk, 1 = marker, 2 = measured volume.
+    items : array of shape (n_items,)
+        Index of the chunk, marker or volume.
+    chunk_starts, chunk_ends : array of shape (n_chunks,)
+        Sample range of each EEG chunk within the loop.
+    """
+
+    times: np.ndarray
+    kinds: np.ndarray
+    items: np.ndarray
+    chunk_starts: np.ndarray
+    chunk_ends: np.ndarray
 
 
 class Replay:
@@ -420,73 +445,88 @@ class Replay:
             logger.error("Replay of %s failed: %s", self.session.name, err)
             self._error = err
 
+    def schedule(self) -> Schedule:
+        """One loop's pushes, sorted by stream time (s from the loop's start).
+
+        EEG chunks are due when their last sample is complete, markers and measured volumes
+        at their own time; at equal times EEG goes first, then markers, then volumes, so a
+        consumer has the samples a marker or volume refers to.
+        """
+        ends = np.minimum(
+            np.arange(self.chunk_size, self.n_times + self.chunk_size, self.chunk_size),
+            self.n_times,
+        )
+        starts = np.r_[0, ends[:-1]]
+        v_times = self._truth_times if self._truth else np.zeros(0)
+        times = np.r_[ends / self.sfreq, self._marker_times, v_times]
+        kinds = np.r_[
+            np.full(ends.size, _EEG),
+            np.full(self._marker_times.size, _MARKER),
+            np.full(v_times.size, _VOLUME),
+        ]
+        items = np.r_[
+            np.arange(ends.size), np.arange(self._marker_times.size), np.arange(v_times.size)
+        ]
+        order = np.lexsort((kinds, times))
+        return Schedule(
+            times=times[order],
+            kinds=kinds[order],
+            items=items[order],
+            chunk_starts=starts,
+            chunk_ends=ends,
+        )
+
     def _play(self, until: float | None) -> None:
         from pylsl import local_clock
 
-        eeg = self._outlets["eeg"]
-        markers = self._outlets["markers"]
+        eeg, markers = self._outlets["eeg"], self._outlets["markers"]
         truth = self._outlets.get("truth")
-        sfreq, speed, n, c = self.sfreq, self.speed, self.n_times, self.chunk_size
-        data = self.session.eeg
-        first = self._first
-        chunk_ends = np.minimum(np.arange(c, n + c, c), n)
-        m_times, m_labels, m_scanner = (
-            self._marker_times,
-            self._marker_labels,
-            self._marker_is_scanner,
-        )
-        v_times = self._truth_times if truth is not None else np.zeros(0)
-        stop = self._stop
+        sched = self.schedule()
+        volumes = np.flatnonzero(sched.kinds == _VOLUME)  # positions, to prepare ahead
+        sfreq, speed, n, first = self.sfreq, self.speed, self.n_times, self._first
+        data, stop = self.session.eeg, self._stop
         t0 = local_clock()
         self._t0 = t0
         deadline = None if until is None else t0 + until
         loop = 0
         try:
             while not stop.is_set():
-                offset = loop * n  # samples before this loop
                 base = loop * n / sfreq  # stream seconds before this loop
-                ie = im = iv = 0
-                ready: dict[int, np.ndarray] = {}  # truth volume prepared ahead of its time
-                a = 0
-                while True:
-                    # next item: EEG chunk, marker or volume, whichever is due first
-                    due_e = chunk_ends[ie] / sfreq if ie < len(chunk_ends) else np.inf
-                    due_m = m_times[im] if im < len(m_times) else np.inf
-                    due_v = v_times[iv] if iv < len(v_times) else np.inf
-                    due = min(due_e, due_m, due_v)
-                    if due == np.inf:
-                        break
+                ready: dict[int, np.ndarray] = {}  # a measured volume prepared ahead of time
+                next_volume = 0
+                for pos, (due, kind, item) in enumerate(
+                    zip(sched.times, sched.kinds, sched.items, strict=True)
+                ):
                     target = t0 + (base + due) / speed
                     if deadline is not None and target > deadline:
                         return
                     delay = target - local_clock()
-                    if delay > 0.001 and truth is not None and iv < len(v_times) and not ready:
+                    while next_volume < volumes.size and volumes[next_volume] < pos:
+                        next_volume += 1
+                    if delay > 0.001 and next_volume < volumes.size and not ready:
                         # use the slack to prepare the next volume (~1 ms for the full grid)
-                        ready[iv] = self.truth_volume(int(self._truth_index[iv]))
+                        k = int(sched.items[volumes[next_volume]])
+                        ready[k] = self.truth_volume(int(self._truth_index[k]))
                         delay = target - local_clock()
                     if delay > 0 and stop.wait(delay):
                         return
-                    if due == due_e:
-                        b = chunk_ends[ie]
+                    if kind == _EEG:
+                        a, b = sched.chunk_starts[item], sched.chunk_ends[item]
                         x = np.ascontiguousarray(data[:, first + a : first + b].T) * self._scale
-                        ts = t0 + np.arange(offset + a, offset + b) / sfreq
+                        ts = t0 + np.arange(loop * n + a, loop * n + b) / sfreq
                         eeg.push_chunk(x, ts.tolist())
                         self.n_pushed += int(b - a)
-                        a = b
-                        ie += 1
-                    elif due == due_m:
-                        markers.push_sample([m_labels[im]], t0 + base + due_m)
+                    elif kind == _MARKER:
+                        markers.push_sample([self._marker_labels[item]], t0 + base + due)
                         self.n_markers += 1
-                        self.n_scanner_markers += bool(m_scanner[im])
-                        im += 1
+                        self.n_scanner_markers += bool(self._marker_is_scanner[item])
                     else:
-                        volume = ready.pop(iv, None)
+                        volume = ready.pop(item, None)
                         if volume is None:
-                            volume = self.truth_volume(int(self._truth_index[iv]))
-                        # push_chunk takes the array's buffer; push_sample would box 173k floats
-                        truth.push_chunk(volume.reshape(1, -1), t0 + base + due_v)
+                            volume = self.truth_volume(int(self._truth_index[item]))
+                        # push_chunk takes the array's buffer; push_sample would box every voxel
+                        truth.push_chunk(volume.reshape(1, -1), t0 + base + due)
                         self.n_volumes += 1
-                        iv += 1
                 self.n_loops += 1
                 if not self.loop:
                     return

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import torch
 
-from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.data import BoldChain, Preprocessing, targets_to_volume
 from rt_eeg2fmri.data.bold import apply_reference, cosine_drifts, masked_series, smooth_bold
 
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
-
-
-@pytest.fixture
-def pkg_log(caplog):
-    """Records of the package logger (it does not propagate to the root logger)."""
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.DEBUG, logger="rt_eeg2fmri")
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def _bold(rng, grid=(3, 4, 2), n=10):
@@ -78,13 +66,13 @@ def test_chain_order_smooth_target_drifts(rng):
     np.testing.assert_allclose(late, y, rtol=1e-4, atol=1e-5)
 
 
-def test_zero_mean_voxels_get_zero(rng, pkg_log):
+def test_zero_mean_voxels_get_zero(rng, rt_log):
     bold = _bold(rng)
     bold[0, 0, 0] = 0.0
     mask = np.ones(bold.shape[:3], bool)
     y = BoldChain().run(bold, mask, affine=AFFINE, t_r=2.0)
     assert np.isfinite(y).all() and (y[:, 0] == 0).all()
-    assert "1 of 24 voxels have a ~0 reference" in pkg_log.text
+    assert "1 of 24 voxels have a ~0 reference" in rt_log.text
 
 
 def test_bold_chain_errors(rng):

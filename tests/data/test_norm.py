@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import torch
 
-from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.data import NormStats, channel_stats
 
 NAMES = ["Fp1", "Cz", "O1"]
-
-
-@pytest.fixture
-def pkg_log(caplog):
-    """Records of the package logger (it does not propagate to the root logger)."""
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.DEBUG, logger="rt_eeg2fmri")
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def _runs(rng, offsets=(0.0, 3.0), sizes=(70_000, 90_000)):
@@ -53,12 +41,12 @@ def test_robust_stats(rng):
     np.testing.assert_allclose(approx.center, 0.0, atol=0.05)
 
 
-def test_flat_channel_gets_unit_scale(rng, pkg_log):
+def test_flat_channel_gets_unit_scale(rng, rt_log):
     x = rng.standard_normal((3, 1000)).astype(np.float32)
     x[1] = 5.0
     stats = channel_stats(x, ch_names=NAMES)
     assert stats.scale[1] == 1.0 and stats.center[1] == pytest.approx(5.0)
-    assert "Cz" in pkg_log.text
+    assert "Cz" in rt_log.text
 
 
 def test_channel_stats_errors(rng):

@@ -260,3 +260,20 @@ def test_truth_prepared_like_the_training_targets():
     assert np.abs(want).max() < 1.0  # a ratio, not percent
     with pytest.raises(ValueError, match="'mask' has shape"):
         Replay(s, mask=np.ones((2, 2, 2), bool))
+
+
+def test_one_time_sorted_schedule_per_loop():
+    s = replay_session()  # 6 volumes from 1 s at TR 1 s, 2 events, 7 s at 250 Hz
+    replay = Replay(s, chunk=0.1, source_id=uuid.uuid4().hex)
+    sched = replay.schedule()
+    assert np.all(np.diff(sched.times) >= 0)
+    kinds = {k: int((sched.kinds == k).sum()) for k in (0, 1, 2)}
+    assert kinds == {0: 70, 1: 6 + 2, 2: 6}
+    # chunks tile the loop; each is due when its last sample is complete
+    np.testing.assert_array_equal(sched.chunk_starts[1:], sched.chunk_ends[:-1])
+    assert sched.chunk_ends[-1] == s.n_times
+    eeg = sched.kinds == 0
+    np.testing.assert_allclose(sched.times[eeg], sched.chunk_ends[sched.items[eeg]] / s.sfreq)
+    # at equal times: the EEG that completes there, then the marker, then the volume
+    at_2s = np.flatnonzero(np.isclose(sched.times, 2.0))
+    assert sched.kinds[at_2s].tolist() == [0, 1, 2]

@@ -174,7 +174,8 @@ def test_evaluate_channel_mismatch(tiny_bids, tmp_path, capsys):
     )
     assert rc == 1
     err = capsys.readouterr().err
-    assert "needs channel(s) ['EEG00', 'EEG01', 'EEG02', 'EEG03']" in err and "conv.pt" in err
+    assert "conv.pt' cannot be scored on" in err
+    assert "4 of the model's 4 channels are missing from the recording: 'EEG00'" in err
 
 
 @pytest.mark.slow
@@ -236,3 +237,47 @@ def test_simulated_data_reports_the_noise_ceiling_of_filtered_targets(tmp_path):
     assert np.isfinite(ridge["ceiling_fraction_top"][0])
     pre = report["config"]["preprocessing"]
     assert pre["fwhm"] == 6.0 and pre["high_pass"] == 0.01
+
+
+def test_checkpoint_carries_preprocessing_and_evaluate_reproduces_the_fold(
+    tiny_bids, tmp_path, monkeypatch
+):
+    # every preprocessing option travels in the checkpoint; evaluate on the fold's test
+    # subject scores the same pairs from the same cache with the same metrics
+    from rt_eeg2fmri.data import Preprocessing
+    from trainer.evaluate import evaluate_checkpoint
+
+    cfg = _cfg(epochs=1, l_freq=1.0, h_freq=20.0, fwhm=6.0, target="median_ratio")
+    out = tmp_path / "run"
+    report = train_and_evaluate(tiny_bids, cfg, out, progress=False)
+    ckpt = load_checkpoint(out / "loso-sub-01" / "conv.pt")
+    want = Preprocessing(
+        sfreq=50.0, l_freq=1.0, h_freq=20.0, winsize=4.0, target="median_ratio", fwhm=6.0,
+        high_pass=0.008,
+    )  # fmt: skip
+    assert ckpt.preprocessing == want
+    from rt_eeg2fmri.data import RunRef
+
+    loads = []
+    real = RunRef.load
+    monkeypatch.setattr(RunRef, "load", lambda self: loads.append(self.name) or real(self))
+    res = evaluate_checkpoint(ckpt.path, tiny_bids, subjects=["01"], progress=False)
+    assert loads == []  # one cache for train and evaluate of the same data: no run re-read
+    assert res["n_pairs"] == report["folds"][0]["split"]["n_test"]
+    fold = report["folds"][0]["metrics"]
+    for name in ("conv", "subject_mean"):
+        for metric, value in fold[name].items():
+            assert res["metrics"][name][metric] == pytest.approx(value, rel=1e-4, abs=1e-6), (
+                name,
+                metric,
+            )
+
+
+def test_run_selection(tiny_bids):
+    pre = _cfg().preprocessing
+    ds = load_dataset(tiny_bids, pre, runs=["2"], progress=False)
+    assert {row["run"] for row in (ds.runs[r] for r in set(ds.run_index.tolist()))} == {"2"}
+    one = load_dataset(tiny_bids, pre, runs=["sub-03_task-oddball_run-1"], progress=False)
+    assert set(one.subject) == {"03"} and len(set(one.run_index.tolist())) == 1
+    with pytest.raises(ValueError, match="no run matches 'run-7'"):
+        load_dataset(tiny_bids, pre, runs=["run-7"], progress=False)
