@@ -12,11 +12,11 @@ Two fresh child processes, one after the other:
 The reference size is the continuous recordings as the model sees them: EEG float32 at
 the cache rate plus in-mask BOLD targets float32 (the cache's ``.npy`` arrays). The aim
 is a peak RSS ≤ 1.2 × that size, independent of the number of windows (materialising the
-windows would need ``n_windows × n_channels × n_times × 4`` bytes, also printed).
+windows would need ``n_windows × n_chans × n_times × 4`` bytes, also printed).
 Mapped pages of the cache count in RSS once read, so the interpreter's own footprint
 (numpy, torch, mne imports: ~100–300 MB) dominates small datasets; the ratio net of
 the RSS after opening the cache and allocating the batch buffers (``batch_size ×
-n_channels × n_times × 4`` bytes: 234 MiB at 64 × 32 ch × 30 s at 1 kHz) is printed as well.
+n_chans × n_times × 4`` bytes: 234 MiB at 64 × 32 ch × 30 s at 1 kHz) is printed as well.
 
     .venv/bin/python benchmarks/bench_dataset_memory.py --data /tmp/oddball --sfreq 250
     .venv/bin/python benchmarks/bench_dataset_memory.py --data DIR --cache /tmp/cache --json out.json
@@ -55,8 +55,17 @@ def _rss() -> int:
 
 
 def _cache_options(args) -> dict:
-    opts = dict(sfreq=args.sfreq, l_freq=args.l_freq, h_freq=args.h_freq)
-    opts.update(target=args.target, norm=args.norm, winsize=args.winsize, progress=False)
+    from rt_eeg2fmri.data import Preprocessing
+
+    pre = Preprocessing(
+        sfreq=args.sfreq,
+        l_freq=args.l_freq,
+        h_freq=args.h_freq,
+        target=args.target,
+        norm=args.norm,
+        winsize=args.winsize,
+    )
+    opts = dict(preprocessing=pre, progress=False)
     if args.cache:
         opts["root"] = args.cache
     return opts
@@ -93,8 +102,8 @@ def phase_iterate(args) -> dict:
     order = np.random.default_rng(0).permutation(n)
     b = args.batch_size
     out = (
-        np.empty((b, ds.n_channels, ds.n_times), np.float32),
-        np.empty((b, ds.n_vox), np.float32),
+        np.empty((b, ds.n_chans, ds.n_times), np.float32),
+        np.empty((b, ds.n_voxels), np.float32),
     )
     for a in out:  # fault the batch buffers in: they belong to the baseline, not the data
         a.fill(0.0)
@@ -107,12 +116,12 @@ def phase_iterate(args) -> dict:
     seconds = time.perf_counter() - t0
     return {
         "n_windows": n,
-        "n_channels": ds.n_channels,
+        "n_chans": ds.n_chans,
         "n_times": ds.n_times,
-        "n_vox": ds.n_vox,
+        "n_voxels": ds.n_voxels,
         "sfreq": ds.sfreq,
         "data_bytes": ds.data_nbytes(),
-        "materialised_bytes": n * ds.n_channels * ds.n_times * 4,
+        "materialised_bytes": n * ds.n_chans * ds.n_times * 4,
         "iterate_s": seconds,
         "windows_per_s": n / seconds,
         "rss_before_open": rss_before_open,
@@ -177,8 +186,8 @@ def main() -> None:
     print(f"dataset          {args.data}  ({build['n_subjects']} subjects, {build['n_runs']} runs)")
     print(f"cache            {build['cache']}")
     print(
-        f"windows          {it['n_windows']}  ({it['n_channels']} ch × {it['n_times']} samples "
-        f"@ {it['sfreq']:g} Hz → {it['n_vox']} voxels)"
+        f"windows          {it['n_windows']}  ({it['n_chans']} ch × {it['n_times']} samples "
+        f"@ {it['sfreq']:g} Hz → {it['n_voxels']} voxels)"
     )
     print(f"recordings       {data / MIB:10.1f} MiB  (EEG float32 at cache rate + masked BOLD)")
     print(f"materialised     {it['materialised_bytes'] / MIB:10.1f} MiB  (windows as copies)")

@@ -65,15 +65,15 @@ def _outlet(cfg: dict, go, stop, results) -> None:
     import numpy as np
     import pylsl
 
-    n_ch, sfreq = cfg["channels"], cfg["sfreq"]
-    info = pylsl.StreamInfo(cfg["name"], "EEG", n_ch, sfreq, pylsl.cf_float32, cfg["source_id"])
-    info.set_channel_labels(_ch_names(n_ch))
-    info.set_channel_units(["microvolts"] * n_ch)
+    n_chans, sfreq = cfg["channels"], cfg["sfreq"]
+    info = pylsl.StreamInfo(cfg["name"], "EEG", n_chans, sfreq, pylsl.cf_float32, cfg["source_id"])
+    info.set_channel_labels(_ch_names(n_chans))
+    info.set_channel_units(["microvolts"] * n_chans)
     outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
     results.put(("outlet", "ready", None))
     go.wait()
     rng = np.random.default_rng(0)
-    block = (10 * rng.standard_normal((int(sfreq), n_ch))).astype(np.float32)
+    block = (10 * rng.standard_normal((int(sfreq), n_chans))).astype(np.float32)
     chunk = round(cfg["chunk_ms"] * sfreq / 1000)
     n_total = round(cfg["seconds"] * sfreq)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -96,7 +96,7 @@ def _consumer(kind: str, cfg: dict, go, stop, results) -> None:
     import numpy as np
     import pylsl
 
-    n_ch, sfreq = cfg["channels"], cfg["sfreq"]
+    n_chans, sfreq = cfg["channels"], cfg["sfreq"]
     chunk_costs: list[float] = []
     thread_cpu = {"s": 0.0}
     if kind in ("EEGConsumer", REF):
@@ -109,7 +109,7 @@ def _consumer(kind: str, cfg: dict, go, stop, results) -> None:
 
             assert rt_eeg2fmri.__file__.startswith(cfg["ref_tree"]), rt_eeg2fmri.__file__
 
-        obj = EEGConsumer(f"source_id:{cfg['source_id']}", ch_names=_ch_names(n_ch), sfreq=sfreq)
+        obj = EEGConsumer(f"source_id:{cfg['source_id']}", ch_names=_ch_names(n_chans), sfreq=sfreq)
         run, ingest = obj._run, obj._ingest
 
         def timed_run(inlet):  # the acquisition thread, measured from inside
@@ -165,7 +165,7 @@ def _consumer(kind: str, cfg: dict, go, stop, results) -> None:
         found = pylsl.resolve_byprop("source_id", cfg["source_id"], timeout=10)
         inlet = pylsl.StreamInlet(found[0], max_buflen=40)
         inlet.open_stream(10)
-        buf = np.empty((round(0.1 * sfreq), n_ch), np.float32)
+        buf = np.empty((round(0.1 * sfreq), n_chans), np.float32)
         count = {"n": 0}
 
         def received():
@@ -338,10 +338,10 @@ def main() -> None:
     summaries = {}
     with tempfile.TemporaryDirectory() as tmp:
         ref_tree = str(extract_ref(args.compare_with, Path(tmp))) if args.compare_with else None
-        for n_ch in args.channels:
-            res = run_config(n_ch, args.sfreq, args.seconds, args.chunk, ref_tree)
+        for n_chans in args.channels:
+            res = run_config(n_chans, args.sfreq, args.seconds, args.chunk, ref_tree)
             res["config"]["ref"] = args.compare_with
-            summaries[f"{n_ch}ch"] = report(res)
+            summaries[f"{n_chans}ch"] = report(res)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summaries, f, indent=2)

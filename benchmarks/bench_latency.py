@@ -106,7 +106,7 @@ def default_checkpoint(tmp: Path, *, n_chans: int, sfreq: float, winsize: float,
         "n_chans": n_chans,
         "n_times": round(winsize * sfreq),
         "sfreq": sfreq,
-        "n_outputs": int(mask.sum()),
+        "n_voxels": int(mask.sum()),
         "grid_shape": list(mask.shape),
     }
     model = build_model("conv", cfg)

@@ -49,7 +49,7 @@ def one(name: str, sfreq: float, args) -> dict:
         "n_chans": args.n_chans,
         "n_times": n_times,
         "sfreq": sfreq,
-        "n_outputs": int(mask.sum()),
+        "n_voxels": int(mask.sum()),
         "grid_shape": list(mask.shape),
     }
     model = build_model(name, cfg)
@@ -106,7 +106,7 @@ def one(name: str, sfreq: float, args) -> dict:
         "model": name,
         "sfreq": sfreq,
         "n_times": n_times,
-        "n_vox": int(mask.sum()),
+        "n_voxels": int(mask.sum()),
         "params": n_params(model),
         "ckpt_mb": size_mb,
         "p50_ms": float(np.percentile(ms, 50)),
@@ -170,7 +170,7 @@ def main() -> None:
                 flush=True,
             )
     print(
-        f"\n{args.n_chans} channels × {args.winsize:g} s windows, n_vox = MNI mask; device "
+        f"\n{args.n_chans} channels × {args.winsize:g} s windows, n_voxels = MNI mask; device "
         f"{args.device}, threads {r['threads'] if args.models else '?'}; peak MB = "
         + ("torch.cuda.max_memory_allocated" if args.device == "cuda" else "peak RSS growth")
         + " after building the model."

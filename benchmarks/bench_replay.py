@@ -28,7 +28,7 @@ import time
 import uuid
 
 
-def _session(n_channels: int, sfreq: float, seconds: float, t_r: float, bold: bool):
+def _session(n_chans: int, sfreq: float, seconds: float, t_r: float, bold: bool):
     import numpy as np
 
     from rt_eeg2fmri.data import Session
@@ -36,7 +36,7 @@ def _session(n_channels: int, sfreq: float, seconds: float, t_r: float, bold: bo
 
     rng = np.random.default_rng(0)
     n_times = round(seconds * sfreq)
-    eeg = (rng.standard_normal((n_channels, n_times), dtype=np.float32) * 1e-5).astype(np.float32)
+    eeg = (rng.standard_normal((n_chans, n_times), dtype=np.float32) * 1e-5).astype(np.float32)
     n_vol = int(seconds // t_r)
     kwargs = {}
     if bold:
@@ -50,7 +50,7 @@ def _session(n_channels: int, sfreq: float, seconds: float, t_r: float, bold: bo
     return Session(
         eeg=eeg,
         sfreq=sfreq,
-        ch_names=[f"EEG{i:03d}" for i in range(n_channels)],
+        ch_names=[f"EEG{i:03d}" for i in range(n_chans)],
         subject="bench",
         task="replay",
         **kwargs,
@@ -108,10 +108,10 @@ def measure(args) -> dict:
     msg = queue.get(timeout=60)
     if "error" in msg:
         raise RuntimeError(msg["error"])
-    n_ch, sfreq, speed = args.channels, args.sfreq, args.speed
+    n_chans, sfreq, speed = args.channels, args.sfreq, args.speed
     expected = round(args.minutes * 60 * sfreq)
     stamps = np.empty(expected + round(10 * sfreq), dtype=np.float64)
-    buf = np.empty((4096, n_ch), dtype=np.float32)
+    buf = np.empty((4096, n_chans), dtype=np.float32)
     chunk_last, chunk_arrival = [], []
     other: dict[str, list] = {"markers": [], "truth": []}
     done = threading.Event()
@@ -186,7 +186,7 @@ def measure(args) -> dict:
     stream_s = n / sfreq
     return {
         "config": {
-            "channels": n_ch,
+            "channels": n_chans,
             "sfreq": sfreq,
             "speed": speed,
             "chunk_ms": args.chunk,

@@ -31,12 +31,12 @@ def one(name: str, args) -> dict:
 
     device = torch.device(args.device)
     mask = mni_mask()
-    n_vox = int(mask.sum())
+    n_voxels = int(mask.sum())
     cfg = {
         "n_chans": args.n_chans,
         "n_times": round(args.winsize * args.sfreq),
         "sfreq": args.sfreq,
-        "n_outputs": n_vox,
+        "n_voxels": n_voxels,
         "grid_shape": list(mask.shape),
     }
     if name == "ridge":
@@ -47,7 +47,7 @@ def one(name: str, args) -> dict:
     gen = torch.Generator().manual_seed(0)
     batch = [
         (torch.randn(args.batch_size, args.n_chans, cfg["n_times"], generator=gen).to(device),
-         torch.randn(args.batch_size, n_vox, generator=gen).to(device))
+         torch.randn(args.batch_size, n_voxels, generator=gen).to(device))
         for _ in range(2)
     ]  # fmt: skip
 

@@ -41,6 +41,8 @@ FORMAT_VERSION = 2
 # Model config fields added after a checkpoint may have been saved, with the value that
 # rebuilds the architecture it was trained with (the new default may build another).
 ADDED_CONFIG_FIELDS = {"envelope_rate": None}  # the plain CNN stem of the first release
+# Model config fields renamed since (old name → new name).
+RENAMED_CONFIG_FIELDS = {"n_outputs": "n_voxels"}
 _COMMON = ("format_version", "model_name", "model_config", "state_dict", "preprocessing")
 REQUIRED = {
     1: (*_COMMON, "ch_names", "sfreq", "winsize", "t_r", "grid", "mask", "metadata"),
@@ -170,7 +172,7 @@ def save_checkpoint(
     affine : array of shape (4, 4)
         Voxel → MNI mm.
     mask : bool array of shape ``grid_shape``
-        The model's voxels; ``mask.sum() == model.config.n_outputs``.
+        The model's voxels; ``mask.sum() == model.config.n_voxels``.
     metadata : dict | None
         Data fingerprint, split, metrics, … (plain values); package ``versions`` and
         ``created`` are added unless given.
@@ -229,9 +231,9 @@ def save_checkpoint(
         raise TypeError(f"'mask' must be boolean, got dtype {mask.dtype}.")
     if list(mask.shape) != grid_shape:
         raise ValueError(f"'mask' has shape {mask.shape}, expected grid_shape {tuple(grid_shape)}.")
-    if int(mask.sum()) != config.n_outputs:
+    if int(mask.sum()) != config.n_voxels:
         raise ValueError(
-            f"'mask' selects {int(mask.sum())} voxels, the model predicts {config.n_outputs}."
+            f"'mask' selects {int(mask.sum())} voxels, the model predicts {config.n_voxels}."
         )
     if config.grid_shape is not None:
         if not np.array_equal(model.mask.detach().cpu().numpy(), mask):
@@ -350,6 +352,9 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
     from .models.registry import make_config
 
     stored = dict(ckpt["model_config"])
+    for old, new in RENAMED_CONFIG_FIELDS.items():
+        if old in stored and new not in stored:
+            stored[new] = stored.pop(old)
     for key, value in ADDED_CONFIG_FIELDS.items():  # configs saved before a field existed
         if key not in stored and key in {f.name for f in fields(MODELS[name][1])}:
             stored[key] = value

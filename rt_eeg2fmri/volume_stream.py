@@ -229,10 +229,10 @@ def parse_volume_stream_info(info) -> VolumeStreamMeta:
             f"{where}: desc/grid/shape must hold 3 integers and desc/grid/affine 16 numbers, "
             f"got {len(grid_shape)} and {affine.size}."
         )
-    n_channels = int(root.findtext("channel_count", default="0"))
-    if n_channels != int(np.prod(grid_shape)):
+    n_chans = int(root.findtext("channel_count", default="0"))
+    if n_chans != int(np.prod(grid_shape)):
         raise ValueError(
-            f"{where}: {n_channels} channels for a {grid_shape} grid "
+            f"{where}: {n_chans} channels for a {grid_shape} grid "
             f"({int(np.prod(grid_shape))} voxels)."
         )
     order = grid.findtext("order", default="C")

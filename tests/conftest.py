@@ -39,7 +39,7 @@ def rng() -> np.random.Generator:
 
 def make_session(
     *,
-    n_channels: int = 4,
+    n_chans: int = 4,
     sfreq: float = 100.0,
     n_volumes: int = 20,
     t_r: float = 2.0,
@@ -51,12 +51,12 @@ def make_session(
     """A small random session whose EEG covers every volume (``lead`` s before the first)."""
     rng = np.random.default_rng(seed)
     n_times = round((lead + n_volumes * t_r) * sfreq)
-    eeg = rng.standard_normal((n_channels, n_times)).astype(np.float32) * 1e-5
+    eeg = rng.standard_normal((n_chans, n_times)).astype(np.float32) * 1e-5
     bold = 1000 + rng.standard_normal((*grid, n_volumes)).astype(np.float32)
     defaults = dict(
         eeg=eeg,
         sfreq=sfreq,
-        ch_names=[f"EEG{i:02d}" for i in range(n_channels)],
+        ch_names=[f"EEG{i:02d}" for i in range(n_chans)],
         bold=bold,
         affine=np.diag([3.0, 3.0, 3.0, 1.0]),
         t_r=t_r,

@@ -237,7 +237,7 @@ def test_map_location_and_size(tmp_path):
         "n_chans": 4,
         "n_times": 200,
         "sfreq": 100.0,
-        "n_outputs": int(mask.sum()),
+        "n_voxels": int(mask.sum()),
         "grid_shape": [53, 63, 52],
     }
     model = build_model("conv", cfg)
@@ -305,6 +305,7 @@ def _as_format_1(raw: dict, *, l_freq=None, train_config=None) -> dict:
     raw.update(format_version=1, sfreq=pre["sfreq"], winsize=pre["winsize"])
     raw["preprocessing"] = {"norm": stats, "l_freq": l_freq, "h_freq": None, "target": "psc"}
     raw["grid"]["n_vox"] = raw["grid"].pop("n_voxels")
+    raw["model_config"]["n_outputs"] = raw["model_config"].pop("n_voxels")
     raw["metadata"]["train_config"] = train_config or {}
     return raw
 

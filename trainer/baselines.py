@@ -74,7 +74,7 @@ def event_regression(
 
     Returns
     -------
-    pred : array of shape (n_test, n_vox)
+    pred : array of shape (n_test, n_voxels)
     """
     runs = np.unique(np.asarray(dataset.run_index)[train_idx])
     trial_types = sorted({t for r in runs for t in dataset.events(int(r))["trial_type"]})

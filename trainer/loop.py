@@ -73,7 +73,7 @@ def model_config_for(dataset, cfg: TrainConfig) -> dict:
         "n_chans": len(dataset.ch_names),
         "n_times": int(dataset.n_times),
         "sfreq": float(dataset.sfreq),
-        "n_outputs": int(np.asarray(dataset.mask).sum()),
+        "n_voxels": int(np.asarray(dataset.mask).sum()),
         "grid_shape": [int(s) for s in dataset.grid_shape],
         "t_r": float(dataset.t_r),
     }
@@ -104,14 +104,14 @@ def iterate_batches(dataset, indices: np.ndarray, batch_size: int, *, device, sh
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset, indices, *, batch_size: int = 32, device=None) -> np.ndarray:
-    """Predictions for ``indices`` as an array of shape (n, n_vox), float32."""
+    """Predictions for ``indices`` as an array of shape (n, n_voxels), float32."""
     device = device or next(iter(model.buffers()), torch.zeros(0)).device
     model.eval()
     out = []
     for x, _ in iterate_batches(dataset, indices, batch_size, device=device):
         out.append(model(x).float().cpu().numpy())
-    n_vox = int(np.asarray(dataset.mask).sum())
-    return np.concatenate(out) if out else np.zeros((0, n_vox), np.float32)
+    n_voxels = int(np.asarray(dataset.mask).sum())
+    return np.concatenate(out) if out else np.zeros((0, n_voxels), np.float32)
 
 
 def _init_head(model, dataset, train_idx, seed: int) -> None:

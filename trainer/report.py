@@ -207,7 +207,7 @@ def plot_losses(path, histories: dict) -> None:
 def plot_maps(path, maps: dict, mask: np.ndarray, *, title: str, vmax: float | None = None) -> None:
     """Orthogonal slices (sagittal, coronal, axial) of per-voxel maps over the MNI T1.
 
-    ``maps`` is name → array of shape (n_vox,) (in-mask voxels) or a full grid volume.
+    ``maps`` is name → array of shape (n_voxels,) (in-mask voxels) or a full grid volume.
     """
     import matplotlib
 

@@ -178,19 +178,19 @@ class TraceBuffer:
 
     Parameters
     ----------
-    n_channels : int
+    n_chans : int
     sfreq : float
         Sampling rate in Hz.
     seconds : float
         Span kept.
     """
 
-    def __init__(self, n_channels: int, sfreq: float, seconds: float = 10.0) -> None:
+    def __init__(self, n_chans: int, sfreq: float, seconds: float = 10.0) -> None:
         if not sfreq > 0:
             raise ValueError(f"'sfreq' must be positive, got {sfreq=}.")
         self.sfreq = float(sfreq)
         self.capacity = max(2, round(seconds * self.sfreq))
-        self.data = np.zeros((int(n_channels), self.capacity), np.float32)
+        self.data = np.zeros((int(n_chans), self.capacity), np.float32)
         self.times = np.full(self.capacity, np.nan)
         self.n_written = 0
 
@@ -199,7 +199,7 @@ class TraceBuffer:
 
         Parameters
         ----------
-        chunk : array of shape (n_samples, n_channels)
+        chunk : array of shape (n_samples, n_chans)
             As LSL delivers it.
         timestamps : array of shape (n_samples,)
         """
@@ -228,7 +228,7 @@ class TraceBuffer:
         Returns
         -------
         times : array of shape (n,)
-        data : array of shape (n_channels, n)
+        data : array of shape (n_chans, n)
         """
         n = min(self.n_written, self.capacity)
         start = self.n_written % self.capacity if self.n_written > self.capacity else 0

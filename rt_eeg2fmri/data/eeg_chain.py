@@ -182,7 +182,7 @@ class EEGChain:
         n = len(self.ch_names)
         self._resampler = None
         if not same_rate(self.sfreq_in, preprocessing.sfreq):
-            self._resampler = PolyphaseResampler(self.sfreq_in, preprocessing.sfreq, n_channels=n)
+            self._resampler = PolyphaseResampler(self.sfreq_in, preprocessing.sfreq, n_chans=n)
         self._filter = None
         if preprocessing.bandpass:
             self._filter = CausalBandpass(
@@ -209,7 +209,7 @@ class EEGChain:
             ch_names=names,
             sfreq=session.sfreq,
             labels=list(session.ch_names),
-            units=[session.eeg_unit] * session.n_channels,
+            units=[session.eeg_unit] * session.n_chans,
             source=f"{session.name} ('{where}')",
             kind="recording",
         )

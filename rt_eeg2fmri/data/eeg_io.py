@@ -247,7 +247,7 @@ def read_eeg(
     Returns
     -------
     session : Session
-        ``eeg`` of shape (n_channels, n_times) in volts; ``events`` from the stimulus
+        ``eeg`` of shape (n_chans, n_times) in volts; ``events`` from the stimulus
         annotations; ``bold`` is ``None``. ``volume_onsets`` holds the scanner-marker
         onsets (s from the first sample; ``None`` without markers) and ``t_r`` their
         mean spacing (``None`` with fewer than two markers). Identifiers come from BIDS

@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .._checks import check_positive
 
-_BLOCK_VALUES = 1 << 22  # bound on the gathered (n_channels, n_out, n_taps) block
+_BLOCK_VALUES = 1 << 22  # bound on the gathered (n_chans, n_out, n_taps) block
 
 
 class PolyphaseResampler:
@@ -33,11 +33,11 @@ class PolyphaseResampler:
     sfreq_in, sfreq_out : float
         Input and output sampling rates in Hz; their ratio must be a fraction with a
         denominator of at most 1000.
-    n_channels : int
+    n_chans : int
         Number of channels.
     """
 
-    def __init__(self, sfreq_in: float, sfreq_out: float, *, n_channels: int) -> None:
+    def __init__(self, sfreq_in: float, sfreq_out: float, *, n_chans: int) -> None:
         from scipy.signal import firwin
 
         self.sfreq_in = check_positive(sfreq_in, "sfreq_in")
@@ -48,9 +48,9 @@ class PolyphaseResampler:
                 f"cannot resample {self.sfreq_in} Hz to {self.sfreq_out} Hz with a rational "
                 "ratio of denominator <= 1000."
             )
-        if int(n_channels) != n_channels or n_channels < 1:
-            raise ValueError(f"'n_channels' must be an integer >= 1, got {n_channels=}.")
-        self.n_channels = int(n_channels)
+        if int(n_chans) != n_chans or n_chans < 1:
+            raise ValueError(f"'n_chans' must be an integer >= 1, got {n_chans=}.")
+        self.n_chans = int(n_chans)
         self.up, self.down = ratio.numerator, ratio.denominator
         max_rate = max(self.up, self.down)
         if max_rate == 1:  # equal rates: a pass-through
@@ -64,7 +64,7 @@ class PolyphaseResampler:
         padded[: self.taps.size] = self.taps
         # _phases[p, t] = taps[p + t·up], reversed along t to match oldest→newest windows
         self._phases = padded.reshape(n_per_phase, self.up).T[:, ::-1].copy()
-        self._history = np.zeros((self.n_channels, n_per_phase - 1))
+        self._history = np.zeros((self.n_chans, n_per_phase - 1))
         self.n_in = 0
         self._n_raw = 0  # outputs computed, including the dropped delay
 
@@ -83,7 +83,7 @@ class PolyphaseResampler:
 
         Parameters
         ----------
-        chunk : array of shape (n_channels, n_samples)
+        chunk : array of shape (n_chans, n_samples)
             The next input samples.
         timestamps : array of shape (n_samples,) | None
             Their timestamps; if given, timestamps of the output are returned too,
@@ -91,15 +91,15 @@ class PolyphaseResampler:
 
         Returns
         -------
-        out : array of float64, shape (n_channels, n_out)
+        out : array of float64, shape (n_chans, n_out)
             The output samples that became computable (possibly none).
         out_timestamps : array of shape (n_out,)
             Only when ``timestamps`` is given.
         """
         x = np.asarray(chunk, dtype=np.float64)
-        if x.ndim != 2 or x.shape[0] != self.n_channels:
+        if x.ndim != 2 or x.shape[0] != self.n_chans:
             raise ValueError(
-                f"'chunk' must have shape (n_channels={self.n_channels}, n_samples), got {x.shape}."
+                f"'chunk' must have shape (n_chans={self.n_chans}, n_samples), got {x.shape}."
             )
         k = x.shape[1]
         times = None
@@ -108,7 +108,7 @@ class PolyphaseResampler:
             if times.size != k:
                 raise ValueError(f"'timestamps' must have {k} values, got {times.size}.")
         if k == 0:
-            out = np.empty((self.n_channels, 0))
+            out = np.empty((self.n_chans, 0))
             return out if times is None else (out, np.empty(0))
         n_in_new = self.n_in + k
         m_end = (n_in_new * self.up - 1) // self.down + 1
@@ -118,8 +118,8 @@ class PolyphaseResampler:
         buf = np.concatenate((self._history, x), axis=1)
         windows = sliding_window_view(buf, self._phases.shape[1], axis=1)
         rows = first_input - self.n_in
-        out = np.empty((self.n_channels, m.size))
-        block = max(1, _BLOCK_VALUES // (self.n_channels * self._phases.shape[1]))
+        out = np.empty((self.n_chans, m.size))
+        block = max(1, _BLOCK_VALUES // (self.n_chans * self._phases.shape[1]))
         for b in range(0, m.size, block):
             sel = slice(b, b + block)
             out[:, sel] = np.einsum(

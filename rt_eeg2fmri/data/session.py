@@ -40,7 +40,7 @@ class Session:
 
     Parameters
     ----------
-    eeg : array of shape (n_channels, n_times)
+    eeg : array of shape (n_chans, n_times)
         EEG samples, stored as float32, in ``eeg_unit``.
     sfreq : float
         EEG sampling rate in Hz.
@@ -87,9 +87,7 @@ class Session:
         where = self._where("eeg")
         eeg = np.asarray(self.eeg)
         if eeg.ndim != 2:
-            raise ValueError(
-                f"{where}: EEG must be 2-D (n_channels, n_times), got shape {eeg.shape}."
-            )
+            raise ValueError(f"{where}: EEG must be 2-D (n_chans, n_times), got shape {eeg.shape}.")
         self.eeg = np.ascontiguousarray(eeg, dtype=np.float32)
         self.sfreq = check_positive(self.sfreq, "sfreq")
         self.ch_names = check_ch_names(self.ch_names, source=f"{where}: ch_names")
@@ -166,7 +164,7 @@ class Session:
 
     # -- convenience ----------------------------------------------------------------
     @property
-    def n_channels(self) -> int:
+    def n_chans(self) -> int:
         """Number of EEG channels."""
         return self.eeg.shape[0]
 
@@ -193,7 +191,7 @@ class Session:
     def __repr__(self) -> str:
         bold = "no BOLD" if self.bold is None else f"BOLD {self.bold.shape} t_r={self.t_r}"
         return (
-            f"<Session {self.name} | {self.n_channels} ch × {self.n_times} samples @ "
+            f"<Session {self.name} | {self.n_chans} ch × {self.n_times} samples @ "
             f"{self.sfreq:g} Hz, {bold}, {len(self.events)} events>"
         )
 

@@ -39,7 +39,7 @@ def _run_entry(ref: RunRef, *, winsize: float, full: bool) -> tuple[dict, object
         info.volume_onsets, t_r=info.t_r, sfreq=info.sfreq, n_times=info.n_times, winsize=winsize
     )
     entry.update(
-        n_channels=len(info.ch_names),
+        n_chans=len(info.ch_names),
         sfreq=info.sfreq,
         n_times=info.n_times,
         duration_s=round(info.n_times / info.sfreq, 3),
@@ -80,7 +80,7 @@ def summarize(
     -------
     summary : dict
         JSON-able: ``root``, ``layout``, ``subjects``, ``sessions``, ``tasks``,
-        ``n_runs``, ``n_readable``, ``channels`` (``n_channels``, ``ch_names``,
+        ``n_runs``, ``n_readable``, ``channels`` (``n_chans``, ``ch_names``,
         ``consistent``), ``sfreq`` and ``t_r`` (distinct values), ``n_volumes``,
         ``duration_s``, ``grid`` (``shape``, ``voxel_size``, ``affine``,
         ``spm_mni_3mm``) or ``None``, ``winsize``, ``n_pairs``, ``runs`` (one dict per
@@ -140,7 +140,7 @@ def summarize(
         "n_runs": len(runs),
         "n_readable": len(ok),
         "channels": {
-            "n_channels": len(ch_names) if ch_names else None,
+            "n_chans": len(ch_names) if ch_names else None,
             "ch_names": ch_names,
             "consistent": not any(p.startswith("channels differ") for p in problems),
         },
@@ -187,7 +187,7 @@ def format_summary(summary: dict) -> str:
     if ch["ch_names"]:
         names = ch["ch_names"]
         shown = ", ".join(names) if len(names) <= 6 else f"{names[0]} … {names[-1]}"
-        channels = f"{ch['n_channels']} ({shown})" + (
+        channels = f"{ch['n_chans']} ({shown})" + (
             "" if ch["consistent"] else ", differ between runs"
         )
     else:
@@ -227,7 +227,7 @@ def format_summary(summary: dict) -> str:
             continue
         timing = f"{r['n_markers']} markers" if r["n_markers"] else "TR-timed"
         lines.append(
-            f"  {r['name']:<{width}}  {r['n_channels']:>3} ch  {r['sfreq']:>6g} Hz  "
+            f"  {r['name']:<{width}}  {r['n_chans']:>3} ch  {r['sfreq']:>6g} Hz  "
             f"{r['duration_s']:>8.1f} s  {r['n_volumes']:>4} vol  TR {r['t_r']:g} s  "
             f"{timing}  {r['n_pairs']} pairs"
         )

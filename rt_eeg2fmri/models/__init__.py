@@ -1,6 +1,6 @@
 """The model zoo: one architecture per module, built by name.
 
-Every model maps EEG windows (B, n_chans, n_times) to in-mask voxels (B, n_outputs);
+Every model maps EEG windows (B, n_chans, n_times) to in-mask voxels (B, n_voxels);
 see :func:`build_model` and :data:`MODELS`.
 """
 

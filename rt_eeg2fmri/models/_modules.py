@@ -29,21 +29,21 @@ class ModelConfig:
         Samples per window (``winsize · sfreq``).
     sfreq : float
         Sampling rate of the window in Hz.
-    n_outputs : int
+    n_voxels : int
         Voxels predicted (``mask.sum()``).
     grid_shape : list of int | None
         Shape of the volume grid, e.g. ``[53, 63, 52]``; ``None`` means a flat grid of
-        ``n_outputs`` voxels.
+        ``n_voxels`` voxels.
     """
 
     n_chans: int
     n_times: int
     sfreq: float
-    n_outputs: int
+    n_voxels: int
     grid_shape: list | None = None
 
     def __post_init__(self) -> None:
-        for name in ("n_chans", "n_times", "n_outputs"):
+        for name in ("n_chans", "n_times", "n_voxels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise TypeError(f"'{name}' must be an int, got {value!r}.")
@@ -55,9 +55,9 @@ class ModelConfig:
             shape = [int(s) for s in self.grid_shape]
             if not shape or min(shape) < 1:
                 raise ValueError(f"'grid_shape' must be positive sizes, got {self.grid_shape!r}.")
-            if self.n_outputs > math.prod(shape):
+            if self.n_voxels > math.prod(shape):
                 raise ValueError(
-                    f"'n_outputs' ({self.n_outputs}) exceeds the voxels of "
+                    f"'n_voxels' ({self.n_voxels}) exceeds the voxels of "
                     f"grid_shape={shape} ({math.prod(shape)})."
                 )
             self.grid_shape = shape
@@ -148,8 +148,8 @@ class VoxelModel(nn.Module):
     """Base of every architecture: the mask buffer and volume helpers.
 
     ``mask`` (bool, ``grid_shape``) is a buffer, so it travels in the state dict. Until
-    :meth:`set_mask` is called it marks the first ``n_outputs`` voxels in C order.
-    Subclasses set ``name`` and implement ``forward(x) -> (B, n_outputs)``.
+    :meth:`set_mask` is called it marks the first ``n_voxels`` voxels in C order.
+    Subclasses set ``name`` and implement ``forward(x) -> (B, n_voxels)``.
     """
 
     name = ""
@@ -157,11 +157,11 @@ class VoxelModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        shape = config.grid_shape or [config.n_outputs]
+        shape = config.grid_shape or [config.n_voxels]
         mask = torch.zeros(math.prod(shape), dtype=torch.bool)
-        mask[: config.n_outputs] = True
+        mask[: config.n_voxels] = True
         self.register_buffer("mask", mask.reshape(shape))
-        self.register_buffer("vox_index", torch.arange(config.n_outputs), persistent=False)
+        self.register_buffer("vox_index", torch.arange(config.n_voxels), persistent=False)
         self.register_load_state_dict_post_hook(lambda module, _keys: module._mask_changed())
 
     @property
@@ -170,16 +170,15 @@ class VoxelModel(nn.Module):
         return tuple(self.mask.shape)
 
     def set_mask(self, mask) -> None:
-        """Use ``mask`` (bool array of shape ``grid_shape`` with ``n_outputs`` voxels)."""
+        """Use ``mask`` (bool array of shape ``grid_shape`` with ``n_voxels`` voxels)."""
         mask = mask if isinstance(mask, torch.Tensor) else torch.tensor(np.asarray(mask))
         if mask.dtype != torch.bool:
             raise TypeError(f"'mask' must be boolean, got dtype {mask.dtype}.")
         if tuple(mask.shape) != self.grid_shape:
             raise ValueError(f"'mask' must have shape {self.grid_shape}, got {tuple(mask.shape)}.")
-        if int(mask.sum()) != self.config.n_outputs:
+        if int(mask.sum()) != self.config.n_voxels:
             raise ValueError(
-                f"'mask' must select n_outputs={self.config.n_outputs} voxels, "
-                f"got {int(mask.sum())}."
+                f"'mask' must select n_voxels={self.config.n_voxels} voxels, got {int(mask.sum())}."
             )
         self.mask.copy_(mask)
         self._mask_changed()
@@ -204,7 +203,7 @@ class VoxelModel(nn.Module):
         return out.reshape(y.shape[0], *self.grid_shape)
 
     def init_from_pca(self, targets) -> None:
-        """Initialise a ``basis`` head from training targets (n, n_vox); no-op otherwise."""
+        """Initialise a ``basis`` head from training targets (n, n_voxels); no-op otherwise."""
         head = getattr(self, "head", None)
         if isinstance(head, BasisHead):
             head.init_from_pca(targets)

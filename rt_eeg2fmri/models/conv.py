@@ -58,7 +58,7 @@ class ConvConfig(EncoderConfig):
 class ConvNet(VoxelModel):
     """Shared per-channel CNN → channel embeddings concatenated → hidden → voxels.
 
-    Input (B, n_chans, n_times), output (B, n_outputs).
+    Input (B, n_chans, n_times), output (B, n_voxels).
     """
 
     name = "conv"
@@ -69,11 +69,11 @@ class ConvNet(VoxelModel):
         self.encoder = c.build_encoder(c.emb_dim, c.dropout)
         self.hidden = mlp(c.n_chans * c.emb_dim, c.hidden, c.dropout)
         self.head = make_head(
-            c.head, c.hidden, c.n_outputs, n_basis=c.n_basis, train_basis=c.train_basis
+            c.head, c.hidden, c.n_voxels, n_basis=c.n_basis, train_basis=c.train_basis
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict (B, n_outputs) from windows (B, n_chans, n_times)."""
+        """Predict (B, n_voxels) from windows (B, n_chans, n_times)."""
         self.check_input(x)
         b, c, t = x.shape
         emb = self.encoder(x.reshape(b * c, t)).reshape(b, -1)

@@ -52,7 +52,7 @@ class FCConfig(ModelConfig):
 class FCNet(VoxelModel):
     """Flatten (n_chans × decimated time) → embedding → hidden → voxels.
 
-    Input (B, n_chans, n_times), output (B, n_outputs).
+    Input (B, n_chans, n_times), output (B, n_voxels).
     """
 
     name = "fc"
@@ -67,11 +67,11 @@ class FCNet(VoxelModel):
         self.embed = mlp(c.n_chans * self.n_dec, c.emb_dim, c.dropout)
         self.hidden = mlp(c.emb_dim, c.hidden, c.dropout)
         self.head = make_head(
-            c.head, c.hidden, c.n_outputs, n_basis=c.n_basis, train_basis=c.train_basis
+            c.head, c.hidden, c.n_voxels, n_basis=c.n_basis, train_basis=c.train_basis
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict (B, n_outputs) from windows (B, n_chans, n_times)."""
+        """Predict (B, n_voxels) from windows (B, n_chans, n_times)."""
         self.check_input(x)
         z = decimate(x, self.factor, self.n_dec).flatten(1)
         return self.head(self.hidden(self.embed(z)))

@@ -61,7 +61,7 @@ def build_model(name: str, config: dict) -> nn.Module:
     name : str
         One of :data:`MODELS`.
     config : dict
-        ``n_chans``, ``n_times``, ``sfreq``, ``n_outputs`` (required), ``grid_shape`` and
+        ``n_chans``, ``n_times``, ``sfreq``, ``n_voxels`` (required), ``grid_shape`` and
         any architectural overrides.
 
     Returns

@@ -72,7 +72,7 @@ class RidgeConfig(ModelConfig):
 class RidgeModel(VoxelModel):
     """HRF-convolved band power → standardised features → linear map to voxels.
 
-    Fit with :meth:`fit_streaming`; input (B, n_chans, n_times), output (B, n_outputs).
+    Fit with :meth:`fit_streaming`; input (B, n_chans, n_times), output (B, n_voxels).
     """
 
     name = "ridge"
@@ -111,7 +111,7 @@ class RidgeModel(VoxelModel):
                 if k < hrf.size:
                     kernel[lag, j] = hrf[k]
         self.n_features = c.n_chans * len(self.bands) * c.n_lags
-        p, v = self.n_features, c.n_outputs
+        p, v = self.n_features, c.n_voxels
         self.register_buffer("band_matrix", torch.from_numpy(band_matrix), persistent=False)
         self.register_buffer("hrf_kernel", torch.from_numpy(kernel), persistent=False)
         self.register_buffer("taper", torch.hann_window(self.bin_len), persistent=False)
@@ -133,7 +133,7 @@ class RidgeModel(VoxelModel):
         return torch.einsum("bcjf,lj->bcfl", logp, self.hrf_kernel).reshape(b, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict (B, n_outputs) from windows (B, n_chans, n_times)."""
+        """Predict (B, n_voxels) from windows (B, n_chans, n_times)."""
         if not bool(self.fitted):
             raise RuntimeError("the ridge model is not fitted; call fit_streaming() first.")
         z = (self.features(x) - self.feat_mean) / self.feat_std
@@ -143,13 +143,13 @@ class RidgeModel(VoxelModel):
     def fit_streaming(self, batches, *, val_batches=None) -> dict:
         """Fit from ``(x, y)`` batches, accumulating XᵀX and XᵀY; pick alpha on validation.
 
-        Memory is independent of the number of windows: O(n_features · n_outputs) in
+        Memory is independent of the number of windows: O(n_features · n_voxels) in
         float64 (a few copies; ≈ 0.1 GB each for 170 features × 69,637 voxels).
 
         Parameters
         ----------
         batches : iterable of (x, y)
-            Training windows (B, n_chans, n_times) and targets (B, n_outputs), read once.
+            Training windows (B, n_chans, n_times) and targets (B, n_voxels), read once.
         val_batches : iterable of (x, y) | None
             Validation batches, read once, for choosing alpha among ``config.alphas`` (the
             one with the lowest validation MSE; per voxel if ``alpha_per_voxel``). Needed
@@ -168,7 +168,7 @@ class RidgeModel(VoxelModel):
                 "pass validation batches or configure a single alpha."
             )
         dev = self.weight.device
-        p, v = self.n_features, self.config.n_outputs
+        p, v = self.n_features, self.config.n_voxels
         acc = _Sums(p, v, dev)
         for x, y in batches:
             acc.add(self.features(x.to(dev)), y.to(dev))
@@ -266,7 +266,7 @@ class _Sums:
         if y.ndim != 2 or y.shape[0] != f.shape[0] or y.shape[1] != self.syy.shape[0]:
             raise ValueError(
                 f"targets must have shape ({f.shape[0]}, {self.syy.shape[0]}) "
-                f"(batch, n_outputs), got {tuple(y.shape)}."
+                f"(batch, n_voxels), got {tuple(y.shape)}."
             )
         self.n += f.shape[0]
         self.sxx += f.T @ f

@@ -25,7 +25,7 @@ class SiameseFCConfig(FCConfig):
 class SiameseFCNet(VoxelModel):
     """Shared per-channel Linear encoder → concatenated embeddings → hidden → voxels.
 
-    Input (B, n_chans, n_times), output (B, n_outputs).
+    Input (B, n_chans, n_times), output (B, n_voxels).
     """
 
     name = "siamese_fc"
@@ -36,11 +36,11 @@ class SiameseFCNet(VoxelModel):
         self.encoder = FCEncoder(c.n_times, c.sfreq, rate=c.rate, emb_dim=c.emb_dim)
         self.hidden = mlp(c.n_chans * c.emb_dim, c.hidden, c.dropout)
         self.head = make_head(
-            c.head, c.hidden, c.n_outputs, n_basis=c.n_basis, train_basis=c.train_basis
+            c.head, c.hidden, c.n_voxels, n_basis=c.n_basis, train_basis=c.train_basis
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict (B, n_outputs) from windows (B, n_chans, n_times)."""
+        """Predict (B, n_voxels) from windows (B, n_chans, n_times)."""
         self.check_input(x)
         b, c, t = x.shape
         emb = self.encoder(x.reshape(b * c, t)).reshape(b, -1)

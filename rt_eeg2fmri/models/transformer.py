@@ -156,7 +156,7 @@ class ChannelPositions(nn.Module):
 class SliceTransformer(VoxelModel):
     """Channels (source) → axial slices (target) with an autoregressive decoder.
 
-    ``forward(x, y=None)``: x (B, n_chans, n_times), y (B, n_outputs) → (B, n_outputs).
+    ``forward(x, y=None)``: x (B, n_chans, n_times), y (B, n_voxels) → (B, n_voxels).
     """
 
     name = "transformer"
@@ -197,13 +197,13 @@ class SliceTransformer(VoxelModel):
         return self.mask.reshape(self.slice_size, self.n_slices).T.float()
 
     def to_slices(self, y: torch.Tensor) -> torch.Tensor:
-        """Targets (B, n_outputs) → slices (B, n_slices, slice_size), zero outside the mask."""
+        """Targets (B, n_voxels) → slices (B, n_slices, slice_size), zero outside the mask."""
         vol = y.new_zeros(y.shape[0], self.mask.numel())
         vol[:, self.vox_index] = y
         return vol.reshape(y.shape[0], self.slice_size, self.n_slices).transpose(1, 2)
 
     def from_slices(self, slices: torch.Tensor) -> torch.Tensor:
-        """Slices (B, n_slices, slice_size) → targets (B, n_outputs)."""
+        """Slices (B, n_slices, slice_size) → targets (B, n_voxels)."""
         vol = slices.transpose(1, 2).reshape(slices.shape[0], -1)
         return vol[:, self.vox_index]
 
@@ -220,15 +220,15 @@ class SliceTransformer(VoxelModel):
         return out * self.slice_mask()[z]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Predict (B, n_outputs); ``y`` is used for teacher forcing in training mode only."""
+        """Predict (B, n_voxels); ``y`` is used for teacher forcing in training mode only."""
         self.check_input(x)
         memory = self.encode(x)
         b, nz = x.shape[0], self.n_slices
         start = self.start.expand(b, 1, -1)
         if self.training and y is not None:
-            if tuple(y.shape) != (b, self.config.n_outputs):
+            if tuple(y.shape) != (b, self.config.n_voxels):
                 raise ValueError(
-                    f"'y' must have shape ({b}, {self.config.n_outputs}), got {tuple(y.shape)}."
+                    f"'y' must have shape ({b}, {self.config.n_voxels}), got {tuple(y.shape)}."
                 )
             prev = self.slice_in(self.to_slices(y.to(x.dtype))[:, :-1])
             tokens = torch.cat([start, prev], 1) + self.slice_pos

@@ -391,6 +391,8 @@ class Engine:
                 )
                 self.outputs.log(volume=old.index, window_end=old.t_end, skipped=True, late=True)
             for i, d in enumerate(due[n_skip:]):
+                if max_volumes is not None and self.stats.volumes >= max_volumes:
+                    break  # a backlog never takes a run past its limit
                 late = i < len(due) - n_skip - 1  # a newer volume was already due
                 self._emit(d, late=late, on_volume=on_volume, clock=pylsl.local_clock)
         return self.stats.summary(self.consumer.health)

@@ -397,7 +397,7 @@ class EEGConsumer:
 
         Waits up to ``_POLL_S`` for the first sample, then takes what else is buffered, up
         to the buffer's size. liblsl writes the samples straight into ``_pull`` (``dest_obj``: a C-contiguous
-        array of shape (max_samples, n_channels) in the stream's dtype) and returns the
+        array of shape (max_samples, n_chans) in the stream's dtype) and returns the
         timestamps as a list.
         """
         _, first = inlet.pull_chunk(timeout=_POLL_S, max_samples=1, dest_obj=self._pull)

@@ -29,7 +29,7 @@ class RingBuffer:
 
     Parameters
     ----------
-    n_channels : int
+    n_chans : int
         Number of channels.
     bufsize_samples : int
         Capacity in samples. Make it the longest window read plus a margin (e.g. 30 s +
@@ -47,13 +47,13 @@ class RingBuffer:
         Timestamp of the first sample ever written.
     """
 
-    def __init__(self, n_channels: int, bufsize_samples: int, *, dtype=np.float32) -> None:
-        if int(n_channels) != n_channels or n_channels < 1:
-            raise ValueError(f"'n_channels' must be an integer >= 1, got {n_channels=}.")
+    def __init__(self, n_chans: int, bufsize_samples: int, *, dtype=np.float32) -> None:
+        if int(n_chans) != n_chans or n_chans < 1:
+            raise ValueError(f"'n_chans' must be an integer >= 1, got {n_chans=}.")
         if int(bufsize_samples) != bufsize_samples or bufsize_samples < 1:
             raise ValueError(f"'bufsize_samples' must be an integer >= 1, got {bufsize_samples=}.")
         # np.full touches every page now, not on first write in the acquisition thread
-        self._data = np.full((int(n_channels), int(bufsize_samples)), 0, dtype=dtype)
+        self._data = np.full((int(n_chans), int(bufsize_samples)), 0, dtype=dtype)
         self._times = np.full(int(bufsize_samples), np.nan)
         self._n_written = 0
         self._reserved = 0
@@ -62,7 +62,7 @@ class RingBuffer:
         self.first_time: float | None = None
 
     @property
-    def n_channels(self) -> int:
+    def n_chans(self) -> int:
         """Number of channels."""
         return self._data.shape[0]
 
@@ -93,13 +93,13 @@ class RingBuffer:
 
         Parameters
         ----------
-        data : array of shape (n_samples, n_channels) or (n_channels, n_samples)
+        data : array of shape (n_samples, n_chans) or (n_chans, n_samples)
             The samples, converted to the buffer's dtype on copy.
         timestamps : array of shape (n_samples,)
             Their timestamps (seconds, nondecreasing).
         channels_first : bool | None
             The layout of ``data``; inferred from the shapes when ``None`` (an error if
-            ``n_samples == n_channels``).
+            ``n_samples == n_chans``).
 
         Returns
         -------
@@ -109,27 +109,27 @@ class RingBuffer:
         """
         times = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         data = np.asarray(data)
-        k, n_ch = times.size, self.n_channels
+        k, n_chans = times.size, self.n_chans
         if channels_first is None:
-            if data.shape == (k, n_ch) and data.shape != (n_ch, k):
+            if data.shape == (k, n_chans) and data.shape != (n_chans, k):
                 channels_first = False
-            elif data.shape == (n_ch, k) and data.shape != (k, n_ch):
+            elif data.shape == (n_chans, k) and data.shape != (k, n_chans):
                 channels_first = True
-            elif data.shape == (k, n_ch):
+            elif data.shape == (k, n_chans):
                 raise ValueError(
                     f"'data' of shape {data.shape} is ambiguous with {k} timestamps and "
-                    f"{n_ch} channels; pass channels_first=True or False."
+                    f"{n_chans} channels; pass channels_first=True or False."
                 )
             else:
                 raise ValueError(
-                    f"'data' must have shape (n_samples, n_channels) = ({k}, {n_ch}) or "
-                    f"(n_channels, n_samples) = ({n_ch}, {k}), got {data.shape}."
+                    f"'data' must have shape (n_samples, n_chans) = ({k}, {n_chans}) or "
+                    f"(n_chans, n_samples) = ({n_chans}, {k}), got {data.shape}."
                 )
         chan = data if channels_first else data.T
-        if chan.shape != (n_ch, k):
+        if chan.shape != (n_chans, k):
             raise ValueError(
-                f"'data' must have shape {(n_ch, k) if channels_first else (k, n_ch)} for "
-                f"{k} timestamps and {n_ch} channels, got {data.shape}."
+                f"'data' must have shape {(n_chans, k) if channels_first else (k, n_chans)} for "
+                f"{k} timestamps and {n_chans} channels, got {data.shape}."
             )
         if k == 0:
             return 0
@@ -166,14 +166,14 @@ class RingBuffer:
             One past the last sample, as an absolute count (``<= n_written``).
         n : int
             Number of samples (``<= capacity``).
-        out : array of shape (n_channels, n) | None
+        out : array of shape (n_chans, n) | None
             Destination of the data; allocated when ``None``.
         times_out : array of shape (n,) | None
             Destination of the timestamps; allocated when ``None``.
 
         Returns
         -------
-        data : array of shape (n_channels, n)
+        data : array of shape (n_chans, n)
         timestamps : array of shape (n,)
 
         Raises
@@ -198,14 +198,14 @@ class RingBuffer:
         ----------
         n : int
             Number of samples (``<= capacity``).
-        out : array of shape (n_channels, n) | None
+        out : array of shape (n_chans, n) | None
             Destination of the data; allocated when ``None``.
         times_out : array of shape (n,) | None
             Destination of the timestamps; allocated when ``None``.
 
         Returns
         -------
-        data : array of shape (n_channels, n)
+        data : array of shape (n_chans, n)
         timestamps : array of shape (n,)
         """
         n = self._check_n(n)
@@ -259,7 +259,7 @@ class RingBuffer:
 
         Returns
         -------
-        window : tuple (data (n_channels, n), timestamps (n,)) | None
+        window : tuple (data (n_chans, n), timestamps (n,)) | None
             ``None`` while no sample at or after ``t_end`` has arrived.
 
         Raises
@@ -284,7 +284,7 @@ class RingBuffer:
         return int(n)
 
     def _outputs(self, n: int, out, times_out):
-        shape = (self.n_channels, n)
+        shape = (self.n_chans, n)
         if out is None:
             out = np.empty(shape, dtype=self.dtype)
         elif out.shape != shape:
@@ -340,9 +340,7 @@ class TorchRingMirror:
         self.device = torch.device(device)
         host_dtype = torch.from_numpy(ring._data[:, :0]).dtype
         self.dtype = host_dtype if dtype is None else dtype
-        self.data = torch.zeros(
-            (ring.n_channels, ring.capacity), dtype=self.dtype, device=self.device
-        )
+        self.data = torch.zeros((ring.n_chans, ring.capacity), dtype=self.dtype, device=self.device)
         self._cuda = self.device.type == "cuda"
         if self._cuda:
             self._stream = torch.cuda.Stream(device=self.device)
@@ -378,7 +376,7 @@ class TorchRingMirror:
 
         Returns
         -------
-        window : torch.Tensor of shape (n_channels, n)
+        window : torch.Tensor of shape (n_chans, n)
             A new tensor (one slice copy, or ``torch.cat`` of two slices on a wrap).
         """
         import torch

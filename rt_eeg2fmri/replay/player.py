@@ -288,7 +288,7 @@ class Replay:
         import pylsl
 
         s, names = self.session, self.stream_names
-        model = f"{s.name} ({s.n_channels} ch @ {s.sfreq:g} Hz)"
+        model = f"{s.name} ({s.n_chans} ch @ {s.sfreq:g} Hz)"
         self._outlets["eeg"] = pylsl.StreamOutlet(
             eeg_stream_info(
                 names["eeg"],

@@ -150,21 +150,21 @@ def _pick_eeg(streams: list[dict], wanted: str | None, *, path: Path) -> dict:
     return found[0]
 
 
-def _channels(info: dict, n_channels: int) -> tuple[list[str], list[str | None]]:
+def _channels(info: dict, n_chans: int) -> tuple[list[str], list[str | None]]:
     desc = _first(info, "desc")
     chans = []
     if isinstance(desc, dict):
         node = _first(desc, "channels")
         if isinstance(node, dict):
             chans = node.get("channel") or []
-    if len(chans) != n_channels:
+    if len(chans) != n_chans:
         if chans:
             logger.warning(
                 "XDF EEG stream: %d channel descriptions for %d channels; numbering them.",
                 len(chans),
-                n_channels,
+                n_chans,
             )
-        return [f"Ch{i + 1}" for i in range(n_channels)], [None] * n_channels
+        return [f"Ch{i + 1}" for i in range(n_chans)], [None] * n_chans
     labels = [str(_first(c, "label") or f"Ch{i + 1}") for i, c in enumerate(chans)]
     units = [_first(c, "unit") for c in chans]
     return labels, units

@@ -427,7 +427,7 @@ def _write_bids_run(out, label, task, run, config, model, drive, eeg, bold, firs
         eeg_sidecar(
             task,
             sfreq=sfreq,
-            n_channels=len(model.ch_names),
+            n_chans=len(model.ch_names),
             duration=data.shape[1] / sfreq,
             reference=model.reference,
             line_freq=config.line_freq,

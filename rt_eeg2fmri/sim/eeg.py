@@ -74,11 +74,11 @@ class HeadModel:
         Recorded channels.
     reference : str
         ``"FCz"`` or ``"average"``.
-    positions : array of shape (n_channels, 3)
+    positions : array of shape (n_chans, 3)
         Electrode positions in MNE's head frame (m; RAS, origin between the ears).
     gain : array of shape (n_sensors, n_visible)
         V per A·m for the visible regions' fixed-orientation dipoles; ``n_sensors`` is
-        ``n_channels`` plus the reference electrode last when it is FCz.
+        ``n_chans`` plus the reference electrode last when it is FCz.
     background_mix : array of shape (n_sensors, n_sensors)
         Lower-triangular factor of the background dipoles' sensor covariance (unit mean
         variance).
@@ -348,7 +348,7 @@ def synthesize_eeg(
 
     Returns
     -------
-    eeg : array of shape (n_channels, n_times), float32
+    eeg : array of shape (n_chans, n_times), float32
         Volts, referenced as ``model.reference``.
     """
     times = t_start + np.arange(n_times) / sfreq

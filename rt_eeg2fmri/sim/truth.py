@@ -122,14 +122,14 @@ def noise_ceiling(
 
     Parameters
     ----------
-    measured, predictable : array of shape (n_x, n_y, n_z, n_volumes) | (n_volumes, n_vox)
+    measured, predictable : array of shape (n_x, n_y, n_z, n_volumes) | (n_volumes, n_voxels)
         Same shape; 4-D arrays need ``mask``.
     mask : array of shape (n_x, n_y, n_z), bool | None
         Voxels to score (C order of ``mask.nonzero()``).
 
     Returns
     -------
-    r : array of shape (n_vox,), float64
+    r : array of shape (n_voxels,), float64
         0 where either series is constant (e.g. no EEG-visible signal reaches the voxel).
     """
     measured, predictable = np.asarray(measured), np.asarray(predictable)
@@ -159,7 +159,7 @@ def noise_ceiling(
             a, b = a[:, keep], b[:, keep]
     else:
         raise ValueError(
-            "noise_ceiling: expected (n_x, n_y, n_z, n_volumes) or (n_volumes, n_vox) arrays, "
+            "noise_ceiling: expected (n_x, n_y, n_z, n_volumes) or (n_volumes, n_voxels) arrays, "
             f"got shape {measured.shape}."
         )
     a = a.astype(np.float64) - a.mean(axis=0)

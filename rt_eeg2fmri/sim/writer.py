@@ -104,7 +104,7 @@ def write_brainvision(
 
     Parameters
     ----------
-    eeg : array of shape (n_channels, n_times)
+    eeg : array of shape (n_chans, n_times)
         Volts.
     events : DataFrame
         Onsets in s from the first EEG sample.
@@ -191,7 +191,7 @@ def write_nifti(path: Path, data: np.ndarray, *, t_r: float, slice_timing=None) 
 
 
 def eeg_sidecar(
-    task: str, *, sfreq: float, n_channels: int, duration: float, reference: str, line_freq: float
+    task: str, *, sfreq: float, n_chans: int, duration: float, reference: str, line_freq: float
 ) -> dict:
     """Contents of ``*_eeg.json``."""
     return {
@@ -206,7 +206,7 @@ def eeg_sidecar(
         "Manufacturer": "rt-eeg2fmri simulator",
         "SoftwareFilters": "n/a",
         "HardwareFilters": "n/a",
-        "EEGChannelCount": n_channels,
+        "EEGChannelCount": n_chans,
         "ECGChannelCount": 0,
         "EOGChannelCount": 0,
         "EMGChannelCount": 0,

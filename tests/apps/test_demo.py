@@ -33,7 +33,7 @@ def tiny_model(tmp_path_factory):
             "n_chans": 16,
             "n_times": int(WINSIZE * SFREQ),
             "sfreq": SFREQ,
-            "n_outputs": int(mask.sum()),
+            "n_voxels": int(mask.sum()),
             "grid_shape": list(GRID_SHAPE),
             "n_basis": 8,
             "hidden": 16,

@@ -89,7 +89,7 @@ def test_info_ds000116_and_spm_grid(tmp_path, capsys):
     assert "TR-timed" in out
     summary = summarize(tmp_path)
     assert summary["grid"]["spm_mni_3mm"] is True
-    assert summary["channels"]["n_channels"] == 34
+    assert summary["channels"]["n_chans"] == 34
     assert format_summary(summary).count("sub-01_task-") == 2
 
 

@@ -62,7 +62,7 @@ def _stream(*args) -> subprocess.Popen:
 
 def _replay(uid: str, *, ch_names=CH, sfreq=SFREQ, **kw) -> Replay:
     session = make_session(
-        n_channels=len(ch_names), sfreq=sfreq, n_volumes=20, t_r=T_R, ch_names=ch_names
+        n_chans=len(ch_names), sfreq=sfreq, n_volumes=20, t_r=T_R, ch_names=ch_names
     )
     return Replay(session, name=uid, source_id=uid, truth=False, **kw).open()
 

@@ -267,11 +267,11 @@ def test_stream_view_runs_the_engine_with_the_window_in_process(tmp_path, capsys
     from tests.conftest import make_session
 
     grid, ch = (5, 6, 4), ["Fz", "Cz", "Pz", "Oz"]
-    session = make_session(n_channels=4, sfreq=100.0, n_volumes=12, t_r=1.0, grid=grid, ch_names=ch)
+    session = make_session(n_chans=4, sfreq=100.0, n_volumes=12, t_r=1.0, grid=grid, ch_names=ch)
     torch.manual_seed(0)
     model = build_model(
         "conv",
-        {"n_chans": 4, "n_times": 300, "sfreq": 100.0, "n_outputs": 120, "grid_shape": list(grid),
+        {"n_chans": 4, "n_times": 300, "sfreq": 100.0, "n_voxels": 120, "grid_shape": list(grid),
          "n_basis": 4, "hidden": 8},
     )  # fmt: skip
     model.set_mask(torch.ones(grid, dtype=torch.bool))

@@ -275,10 +275,10 @@ def test_volume_history_ring():
 
 
 def test_paired_correlation_pairs_by_timestamp(rng):
-    n_vox, n = 5, 12
-    x = rng.standard_normal((n, n_vox))
-    y = 0.5 * x + rng.standard_normal((n, n_vox))
-    pairs = PairedCorrelation(n_vox, tolerance=0.1)
+    n_voxels, n = 5, 12
+    x = rng.standard_normal((n, n_voxels))
+    y = 0.5 * x + rng.standard_normal((n, n_voxels))
+    pairs = PairedCorrelation(n_voxels, tolerance=0.1)
     assert np.isnan(pairs.r()).all() and np.isnan(pairs.r(0))
     # truth arrives first for even volumes, prediction first for odd; jitter < tolerance
     for k in range(n):
@@ -288,7 +288,7 @@ def test_paired_correlation_pairs_by_timestamp(rng):
             pairs.add(kind, ts, values)
     pairs.add("prediction", 500.0, x[0])  # never paired: ignored
     assert pairs.n == n
-    expected = [np.corrcoef(x[:, v], y[:, v])[0, 1] for v in range(n_vox)]
+    expected = [np.corrcoef(x[:, v], y[:, v])[0, 1] for v in range(n_voxels)]
     np.testing.assert_allclose(pairs.r(), expected, rtol=1e-6)  # float32 volumes
     assert pairs.r(2) == pytest.approx(expected[2])
     summary = pairs.summary()

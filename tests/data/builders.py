@@ -12,10 +12,10 @@ SPM_FLIPPED = np.array(
 )
 
 
-def eeg_signal(n_channels: int, n_times: int, *, seed: int = 0) -> np.ndarray:
-    """Random EEG in volts, shape (n_channels, n_times)."""
+def eeg_signal(n_chans: int, n_times: int, *, seed: int = 0) -> np.ndarray:
+    """Random EEG in volts, shape (n_chans, n_times)."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n_channels, n_times)) * 2e-5
+    return rng.standard_normal((n_chans, n_times)) * 2e-5
 
 
 def write_eeg(
@@ -113,7 +113,7 @@ def write_bids_run(
     ses: str | None = None,
     acq: str | None = None,
     fmt: str = "vhdr",
-    n_channels: int = 4,
+    n_chans: int = 4,
     sfreq: float = 250.0,
     n_volumes: int = 12,
     t_r: float = 2.0,
@@ -143,7 +143,7 @@ def write_bids_run(
     n_marks = n_volumes if markers is True else int(markers)
     onsets = lead + np.arange(n_marks) * t_r
     n_times = round((lead + n_volumes * t_r + tail) * sfreq)
-    names = ch_names or [f"EEG{i:02d}" for i in range(n_channels)]
+    names = ch_names or [f"EEG{i:02d}" for i in range(n_chans)]
     data = eeg_signal(len(names), n_times, seed=seed)
     stimuli = list(lead + 0.5 + np.arange(n_volumes // 2) * 2 * t_r)
     eeg = write_eeg(

@@ -37,7 +37,7 @@ def test_find_and_load_runs(tmp_path):
     assert s.source["bold"] == str(a["bold"])
     header = runs[0].header()
     assert header.n_volumes == 12 and header.n_markers == 12 and header.grid_shape == (5, 6, 4)
-    assert runs[2].load().n_channels == 4  # EDF
+    assert runs[2].load().n_chans == 4  # EDF
 
 
 def test_read_session_selection(tmp_path):

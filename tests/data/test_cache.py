@@ -414,7 +414,7 @@ def test_bold_options_shape_the_targets(tmp_path, option, value):
     # spatial smoothing before the targets (SPM's s step), drift removal after them
     from rt_eeg2fmri.data.bold import cosine_drifts, masked_series, remove_drifts, smooth_bold
 
-    write_bids_run(tmp_path / "ds", sub="01", n_channels=4, sfreq=50.0, n_volumes=24, t_r=1.0)
+    write_bids_run(tmp_path / "ds", sub="01", n_chans=4, sfreq=50.0, n_volumes=24, t_r=1.0)
     runs = find_runs(tmp_path / "ds")
     opts = dict(root=tmp_path / "c", progress=False)
     plain = build_cache(runs, preprocessing=Preprocessing(winsize=4.0), **opts)

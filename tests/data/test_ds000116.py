@@ -45,12 +45,12 @@ def test_v73_equals_v5(tmp_path):
 def test_noga_file(tmp_path):
     write_ds000116_run(tmp_path, kind="noGA", task=2)
     s = read_session(tmp_path)
-    assert s.n_channels == 43 and s.ch_names[-1] == "EEG43"
+    assert s.n_chans == 43 and s.ch_names[-1] == "EEG43"
     assert list(s.events["trial_type"])[:2] == ["standard", "target"]
     # both present: "auto" prefers the re-referenced file; eeg="noGA" picks the other
     write_ds000116_run(tmp_path, task=2)
-    assert read_session(tmp_path).n_channels == 34
-    assert read_session(tmp_path, eeg="noGA").n_channels == 43
+    assert read_session(tmp_path).n_chans == 34
+    assert read_session(tmp_path, eeg="noGA").n_chans == 43
 
 
 def test_channels_txt(tmp_path):

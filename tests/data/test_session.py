@@ -9,7 +9,7 @@ from tests.conftest import make_session
 def test_valid_session_properties(small_session):
     s = small_session
     assert s.eeg.dtype == np.float32
-    assert s.n_channels == 4 and s.n_volumes == 20
+    assert s.n_chans == 4 and s.n_volumes == 20
     assert s.volume_onsets[1] == pytest.approx(2.0)
     assert "sub-01" in repr(s)
 

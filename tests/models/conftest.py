@@ -40,7 +40,7 @@ def small_config(name: str, mask: np.ndarray | None = None, **overrides) -> dict
         "n_chans": N_CHANS,
         "n_times": N_TIMES,
         "sfreq": SFREQ,
-        "n_outputs": int(mask.sum()),
+        "n_voxels": int(mask.sum()),
         "grid_shape": list(GRID),
         **SMALL[name],
     }
@@ -48,12 +48,12 @@ def small_config(name: str, mask: np.ndarray | None = None, **overrides) -> dict
     return cfg
 
 
-def random_batches(n_batches: int, batch: int, n_vox: int, *, seed: int = 0):
+def random_batches(n_batches: int, batch: int, n_voxels: int, *, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     for _ in range(n_batches):
         yield (
             torch.randn(batch, N_CHANS, N_TIMES, generator=gen),
-            torch.randn(batch, n_vox, generator=gen),
+            torch.randn(batch, n_voxels, generator=gen),
         )
 
 
@@ -64,10 +64,10 @@ def make_model(name: str, *, seed: int = 0, **overrides) -> torch.nn.Module:
     model = build_model(name, small_config(name, mask, **overrides))
     model.set_mask(mask)
     if name == "ridge":
-        n_vox = int(mask.sum())
+        n_voxels = int(mask.sum())
         model.fit_streaming(
-            random_batches(4, 8, n_vox, seed=seed),
-            val_batches=random_batches(2, 8, n_vox, seed=seed + 1),
+            random_batches(4, 8, n_voxels, seed=seed),
+            val_batches=random_batches(2, 8, n_voxels, seed=seed + 1),
         )
     return model
 

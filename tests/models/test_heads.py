@@ -10,9 +10,9 @@ from rt_eeg2fmri.models import BasisHead, build_model
 from rt_eeg2fmri.models.heads import make_head
 
 
-def _low_rank(n=300, n_vox=500, rank=5, seed=0):
+def _low_rank(n=300, n_voxels=500, rank=5, seed=0):
     rng = np.random.default_rng(seed)
-    comps = rng.standard_normal((rank, n_vox))
+    comps = rng.standard_normal((rank, n_voxels))
     scores = rng.standard_normal((n, rank)) * np.arange(rank, 0, -1)
     return (scores @ comps + 3.0).astype(np.float32), comps
 
@@ -34,7 +34,7 @@ def test_pca_init_spans_the_data():
 
 
 def test_pca_init_from_memmap_and_tensor(tmp_path):
-    targets, _ = _low_rank(n=50, n_vox=80, rank=3)
+    targets, _ = _low_rank(n=50, n_voxels=80, rank=3)
     mm = np.lib.format.open_memmap(
         tmp_path / "t.npy", mode="w+", dtype=np.float32, shape=targets.shape
     )
@@ -47,7 +47,7 @@ def test_pca_init_from_memmap_and_tensor(tmp_path):
 
 
 def test_more_components_than_samples():
-    targets, _ = _low_rank(n=4, n_vox=30, rank=2)
+    targets, _ = _low_rank(n=4, n_voxels=30, rank=2)
     head = BasisHead(4, 30, n_basis=8)
     head.init_from_pca(targets)
     assert torch.isfinite(head.basis).all()
@@ -62,12 +62,12 @@ def test_fixed_basis_is_a_buffer():
 
 
 def test_model_init_from_pca_delegates():
-    model = build_model("conv", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_outputs": 30})
-    targets, _ = _low_rank(n=40, n_vox=30, rank=3)
+    model = build_model("conv", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_voxels": 30})
+    targets, _ = _low_rank(n=40, n_voxels=30, rank=3)
     model.init_from_pca(targets)
     np.testing.assert_allclose(model.head.offset.detach().numpy(), targets.mean(0), atol=1e-5)
     full = build_model(
-        "fc", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_outputs": 30, "head": "full"}
+        "fc", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_voxels": 30, "head": "full"}
     )
     before = {k: v.clone() for k, v in full.state_dict().items()}
     full.init_from_pca(targets)  # full head: nothing to initialise

@@ -41,8 +41,8 @@ def test_predict_volume_scatters_into_mask(model_name):
 def test_backward(model_name):
     model = make_model(model_name).train()
     x = torch.randn(4, N_CHANS, N_TIMES, requires_grad=True)
-    n_vox = int(small_mask().sum())
-    y = torch.randn(4, n_vox)
+    n_voxels = int(small_mask().sum())
+    y = torch.randn(4, n_voxels)
     pred = model(x, y) if getattr(model, "teacher_forcing", False) else model(x)
     torch.nn.functional.mse_loss(pred, y).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
@@ -71,7 +71,7 @@ def test_param_counts(model_name):
     assert n > 0
     if model_name == "ridge":
         n_feat = model.n_features
-        assert n == n_feat * 2 + n_feat * model.config.n_outputs + model.config.n_outputs + 1
+        assert n == n_feat * 2 + n_feat * model.config.n_voxels + model.config.n_voxels + 1
     else:
         assert n == sum(p.numel() for p in model.parameters()) + sum(
             b.numel()
@@ -121,7 +121,7 @@ def test_set_mask_validates(model_name):
     model = make_model(model_name)
     with pytest.raises(ValueError, match="must have shape"):
         model.set_mask(np.ones((2, 2, 2), bool))
-    with pytest.raises(ValueError, match="n_outputs"):
+    with pytest.raises(ValueError, match="n_voxels"):
         model.set_mask(np.ones(GRID, bool))
     with pytest.raises(TypeError, match="boolean"):
         model.set_mask(small_mask().astype(np.float32))
@@ -142,11 +142,11 @@ def test_build_model_errors():
     with pytest.raises(ValueError, match=r"unknown config field\(s\) \['colour'\]"):
         build_model("conv", {**small_config("conv"), "colour": 1})
     with pytest.raises(ValueError, match=r"missing required field\(s\) \['n_times'\]"):
-        build_model("fc", {"n_chans": 2, "sfreq": 10.0, "n_outputs": 3})
+        build_model("fc", {"n_chans": 2, "sfreq": 10.0, "n_voxels": 3})
     with pytest.raises(ValueError, match="'head' must be one of"):
         build_model("conv", small_config("conv", head="huge"))
-    with pytest.raises(ValueError, match="'n_outputs' .* exceeds"):
-        build_model("conv", small_config("conv", n_outputs=10_000))
+    with pytest.raises(ValueError, match="'n_voxels' .* exceeds"):
+        build_model("conv", small_config("conv", n_voxels=10_000))
     with pytest.raises(ValueError, match="'sfreq' must be positive"):
         build_model("fc", small_config("fc", sfreq=-1))
     with pytest.raises(TypeError, match="'n_chans' must be an int"):
@@ -188,7 +188,7 @@ def test_conv_rate_independent_frames(extra, n_frames):
     # gives the same architecture and parameter count (apart from the stem's taps)
     counts = []
     for sfreq in (100.0, 250.0, 1000.0):
-        cfg = {"n_chans": 2, "n_times": int(30 * sfreq), "sfreq": sfreq, "n_outputs": 10}
+        cfg = {"n_chans": 2, "n_times": int(30 * sfreq), "sfreq": sfreq, "n_voxels": 10}
         model = build_model("conv", {**cfg, **extra})
         counts.append(n_params(model) - model.encoder.convs[0].weight.numel())
         assert model.encoder.n_frames == n_frames
@@ -209,13 +209,13 @@ def test_band_power_measures_envelope():
 
 
 def test_envelope_rate_above_frame_rate_is_refused():
-    cfg = {"n_chans": 2, "n_times": 3000, "sfreq": 100.0, "n_outputs": 10}
+    cfg = {"n_chans": 2, "n_times": 3000, "sfreq": 100.0, "n_voxels": 10}
     with pytest.raises(ValueError, match="'envelope_rate' .* must not exceed 'frame_rate'"):
         build_model("conv", {**cfg, "envelope_rate": 60.0})
 
 
 def test_flat_grid_default():
-    model = build_model("conv", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_outputs": 7})
+    model = build_model("conv", {"n_chans": 2, "n_times": 100, "sfreq": 50.0, "n_voxels": 7})
     assert model.grid_shape == (7,)
     assert model.eval().predict_volume(torch.randn(1, 2, 100)).shape == (1, 7)
 

@@ -13,7 +13,7 @@ SFREQ, N_TIMES, N_CHANS = 100.0, 1000, 3  # 10 s windows at 100 Hz, 2 s bins
 
 
 def _cfg(**kw):
-    return {"n_chans": N_CHANS, "n_times": N_TIMES, "sfreq": SFREQ, "n_outputs": 5, **kw}
+    return {"n_chans": N_CHANS, "n_times": N_TIMES, "sfreq": SFREQ, "n_voxels": 5, **kw}
 
 
 def _alpha_data(n: int, seed: int, *, noise: float = 0.1):

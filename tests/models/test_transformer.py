@@ -21,11 +21,11 @@ def model():
 def test_eval_output_ignores_y(model):
     model.eval()
     x = torch.randn(2, N_CHANS, N_TIMES)
-    n_vox = model.config.n_outputs
+    n_voxels = model.config.n_voxels
     with torch.no_grad():
         free = model(x)
-        with_y = model(x, torch.randn(2, n_vox))
-        with_other_y = model(x, torch.randn(2, n_vox) * 100)
+        with_y = model(x, torch.randn(2, n_voxels))
+        with_other_y = model(x, torch.randn(2, n_voxels) * 100)
     torch.testing.assert_close(with_y, free, rtol=0, atol=0)
     torch.testing.assert_close(with_other_y, free, rtol=0, atol=0)
 
@@ -43,8 +43,8 @@ def test_training_without_y_decodes_own_outputs(model):
 def test_teacher_forcing_uses_y_and_is_causal(model):
     model.train()
     x = torch.randn(1, N_CHANS, N_TIMES)
-    n_vox = model.config.n_outputs
-    y = torch.randn(1, n_vox)
+    n_voxels = model.config.n_voxels
+    y = torch.randn(1, n_voxels)
     out = model.to_slices(model(x, y))
     # changing the true slice k changes only the predictions of slices after k
     k = 1
@@ -69,8 +69,8 @@ def test_autoregressive_equals_teacher_forcing_on_own_outputs(model):
 
 
 def test_slices_roundtrip_and_mask(model):
-    n_vox = model.config.n_outputs
-    y = torch.randn(3, n_vox)
+    n_voxels = model.config.n_voxels
+    y = torch.randn(3, n_voxels)
     slices = model.to_slices(y)
     assert slices.shape == (3, GRID[2], GRID[0] * GRID[1])
     torch.testing.assert_close(model.from_slices(slices), y)

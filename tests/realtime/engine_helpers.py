@@ -42,7 +42,7 @@ def tiny_checkpoint(
             "n_chans": len(ch_names),
             "n_times": round(winsize * sfreq),
             "sfreq": sfreq,
-            "n_outputs": int(mask.sum()),
+            "n_voxels": int(mask.sum()),
             "grid_shape": list(GRID),
             "channels": [4, 8],
             "emb_dim": 8,

@@ -15,10 +15,10 @@ import numpy as np
 CTX = mp.get_context("spawn")
 
 
-def make_data(seed: int, n_samples: int, n_channels: int) -> np.ndarray:
-    """The samples an outlet pushes: shape (n_samples, n_channels), float32, ~10 units."""
+def make_data(seed: int, n_samples: int, n_chans: int) -> np.ndarray:
+    """The samples an outlet pushes: shape (n_samples, n_chans), float32, ~10 units."""
     rng = np.random.default_rng(seed)
-    return (10 * rng.standard_normal((n_samples, n_channels))).astype(np.float32)
+    return (10 * rng.standard_normal((n_samples, n_chans))).astype(np.float32)
 
 
 def sample_times(n_samples: int, sfreq: float, gaps: dict[int, int] | None = None) -> np.ndarray:
@@ -32,15 +32,15 @@ def sample_times(n_samples: int, sfreq: float, gaps: dict[int, int] | None = Non
 def _outlet(spec: dict, ready, done, pushed) -> None:
     import pylsl
 
-    n_ch = spec["n_channels"]
+    n_chans = spec["n_chans"]
     info = pylsl.StreamInfo(
-        spec["name"], spec.get("stype", "EEG"), n_ch, spec["sfreq"], pylsl.cf_float32,
+        spec["name"], spec.get("stype", "EEG"), n_chans, spec["sfreq"], pylsl.cf_float32,
         spec.get("source_id", ""),
     )  # fmt: skip
     labels, units = spec.get("labels"), spec.get("units")
     if labels is not None or units is not None:
         chans = info.desc().append_child("channels")
-        for i in range(n_ch):
+        for i in range(n_chans):
             ch = chans.append_child("channel")
             if labels is not None:
                 ch.append_child_value("label", labels[i])
@@ -52,7 +52,7 @@ def _outlet(spec: dict, ready, done, pushed) -> None:
         outlet.wait_for_consumers(timeout=30)
         time.sleep(0.2)  # let the consumer's inlet finish subscribing
     n, sfreq, chunk = spec["n_samples"], spec["sfreq"], spec.get("chunk", 10)
-    data = make_data(spec.get("seed", 0), n, n_ch)
+    data = make_data(spec.get("seed", 0), n, n_chans)
     for start, stop, ch, value in spec.get("nonfinite", []):
         data[start:stop, ch] = value
     rel = sample_times(n, sfreq, spec.get("gaps"))
@@ -79,7 +79,7 @@ def _outlet(spec: dict, ready, done, pushed) -> None:
 def outlet_process(**spec):
     """Run an outlet in a spawned process; yields (process, pushed counter, done event).
 
-    ``spec`` keys: name, source_id, n_channels, sfreq, n_samples, labels, units, seed,
+    ``spec`` keys: name, source_id, n_chans, sfreq, n_samples, labels, units, seed,
     chunk, speed, gaps {index: periods}, nonfinite [(start, stop, ch, value)],
     pauses {index: seconds}, wait_consumer, linger, stype.
     """

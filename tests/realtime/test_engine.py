@@ -27,7 +27,7 @@ CH = ["Fz", "Cz", "Pz", "Oz"]
 @pytest.fixture
 def session():
     return make_session(
-        n_channels=4, sfreq=SFREQ, n_volumes=12, t_r=T_R, lead=LEAD, grid=GRID, ch_names=CH, seed=3
+        n_chans=4, sfreq=SFREQ, n_volumes=12, t_r=T_R, lead=LEAD, grid=GRID, ch_names=CH, seed=3
     )
 
 
@@ -42,7 +42,7 @@ def checkpoint(tmp_path, session):
             "n_chans": 4,
             "n_times": int(WINSIZE * SFREQ),
             "sfreq": SFREQ,
-            "n_outputs": int(mask.sum()),
+            "n_voxels": int(mask.sum()),
             "grid_shape": list(GRID),
             "n_basis": 8,
             "hidden": 16,

@@ -27,7 +27,7 @@ def test_ring_holds_the_model_channels_in_order_and_in_volts(uid, rt_log):
     labels = ["EXTRA", " cz", "FZ ", "Pz", "Oz", "TRIG"]
     units = ["counts", "millivolts", "uV", "V", None, "counts"]
     n = 600
-    spec = dict(name=uid, source_id=uid, n_channels=6, sfreq=250.0, n_samples=n,
+    spec = dict(name=uid, source_id=uid, n_chans=6, sfreq=250.0, n_samples=n,
                 labels=labels, units=units, seed=3, chunk=7)  # fmt: skip
     ch_names = ["Fz", "Cz", "Pz", "Oz", "T7"]
     with outlet_process(**spec):
@@ -56,10 +56,10 @@ def test_ring_holds_the_model_channels_in_order_and_in_volts(uid, rt_log):
 
 
 def test_no_sample_lost_over_20_s_pushed_at_full_speed(uid):
-    sfreq, n_ch, n = 5000.0, 64, 100_000  # 20 s of 64 channels at 5 kHz
-    ch_names = [f"E{i}" for i in range(n_ch)]
-    spec = dict(name=uid, source_id=uid, n_channels=n_ch, sfreq=sfreq, n_samples=n,
-                labels=ch_names, units=["microvolts"] * n_ch, seed=5, chunk=50)  # fmt: skip
+    sfreq, n_chans, n = 5000.0, 64, 100_000  # 20 s of 64 channels at 5 kHz
+    ch_names = [f"E{i}" for i in range(n_chans)]
+    spec = dict(name=uid, source_id=uid, n_chans=n_chans, sfreq=sfreq, n_samples=n,
+                labels=ch_names, units=["microvolts"] * n_chans, seed=5, chunk=50)  # fmt: skip
     with outlet_process(**spec) as (_, pushed, _):
         with EEGConsumer(uid, ch_names=ch_names, sfreq=sfreq, bufsize=25.0) as consumer:
             assert consumer.wait_for(n, timeout=60)
@@ -69,14 +69,14 @@ def test_no_sample_lost_over_20_s_pushed_at_full_speed(uid):
     assert (health.samples, health.gaps, health.samples_lost) == (n, 0, 0)
     assert consumer.ring.n_written == n
     data, times = consumer.ring.latest(n)
-    np.testing.assert_array_equal(data, make_data(5, n, n_ch).T * np.float32(1e-6))
+    np.testing.assert_array_equal(data, make_data(5, n, n_chans).T * np.float32(1e-6))
     np.testing.assert_allclose(times - times[0], sample_times(n, sfreq), atol=1e-5)
 
 
 @pytest.mark.parametrize("fill_gaps", [True, False], ids=["zero-filled", "appended"])
 def test_gaps_in_the_timestamps_are_counted_with_the_samples_lost(uid, rt_log, fill_gaps):
     n, gaps, sfreq = 1500, {500: 25, 1200: 100}, 250.0
-    spec = dict(name=uid, source_id=uid, n_channels=2, sfreq=sfreq, n_samples=n,
+    spec = dict(name=uid, source_id=uid, n_chans=2, sfreq=sfreq, n_samples=n,
                 labels=["A", "B"], units=["uV", "uV"], gaps=gaps)  # fmt: skip
     with outlet_process(**spec):
         with EEGConsumer(uid, ch_names=["A", "B"], sfreq=sfreq, fill_gaps=fill_gaps) as consumer:
@@ -85,7 +85,7 @@ def test_gaps_in_the_timestamps_are_counted_with_the_samples_lost(uid, rt_log, f
             health = consumer.health
     assert (health.samples, health.gaps, health.samples_lost) == (n, 2, 125)
     assert any("gap(s) in the timestamps" in r.message for r in rt_log.records)
-    sent = make_data(0, n, 2).T * np.float32(1e-6)  # (n_channels, n) in volts
+    sent = make_data(0, n, 2).T * np.float32(1e-6)  # (n_chans, n) in volts
     if not fill_gaps:  # the next samples follow the gap directly
         assert consumer.ring.n_written == n
         data, times = consumer.ring.latest(n)
@@ -107,7 +107,7 @@ def test_gaps_in_the_timestamps_are_counted_with_the_samples_lost(uid, rt_log, f
 def test_nonfinite_samples_are_zeroed_counted_and_logged_once_per_burst(uid, rt_log):
     n = 700
     bursts = [(100, 350, 0, np.nan), (200, 210, 1, np.inf), (600, 605, 1, -np.inf)]
-    spec = dict(name=uid, source_id=uid, n_channels=2, sfreq=250.0, n_samples=n,
+    spec = dict(name=uid, source_id=uid, n_chans=2, sfreq=250.0, n_samples=n,
                 labels=["A", "B"], units=["V", "V"], nonfinite=bursts, speed=2.0,
                 chunk=5)  # fmt: skip
     with outlet_process(**spec):
@@ -129,13 +129,13 @@ def test_nonfinite_samples_are_zeroed_counted_and_logged_once_per_burst(uid, rt_
 
 def test_rate_mismatch_raises_unless_resampling(uid):
     n = 1000
-    spec = dict(name=uid, source_id=uid, n_channels=2, sfreq=500.0, n_samples=n,
+    spec = dict(name=uid, source_id=uid, n_chans=2, sfreq=500.0, n_samples=n,
                 labels=["A", "B"], units=["uV", "uV"], seed=9, chunk=13)  # fmt: skip
     with outlet_process(**spec):
         with pytest.raises(ValueError, match=f"stream '{uid}' is 500 Hz, the model expects 250 Hz"):
             EEGConsumer(uid, ch_names=["A", "B"], sfreq=250.0).start()
         with EEGConsumer(uid, ch_names=["A", "B"], sfreq=250.0, resample=True) as consumer:
-            resampler = PolyphaseResampler(500, 250, n_channels=2)
+            resampler = PolyphaseResampler(500, 250, n_chans=2)
             n_out = (n + 1) // 2 - resampler.delay
             assert consumer.wait_for(n_out, timeout=20)
     expected = resampler.process((make_data(9, n, 2) * np.float32(1e-6)).T)
@@ -145,7 +145,7 @@ def test_rate_mismatch_raises_unless_resampling(uid):
 
 
 def test_channel_and_label_errors_name_the_stream_and_channels(uid):
-    spec = dict(name=uid, source_id=uid, n_channels=3, sfreq=100.0, n_samples=50,
+    spec = dict(name=uid, source_id=uid, n_chans=3, sfreq=100.0, n_samples=50,
                 labels=None, units=None, wait_consumer=False)  # fmt: skip
     with outlet_process(**spec):
         with pytest.raises(ValueError, match=f"stream '{uid}': the stream has no channel labels"):
@@ -171,7 +171,7 @@ def test_consumer_argument_and_state_errors(uid):
     consumer = EEGConsumer(uid, ch_names=["A"], sfreq=100.0)
     with pytest.raises(RuntimeError, match="not running"):
         consumer.wait_for(1, timeout=0.1)
-    spec = dict(name=uid, source_id=uid, n_channels=1, sfreq=100.0, n_samples=10,
+    spec = dict(name=uid, source_id=uid, n_chans=1, sfreq=100.0, n_samples=10,
                 labels=["A"], units=["uV"])  # fmt: skip
     with outlet_process(**spec):
         with consumer:
@@ -183,7 +183,7 @@ def test_consumer_argument_and_state_errors(uid):
 
 def test_a_pause_is_a_stall_not_a_gap(uid, rt_log):
     n = 300
-    spec = dict(name=uid, source_id=uid, n_channels=1, sfreq=250.0, n_samples=n,
+    spec = dict(name=uid, source_id=uid, n_chans=1, sfreq=250.0, n_samples=n,
                 labels=["A"], units=["uV"], speed=1.0, pauses={100: 1.2})  # fmt: skip
     with outlet_process(**spec):
         consumer = EEGConsumer(uid, ch_names=["A"], sfreq=250.0, stall_timeout=0.4)
@@ -198,7 +198,7 @@ def test_a_pause_is_a_stall_not_a_gap(uid, rt_log):
 
 def _restart_test(uid, *, source_id: str, rt_log):
     sfreq = 250.0
-    spec = dict(name=uid, source_id=source_id, n_channels=2, sfreq=sfreq, n_samples=50_000,
+    spec = dict(name=uid, source_id=source_id, n_chans=2, sfreq=sfreq, n_samples=50_000,
                 labels=["A", "B"], units=["uV", "uV"], speed=1.0, wait_consumer=False)  # fmt: skip
     query = f"source_id:{source_id}" if source_id else uid
     consumer = EEGConsumer(query, ch_names=["A", "B"], sfreq=sfreq, stall_timeout=0.3)
@@ -229,7 +229,7 @@ def test_a_restarted_outlet_without_source_id_is_found_again_by_name(uid, rt_log
 
 
 def test_without_recover_a_lost_stream_ends_acquisition(uid):
-    spec = dict(name=uid, source_id=uid, n_channels=1, sfreq=250.0, n_samples=50_000,
+    spec = dict(name=uid, source_id=uid, n_chans=1, sfreq=250.0, n_samples=50_000,
                 labels=["A"], units=["uV"], speed=1.0, wait_consumer=False)  # fmt: skip
     consumer = EEGConsumer(uid, ch_names=["A"], sfreq=250.0, recover=False, stall_timeout=0.3)
     with outlet_process(**spec) as (proc, _, _):

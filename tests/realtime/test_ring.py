@@ -16,7 +16,7 @@ def _fill(ring, rng, n_total, *, max_chunk=37, channels_first=False):
     while n < end:
         k = int(rng.integers(1, max_chunk + 1))
         idx = np.arange(n, n + k)
-        data = idx[None, :] + 1000.0 * np.arange(ring.n_channels)[:, None]
+        data = idx[None, :] + 1000.0 * np.arange(ring.n_chans)[:, None]
         ring.write(data if channels_first else data.T, idx / 100.0, channels_first=channels_first)
         n += k
     return n
@@ -24,7 +24,7 @@ def _fill(ring, rng, n_total, *, max_chunk=37, channels_first=False):
 
 def _ramp(ring, start, stop):
     idx = np.arange(start, stop)
-    return (idx[None, :] + 1000.0 * np.arange(ring.n_channels)[:, None]).astype(ring.dtype)
+    return (idx[None, :] + 1000.0 * np.arange(ring.n_chans)[:, None]).astype(ring.dtype)
 
 
 @pytest.mark.parametrize("channels_first", [False, True])
@@ -72,7 +72,7 @@ def test_chunk_larger_than_capacity_keeps_the_newest():
 
 
 def test_bad_arguments_name_the_parameter():
-    with pytest.raises(ValueError, match="'n_channels'"):
+    with pytest.raises(ValueError, match="'n_chans'"):
         RingBuffer(0, 10)
     with pytest.raises(ValueError, match="'bufsize_samples'"):
         RingBuffer(2, 2.5)

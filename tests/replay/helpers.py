@@ -12,7 +12,7 @@ from tests.conftest import make_session
 def replay_session(**kwargs):
     """A small session with 2 stimulus events, volumes from 1 s, named channels."""
     defaults = dict(
-        n_channels=3,
+        n_chans=3,
         sfreq=250.0,
         n_volumes=6,
         t_r=1.0,

@@ -30,7 +30,7 @@ def write_xdf(path: str | Path, streams: list[dict]) -> Path:
     """Write streams to an XDF file.
 
     Each stream is ``{"xml": <info>...</info> (e.g. pylsl.StreamInfo.as_xml()),
-    "format": "float32" | ... | "string", "data": (n_samples, n_channels) array or list
+    "format": "float32" | ... | "string", "data": (n_samples, n_chans) array or list
     of lists of str, "stamps": (n_samples,) seconds}``.
     """
     out = bytearray(b"XDF:")

@@ -15,7 +15,7 @@ def tiny_bids(tmp_path_factory):
                 root,
                 sub=f"{s + 1:02d}",
                 run=str(r),
-                n_channels=4,
+                n_chans=4,
                 sfreq=50.0,
                 n_volumes=24,
                 t_r=1.0,

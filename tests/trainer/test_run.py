@@ -84,7 +84,7 @@ def test_too_few_subjects_for_loso(tmp_path):
     from tests.data.builders import write_bids_run
 
     for s in (1, 2):
-        write_bids_run(tmp_path, sub=f"0{s}", n_channels=4, sfreq=50.0, n_volumes=12, t_r=1.0)
+        write_bids_run(tmp_path, sub=f"0{s}", n_chans=4, sfreq=50.0, n_volumes=12, t_r=1.0)
     with pytest.raises(ValueError, match="at least 3 subjects"):
         train_and_evaluate(tmp_path, _cfg(test_subjects=None), tmp_path / "out", progress=False)
 
@@ -156,7 +156,7 @@ def test_evaluate_channel_mismatch(tiny_bids, tmp_path, capsys):
     write_bids_run(
         other,
         sub="09",
-        n_channels=4,
+        n_chans=4,
         sfreq=50.0,
         n_volumes=24,
         t_r=1.0,
