@@ -176,7 +176,8 @@ class EEGChain:
             kind=kind,
         )
         self.n_in_chans = int(n_in_chans if n_in_chans is not None else len(labels))
-        self._scales = unit_scales(units, index, self.ch_names, stream=source)
+        scales = unit_scales(units, index, self.ch_names, stream=source)
+        self._scales = {np.dtype(t): scales.astype(t) for t in (np.float32, np.float64)}
         self._index = np.where(index < 0, 0, index)
         self._missing = np.flatnonzero(index < 0)
         n = len(self.ch_names)
@@ -266,7 +267,7 @@ class EEGChain:
         report = ChunkReport(n_in=k)
         mapped = self._map(raw)
         report.nonfinite = self._check_finite(mapped, timestamps)
-        mapped *= self._scales.astype(mapped.dtype, copy=False)
+        mapped *= self._scales[mapped.dtype]
         if timestamps is not None and k:
             timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
             where, missing = self._check_gaps(timestamps, report)

@@ -30,7 +30,7 @@ def test_clock_scheduler_every_tr_after_a_full_window():
 
 def test_trigger_scheduler_waits_for_eeg_and_drops_early_triggers():
     s = TriggerScheduler(t_r=2.0, winsize=30.0)
-    s.first_sample_time = 0.0
+    s.start(0.0)  # the first sample's time: windows may not start before it
     for t in (10.0, 30.0, 32.0):
         s.add_trigger(t)
     assert s.poll(latest_time=31.9) == []  # the early trigger is dropped only once due
@@ -44,3 +44,17 @@ def test_make_scheduler_bad_mode():
     with pytest.raises(ValueError, match="'sync' must be one of 'clock', 'trigger', 'samples'"):
         make_scheduler("vsync", t_r=2.0, winsize=30.0, sfreq=100.0)
     assert make_scheduler("samples", t_r=2.0, winsize=30.0, sfreq=100.0).step == 200
+
+
+@pytest.mark.parametrize("mode", ["clock", "trigger", "samples"])
+def test_every_scheduler_speaks_the_engine_protocol(mode):
+    # the engine calls these three on any scheduler, with no type checks
+    s = make_scheduler(mode, t_r=2.0, winsize=4.0, sfreq=100.0)
+    s.start(100.0)
+    s.add_trigger(104.0)
+    due = s.poll(n_written=600, latest_time=106.0)  # 6 s of stream at 100 Hz
+    assert [(d.index, d.end_sample, d.t_end) for d in due] == {
+        "clock": [(0, None, 104.0), (1, None, 106.0)],  # every TR after a full window
+        "trigger": [(0, None, 106.0)],  # the end of the triggered volume
+        "samples": [(0, 400, None), (1, 600, None)],
+    }[mode]

@@ -1,0 +1,54 @@
+"""The engine from its parts, without a stream: windows that cannot be read are skipped with a reason."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rt_eeg2fmri.checkpoint import load_checkpoint
+from rt_eeg2fmri.realtime.engine import Engine, Skip
+from rt_eeg2fmri.realtime.inlet import EEGConsumer
+from rt_eeg2fmri.realtime.mapper import Mapper
+from rt_eeg2fmri.realtime.outputs import Outputs
+from rt_eeg2fmri.realtime.scheduler import Due, make_scheduler
+from tests.realtime.engine_helpers import CH, direct_volume, tiny_checkpoint
+
+
+def _engine(tmp_path, *, bufsize=4.0):
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0))
+    # a consumer that is never started: its ring is filled by hand below
+    source = EEGConsumer(
+        "name:none", ch_names=CH, preprocessing=ckpt.preprocessing, bufsize=bufsize
+    )
+    outputs = Outputs(
+        grid_shape=ckpt.grid_shape, affine=ckpt.affine, t_r=ckpt.t_r, mask=ckpt.mask, model="conv"
+    )
+    scheduler = make_scheduler("clock", t_r=ckpt.t_r, winsize=ckpt.winsize, sfreq=ckpt.sfreq)
+    return ckpt, Engine(source, scheduler, Mapper(ckpt, device="cpu"), outputs)
+
+
+def _fill(ring, n, *, t0=50.0, sfreq=100.0, seed=0):
+    data = 1e-5 * np.random.default_rng(seed).standard_normal((len(CH), n)).astype(np.float32)
+    ring.write(data, t0 + np.arange(n) / sfreq, channels_first=True)
+    return data
+
+
+def test_windows_are_read_from_the_ring_and_predicted(tmp_path):
+    ckpt, engine = _engine(tmp_path)
+    data = _fill(engine.consumer.ring, 300)
+    stop, window = engine._window_for(Due(0, end_sample=250))
+    assert stop == 250
+    np.testing.assert_array_equal(window, data[:, 50:250])
+    got = engine.mapper.volume(engine.mapper.predict(window))
+    np.testing.assert_allclose(got, direct_volume(ckpt, data[:, 50:250]), rtol=1e-5, atol=1e-6)
+    assert engine._window_for(Due(1, t_end=60.0)) is None  # its samples are not in yet
+
+
+def test_a_window_before_the_stream_or_out_of_the_ring_is_a_skip(tmp_path):
+    _, engine = _engine(tmp_path, bufsize=4.0)
+    ring = engine.consumer.ring
+    _fill(ring, 150)
+    early = engine._window_for(Due(0, t_end=51.0))  # 1 s of stream for a 2 s window
+    assert early == Skip("its window starts before the stream")
+    _fill(ring, 600, t0=51.5)  # 7.5 s in a 4 s ring: the first samples are overwritten
+    gone = engine._window_for(Due(1, end_sample=300))
+    assert isinstance(gone, Skip) and "left the ring buffer" in gone.reason
