@@ -11,7 +11,7 @@ from rt_eeg2fmri.grid import GRID_SHAPE, mni_t1
 
 # Columns of the Markdown table: (metric key, header, format)
 COLUMNS = (
-    ("mse", "MSE", "{:.4f}"),
+    ("mse", "MSE", "{:.4~}"),  # 4 decimals; 4 significant digits when that would show 0
     ("r_mean", "r mean", "{:.3f}"),
     ("r_median", "r median", "{:.3f}"),
     ("r_p95", "r p95", "{:.3f}"),
@@ -53,12 +53,25 @@ def markdown_table(summary: dict, *, ceiling: float | None = None) -> str:
                 continue
             mean, sd = vals[key]
             cells.append(
-                fmt.format(mean) + (f" ± {fmt.format(sd)}" if sd > 0 and "%" not in fmt else "")
+                _fmt(fmt, mean)
+                + (f" ± {_fmt(fmt, sd, like=mean)}" if sd > 0 and "%" not in fmt else "")
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if ceiling is not None:
         lines.append(f"\nNoise ceiling (mean voxelwise r reachable from EEG): {ceiling:.3f}")
     return "\n".join(lines)
+
+
+def _fmt(fmt: str, value: float, *, like: float | None = None) -> str:
+    """``value`` formatted with ``fmt``.
+
+    ``{:.4~}``: 4 decimals, or 4 significant digits for small values (``median_ratio``
+    targets: MSE ~1e-5), decided on ``like`` (the mean an sd goes with).
+    """
+    if fmt == "{:.4~}":
+        ref = value if like is None else like
+        return f"{value:.4f}" if ref == 0 or abs(ref) >= 0.01 else f"{value:.3e}"
+    return fmt.format(value)
 
 
 def write_report(

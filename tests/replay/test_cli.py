@@ -93,3 +93,7 @@ def test_bad_options(recording):
     proc = _cli(path, "--speed", "0")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "'speed' must be positive and finite, got speed=0.0" in err
+    proc = _cli(path, "--model", "nope.pt", "--fwhm", "6")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "--model sets the targets' preprocessing; drop --fwhm" in err

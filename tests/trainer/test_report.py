@@ -77,3 +77,11 @@ def test_merge_refuses_runs_that_do_not_belong_together(tmp_path):
     with pytest.raises(ValueError, match="at least 2 run folders"):
         merge_runs([a], tmp_path / "m")
     assert not (tmp_path / "m").exists()  # nothing written when refused
+
+
+def test_small_mse_keeps_its_digits():
+    from trainer.report import markdown_table
+
+    table = markdown_table({"a": {"mse": [2.0066e-05, 1e-6]}, "b": {"mse": [0.1684, 0.0088]}})
+    assert "| a | 2.007e-05 ± 1.000e-06 |" in table  # median_ratio targets, not 0.0000
+    assert "| b | 0.1684 ± 0.0088 |" in table
