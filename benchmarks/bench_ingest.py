@@ -26,6 +26,8 @@ change is measured against the code before it in one run.
     .venv/bin/python benchmarks/bench_ingest.py --seconds 30
     .venv/bin/python benchmarks/bench_ingest.py --seconds 10 --channels 64
     .venv/bin/python benchmarks/bench_ingest.py --seconds 30 --compare-with HEAD~1
+    .venv/bin/python benchmarks/bench_ingest.py --channels 64 --band 1 40 --model-rate 250 \
+        --compare-with HEAD~1   # the whole chain (resample + causal band-pass) vs a bare ingest
 """
 
 from __future__ import annotations
@@ -109,7 +111,16 @@ def _consumer(kind: str, cfg: dict, go, stop, results) -> None:
 
             assert rt_eeg2fmri.__file__.startswith(cfg["ref_tree"]), rt_eeg2fmri.__file__
 
-        obj = EEGConsumer(f"source_id:{cfg['source_id']}", ch_names=_ch_names(n_chans), sfreq=sfreq)
+        if kind == "EEGConsumer":  # the chain's optional stages (the reference runs none)
+            from rt_eeg2fmri.data import Preprocessing
+
+            l_freq, h_freq = cfg["band"] or (None, None)
+            rate = cfg["model_rate"] or sfreq
+            pre = Preprocessing(sfreq=rate, l_freq=l_freq, h_freq=h_freq)
+            chain = {"preprocessing": pre, "resample": rate != sfreq}
+        else:
+            chain = {"sfreq": sfreq}
+        obj = EEGConsumer(f"source_id:{cfg['source_id']}", ch_names=_ch_names(n_chans), **chain)
         run, ingest = obj._run, obj._ingest
 
         def timed_run(inlet):  # the acquisition thread, measured from inside
@@ -215,7 +226,14 @@ def _consumer(kind: str, cfg: dict, go, stop, results) -> None:
 
 
 def run_config(
-    channels: int, sfreq: float, seconds: float, chunk_ms: float, ref_tree: str | None = None
+    channels: int,
+    sfreq: float,
+    seconds: float,
+    chunk_ms: float,
+    ref_tree: str | None = None,
+    *,
+    band=None,
+    model_rate=None,
 ) -> dict:
     """One outlet and the consumers on one stream; the figures of each."""
     uid = uuid.uuid4().hex[:10]
@@ -227,6 +245,8 @@ def run_config(
         name=f"bench-ingest-{uid}",
         source_id=f"bench-ingest-{uid}",
         ref_tree=ref_tree,
+        band=band,
+        model_rate=model_rate,
     )
     kinds = CONSUMERS + ((REF,) if ref_tree else ())
     go, stop, results = CTX.Event(), CTX.Event(), CTX.Queue()
@@ -265,9 +285,15 @@ def report(res: dict) -> dict:
 
     cfg = res["config"]
     seconds, pushed = cfg["seconds"], res["outlet"]["pushed"]
+    chain = ""
+    if cfg["band"] or cfg["model_rate"]:
+        lo, hi = cfg["band"] or (None, None)
+        chain = f"; EEGConsumer chain: resample to {cfg['model_rate'] or cfg['sfreq']:g} Hz"
+        chain += f", band-pass {lo}-{hi} Hz" if cfg["band"] else ""
     print(
         f"\n{cfg['channels']} ch × {cfg['sfreq']:g} Hz, {seconds:g} s of stream in "
-        f"{cfg['chunk_ms']:g} ms chunks; outlet CPU {1e3 * res['outlet']['cpu_s'] / seconds:.1f} ms/s"
+        f"{cfg['chunk_ms']:g} ms chunks; outlet CPU {1e3 * res['outlet']['cpu_s'] / seconds:.1f} "
+        f"ms/s{chain}"
     )
     print(
         f"  {'consumer':<12} {'proc CPU ms/s':>14} {'(mean)':>8} {'thread ms/s':>12} "
@@ -334,12 +360,27 @@ def main() -> None:
     parser.add_argument(
         "--compare-with", default=None, metavar="REF", help="also run the EEGConsumer of git REF"
     )
+    parser.add_argument(
+        "--band", type=float, nargs=2, default=None, metavar=("L", "H"),
+        help="our consumer band-passes L-H Hz (causal IIR), as a checkpoint with l_freq/h_freq",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model-rate", type=float, default=None, help="our consumer resamples to this rate (Hz)"
+    )
     args = parser.parse_args()
     summaries = {}
     with tempfile.TemporaryDirectory() as tmp:
         ref_tree = str(extract_ref(args.compare_with, Path(tmp))) if args.compare_with else None
         for n_chans in args.channels:
-            res = run_config(n_chans, args.sfreq, args.seconds, args.chunk, ref_tree)
+            res = run_config(
+                n_chans,
+                args.sfreq,
+                args.seconds,
+                args.chunk,
+                ref_tree,
+                band=args.band,
+                model_rate=args.model_rate,
+            )
             res["config"]["ref"] = args.compare_with
             summaries[f"{n_chans}ch"] = report(res)
     if args.json:
