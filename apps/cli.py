@@ -29,6 +29,9 @@ COMMANDS = {
 #: name parameters, and :func:`main` rewrites them with this one table.
 PARAMETER_FLAGS = {
     "pass allow_missing=True": "pass --allow-missing",
+    "pass assume_order=True": "pass --assume-order",
+    "assume_order=True needs": "--assume-order needs",
+    "'units' must name a unit": "'--units' must name a unit",
     "pass resample=True to resample it online": "drop --no-resample to resample it online",
     "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'": (
         "'--sync trigger' needs '--trigger NAME[:MARKER]' (the marker stream)"

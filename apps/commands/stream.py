@@ -13,7 +13,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--source",
         default="type:EEG",
-        help="EEG stream: NAME, name:NAME, type:TYPE or source_id:ID (default: type:EEG)",
+        help="EEG stream: NAME, name:NAME, type:TYPE (any case) or source_id:ID "
+        "(default: type:EEG)",
     )
     parser.add_argument(
         "--sync",
@@ -52,6 +53,17 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--allow-missing", action="store_true", help="zero-fill channels the stream lacks"
+    )
+    parser.add_argument(
+        "--units",
+        default=None,
+        help="unit of every stream channel (V, mV, uV, or a power of ten of volts such as -6), "
+        "for streams that describe none or odd ones",
+    )
+    parser.add_argument(
+        "--assume-order",
+        action="store_true",
+        help="a stream without channel labels carries the model's channels in its order",
     )
     parser.add_argument(
         "--no-resample",
@@ -118,6 +130,8 @@ def run(args) -> int:
         device=args.device,
         consumer_options={
             "allow_missing": args.allow_missing,
+            "units": args.units,
+            "assume_order": args.assume_order,
             "resample": not args.no_resample,
             "timeout": args.timeout,
         },

@@ -149,18 +149,23 @@ def map_channels(
 
 
 def unit_scale(unit: str | None) -> float | None:
-    """Volts per ``unit`` (``"microvolts"``, ``"µV"``, ``"mV"``, ``"V"``, ...).
+    """Volts per ``unit``.
 
+    Names and symbols (``"microvolts"``, ``"µV"``, ``"mV"``, ``"V"``, ...) and mne-lsl's
+    powers of ten (``"0"`` = V, ``"-6"`` = µV: volts × 10ⁿ, FIFF's unit multiplier).
     Returns ``None`` for an empty or absent unit and raises ``ValueError`` for an unknown
     one.
     """
     key = _key(unit)
     if key is None:
         return None
+    if key.lstrip("+-").isdigit() and -12 <= int(key) <= 0:
+        return 10.0 ** int(key)
     if key not in UNIT_SCALES:
         raise ValueError(
-            f"unknown unit {unit!r}; expected one of V, mV, uV/µV, nV or their names "
-            "(volts, millivolts, microvolts, nanovolts)."
+            f"unknown unit {unit!r}; expected one of V, mV, uV/µV, nV, their names "
+            "(volts, millivolts, microvolts, nanovolts) or a power of ten of volts (0, -3, "
+            "-6, -9: mne-lsl's convention)."
         )
     return UNIT_SCALES[key]
 

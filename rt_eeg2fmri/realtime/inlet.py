@@ -35,6 +35,7 @@ import numpy as np
 
 from .._checks import check_ch_names, check_positive
 from .._logging import logger
+from ..data.channels import unit_scale
 from ..data.eeg_chain import EEGChain
 from ..data.preprocessing import Preprocessing, same_rate
 from .resolve import describe_stream, lsl_timeout, resolve_eeg_stream
@@ -106,6 +107,9 @@ class EEGConsumer:
         stream by default.
     allow_missing : bool
         Zero-fill model channels the stream lacks instead of raising.
+    units : str | None
+        Unit of every stream channel (``"uV"``, ``"V"``, ``"-6"``, ...), overriding what
+        the stream describes (none, or odd ones); ``None``: the stream's.
     assume_order : bool
         For a stream without channel labels with as many channels as the model: take
         them in the model's order.
@@ -143,6 +147,7 @@ class EEGConsumer:
         bufsize: float = 40.0,
         chunk_samples: int | None = None,
         allow_missing: bool = False,
+        units: str | None = None,
         assume_order: bool = False,
         resample: bool = False,
         recover: bool = True,
@@ -175,6 +180,14 @@ class EEGConsumer:
         self.source = source
         self.chunk_samples = chunk_samples
         self.allow_missing, self.assume_order = bool(allow_missing), bool(assume_order)
+        if units is not None:
+            try:
+                known = unit_scale(units) is not None
+            except ValueError as err:
+                raise ValueError(f"'units' must name a unit: {err}") from None
+            if not known:
+                raise ValueError(f"'units' must name a unit (V, mV, uV, ...), got {units!r}.")
+        self.units = units
         self.resample, self.recover, self.dejitter = bool(resample), bool(recover), bool(dejitter)
         self.fill_gaps = bool(fill_gaps)
         self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
@@ -323,7 +336,8 @@ class EEGConsumer:
                 "resample=True to resample it online."
             )
         n_stream = info.channel_count()
-        labels, units = info.get_channel_labels(), info.get_channel_units()
+        labels = info.get_channel_labels()
+        units = [self.units] * n_stream if self.units else info.get_channel_units()
         key = (rate, n_stream, np_dtype, tuple(labels or ()), tuple(units or ()))
         if key != self._chain_key:  # a source that comes back unchanged keeps its chain state
             chain = EEGChain(

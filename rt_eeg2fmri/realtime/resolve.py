@@ -8,6 +8,18 @@ from .._logging import logger
 #: Prefixes of a source query, mapped to the stream property they match.
 QUERY_KEYS = ("name", "type", "source_id")
 _LIST_WAIT_S = 1.0  # how long to listen for the visible streams after a failed resolve
+_UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+
+
+def _predicate(key: str, value: str) -> str:
+    """The XPath predicate of a query; stream types compare case-insensitively.
+
+    Producers spell the type differently (``EEG``; mne-lsl's ``PlayerLSL`` writes ``eeg``).
+    """
+    quoted = "'" + value.replace("'", "") + "'"
+    if key == "type":
+        return f"translate(type,'{_UPPER}','{_LOWER}')={quoted.lower()}"
+    return f"{key}={quoted}"
 
 
 def lsl_timeout(timeout: float) -> float:
@@ -49,8 +61,8 @@ def resolve_eeg_stream(source: str, *, timeout: float = 5.0):
     Parameters
     ----------
     source : str
-        ``"<name>"`` or ``"name:<name>"``, ``"type:<type>"`` (e.g. ``"type:EEG"``) or
-        ``"source_id:<id>"``.
+        ``"<name>"`` or ``"name:<name>"``, ``"type:<type>"`` (e.g. ``"type:EEG"``, compared
+        case-insensitively) or ``"source_id:<id>"``.
     timeout : float
         Seconds to wait for a matching stream to appear.
 
@@ -69,7 +81,7 @@ def resolve_eeg_stream(source: str, *, timeout: float = 5.0):
 
     key, value = parse_source(source)
     timeout = check_positive(timeout, "timeout")
-    found = pylsl.resolve_byprop(key, value, minimum=1, timeout=lsl_timeout(timeout))
+    found = pylsl.resolve_bypred(_predicate(key, value), minimum=1, timeout=lsl_timeout(timeout))
     if not found:
         visible = pylsl.resolve_streams(wait_time=_LIST_WAIT_S)
         lines = "\n".join(f"  {describe_stream(s)}" for s in visible) or "  (none)"

@@ -237,3 +237,21 @@ def test_threads_must_be_positive(model, capsys):
     code = main(["stream", "--model", str(model), "--threads", "0"])
     assert code == 1
     assert "rt-eeg2fmri stream: error: '--threads' must be >= 1, got 0." in capsys.readouterr().err
+
+
+@pytest.mark.lsl
+def test_unlabelled_stream_names_the_flag(model, uid, capsys):
+    from tests.realtime.lsl_outlets import outlet_process
+
+    spec = dict(name=uid, source_id=uid, n_chans=4, sfreq=SFREQ, n_samples=200,
+                wait_consumer=False)  # fmt: skip
+    with outlet_process(**spec):
+        code = main(
+            ["stream", "--model", str(model), "--source", f"name:{uid}", "--no-outlet",
+             "--timeout", "5", "--device", "cpu", "--units", "uV"]
+        )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "has no channel labels" in err and "pass --assume-order to take its 4" in err
+    code = main(["stream", "--model", str(model), "--units", "furlongs"])
+    assert code == 1 and "'--units' must name a unit" in capsys.readouterr().err

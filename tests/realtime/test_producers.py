@@ -1,0 +1,101 @@
+"""Producers nobody here wrote: mne-lsl's ``PlayerLSL``, and streams spelled their own way."""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pylsl
+import pytest
+
+from rt_eeg2fmri.checkpoint import load_checkpoint
+from rt_eeg2fmri.data.channels import unit_scale
+from rt_eeg2fmri.realtime.engine import Engine
+from rt_eeg2fmri.realtime.inlet import EEGConsumer
+from rt_eeg2fmri.realtime.resolve import resolve_eeg_stream
+from tests.realtime.engine_helpers import CH, direct_volume, tiny_checkpoint
+from tests.realtime.lsl_outlets import make_data, outlet_process
+
+pytestmark = pytest.mark.lsl
+SFREQ = 100.0
+
+
+@pytest.mark.parametrize(
+    ("unit", "volts"),
+    [("0", 1.0), ("-3", 1e-3), ("-6", 1e-6), ("-9", 1e-9), ("µV", 1e-6), ("Microvolts", 1e-6)],
+)
+def test_units_as_names_symbols_and_mne_lsl_powers_of_ten(unit, volts):
+    assert unit_scale(unit) == pytest.approx(volts)
+
+
+def test_unknown_units_say_what_is_accepted():
+    with pytest.raises(ValueError, match="unknown unit '3'.*power of ten of volts"):
+        unit_scale("3")
+    with pytest.raises(ValueError, match="'units' must name a unit"):
+        EEGConsumer("x", ch_names=["A"], sfreq=100.0, units="")
+
+
+def test_stream_type_is_matched_case_insensitively(uid):
+    info = pylsl.StreamInfo(uid, f"eeg-{uid}", 1, SFREQ, pylsl.cf_float32, uid)
+    outlet = pylsl.StreamOutlet(info)
+    found = resolve_eeg_stream(f"type:EEG-{uid.upper()}", timeout=5.0)
+    assert found.source_id() == uid
+    with pytest.raises(RuntimeError, match="no LSL stream with name="):
+        resolve_eeg_stream(uid.upper(), timeout=0.3)  # names stay exact
+    del outlet
+
+
+def test_odd_units_are_overridden(uid):
+    # a stream whose units say nothing useful: --units uV reads them as microvolts
+    n = 300
+    spec = dict(name=uid, source_id=uid, n_chans=2, sfreq=SFREQ, n_samples=n,
+                labels=["A", "B"], units=["counts", "counts"], seed=5)  # fmt: skip
+    with outlet_process(**spec):
+        with pytest.raises(ValueError, match="channel 'A': unknown unit 'counts'"):
+            EEGConsumer(f"source_id:{uid}", ch_names=["A", "B"], sfreq=SFREQ, timeout=10).start()
+    with outlet_process(**spec):
+        consumer = EEGConsumer(
+            f"source_id:{uid}", ch_names=["B", "A"], sfreq=SFREQ, units="uV", timeout=10
+        )
+        with consumer:
+            assert consumer.wait_for(n, timeout=20)
+    sent = make_data(5, n, 2)
+    np.testing.assert_array_equal(consumer.ring.latest(n)[0], sent[:, ::-1].T * np.float32(1e-6))
+
+
+def test_mne_lsl_player_streams_into_the_engine(tmp_path, uid):
+    # PlayerLSL publishes type 'eeg' in lower case, float64 samples in volts with unit '0'
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0, t_r=0.5))
+    names = ["Oz", "ECG", "Fz", "Pz", "Cz"]  # another order and an extra channel
+    data = 20e-6 * np.random.default_rng(7).standard_normal((5, int(40 * SFREQ)))
+    raw = mne.io.RawArray(data, mne.create_info(names, SFREQ, "eeg"), verbose="error")
+    from mne_lsl.player import PlayerLSL
+
+    player = PlayerLSL(raw, chunk_size=10, n_repeat=1, name=uid, source_id=uid)
+    player.start()
+    try:
+        engine = Engine.from_checkpoint(
+            ckpt, source=f"source_id:{uid}", sync="samples",
+            outlet_name=None, device="cpu", consumer_options={"timeout": 10.0},
+        )  # fmt: skip
+        got = []
+        with engine:
+            assert engine.consumer.stream_info.type() == "eeg"
+            summary = engine.run(
+                max_volumes=6, duration=30.0, on_volume=lambda i, v, r: got.append(v)
+            )
+        ring = engine.consumer.ring
+    finally:
+        player.stop()
+    assert summary["volumes"] == 6 and summary["samples_lost"] == 0, summary
+    # the samples arrived in volts, mapped to the model's channels: find where the
+    # inlet joined the recording, then every volume is the model on that window
+    n = ring.n_written
+    received, _ = ring.read(n, n)
+    order = [names.index(c) for c in CH]
+    start = int(np.argmin(np.abs(data[order[0]] - received[0, 0])))
+    np.testing.assert_allclose(received, data[order, start : start + n], rtol=1e-6)
+    n_times, step = ckpt.n_times, round(ckpt.t_r * SFREQ)
+    for k, vol in enumerate(got):
+        stop = n_times + k * step
+        want = direct_volume(ckpt, received[:, stop - n_times : stop])
+        np.testing.assert_allclose(vol, want, rtol=1e-5, atol=1e-6)
