@@ -52,7 +52,17 @@ def add_arguments(parser) -> None:
         help="estimate normalisation from the first S seconds",
     )
     parser.add_argument(
-        "--allow-missing", action="store_true", help="zero-fill channels the stream lacks"
+        "--allow-missing",
+        action="store_true",
+        help="zero-fill model channels the stream lacks instead of interpolating them from "
+        "its other channels (spherical splines)",
+    )
+    parser.add_argument(
+        "--montage",
+        default=None,
+        help="electrode positions of the stream's channels (a file MNE reads: .elc, .sfp, "
+        ".bvef, ...), for the interpolation of model channels the cap lacks (default: the "
+        "stream's locations, else the 10-05 positions of the labels)",
     )
     parser.add_argument(
         "--units",
@@ -101,6 +111,15 @@ def default_threads() -> int:
     return max(1, min(4, (cores or 1) // 2))
 
 
+def _positions(path):
+    """Electrode positions from ``--montage FILE``; ``None`` without one."""
+    if path is None:
+        return None
+    from rt_eeg2fmri.data.montage import read_positions
+
+    return read_positions(path)
+
+
 def run(args) -> int:
     """Connect, stream until a limit or Ctrl-C/SIGTERM, print a summary."""
     import functools
@@ -130,6 +149,7 @@ def run(args) -> int:
         device=args.device,
         consumer_options={
             "allow_missing": args.allow_missing,
+            "positions": _positions(args.montage),
             "units": args.units,
             "assume_order": args.assume_order,
             "resample": not args.no_resample,

@@ -52,6 +52,7 @@ def map_channels(
     assume_order: bool = False,
     stream: str = "stream",
     kind: str = "stream",
+    keep_missing: bool = False,
 ) -> np.ndarray:
     """The stream column of each model channel, matched by label.
 
@@ -77,6 +78,9 @@ def map_channels(
         The stream's name, for messages.
     kind : str
         What the source is, for messages (``"stream"``, ``"recording"``).
+    keep_missing : bool
+        Return ``-1`` for missing model channels without a word (the caller interpolates
+        them, :mod:`~rt_eeg2fmri.data.montage`).
 
     Returns
     -------
@@ -131,7 +135,7 @@ def map_channels(
             f"{stream}: several stream channels carry the label of model channel(s) "
             f"{', '.join(ambiguous)}."
         )
-    if missing:
+    if missing and not keep_missing:
         if not allow_missing:
             raise ValueError(
                 f"{stream}: {len(missing)} of the model's {len(names)} channels are missing "

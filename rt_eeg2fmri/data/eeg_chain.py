@@ -1,7 +1,8 @@
 """The EEG chain: one implementation of what the EEG goes through before a model sees it.
 
-channel mapping → units → finite check → gap fill → resample → band-pass, then (per
-window) :meth:`~rt_eeg2fmri.data.norm.NormStats.apply`.
+channel mapping (montage interpolation of model channels the cap lacks) → units → finite
+check → gap fill → resample → band-pass, then (per window)
+:meth:`~rt_eeg2fmri.data.norm.NormStats.apply`.
 
 :class:`EEGChain` is pure numpy (no threads, no LSL, no files): the live source feeds it
 each pulled chunk, the window cache feeds it a whole run in blocks (:meth:`EEGChain.run`),
@@ -22,6 +23,7 @@ import numpy as np
 
 from .._logging import logger
 from .channels import map_channels, unit_scales
+from .montage import MAX_DISTANCE, Montage, make_montage
 from .preprocessing import Preprocessing, same_rate
 from .resample import PolyphaseResampler
 
@@ -130,7 +132,16 @@ class EEGChain:
     n_in_chans : int | None
         The source's channel count (default ``len(labels)``).
     allow_missing : bool
-        Zero-fill model channels the source lacks (with a warning) instead of raising.
+        Zero-fill model channels the source lacks (with a warning) instead of
+        interpolating them.
+    interpolate : bool
+        Interpolate model channels the source lacks from its other channels (spherical
+        splines, :mod:`~rt_eeg2fmri.data.montage`); ``False``: they are an error.
+    positions : mapping of str to array of shape (3,) | None
+        Electrode positions (m) of the source's channels, overriding the 10-05 positions
+        of their names.
+    max_distance : float
+        Farthest (m) an interpolated model channel may lie from every recorded electrode.
     assume_order : bool
         For an unlabelled source with as many channels as the model: take them in order.
     fill_gaps : bool
@@ -154,6 +165,9 @@ class EEGChain:
         units: Sequence[str | None] | None,
         n_in_chans: int | None = None,
         allow_missing: bool = False,
+        interpolate: bool = True,
+        positions=None,
+        max_distance: float = MAX_DISTANCE,
         assume_order: bool = False,
         fill_gaps: bool = True,
         max_fill: int | None = None,
@@ -174,12 +188,30 @@ class EEGChain:
             assume_order=assume_order,
             stream=source,
             kind=kind,
+            keep_missing=interpolate and not allow_missing,
         )
         self.n_in_chans = int(n_in_chans if n_in_chans is not None else len(labels))
-        scales = unit_scales(units, index, self.ch_names, stream=source)
+        self.montage: Montage | None = None
+        if (index < 0).any() and not allow_missing:
+            self.montage = make_montage(
+                labels, self.ch_names, index, positions=positions, max_distance=max_distance,
+                where=source,
+            )  # fmt: skip
+            logger.info("%s: %s", source, self.montage.describe())
+            columns = self.montage.columns
+            names = [labels[c] for c in columns]
+        else:
+            columns, names = index, self.ch_names
+        # the source's columns the chain reads, and their units
+        scales = unit_scales(units, columns, names, stream=source)
         self._scales = {np.dtype(t): scales.astype(t) for t in (np.float32, np.float64)}
-        self._index = np.where(index < 0, 0, index)
-        self._missing = np.flatnonzero(index < 0)
+        if self.montage is not None:
+            mix = self.montage.matrix.T
+            self._mix = {
+                np.dtype(t): np.ascontiguousarray(mix, t) for t in (np.float32, np.float64)
+            }
+        self._index = np.where(columns < 0, 0, columns)
+        self._missing = np.flatnonzero(columns < 0)
         n = len(self.ch_names)
         self._resampler = None
         if not same_rate(self.sfreq_in, preprocessing.sfreq):
@@ -268,6 +300,8 @@ class EEGChain:
         mapped = self._map(raw)
         report.nonfinite = self._check_finite(mapped, timestamps)
         mapped *= self._scales[mapped.dtype]
+        if self.montage is not None:
+            mapped = mapped @ self._mix[mapped.dtype]
         if timestamps is not None and k:
             timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
             where, missing = self._check_gaps(timestamps, report)
@@ -325,11 +359,15 @@ class EEGChain:
 
     # -- stages ----------------------------------------------------------------------------
     def _map(self, raw: np.ndarray) -> np.ndarray:
-        """The model's channels of ``raw``, shape (n_times, n_chans), in a reused buffer."""
+        """The channels of ``raw`` the chain reads, shape (n_times, n_read), in a reused buffer.
+
+        The model's channels (in its order), or with a montage the recorded channels it
+        interpolates from (:meth:`_mix` makes the model's channels of them).
+        """
         k = raw.shape[0]
         dtype = np.float32 if raw.dtype == np.float32 else np.float64
         if self._mapped.shape[0] < k or self._mapped.dtype != dtype:
-            self._mapped = np.empty((max(k, 16), len(self.ch_names)), dtype)
+            self._mapped = np.empty((max(k, 16), self._index.size), dtype)
         mapped = self._mapped[:k]
         if raw.dtype == dtype:
             np.take(raw, self._index, axis=1, out=mapped, mode="clip")

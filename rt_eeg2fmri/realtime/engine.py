@@ -280,7 +280,10 @@ class Engine:
             self.consumer.start()
             if self._make_triggers is not None:
                 self.triggers = self._make_triggers(self.consumer.timeout)
-            self.outputs.open(self.stats)
+            montage = self.consumer.chain.montage if self.consumer.chain else None
+            self.outputs.open(
+                self.stats, sidecar={"Montage": montage.to_dict()} if montage else None
+            )
             if self.mapper.device.type == "cuda":
                 from .ring import TorchRingMirror
 

@@ -107,6 +107,9 @@ class EEGConsumer:
         stream by default.
     allow_missing : bool
         Zero-fill model channels the stream lacks instead of raising.
+    positions : mapping of str to array of shape (3,) | None
+        Electrode positions (m) for montage interpolation, overriding the stream's
+        ``desc/channels/channel/location`` and the 10-05 positions of the labels.
     units : str | None
         Unit of every stream channel (``"uV"``, ``"V"``, ``"-6"``, ...), overriding what
         the stream describes (none, or odd ones); ``None``: the stream's.
@@ -147,6 +150,7 @@ class EEGConsumer:
         bufsize: float = 40.0,
         chunk_samples: int | None = None,
         allow_missing: bool = False,
+        positions=None,
         units: str | None = None,
         assume_order: bool = False,
         resample: bool = False,
@@ -188,6 +192,7 @@ class EEGConsumer:
             if not known:
                 raise ValueError(f"'units' must name a unit (V, mV, uV, ...), got {units!r}.")
         self.units = units
+        self.positions = None if positions is None else dict(positions)
         self.resample, self.recover, self.dejitter = bool(resample), bool(recover), bool(dejitter)
         self.fill_gaps = bool(fill_gaps)
         self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
@@ -340,6 +345,7 @@ class EEGConsumer:
         units = [self.units] * n_stream if self.units else info.get_channel_units()
         key = (rate, n_stream, np_dtype, tuple(labels or ()), tuple(units or ()))
         if key != self._chain_key:  # a source that comes back unchanged keeps its chain state
+            positions = {**_stream_locations(info), **(self.positions or {})}
             chain = EEGChain(
                 self.preprocessing,
                 ch_names=self.ch_names,
@@ -348,6 +354,7 @@ class EEGConsumer:
                 units=units,
                 n_in_chans=n_stream,
                 allow_missing=self.allow_missing,
+                positions=positions,
                 assume_order=self.assume_order,
                 fill_gaps=self.fill_gaps,
                 max_fill=self.ring.capacity,
@@ -488,3 +495,22 @@ class EEGConsumer:
                 except RuntimeError as err:  # it went away again
                     logger.warning("%s: reconnecting failed: %s", self._label, err)
         return None
+
+
+def _stream_locations(info) -> dict:
+    """Electrode positions (m) of a stream's ``desc/channels/channel/location`` (X, Y, Z in mm).
+
+    Channels without a full, numeric location are left out.
+    """
+    out = {}
+    ch = info.desc().child("channels").child("channel")
+    while not ch.empty():
+        label, loc = ch.child_value("label"), ch.child("location")
+        try:
+            xyz = [float(loc.child_value(axis)) for axis in ("X", "Y", "Z")]
+        except ValueError:
+            xyz = None
+        if label and xyz is not None and np.isfinite(xyz).all():
+            out[label] = np.asarray(xyz) / 1e3
+        ch = ch.next_sibling()
+    return out

@@ -279,10 +279,11 @@ class Outputs:
         self.outlet_name, self.nifti_path, self.timing_path = outlet_name, nifti, timing
         self.outlet = self.writer = self.timing = None
 
-    def open(self, stats) -> None:
+    def open(self, stats, *, sidecar: dict | None = None) -> None:
         """Create the outlet and files; ``stats`` (``EngineStats``) counts output errors.
 
-        A NIfTI file that cannot be created is an error unless an outlet publishes the
+        ``sidecar`` adds fields to the NIfTI's JSON sidecar (e.g. the stream's montage). A
+        NIfTI file that cannot be created is an error unless an outlet publishes the
         volumes, in which case it is logged and counted.
         """
         from ..volume_stream import volume_stream_info
@@ -315,6 +316,7 @@ class Outputs:
                         "Checkpoint": self.checkpoint,
                         "Units": self.units,
                         "GeneratedBy": [{"Name": "rt-eeg2fmri stream"}],
+                        **(sidecar or {}),
                     },
                 )
             except OSError as err:

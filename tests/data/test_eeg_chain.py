@@ -116,7 +116,9 @@ def test_channel_mapping_and_units(rng):
     np.testing.assert_allclose(out[1], x[:, 3] * 1e-3)
     np.testing.assert_allclose(out[2], x[:, 0] * 1e-6)
     with pytest.raises(ValueError, match="missing from the stream: 'Cz'"):
-        EEGChain(pre, ch_names=NAMES, sfreq=100.0, labels=["Fz", "Pz"], units=None)
+        EEGChain(
+            pre, ch_names=NAMES, sfreq=100.0, labels=["Fz", "Pz"], units=None, interpolate=False
+        )
     zero = EEGChain(
         pre, ch_names=NAMES, sfreq=100.0, labels=["Fz", "Pz"], units=None, allow_missing=True
     )

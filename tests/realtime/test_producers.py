@@ -99,3 +99,43 @@ def test_mne_lsl_player_streams_into_the_engine(tmp_path, uid):
         stop = n_times + k * step
         want = direct_volume(ckpt, received[:, stop - n_times : stop])
         np.testing.assert_allclose(vol, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_16_channel_cap_streams_into_a_34_channel_model(tmp_path, uid):
+    # no --allow-missing: the 18 channels the cap lacks are interpolated by the chain
+    import json
+
+    from rt_eeg2fmri.data import EEGChain
+    from rt_eeg2fmri.replay import Replay
+    from rt_eeg2fmri.sim.presets import CHANNELS_16, CHANNELS_34
+    from tests.conftest import make_session
+
+    ckpt = load_checkpoint(
+        tiny_checkpoint(tmp_path / "m.pt", ch_names=list(CHANNELS_34), winsize=2.0, t_r=0.5)
+    )
+    session = make_session(
+        n_chans=16, sfreq=SFREQ, n_volumes=12, t_r=0.5, ch_names=list(CHANNELS_16)
+    )
+    replay = Replay(session, name=uid, speed=8.0, truth=False, source_id=uid)
+    replay.open()
+    engine = Engine.from_checkpoint(
+        ckpt, source=f"name:{uid}-EEG", sync="samples", outlet_name=None, device="cpu",
+        nifti=tmp_path / "pred.nii",
+    )  # fmt: skip
+    got = []
+    with engine:
+        assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+        replay.start()
+        summary = engine.run(max_volumes=3, duration=20.0, on_volume=lambda i, v, r: got.append(v))
+    replay.stop()
+    assert summary["volumes"] == 3 and summary["skipped"] == 0
+    offline = EEGChain.for_session(ckpt.preprocessing, session, ch_names=ckpt.ch_names)
+    eeg = offline.run(session.eeg)
+    assert offline.montage.interpolated == engine.consumer.chain.montage.interpolated
+    for k, vol in enumerate(got):
+        stop = ckpt.n_times + k * round(ckpt.t_r * SFREQ)
+        want = direct_volume(ckpt, eeg[:, stop - ckpt.n_times : stop])
+        np.testing.assert_allclose(vol, want, rtol=1e-4, atol=1e-5)
+    sidecar = json.loads((tmp_path / "pred.json").read_text())
+    assert len(sidecar["Montage"]["Interpolated"]) == 18
+    assert sidecar["Montage"]["Method"] == "spherical spline (MNE)"
