@@ -14,6 +14,7 @@ def load_dataset(
     ch_names=None,
     mask=None,
     progress: bool = True,
+    reader: dict | None = None,
 ):
     """The cached pairs of ``data`` under ``preprocessing``, restricted to a selection.
 
@@ -35,6 +36,8 @@ def load_dataset(
         Voxels kept. The default mask's cache is tried first; when its mask differs, a
         cache with this mask is built.
     progress : bool
+    reader : dict | None
+        Reader options (``channels``: the recorded channels to read, ``layout``, ...).
 
     Returns
     -------
@@ -48,6 +51,7 @@ def load_dataset(
         dataset = data
     else:
         opts = {"preprocessing": preprocessing, "ch_names": ch_names, "progress": progress}
+        opts.update(reader or {})
         dataset = load_pairs(data, **opts)
         if mask is not None and not np.array_equal(dataset.mask, np.asarray(mask, bool)):
             logger.info("The data's default mask differs from the one given: caching with it.")

@@ -155,6 +155,7 @@ def evaluate_checkpoint(
     runs=None,
     device="cpu",
     progress: bool = True,
+    reader: dict | None = None,
 ) -> dict:
     """Score a checkpoint on the pairs of a dataset, beside the baselines.
 
@@ -175,6 +176,9 @@ def evaluate_checkpoint(
         The selection scored (as ``train``'s ``--subjects`` and ``--runs``).
     device : str
     progress : bool
+    reader : dict | None
+        Reader options, e.g. ``{"channels": [...]}`` to read only some recorded channels
+        (the others are interpolated by the montage stage, as a smaller cap would be).
 
     Returns
     -------
@@ -199,6 +203,7 @@ def evaluate_checkpoint(
             ch_names=ckpt.ch_names,
             mask=ckpt.mask,
             progress=progress,
+            reader=reader,
         )
     except ValueError as err:
         raise ValueError(f"checkpoint '{ckpt.path}' cannot be scored on '{data}': {err}") from None

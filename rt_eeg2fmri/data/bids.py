@@ -238,6 +238,14 @@ def _make_ref(root, deriv, key, ents, eeg, bolds, opts) -> RunRef:
         hits = [p for e, p in _files(eeg.parent, suffix, (".tsv",)) if _key(e) == key]
         if hits:
             files[name] = hits[0]
+    # electrodes.tsv belongs to the subject (and session), not to a task or run
+    hits = [
+        p
+        for e, p in _files(eeg.parent, "electrodes", (".tsv",))
+        if e.get("sub") == ents.get("sub") and e.get("ses") == ents.get("ses")
+    ]
+    if hits:
+        files["electrodes"] = hits[0]
     options = dict(opts)
     candidates = bolds.get(key, [])
     if not candidates:  # the same run without the acq entity
@@ -281,7 +289,22 @@ def _describe(ents: dict) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------
-def _sidecar_t_r(ref: RunRef) -> float:
+_WARNED: set = set()  # (run, message) pairs already logged: header() and load() both read
+
+
+def _warn_once(key, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message)
+
+
+def _sidecar_t_r(ref: RunRef) -> tuple[float, Path]:
+    """The top-level ``RepetitionTime`` of the run's sidecars (the last one wins) and its file.
+
+    Only the top level counts: a DICOM dump nested in a sidecar is not read. A value above
+    100 is a TR in milliseconds (ds002158 writes 1280.0 for 1.28 s): read as such, with a
+    warning.
+    """
     sidecars = [ref.files[k] for k in sorted(_sidecar_keys(ref), key=lambda k: int(k[8:]))]
     t_r, source = None, None
     for path in sidecars:
@@ -302,7 +325,14 @@ def _sidecar_t_r(ref: RunRef) -> float:
         raise ValueError(f"'{source}': 'RepetitionTime' must be a number, got {t_r!r}.") from None
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"'{source}': 'RepetitionTime' must be positive, got {t_r!r}.")
-    return value
+    if value > 100:
+        _warn_once(
+            (ref.name, "ms"),
+            f"{ref.name}: 'RepetitionTime' {t_r} in '{source}' is read as milliseconds "
+            f"({value / 1000:g} s); BIDS asks for seconds.",
+        )
+        value /= 1000
+    return value, Path(source)
 
 
 def _sidecar_keys(ref: RunRef) -> list[str]:
@@ -318,6 +348,24 @@ def _channel_types(path: Path) -> dict:
     if missing:
         raise ValueError(f"'{path}': lacks column(s) {missing}; has {list(table.columns)}.")
     return dict(zip(table["name"], table["type"], strict=True))
+
+
+def read_electrodes(path: Path) -> dict:
+    """Positions of a BIDS ``*_electrodes.tsv``: name → (x, y, z), in its own units.
+
+    Rows whose coordinates are ``n/a`` are left out.
+    """
+    try:
+        table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the electrodes file '{path}': {err}") from err
+    missing = [c for c in ("name", "x", "y", "z") if c not in table.columns]
+    if missing:
+        raise ValueError(f"'{path}': lacks column(s) {missing}; has {list(table.columns)}.")
+    xyz = table[["x", "y", "z"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    return {
+        str(name): xyz[i] for i, name in enumerate(table["name"]) if np.isfinite(xyz[i]).all()
+    }
 
 
 def _read_events(path: Path, *, shift: float = 0.0) -> pd.DataFrame:
@@ -359,11 +407,13 @@ def _prepare(ref: RunRef) -> dict:
     else:
         picks = eeg_picks(raw, path=eeg_path, channels=opts["channels"])
     header = read_bold_header(ref.files["bold"])
-    t_r = _sidecar_t_r(ref)
+    t_r, sidecar = _sidecar_t_r(ref)
     if header.t_r is not None and abs(header.t_r - t_r) > 0.01 * t_r:
-        raise ValueError(
-            f"{ref.name}: mismatched TR: 'RepetitionTime' is {t_r} s in the sidecar but the "
-            f"NIfTI header of '{ref.files['bold']}' says pixdim[4] = {header.t_r} s."
+        _warn_once(  # the sidecar is the BIDS authority; headers in the wild disagree
+            (ref.name, "tr"),
+            f"{ref.name}: the NIfTI header of '{ref.files['bold']}' says pixdim[4] = "
+            f"{header.t_r} s, but 'RepetitionTime' is {t_r} s in '{sidecar}'; using the "
+            "sidecar's.",
         )
     sfreq = float(raw.info["sfreq"])
     markers = scanner_onsets(raw, opts["marker"])
@@ -440,4 +490,5 @@ def load_run(ref: RunRef) -> Session:
         run=ref.run,
         session=ref.session,
         source={k: str(v) for k, v in ref.files.items()},
+        positions=read_electrodes(ref.files["electrodes"]) if "electrodes" in ref.files else None,
     )

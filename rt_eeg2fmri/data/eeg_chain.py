@@ -233,7 +233,7 @@ class EEGChain:
 
     @classmethod
     def for_session(cls, preprocessing: Preprocessing, session, *, ch_names=None) -> EEGChain:
-        """The chain of a recorded ``Session`` (its labels, unit and rate)."""
+        """The chain of a recorded ``Session`` (its labels, unit, rate and electrode positions)."""
         pre = preprocessing.resolve(session.sfreq)
         names = list(session.ch_names) if ch_names is None else list(ch_names)
         where = session.source.get("eeg") or session.name
@@ -243,6 +243,7 @@ class EEGChain:
             sfreq=session.sfreq,
             labels=list(session.ch_names),
             units=[session.eeg_unit] * session.n_chans,
+            positions=session.positions,
             source=f"{session.name} ('{where}')",
             kind="recording",
         )

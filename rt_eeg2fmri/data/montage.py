@@ -155,9 +155,10 @@ def make_montage(
             f"channel(s) have a position ({used_names}); spherical-spline interpolation needs "
             "at least 4 (pass allow_missing=True to zero-fill them)."
         )
+    positions, per_metre = _in_one_frame(positions, [*used_names, *targets])
     pos_in = channel_positions(used_names, positions, where=where)
     pos_out = channel_positions(targets, positions, where=where)
-    dist = np.linalg.norm(pos_out[:, None] - pos_in[None], axis=-1).min(axis=1)
+    dist = np.linalg.norm(pos_out[:, None] - pos_in[None], axis=-1).min(axis=1) / per_metre
     too_far = [
         f"{n} ({1e3 * d:.0f} mm)" for n, d in zip(targets, dist, strict=True) if d > max_distance
     ]
@@ -184,6 +185,37 @@ def make_montage(
         interpolated=targets,
         distance={n: float(1e3 * d) for n, d in zip(targets, dist, strict=True)},
     )
+
+
+def _in_one_frame(given, names) -> tuple[dict | None, float]:
+    """``given`` positions, completed with 10-05 positions mapped into their frame.
+
+    Returns the positions and the frame's units per metre (1 without given positions).
+
+    A cap's own positions (a stream's locations, ``electrodes.tsv``) are in its own frame
+    and units; the model channels it lacks have only 10-05 positions. A similarity
+    transform (scale, rotation, translation; Umeyama's least squares) fitted on the
+    channels that have both brings those into the cap's frame.
+    """
+    if not given:
+        return None, 1.0
+    given = {k.lower(): np.asarray(v, float) for k, v in given.items()}
+    standard = standard_positions()
+    lacking = [n for n in names if n.lower() not in given and n.strip().lower() in standard]
+    common = [k for k in given if k in standard]
+    if len(common) < 3:  # nothing to align on: channel_positions names what has no position
+        return given, 1.0
+    a = np.array([standard[k] for k in common])
+    b = np.array([given[k] for k in common])
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov = (b - mu_b).T @ (a - mu_a) / len(common)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ sign @ vt
+    scale = np.trace(np.diag(d) @ sign) / ((a - mu_a) ** 2).sum(1).mean()
+    for n in lacking:
+        given[n.lower()] = mu_b + scale * rot @ (standard[n.strip().lower()] - mu_a)
+    return given, float(scale)
 
 
 def _spline_weights(names_in, pos_in, names_out, pos_out) -> np.ndarray:

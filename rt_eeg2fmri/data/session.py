@@ -65,6 +65,9 @@ class Session:
         Unit of ``eeg`` (``"V"`` as in MNE).
     source : dict
         Where the data came from (``{"eeg": path, "bold": path}``); used in error messages.
+    positions : dict of str to array of shape (3,) | None
+        Electrode positions of the EEG channels (e.g. a BIDS ``electrodes.tsv``), in the
+        recording's own frame and units; ``None``: the 10-05 positions of the names.
     """
 
     eeg: np.ndarray
@@ -82,6 +85,7 @@ class Session:
     session: str | None = None
     eeg_unit: str = "V"
     source: dict = field(default_factory=dict)
+    positions: dict | None = None
 
     def __post_init__(self) -> None:
         where = self._where("eeg")

@@ -103,14 +103,26 @@ def test_missing_sidecar_tr(tmp_path):
         read_session(tmp_path)
 
 
-def test_sidecar_tr_disagrees_with_header(tmp_path):
-    write_bids_run(tmp_path, t_r=2.0, header_tr=2.5)
-    with pytest.raises(
-        ValueError, match=r"mismatched TR: 'RepetitionTime' is 2\.0 s .*pixdim\[4\] = 2\.5 s"
-    ):
-        read_session(tmp_path)
-    write_bids_run(tmp_path, t_r=2.0, header_tr=None)  # pixdim[4] = 0: unset, not a mismatch
+def test_the_sidecar_tr_wins_over_the_header(tmp_path, rt_log):
+    # BIDS: the sidecar is the authority (fMRIPrep 23.2 wrote pixdim4 = 1 for TR 2)
+    write_bids_run(tmp_path, t_r=2.0, header_tr=1.0)
     assert read_session(tmp_path).t_r == 2.0
+    assert read_session(tmp_path).t_r == 2.0
+    warned = [r.message for r in rt_log.records if "pixdim[4] = 1.0 s" in r.message]
+    assert len(warned) == 1  # once per run
+    assert "'RepetitionTime' is 2.0 s in '" in warned[0] and "_bold.json'" in warned[0]
+    write_bids_run(tmp_path / "b", t_r=2.0, header_tr=None)  # pixdim[4] = 0: unset
+    assert read_session(tmp_path / "b").t_r == 2.0
+
+
+def test_a_sidecar_tr_in_milliseconds_and_nested_dicom_dumps(tmp_path, rt_log):
+    # ds002158: 1280.0 at the top level (ms); a nested DICOM dump's RepetitionTime is ignored
+    a = write_bids_run(tmp_path, t_r=1.28, n_volumes=12)
+    a["sidecar"].write_text(
+        json.dumps({"RepetitionTime": 1280.0, "DICOM": {"RepetitionTime": 999.0}})
+    )
+    assert read_session(tmp_path).t_r == pytest.approx(1.28)
+    assert "'RepetitionTime' 1280.0" in rt_log.text and "read as milliseconds" in rt_log.text
 
 
 def test_markers_disagree_with_tr(tmp_path):

@@ -121,3 +121,39 @@ def test_the_cache_puts_any_cap_on_the_models_channels(tmp_path):
     s = runs[0].load()
     want = EEGChain.for_session(ds.preprocessing, s, ch_names=MODEL).run(s.eeg)
     np.testing.assert_array_equal(np.load(ds.path / "run-00000_eeg.npy"), want)
+
+
+def test_a_caps_own_frame_and_units_are_aligned_to_the_10_05_positions():
+    # the cap's electrodes in mm, rotated and shifted (a digitiser's frame); the model
+    # channels it lacks come from the 10-05 positions, mapped into that frame
+    cap = list(CHANNELS_16)
+    theta = 0.4
+    rot = np.array(
+        [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]
+    )
+    own = {c: 1e3 * rot @ standard_positions()[c.lower()] + [5.0, -3.0, 40.0] for c in cap}
+    a, b = _chain(cap).montage, _chain(cap, positions=own).montage
+    np.testing.assert_allclose(b.matrix, a.matrix, atol=1e-6)
+    assert b.distance == pytest.approx(a.distance, rel=1e-6)  # in mm either way
+
+
+def test_bids_electrodes_tsv_gives_the_positions(tmp_path):
+    paths = write_bids_run(tmp_path / "ds", sub="01", ch_names=list(CHANNELS_16), n_chans=16,
+                           sfreq=100.0, n_volumes=12, t_r=1.0)  # fmt: skip
+    eeg_dir = paths["eeg"].parent
+    rows = ["name\tx\ty\tz"] + [
+        "\t".join([c, *(f"{1e3 * v:.4f}" for v in standard_positions()[c.lower()])])
+        for c in CHANNELS_16
+    ]
+    rows[4] = "Fz\tn/a\tn/a\tn/a"  # an electrode without a position is left out
+    (eeg_dir / "sub-01_electrodes.tsv").write_text("\n".join(rows) + "\n")
+    (run,) = find_runs(tmp_path / "ds")
+    assert run.files["electrodes"].name == "sub-01_electrodes.tsv"
+    s = run.load()
+    assert len(s.positions) == 15 and s.positions["Cz"] == pytest.approx(
+        1e3 * standard_positions()["cz"], abs=1e-3
+    )
+    chain = EEGChain.for_session(Preprocessing(), s, ch_names=MODEL)
+    assert chain.montage.interpolated == [c for c in MODEL if c not in CHANNELS_16]
+    # in mm and the 10-05 frame: the same matrix as from the names
+    np.testing.assert_allclose(chain.montage.matrix, _chain(CHANNELS_16).montage.matrix, atol=1e-6)
