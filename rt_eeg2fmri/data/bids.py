@@ -363,9 +363,7 @@ def read_electrodes(path: Path) -> dict:
     if missing:
         raise ValueError(f"'{path}': lacks column(s) {missing}; has {list(table.columns)}.")
     xyz = table[["x", "y", "z"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    return {
-        str(name): xyz[i] for i, name in enumerate(table["name"]) if np.isfinite(xyz[i]).all()
-    }
+    return {str(name): xyz[i] for i, name in enumerate(table["name"]) if np.isfinite(xyz[i]).all()}
 
 
 def _read_events(path: Path, *, shift: float = 0.0) -> pd.DataFrame:

@@ -195,7 +195,7 @@ class EEGChain:
         if (index < 0).any() and not allow_missing:
             self.montage = make_montage(
                 labels, self.ch_names, index, positions=positions, max_distance=max_distance,
-                where=source,
+                where=source, kind=kind,
             )  # fmt: skip
             logger.info("%s: %s", source, self.montage.describe())
             columns = self.montage.columns

@@ -117,6 +117,7 @@ def make_montage(
     positions: Mapping[str, np.ndarray] | None = None,
     max_distance: float = MAX_DISTANCE,
     where: str = "EEG",
+    kind: str = "stream",
 ) -> Montage:
     """The montage of a recording whose channel ``labels`` map onto ``ch_names`` by ``index``.
 
@@ -135,6 +136,8 @@ def make_montage(
         Farthest (m) a model channel may lie from every recorded electrode.
     where : str
         The recording, for messages.
+    kind : str
+        What the recording is, for messages (``"stream"``, ``"recording"``).
 
     Returns
     -------
@@ -149,16 +152,29 @@ def make_montage(
     used = [i for i, lab in enumerate(labels) if lab and lab.strip().lower() in known]
     used_names = [labels[i] for i in used]
     targets = [ch_names[i] for i in missing]
-    if len(used) < 4:
-        raise ValueError(
-            f"{where}: model channel(s) {targets} are missing, and only {len(used)} recorded "
-            f"channel(s) have a position ({used_names}); spherical-spline interpolation needs "
-            "at least 4 (pass allow_missing=True to zero-fill them)."
+
+    def cannot(why: str) -> ValueError:
+        return ValueError(
+            f"{where}: {len(targets)} of the model's {len(ch_names)} channels are missing from "
+            f"the {kind}: {', '.join(map(repr, targets))}; they cannot be interpolated: {why} "
+            "(pass allow_missing=True to zero-fill them)."
         )
-    positions, per_metre = _in_one_frame(positions, [*used_names, *targets])
+
+    if len(used) < 4:
+        raise cannot(
+            f"spherical splines need at least 4 recorded channels with a position, found "
+            f"{len(used)} ({used_names})"
+        )
+    unknown = [t for t in targets if t.lower() not in known]
+    if unknown:
+        raise cannot(
+            f"no position for {unknown} (not 10-05 names, and no location given: the stream's "
+            "desc/channels/channel/location, electrodes.tsv or montage=FILE)"
+        )
+    positions = _in_one_frame(positions)
     pos_in = channel_positions(used_names, positions, where=where)
     pos_out = channel_positions(targets, positions, where=where)
-    dist = np.linalg.norm(pos_out[:, None] - pos_in[None], axis=-1).min(axis=1) / per_metre
+    dist = np.linalg.norm(pos_out[:, None] - pos_in[None], axis=-1).min(axis=1)
     too_far = [
         f"{n} ({1e3 * d:.0f} mm)" for n, d in zip(targets, dist, strict=True) if d > max_distance
     ]
@@ -187,35 +203,32 @@ def make_montage(
     )
 
 
-def _in_one_frame(given, names) -> tuple[dict | None, float]:
-    """``given`` positions, completed with 10-05 positions mapped into their frame.
-
-    Returns the positions and the frame's units per metre (1 without given positions).
+def _in_one_frame(given) -> dict | None:
+    """``given`` positions mapped into the 10-05 frame (m, MNE's head frame).
 
     A cap's own positions (a stream's locations, ``electrodes.tsv``) are in its own frame
-    and units; the model channels it lacks have only 10-05 positions. A similarity
+    and units, while the model channels it lacks have only 10-05 positions. A similarity
     transform (scale, rotation, translation; Umeyama's least squares) fitted on the
-    channels that have both brings those into the cap's frame.
+    channels that have both brings the cap's positions into the 10-05 frame, so the
+    spline's sphere fit and the distance check see one head in metres. With fewer than 3
+    such channels the positions are taken as they are.
     """
     if not given:
-        return None, 1.0
+        return None
     given = {k.lower(): np.asarray(v, float) for k, v in given.items()}
     standard = standard_positions()
-    lacking = [n for n in names if n.lower() not in given and n.strip().lower() in standard]
     common = [k for k in given if k in standard]
-    if len(common) < 3:  # nothing to align on: channel_positions names what has no position
-        return given, 1.0
-    a = np.array([standard[k] for k in common])
-    b = np.array([given[k] for k in common])
+    if len(common) < 3:
+        return given
+    a = np.array([given[k] for k in common])  # the cap's frame
+    b = np.array([standard[k] for k in common])  # the 10-05 frame
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov = (b - mu_b).T @ (a - mu_a) / len(common)
     u, d, vt = np.linalg.svd(cov)
     sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
     rot = u @ sign @ vt
     scale = np.trace(np.diag(d) @ sign) / ((a - mu_a) ** 2).sum(1).mean()
-    for n in lacking:
-        given[n.lower()] = mu_b + scale * rot @ (standard[n.strip().lower()] - mu_a)
-    return given, float(scale)
+    return {k: mu_b + scale * rot @ (v - mu_a) for k, v in given.items()}
 
 
 def _spline_weights(names_in, pos_in, names_out, pos_out) -> np.ndarray:

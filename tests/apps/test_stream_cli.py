@@ -166,8 +166,9 @@ def test_unwritable_output_is_logged_and_lsl_publishing_goes_on(model, uid, tmp_
     [
         (
             dict(ch_names=["Fz", "Cz", "Oz", "ECG"]),
-            r"model channel\(s\) \['Pz'\] are missing, and only 3 recorded channel\(s\) have a "
-            r"position .*needs at least 4 \(pass --allow-missing to zero-fill them\)",
+            r"1 of the model's 4 channels are missing from the stream: 'Pz'; they cannot be "
+            r"interpolated: spherical splines need at least 4 .*\(pass --allow-missing to "
+            r"zero-fill them\)",
         ),
         (dict(sfreq=2 * SFREQ), r"is 200 Hz, the model expects 100 Hz; drop --no-resample"),
     ],
