@@ -34,7 +34,7 @@ from torch import nn
 from ._checks import check_ch_names, check_file, check_positive
 from ._logging import logger
 from .data.norm import NormStats
-from .data.preprocessing import Preprocessing, same_rate
+from .data.preprocessing import HasPreprocessing, Preprocessing, same_rate
 
 FORMAT = "rt-eeg2fmri-checkpoint"
 FORMAT_VERSION = 2
@@ -51,7 +51,7 @@ REQUIRED = {
 
 
 @dataclass
-class Checkpoint:
+class Checkpoint(HasPreprocessing):
     """A loaded checkpoint; ``model`` is built, loaded and in eval mode.
 
     Attributes
@@ -90,16 +90,6 @@ class Checkpoint:
     mask: np.ndarray
     metadata: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
-
-    @property
-    def sfreq(self) -> float:
-        """Rate of the model's input in Hz."""
-        return float(self.preprocessing.sfreq)
-
-    @property
-    def winsize(self) -> float:
-        """Window length in seconds."""
-        return float(self.preprocessing.winsize)
 
     @property
     def n_times(self) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .norm import NormStats
-from .preprocessing import Preprocessing
+from .preprocessing import HasPreprocessing, Preprocessing
 
 _KINDS = {
     "eeg": "_eeg.npy",
@@ -64,7 +64,7 @@ class _MemMaps:
         self.__init__(state["path"], state["n_runs"])
 
 
-class PairDataset:
+class PairDataset(HasPreprocessing):
     """Training pairs of a window cache.
 
     Parameters
@@ -144,16 +144,6 @@ class PairDataset:
     # -- size ----------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.run_index.size)
-
-    @property
-    def sfreq(self) -> float:
-        """Rate of the cached EEG in Hz."""
-        return float(self.preprocessing.sfreq)
-
-    @property
-    def winsize(self) -> float:
-        """Window length in seconds."""
-        return float(self.preprocessing.winsize)
 
     @property
     def n_times(self) -> int:

@@ -140,6 +140,22 @@ class Preprocessing:
         return tuple(f.name for f in fields(cls))
 
 
+class HasPreprocessing:
+    """``sfreq`` and ``winsize`` of an object's resolved ``preprocessing`` record."""
+
+    preprocessing: Preprocessing
+
+    @property
+    def sfreq(self) -> float:
+        """Rate of the model's EEG input in Hz."""
+        return float(self.preprocessing.sfreq)
+
+    @property
+    def winsize(self) -> float:
+        """Window length in seconds."""
+        return float(self.preprocessing.winsize)
+
+
 def same_rate(a: float, b: float) -> bool:
     """Whether two sampling rates are equal to a part in 10⁹."""
     return math.isclose(float(a), float(b), rel_tol=1e-9)

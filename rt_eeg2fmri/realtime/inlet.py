@@ -436,8 +436,8 @@ class EEGConsumer:
 
     def _ingest(self, raw: np.ndarray, stamps: np.ndarray) -> None:
         data, times, report = self.chain.process(raw, stamps)
-        self.ring.write(data, times, channels_first=True)
-        with self._cond:
+        with self._cond:  # the ring and the counters change together for wait_for()
+            self.ring.write(data, times, channels_first=True)
             h = self._health
             h.samples += report.n_in
             h.chunks += 1

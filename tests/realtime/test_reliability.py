@@ -87,7 +87,8 @@ def test_source_killed_and_restarted_with_the_same_source_id(ckpt, uid, tmp_path
         thread.join(10.0)
         second.stop()
     assert not errors, errors
-    assert n_before >= 3  # volumes at 2.0, 2.5, 3.0 s of the first source
+    # volumes at 2.0 and 2.5 s of the first source (the one at 3.0 s races the kill at 3 s)
+    assert n_before >= 2
     assert len(rows) >= n_before + 4, "no volumes after the source came back"
     assert out["reconnects"] >= 1 and out["gaps"] >= 1, out
     assert 100 <= out["samples_lost"] <= 400, out  # ~1.5 s at 100 Hz between the sources
