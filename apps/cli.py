@@ -75,14 +75,52 @@ def build_parser() -> argparse.ArgumentParser:
     for name, mod in _available().items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
+        p.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="debug messages, and liblsl's own log lines (quiet otherwise)",
+        )
         p.set_defaults(_run=mod.run)
     return parser
+
+
+#: liblsl's configuration that keeps its log to warnings and errors (its INFO lines,
+#: "Loaded default config" on every process, drown a command's own output).
+LSL_QUIET_CONFIG = "[log]\nlevel = -2\n"
+
+
+def quiet_liblsl() -> None:
+    """Point liblsl at a quiet configuration unless the user set ``LSLAPICFG`` already.
+
+    Set in the environment before liblsl reads its configuration, so the processes a
+    command starts (a replay, a benchmark's outlets) inherit it.
+    """
+    import os
+
+    if os.environ.get("LSLAPICFG"):
+        return
+    from rt_eeg2fmri.grid import cache_dir
+
+    path = cache_dir() / "lsl_api_quiet.cfg"
+    try:
+        if not path.is_file() or path.read_text() != LSL_QUIET_CONFIG:
+            path.write_text(LSL_QUIET_CONFIG)
+    except OSError:  # a read-only cache: liblsl keeps its defaults
+        return
+    os.environ["LSLAPICFG"] = str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        from rt_eeg2fmri import set_log_level
+
+        set_log_level("DEBUG")
+    else:
+        quiet_liblsl()
     if args.log_level:
         from rt_eeg2fmri import set_log_level
 

@@ -256,3 +256,19 @@ def test_unlabelled_stream_names_the_flag(model, uid, capsys):
     assert "has no channel labels" in err and "pass --assume-order to take its 4" in err
     code = main(["stream", "--model", str(model), "--units", "furlongs"])
     assert code == 1 and "'--units' must name a unit" in capsys.readouterr().err
+
+
+@pytest.mark.lsl
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_liblsl_log_lines_only_when_verbose(uid, tmp_path, verbose):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
+    env["RT_EEG2FMRI_CACHE"] = str(tmp_path)
+    args = ["stream", "--source", f"name:{uid}", "--timeout", "0.3", *(["-v"] if verbose else [])]
+    proc = subprocess.run(
+        [sys.executable, "-m", "apps.cli", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1 and f"no LSL stream with name='{uid}'" in proc.stderr
+    assert ("Loaded default config" in proc.stderr) is verbose, proc.stderr
