@@ -55,7 +55,7 @@ def run(args) -> int:
     """Run the demo (viewer, or headless when asked or when there is no display)."""
     import sys
 
-    from apps.viewer.demo import DemoConfig, has_display, run_demo
+    from apps.viewer.demo import DemoConfig, has_display, qt_platform_problem, run_demo
 
     headless = args.headless
     if not headless and not has_display():
@@ -63,6 +63,12 @@ def run(args) -> int:
             "rt-eeg2fmri demo: no display (DISPLAY/WAYLAND_DISPLAY unset or QT_QPA_PLATFORM="
             "offscreen): running headless, outputs in "
             f"'{args.out}'.",
+            file=sys.stderr,
+        )
+        headless = True
+    elif not headless and (problem := qt_platform_problem()):
+        print(
+            f"rt-eeg2fmri demo: {problem}\nRunning headless instead, outputs in '{args.out}'.",
             file=sys.stderr,
         )
         headless = True

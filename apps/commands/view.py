@@ -42,6 +42,11 @@ def run(args) -> int:
     """Open the window; return when it is closed."""
     if args.history < 2:
         raise ValueError(f"'--history' must be at least 2 volumes, got {args.history}.")
+    from apps.viewer.demo import qt_platform_problem
+
+    problem = qt_platform_problem()
+    if problem:
+        raise RuntimeError(problem)
     from apps.viewer.app import run_viewer
 
     return run_viewer(

@@ -51,6 +51,41 @@ def has_display() -> bool:
     return True
 
 
+#: Debian/Ubuntu packages PySide6 >= 6.5 needs for its X11 (xcb) platform plugin.
+QT_X11_PACKAGES = (
+    "libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 "
+    "libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 "
+    "libegl1 libgl1"
+)
+
+
+def qt_platform_problem(timeout: float = 20.0) -> str | None:
+    """Why Qt cannot open its platform here, with the packages to install; ``None`` if it can.
+
+    Qt aborts a process whose platform plugin does not load, so the check runs in a
+    child process (``QApplication`` is created there and closed at once).
+    """
+    import subprocess
+
+    code = "from PySide6.QtWidgets import QApplication; QApplication([]).quit()"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return f"Qt did not open its platform within {timeout:g} s."
+    if proc.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    why = next((ln for ln in lines if "plugin" in ln.lower() or "display" in ln.lower()), None)
+    why = why or (lines[-1] if lines else f"exit code {proc.returncode}")
+    platform = os.environ.get("QT_QPA_PLATFORM") or "xcb"
+    return (
+        f"Qt cannot open its '{platform}' platform: {why} On Debian/Ubuntu, install its X11 "
+        f"libraries: sudo apt-get install {QT_X11_PACKAGES}"
+    )
+
+
 def load_demo_model(path=None):
     """Load ``path`` or the built-in default checkpoint, saying clearly when it is missing."""
     from apps.commands.stream import default_model_path

@@ -120,3 +120,26 @@ def test_no_display_falls_back_to_headless(monkeypatch, tmp_path, capsys):
     assert not has_display()
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
     assert has_display()
+
+
+@pytest.mark.gui
+def test_a_display_qt_cannot_open_falls_back_to_headless_naming_the_packages(
+    monkeypatch, tmp_path, capsys
+):
+    # a display is set, but Qt cannot open it (here: no X server on :12345, and without
+    # libxcb-cursor0 PySide6 >= 6.5 cannot even load its xcb plugin)
+    from apps.viewer.demo import qt_platform_problem
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    monkeypatch.setenv("DISPLAY", ":12345")
+    problem = qt_platform_problem()
+    assert problem and "cannot open its 'xcb' platform" in problem
+    assert "apt-get install libxcb-cursor0" in problem
+    assert main(["demo", "--model", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "Running headless instead" in err and "libxcb-cursor0" in err
+    assert "x.pt" in err  # then the headless demo ran and reported the missing model
+    assert main(["view"]) == 1
+    assert "cannot open its 'xcb' platform" in capsys.readouterr().err
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert qt_platform_problem() is None
