@@ -29,6 +29,9 @@ class BoldHeader:
         Voxel → mm after reorientation.
     t_r : float | None
         pixdim[4] in seconds (``None`` when the header leaves it unset, i.e. 0).
+    t_r_units : str
+        The header's time unit (``"sec"``, ``"msec"``, ``"usec"``, ``"unknown"``): an
+        unknown unit makes ``t_r`` a guess in seconds that readers do not trust silently.
     """
 
     paths: tuple
@@ -37,6 +40,7 @@ class BoldHeader:
     affine: np.ndarray
     t_r: float | None
     ornt: np.ndarray
+    t_r_units: str = "sec"
 
     @property
     def voxel_size(self) -> tuple[float, float, float]:
@@ -116,6 +120,7 @@ def read_bold_header(paths) -> BoldHeader:
         affine=affine,
         t_r=_header_t_r(img) if len(paths) == 1 else None,
         ornt=ornt,
+        t_r_units=str(img.header.get_xyzt_units()[1]),
     )
 
 

@@ -255,6 +255,17 @@ def _prepare(ref: RunRef) -> dict:
     n_rows, n_times = shape
     header = read_bold_header(_bold_paths(ref))
     t_r = opts["t_r"]
+    if t_r is None and header.t_r is not None and header.t_r_units == "unknown":
+        if abs(header.t_r - DEFAULT_T_R) > 0.01 * DEFAULT_T_R:
+            logger.warning(
+                "%s: the header of '%s' says pixdim[4] = %g with unknown time units; using "
+                "the dataset's documented TR of %g s (pass t_r=... for another).",
+                ref.name,
+                header.paths[0],
+                header.t_r,
+                DEFAULT_T_R,
+            )
+        t_r = DEFAULT_T_R
     if t_r is None:
         t_r = header.t_r if header.t_r is not None else DEFAULT_T_R
     elif header.t_r is not None and abs(header.t_r - t_r) > 0.01 * t_r:

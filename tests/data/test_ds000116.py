@@ -174,3 +174,19 @@ def test_stimulus_edges():
     np.testing.assert_allclose(ev["onset"], [0.10, 0.15, 0.50])
     assert len(stimulus_events(stim, None, task="visual", sfreq=100.0)) == 0
     assert len(stimulus_events(None, np.zeros(100), task="visual", sfreq=100.0)) == 0
+
+
+def test_a_header_tr_of_unknown_units_is_not_trusted(tmp_path, rt_log):
+    # a legacy header says pixdim[4] = 1.0 with unknown time units: the dataset's
+    # documented 2 s is used, with a warning (before: TR 1 s, every onset halved)
+    import nibabel as nib
+
+    paths = write_ds000116_run(tmp_path, t_r=2.0)
+    img = nib.load(paths["bold"])
+    img.header.set_zooms((*img.header.get_zooms()[:3], 1.0))
+    img.header.set_xyzt_units("mm", "unknown")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header), paths["bold"])
+    s = read_session(tmp_path)
+    assert s.t_r == 2.0 and s.volume_onsets[1] - s.volume_onsets[0] == pytest.approx(2.0)
+    assert "pixdim[4] = 1 with unknown time units" in rt_log.text
+    assert read_session(tmp_path, t_r=1.0).t_r == 1.0  # an explicit t_r still wins
