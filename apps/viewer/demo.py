@@ -315,7 +315,14 @@ def _headless(config, ckpt, session, speed) -> int:
         import nibabel as nib
 
         meta = model.streams["prediction"].meta
-        nib.save(nib.Nifti1Image(rmap, meta.affine), out / "r_map.nii.gz")
+        img = nib.Nifti1Image(rmap.astype(np.float32), meta.affine)
+        img.set_qform(meta.affine, code="mni")  # the prediction grid is MNI space
+        img.set_sform(meta.affine, code="mni")
+        img.header.set_xyzt_units("mm", "sec")
+        n_pairs = report["correlation"]["n_pairs"] if report["correlation"] else 0
+        # voxelwise Pearson r of prediction and truth; NIfTI's parameter: degrees of freedom
+        img.header.set_intent("correlation", (max(n_pairs - 2, 0),), name="Pearson r")
+        nib.save(img, out / "r_map.nii.gz")
         files["r_map"] = "r_map.nii.gz"
         best = _showcase_voxel(model)
         if best is not None:

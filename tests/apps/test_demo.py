@@ -77,7 +77,12 @@ def test_demo_headless_writes_everything(tiny_model, tmp_path, capsys):
     np.testing.assert_allclose(img.affine, GRID_AFFINE)
     timing = pd.read_csv(out / "timing.tsv", sep="\t")
     assert len(timing) == 5 and (np.diff(timing["window_end"]) == pytest.approx(T_R))
-    rmap = nib.load(out / "r_map.nii.gz").get_fdata()
+    rimg = nib.load(out / "r_map.nii.gz")
+    rmap = rimg.get_fdata()
+    # MNI codes, units and the meaning of the values, for nilearn/FSL/AFNI
+    assert int(rimg.header["qform_code"]) == 4 and int(rimg.header["sform_code"]) == 4
+    assert rimg.header.get_xyzt_units()[0] == "mm"
+    assert rimg.header.get_intent() == ("correlation", (2.0,), "Pearson r")
     assert rmap.shape == GRID_SHAPE and np.isnan(rmap[0, 0, 0])
     # the screenshot is a real render: T1 anatomy (grey) and overlay colours
     from PySide6.QtGui import QImage
