@@ -10,16 +10,15 @@ from . import baselines, metrics
 from .loop import predict
 from .splits import Split
 
-BASELINES = ("subject_mean", "train_mean", "events")
+#: Baselines fitted on a split's training part (:func:`score` adds the subject mean).
+BASELINES = ("train_mean", "events")
 
 
 def baseline_predictions(dataset, split: Split, *, which=BASELINES) -> dict[str, np.ndarray]:
     """Predictions of the trivial baselines on ``split.test`` (fitted on ``split.train``)."""
     out = {}
     for name in which:
-        if name == "subject_mean":
-            out[name] = baselines.subject_mean(dataset, split.test)
-        elif name == "train_mean":
+        if name == "train_mean":
             out[name] = baselines.train_mean(dataset, split.train, split.test.size)
         elif name == "events":
             if all(
@@ -35,12 +34,13 @@ def baseline_predictions(dataset, split: Split, *, which=BASELINES) -> dict[str,
     return out
 
 
-def noise_ceiling(dataset, indices, truth_targets) -> np.ndarray | None:
+def noise_ceiling(dataset, indices, truth_targets, measured) -> np.ndarray | None:
     """Voxelwise r between the EEG-predictable ground truth and the measured targets of ``indices``.
 
     ``truth_targets(run_index) -> (n_volumes, n_voxels)`` gives, for a simulated run, the
     EEG-predictable signal in target units (:func:`rt_eeg2fmri.sim.truth.truth_targets`);
-    ``None`` when the data has no ground truth.
+    ``None`` when the data has no ground truth. ``measured`` are the targets of
+    ``indices``, shape (n, n_voxels).
     """
     if truth_targets is None:
         return None
@@ -52,7 +52,7 @@ def noise_ceiling(dataset, indices, truth_targets) -> np.ndarray | None:
             return None
         sel = run_of == r
         pred[sel] = tt[vol_of[sel]]
-    return metrics.voxelwise_r(pred, baselines.targets(dataset, indices))
+    return metrics.voxelwise_r(pred, measured)
 
 
 def score(dataset, indices, predictions: dict, *, truth_targets=None, ssim: bool = True) -> dict:
@@ -81,7 +81,7 @@ def score(dataset, indices, predictions: dict, *, truth_targets=None, ssim: bool
     indices = np.asarray(indices)
     y = baselines.targets(dataset, indices)
     subj_mean = baselines.subject_mean(dataset, indices)
-    ceiling = noise_ceiling(dataset, indices, truth_targets)
+    ceiling = noise_ceiling(dataset, indices, truth_targets, y)
     mask = np.asarray(dataset.mask)
     results, voxel_r = {}, {}
     for name, pred in {"subject_mean": subj_mean, **predictions}.items():
@@ -117,7 +117,7 @@ def evaluate_split(
     result : dict
         :func:`score`'s result with ``"split"`` added.
     """
-    preds = baseline_predictions(dataset, split, which=("train_mean", "events"))
+    preds = baseline_predictions(dataset, split)
     for name, model in models.items():
         preds[name] = predict(model, dataset, split.test, batch_size=batch_size, device=device)
     res = score(dataset, split.test, preds, truth_targets=truth_targets, ssim=ssim)

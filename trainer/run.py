@@ -158,12 +158,10 @@ def checkpoint_fields(dataset, split) -> dict:
 
     The normalisation statistics are pooled over the fold's training subjects only.
     """
-    from rt_eeg2fmri.data import NormStats
-
     train_subjects = sorted(set(np.asarray(dataset.subject)[split.train].tolist()))
     return {
         "preprocessing": dataset.preprocessing,
-        "norm_stats": NormStats.pooled(dataset.stats[s] for s in train_subjects),
+        "norm_stats": dataset.subset(subjects=train_subjects).pooled_stats(),
         "ch_names": list(dataset.ch_names),
         "t_r": float(dataset.t_r),
         "grid_shape": [int(s) for s in dataset.grid_shape],

@@ -41,11 +41,6 @@ class BoldChain:
     fwhm: float | None = None
     high_pass: float | None = None
 
-    @classmethod
-    def from_preprocessing(cls, pre) -> BoldChain:
-        """The chain of a :class:`~rt_eeg2fmri.data.preprocessing.Preprocessing` record."""
-        return cls(target=pre.target, fwhm=pre.fwhm, high_pass=pre.high_pass)
-
     def series(self, bold: np.ndarray, mask: np.ndarray, *, affine) -> np.ndarray:
         """Smoothed in-mask series of a 4-D run, shape (n_volumes, n_voxels), float32."""
         if self.fwhm:

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from .._checks import check_option, check_positive
-from .bold import TARGET_METHODS
+from .bold import TARGET_METHODS, BoldChain
 from .norm import NORM_METHODS
 
 
@@ -97,11 +97,9 @@ class Preprocessing:
         """A copy whose ``sfreq`` is set: its own if set, else ``sfreq`` (a recording's rate)."""
         return self if self.sfreq is not None else replace(self, sfreq=sfreq)
 
-    def bold_chain(self):
+    def bold_chain(self) -> BoldChain:
         """The :class:`~rt_eeg2fmri.data.bold.BoldChain` of the targets."""
-        from .bold import BoldChain
-
-        return BoldChain.from_preprocessing(self)
+        return BoldChain(target=self.target, fwhm=self.fwhm, high_pass=self.high_pass)
 
     def describe(self) -> str:
         """One line for logs and reports, e.g. ``100 Hz, 1-40 Hz, zscore, 30 s → psc``."""
