@@ -56,7 +56,7 @@ def event_design(dataset, indices, trial_types: list[str]) -> np.ndarray:
     hrf = spm_hrf(_DT)
     for r in np.unique(run_of):
         events = dataset.events(int(r))
-        times = np.asarray(dataset.volume_times(int(r))) + dataset.t_r / 2
+        times = np.asarray(dataset.volume_times(int(r))) + dataset.run_t_r(int(r)) / 2
         n = int(np.ceil((times.max() + 1.0) / _DT))
         sel = run_of == r
         for j, tt in enumerate(trial_types):

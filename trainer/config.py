@@ -41,6 +41,9 @@ class TrainConfig:
     runs : list of str | None
         Use only these runs: run numbers (``"2"``) or names (``task-visual_run-1``, any
         part of ``sub-01_task-visual_run-1``); default: all.
+    channels : list of str | None
+        The model's channels, in order; recordings with other caps are interpolated onto
+        them (spherical splines). Default: the first run's channels.
     preprocessing : Preprocessing
         What the models see and are scored against (:data:`DEFAULT_PREPROCESSING`:
         the recording's rate, no band-pass, z-score, 30 s windows, percent signal
@@ -63,6 +66,7 @@ class TrainConfig:
     test_subjects: list | None = None
     subjects: list | None = None
     runs: list | None = None
+    channels: list | None = None
     preprocessing: Preprocessing = DEFAULT_PREPROCESSING
     epochs: int = 30
     batch_size: int = 16

@@ -23,8 +23,10 @@ def load_dataset(
 
     Parameters
     ----------
-    data : path-like | PairDataset
-        A dataset folder, or an opened dataset (then only the selection applies).
+    data : path-like | list of path-like | PairDataset
+        A dataset folder, several folders pooled (subjects keep their dataset's prefix;
+        every cap is interpolated onto ``ch_names``), or an opened dataset (then only the
+        selection applies).
     preprocessing : Preprocessing
     subjects : list of str | None
         Subjects kept (numbers compare as integers).

@@ -218,7 +218,7 @@ def evaluate_checkpoint(
     return {
         "checkpoint": str(ckpt.path),
         "model": ckpt.model_name,
-        "data": str(data),
+        "data": [str(d) for d in data] if isinstance(data, list | tuple) else str(data),
         "stats": stats,
         "n_pairs": int(idx.size),
         "subjects": sorted(set(view.subject.tolist())),

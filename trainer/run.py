@@ -47,6 +47,10 @@ def train_and_evaluate(
 ) -> dict:
     """Train ``models`` (default: ``[cfg.model]``) on every fold of ``cfg.split``; evaluate.
 
+    ``data`` is a dataset folder, a list of folders pooled into one dataset (subjects
+    keep their dataset's prefix, every cap is interpolated onto ``cfg.channels`` or the
+    first run's channels), or an opened ``PairDataset``.
+
     Each fold's checkpoint is chosen on its validation part; the report gives every model
     beside every baseline on the same test pairs.
 
@@ -67,7 +71,7 @@ def train_and_evaluate(
     from rt_eeg2fmri.sim.truth import truth_targets
 
     rank, world = init_from_env(cfg.device)
-    select = {"subjects": cfg.subjects, "runs": cfg.runs}
+    select = {"subjects": cfg.subjects, "runs": cfg.runs, "ch_names": cfg.channels}
     if rank == 0:  # one rank builds the cache, the others open it
         dataset = load_dataset(data, cfg.preprocessing, progress=progress, **select)
     barrier()
@@ -134,6 +138,7 @@ def train_and_evaluate(
             "config": cfg.to_dict(),
             "models": names,
             "data": {
+                "datasets": [str(d) for d in _as_list(data)],
                 "fingerprint": dataset.fingerprint,
                 "n_pairs": len(dataset),
                 "sfreq": dataset.sfreq,
@@ -168,6 +173,10 @@ def checkpoint_fields(dataset, split) -> dict:
         "affine": np.asarray(dataset.affine).tolist(),
         "mask": np.asarray(dataset.mask),
     }
+
+
+def _as_list(data) -> list:
+    return list(data) if isinstance(data, list | tuple) else [data]
 
 
 def _cpus() -> int:

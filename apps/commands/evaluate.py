@@ -8,7 +8,12 @@ HELP = "Score a checkpoint on a dataset with the same metrics and baselines as t
 def add_arguments(parser) -> None:
     """Add the evaluation options."""
     parser.add_argument("--model", required=True, help="checkpoint (.pt)")
-    parser.add_argument("--data", required=True, help="dataset folder")
+    parser.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="dataset folder; repeat to score on several (subjects keep their folder's prefix)",
+    )
     parser.add_argument(
         "--stats",
         default="subject",
@@ -36,9 +41,10 @@ def run(args) -> int:
     from trainer.evaluate import evaluate_checkpoint
     from trainer.report import aggregate, markdown_table
 
+    data = args.data[0] if len(args.data) == 1 else args.data
     res = evaluate_checkpoint(
         args.model,
-        args.data,
+        data,
         stats=args.stats,
         subjects=args.subjects.split(",") if args.subjects else None,
         runs=args.runs.split(",") if args.runs else None,
@@ -46,7 +52,7 @@ def run(args) -> int:
         progress=not args.no_progress,
     )
     print(
-        f"{res['model']} on {res['n_pairs']} pairs of '{args.data}' (subjects "
+        f"{res['model']} on {res['n_pairs']} pairs of {', '.join(map(repr, args.data))} (subjects "
         f"{', '.join(res['subjects'])}; EEG statistics: {args.stats})\n"
     )
     print(markdown_table(aggregate([res]), ceiling=res["noise_ceiling_r_mean"]))

@@ -8,7 +8,17 @@ HELP = "Train models on a simultaneous EEG-fMRI dataset; evaluate them beside th
 def add_arguments(parser) -> None:
     """Add the training options (each also settable in a TOML config)."""
     parser.add_argument(
-        "--data", required=True, help="dataset folder (BIDS, ds000116 legacy or simulated)"
+        "--data",
+        required=True,
+        action="append",
+        help="dataset folder (BIDS, ds000116 legacy or simulated); repeat to pool datasets "
+        "(subjects keep their folder's name as a prefix, e.g. ds002336-xp101)",
+    )
+    parser.add_argument(
+        "--channels",
+        default=None,
+        help="comma-separated model channels; other caps are interpolated onto them "
+        "(default: the first dataset's channels)",
     )
     parser.add_argument(
         "--out", required=True, help="run folder: checkpoints, metrics.json, report.md, figures"
@@ -56,6 +66,8 @@ def _overrides(args) -> list[str]:
         sets.append("subjects=" + json.dumps(args.subjects.split(",")))
     if args.runs:
         sets.append("runs=" + json.dumps(args.runs.split(",")))
+    if args.channels:
+        sets.append("channels=" + json.dumps([c.strip() for c in args.channels.split(",")]))
     if args.model:
         sets.append(f"model={args.model[0]}")
     return sets
@@ -68,8 +80,9 @@ def run(args) -> int:
     from trainer.run import train_and_evaluate
 
     cfg = load_config(args.config, _overrides(args))
+    data = args.data[0] if len(args.data) == 1 else args.data
     report = train_and_evaluate(
-        args.data, cfg, args.out, models=args.model, progress=not args.no_progress
+        data, cfg, args.out, models=args.model, progress=not args.no_progress
     )
     if not report:  # a non-zero rank under torchrun: rank 0 reports
         return 0

@@ -2,7 +2,7 @@
 
 from .bold import BoldChain, default_mask, targets_to_volume
 from .cache import build_cache, load_pairs
-from .dataset import RunInfo, RunRef, check_grid, find_runs, read_session
+from .dataset import RunInfo, RunRef, check_grid, find_pooled_runs, find_runs, read_session
 from .eeg_chain import EEGChain
 from .eeg_io import read_eeg, scanner_onsets
 from .norm import NormStats, channel_stats
@@ -25,6 +25,7 @@ __all__ = [
     "channel_stats",
     "check_grid",
     "default_mask",
+    "find_pooled_runs",
     "find_runs",
     "load_pairs",
     "read_eeg",

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._logging import logger
 from .bold import default_mask
-from .dataset import RunRef, find_runs, grid_mismatch
+from .dataset import RunRef, find_pooled_runs, grid_mismatch
 from .eeg_chain import EEGChain
 from .norm import _Accumulator
 from .pairs import PairDataset, run_file
@@ -148,18 +148,6 @@ def _mask_key(mask: np.ndarray | None) -> str:
 
 
 # -- building ------------------------------------------------------------------------------
-def _check_channels(names, ref_names, *, where: str, first: str) -> None:
-    index = {n.lower() for n in names}
-    wanted = {n.lower() for n in ref_names}
-    missing = [n for n in ref_names if n.lower() not in index]
-    extra = [n for n in names if n.lower() not in wanted]
-    if missing or extra:
-        raise ValueError(
-            f"{where}: channels differ from the first run ({first}): missing {missing}, "
-            f"extra {extra}. All runs must record the same channels."
-        )
-
-
 def _cache_valid(folder: Path, fp: str) -> bool:
     try:
         meta = json.loads((folder / "meta.json").read_text())
@@ -303,7 +291,6 @@ def _write(
         if ref0 is None:
             ref0 = {
                 "name": ref.name,
-                "ch_names": list(session.ch_names),
                 "grid": (session.grid_shape, session.affine, session.source.get("bold")),
                 "t_r": session.t_r,
             }
@@ -324,17 +311,18 @@ def _write(
                 )
             )
         if abs(session.t_r - ref0["t_r"]) > 1e-6 * ref0["t_r"]:
-            raise ValueError(
-                f"{where}: RepetitionTime {session.t_r} s differs from {ref0['t_r']} s of the "
-                f"first run ({ref0['name']}); all runs must share one TR."
-            )
-        _check_channels(session.ch_names, ref0["ch_names"], where=where, first=ref0["name"])
+            _warn_pooled_tr(where, session.t_r, ref0)
         chain = EEGChain.for_session(pre, session, ch_names=params["ch_names"])
         # BOLD first, so the 4-D series is freed before the EEG is filtered
         y = bold_chain.series(session.bold, mask, affine=session.affine)
         if pre.target == "psc":  # median_ratio: once the subject's median is known
             bold_chain.targets(y, t_r=session.t_r, out=y)
-        in_sfreq, onsets, events = session.sfreq, session.volume_onsets, session.events
+        in_sfreq, onsets, events, t_r = (
+            session.sfreq,
+            session.volume_onsets,
+            session.events,
+            session.t_r,
+        )
         n_volumes, raw = session.n_volumes, session.eeg
         del session
         eeg = chain.run(raw)
@@ -349,7 +337,7 @@ def _write(
         events.to_csv(folder / run_file(i, "events"), sep="\t", index=False)
         wp = window_pairs(
             onsets,
-            t_r=ref0["t_r"],
+            t_r=t_r,
             sfreq=pre.sfreq,
             n_times=eeg.shape[1],
             winsize=pre.winsize,
@@ -375,6 +363,7 @@ def _write(
                 "n_times": int(eeg.shape[1]),
                 "n_volumes": int(n_volumes),
                 "sfreq_in": float(in_sfreq),
+                "t_r": float(t_r),
                 "files": {k: str(v) for k, v in ref.files.items()},
             }
         )
@@ -386,7 +375,7 @@ def _write(
             f"and skip={params['skip']}: every run is too short."
         )
     if pre.target == "median_ratio":
-        _median_ratio_in_place(folder, subjects, bold_chain, t_r=ref0["t_r"])
+        _median_ratio_in_place(folder, subjects, bold_chain, t_rs=[row["t_r"] for row in rows])
     np.save(folder / "pairs.npy", pairs)
     np.save(folder / "mask.npy", mask)
     shape0, affine0, _ = ref0["grid"]
@@ -406,7 +395,25 @@ def _write(
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-def _median_ratio_in_place(folder: Path, subjects: list[str], chain, *, t_r: float) -> None:
+def _warn_pooled_tr(where: str, t_r: float, ref0: dict) -> None:
+    """Runs of several TRs pool (each run's pairs and targets use its own TR); say so once."""
+    key = (ref0["name"], float(t_r))
+    if key not in _TR_WARNED:
+        _TR_WARNED.add(key)
+        logger.warning(
+            "%s: RepetitionTime %g s differs from %g s of the first run (%s); each run's "
+            "windows end at its own volumes, and checkpoints record the first run's TR.",
+            where,
+            t_r,
+            ref0["t_r"],
+            ref0["name"],
+        )
+
+
+_TR_WARNED: set = set()
+
+
+def _median_ratio_in_place(folder: Path, subjects: list[str], chain, *, t_rs: list) -> None:
     """Turn each subject's cached in-mask series into targets against the subject median."""
     for subject in dict.fromkeys(subjects):
         idx = [i for i, s in enumerate(subjects) if s == subject]
@@ -418,8 +425,8 @@ def _median_ratio_in_place(folder: Path, subjects: list[str], chain, *, t_r: flo
         for b in range(0, n_voxels, step):
             block = np.concatenate([m[:, b : b + step] for m in series], axis=0)
             median[b : b + step] = np.median(block, axis=0)
-        for m in series:
-            chain.targets(np.asarray(m), t_r=t_r, reference=median, out=m)
+        for i, m in zip(idx, series, strict=True):
+            chain.targets(np.asarray(m), t_r=t_rs[i], reference=median, out=m)
             m.flush()
         del series
 
@@ -429,8 +436,10 @@ def load_pairs(root_or_runs, **options) -> PairDataset:
 
     Parameters
     ----------
-    root_or_runs : path-like | list of RunRef
-        A dataset folder (runs found with ``find_runs``) or the runs themselves.
+    root_or_runs : path-like | list of path-like | list of RunRef
+        A dataset folder (runs found with ``find_runs``), several folders pooled into one
+        cache (:func:`~rt_eeg2fmri.data.dataset.find_pooled_runs`: subjects keep their
+        dataset's prefix), or the runs themselves.
     **options
         Options of :func:`build_cache` (``preprocessing``, ``mask``, ...); the others go
         to ``find_runs`` (``subject``, ``task``, ``layout``, reader options).
@@ -438,18 +447,23 @@ def load_pairs(root_or_runs, **options) -> PairDataset:
     Returns
     -------
     dataset : PairDataset
-        ``dataset.root`` is the dataset folder when one was given.
+        ``dataset.root`` is the dataset folder when one was given (``None`` when pooled).
     """
     cache_keys = set(inspect.signature(build_cache).parameters) - {"runs"}
     cache_opts = {k: v for k, v in options.items() if k in cache_keys}
     find_opts = {k: v for k, v in options.items() if k not in cache_keys}
-    if isinstance(root_or_runs, str | os.PathLike):
-        runs = find_runs(root_or_runs, **find_opts)
+    roots = root_or_runs
+    if isinstance(roots, str | os.PathLike):
+        roots = [roots]
+    roots = list(roots)
+    if roots and all(isinstance(r, str | os.PathLike) for r in roots):
+        runs = find_pooled_runs(roots, **find_opts)
         if not runs:
-            raise ValueError(f"'{root_or_runs}': no runs found (options {find_opts}).")
+            where = roots[0] if len(roots) == 1 else [str(r) for r in roots]
+            raise ValueError(f"'{where}': no runs found (options {find_opts}).")
         dataset = build_cache(runs, **cache_opts)
-        dataset.root = Path(root_or_runs)
+        dataset.root = Path(roots[0]) if len(roots) == 1 else None
         return dataset
     if find_opts:
         raise TypeError(f"load_pairs: unknown option(s) {sorted(find_opts)} for a list of runs.")
-    return build_cache(list(root_or_runs), **cache_opts)
+    return build_cache(roots, **cache_opts)

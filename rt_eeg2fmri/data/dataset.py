@@ -9,7 +9,9 @@ cheap enough to plan memory or check grids before loading anything.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +181,58 @@ def find_runs(root: str | Path, *, layout: str = "auto", **options) -> list[RunR
     reader = importlib.import_module(f"{__package__}.{layout}")
     runs = [r for r in reader.find_runs(root, **options) if _matches(r, selection)]
     return sorted(runs, key=lambda r: (r.subject, r.session or "", r.task, _run_key(r.run)))
+
+
+def dataset_labels(roots) -> list[str]:
+    """Prefixes that keep pooled datasets' subjects apart: each folder's name.
+
+    Characters other than letters, digits and ``-`` are dropped (a label is part of a
+    BIDS-style run name); labels that would repeat get ``-2``, ``-3``, ... appended.
+    """
+    labels: list[str] = []
+    for i, root in enumerate(roots):
+        base = re.sub(r"[^A-Za-z0-9-]+", "", Path(root).resolve().name) or f"data{i + 1}"
+        label, k = base, 2
+        while label in labels:
+            label, k = f"{base}-{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def find_pooled_runs(roots, *, layout: str = "auto", **options) -> list[RunRef]:
+    """The runs of several datasets, pooled: subjects keep their dataset's prefix.
+
+    Parameters
+    ----------
+    roots : list of path-like
+        Dataset folders, each in any layout (detected per folder unless ``layout`` is
+        given). With one folder this is :func:`find_runs`.
+    layout : str
+    **options
+        As for :func:`find_runs`; a ``subject`` selection names prefixed subjects
+        (``ds002336-xp101``) when several folders are given.
+
+    Returns
+    -------
+    runs : list of RunRef
+        Subject ``01`` of a folder ``ds002336`` becomes ``ds002336-01`` (BIDS labels hold
+        no ``-``, so the split stays unambiguous); datasets in the order given.
+    """
+    roots = [Path(r) for r in roots]
+    if not roots:
+        raise ValueError("no dataset folder given.")
+    if len(roots) == 1:
+        return find_runs(roots[0], layout=layout, **options)
+    selection = {k: options.pop(k) for k in SELECTION if options.get(k) is not None}
+    for k in SELECTION:
+        options.pop(k, None)
+    out = []
+    for root, label in zip(roots, dataset_labels(roots), strict=True):
+        runs = find_runs(root, layout=layout, **options)
+        if not runs:
+            raise ValueError(f"'{root}': no runs found (options {options}).")
+        out += [dataclasses.replace(r, subject=f"{label}-{r.subject}") for r in runs]
+    return [r for r in out if _matches(r, selection)]
 
 
 def _run_key(run: str | None):

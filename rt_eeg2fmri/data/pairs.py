@@ -86,13 +86,15 @@ class PairDataset(HasPreprocessing):
     n_times : int
         Samples per window.
     t_r : float
+        Repetition time of the first run (the checkpoint's); :meth:`run_t_r` gives each run's.
     mask : array of shape grid_shape, bool
     affine : array of shape (4, 4)
     grid_shape : tuple of int
     fingerprint : str
         Content fingerprint of the inputs and preprocessing.
     runs : list of dict
-        One row per run: ``name, subject, task, run, session, n_pairs, n_times, n_volumes``.
+        One row per run: ``name, subject, task, run, session, n_pairs, n_times, n_volumes,
+        sfreq_in, t_r``.
     subject : array of shape (n_pairs,), str
     run_index : array of shape (n_pairs,), int
         Row of ``runs``.
@@ -367,6 +369,10 @@ class PairDataset(HasPreprocessing):
         for col in ("onset", "duration"):
             events[col] = pd.to_numeric(events[col], errors="coerce")
         return events
+
+    def run_t_r(self, run_index: int) -> float:
+        """The run's repetition time in s (pooled datasets may mix TRs; ``t_r`` is the first's)."""
+        return float(self.runs[self._check_run(run_index)].get("t_r", self.t_r))
 
     def volume_times(self, run_index: int) -> np.ndarray:
         """Acquisition onsets of the run's volumes, shape (n_volumes,), s on the EEG clock."""

@@ -207,6 +207,6 @@ def truth_targets(dataset):
             )
         except FileNotFoundError:
             return None
-        return chain.run(t["eeg_predictable"], mask, affine=t["affine"], t_r=dataset.t_r)
+        return chain.run(t["eeg_predictable"], mask, affine=t["affine"], t_r=dataset.run_t_r(r))
 
     return truth

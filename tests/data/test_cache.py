@@ -252,18 +252,27 @@ def test_channels_reordered_by_name(tmp_path):
     np.testing.assert_array_equal(cached, s.eeg[[1, 3, 0, 2]])
 
 
-def test_channel_mismatch_names_run_and_channels(tmp_path):
+def test_a_run_with_another_cap_is_interpolated_or_named(tmp_path):
+    """Runs need not record the same channels: the montage stage maps each onto the first's."""
+    cap = ["Fz", "Cz", "Pz", "Oz", "C3", "C4", "P3", "P4"]
     root = tmp_path / "bids"
-    _write(root, "01", "1", ch_names=["Fz", "Cz", "Pz", "Oz"])
-    _write(root, "01", "2", ch_names=["Fz", "Cz", "Pz", "T7"])
+    _write(root, "01", "1", ch_names=cap)
+    _write(root, "01", "2", ch_names=["Fz", "Cz", "Pz", "Oz", "C3", "C4", "P3", "POz"])  # no P4
+    ds = _build(find_runs(root), tmp_path)
+    assert ds.ch_names == cap
+    assert np.isfinite(np.load(ds.path / "run-00001_eeg.npy")).all()
+    # a model channel too far from every electrode of a run is named with the run
+    other = tmp_path / "other"
+    _write(other, "01", "1", ch_names=["Fz", "Cz", "Pz", "Oz"])
+    _write(other, "01", "2", ch_names=["Fz", "Cz", "Pz", "T7"])
     with pytest.raises(
-        ValueError, match=r"sub-01_task-oddball_run-2.*missing \['Oz'\], extra \['T7'\]"
+        ValueError, match=r"sub-01_task-oddball_run-2 .*model channel\(s\) Oz \(76 mm\)"
     ):
-        _build(find_runs(root), tmp_path)
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["file-hashes.json"]
+        _build(find_runs(other), tmp_path)
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
 
 
-def test_grid_and_tr_mismatch(tmp_path):
+def test_grid_mismatch_and_runs_of_two_trs(tmp_path, caplog):
     root = tmp_path / "grid"
     _write(root, "01", "1")
     _write(root, "02", "1", grid=(5, 6, 5))
@@ -272,8 +281,9 @@ def test_grid_and_tr_mismatch(tmp_path):
     root = tmp_path / "tr"
     _write(root, "01", "1")
     _write(root, "02", "1", t_r=2.5)
-    with pytest.raises(ValueError, match=r"sub-02_task-oddball_run-1.*RepetitionTime 2.5 s"):
-        _build(find_runs(root), tmp_path)
+    ds = _build(find_runs(root), tmp_path)  # each run's windows end at its own volumes
+    assert "sub-02_task-oddball_run-1" in caplog.text and "RepetitionTime 2.5 s" in caplog.text
+    assert [ds.run_t_r(r) for r in range(2)] == [2.0, 2.5] and ds.t_r == 2.0
 
 
 def test_masks(runs, tmp_path):
