@@ -44,6 +44,9 @@ class TrainConfig:
     channels : list of str | None
         The model's channels, in order; recordings with other caps are interpolated onto
         them (spherical splines). Default: the first run's channels.
+    mask : str | None
+        A NIfTI mask on the BOLD grid: the voxels modelled and scored. Default: the MNI
+        mask (SPM's 3 mm grid) or the first run's EPI mask, less what it does not cover.
     preprocessing : Preprocessing
         What the models see and are scored against (:data:`DEFAULT_PREPROCESSING`:
         the recording's rate, no band-pass, z-score, 30 s windows, percent signal
@@ -67,6 +70,7 @@ class TrainConfig:
     subjects: list | None = None
     runs: list | None = None
     channels: list | None = None
+    mask: str | None = None
     preprocessing: Preprocessing = DEFAULT_PREPROCESSING
     epochs: int = 30
     batch_size: int = 16

@@ -34,7 +34,7 @@ def load_dataset(
         Runs kept (see :meth:`~rt_eeg2fmri.data.PairDataset.match_runs`).
     ch_names : list of str | None
         Channels cached, in this order (a checkpoint's); default: the first run's.
-    mask : array of shape grid_shape, bool | None
+    mask : array of shape grid_shape, bool | path-like | None
         Voxels kept. The default mask's cache is tried first; when its mask differs, a
         cache with this mask is built.
     progress : bool
@@ -45,6 +45,8 @@ def load_dataset(
     -------
     dataset : PairDataset
     """
+    import os
+
     import numpy as np
 
     from rt_eeg2fmri.data import load_pairs
@@ -54,10 +56,16 @@ def load_dataset(
     else:
         opts = {"preprocessing": preprocessing, "ch_names": ch_names, "progress": progress}
         opts.update(reader or {})
-        dataset = load_pairs(data, **opts)
-        if mask is not None and not np.array_equal(dataset.mask, np.asarray(mask, bool)):
-            logger.info("The data's default mask differs from the one given: caching with it.")
-            dataset = load_pairs(data, mask=np.asarray(mask, bool), **opts)
+        if mask is None or isinstance(mask, str | os.PathLike):
+            dataset = load_pairs(data, mask=mask, **opts)
+        else:  # a checkpoint's mask: its training cache (the default mask) when the same
+            try:
+                dataset = load_pairs(data, **opts)
+            except ValueError:  # e.g. runs that do not cover the default mask: try it
+                dataset = None
+            if dataset is None or not np.array_equal(dataset.mask, np.asarray(mask, bool)):
+                logger.info("The data's default mask differs from the one given: caching with it.")
+                dataset = load_pairs(data, mask=np.asarray(mask, bool), **opts)
     if subjects:
         dataset = dataset.subset(subjects=[str(s) for s in subjects])
     if runs:

@@ -221,6 +221,7 @@ def evaluate_checkpoint(
         "data": [str(d) for d in data] if isinstance(data, list | tuple) else str(data),
         "stats": stats,
         "n_pairs": int(idx.size),
+        "n_voxels": int(view.n_voxels),
         "subjects": sorted(set(view.subject.tolist())),
         "metrics": res["metrics"],
         "noise_ceiling_r_mean": res["ceiling_r_mean"],

@@ -92,10 +92,17 @@ def write_report(
     }
     (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2, default=_jsonable))
     table = markdown_table(summary, ceiling=ceiling)
+    data = (extra or {}).get("data", {})
+    scored = (
+        f"Voxels scored: {data['n_voxels']} of the grid's {data['grid_voxels']} (the mask).  \n"
+        if "n_voxels" in data and "grid_voxels" in data
+        else ""
+    )
     (out_dir / "report.md").write_text(
         "# Evaluation report\n\n"
         f"Split folds: {', '.join(f['split']['name'] for f in folds)}  \n"
-        "Mean ± sd over folds; baselines and models scored on the same test pairs.\n\n"
+        + scored
+        + "Mean ± sd over folds; baselines and models scored on the same test pairs.\n\n"
         + table
         + "\n"
     )

@@ -44,6 +44,7 @@ def train_and_evaluate(
     models: list[str] | None = None,
     progress: bool = True,
     save_checkpoints: bool = True,
+    reader: dict | None = None,
 ) -> dict:
     """Train ``models`` (default: ``[cfg.model]``) on every fold of ``cfg.split``; evaluate.
 
@@ -53,6 +54,9 @@ def train_and_evaluate(
 
     Each fold's checkpoint is chosen on its validation part; the report gives every model
     beside every baseline on the same test pairs.
+
+    ``reader`` holds dataset-reader options (``marker``, ``t_r``, ``eeg_derivatives``,
+    ``layout``, ...; see :func:`rt_eeg2fmri.data.find_runs`).
 
     Returns
     -------
@@ -71,7 +75,13 @@ def train_and_evaluate(
     from rt_eeg2fmri.sim.truth import truth_targets
 
     rank, world = init_from_env(cfg.device)
-    select = {"subjects": cfg.subjects, "runs": cfg.runs, "ch_names": cfg.channels}
+    select = {
+        "subjects": cfg.subjects,
+        "runs": cfg.runs,
+        "ch_names": cfg.channels,
+        "mask": cfg.mask,
+        "reader": reader,
+    }
     if rank == 0:  # one rank builds the cache, the others open it
         dataset = load_dataset(data, cfg.preprocessing, progress=progress, **select)
     barrier()
@@ -139,8 +149,11 @@ def train_and_evaluate(
             "models": names,
             "data": {
                 "datasets": [str(d) for d in _as_list(data)],
+                "reader": dict(reader or {}),
                 "fingerprint": dataset.fingerprint,
                 "n_pairs": len(dataset),
+                "n_voxels": dataset.n_voxels,
+                "grid_voxels": int(np.prod(dataset.grid_shape)),
                 "sfreq": dataset.sfreq,
             },
             "device": str(device),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._reader import add_reader_arguments, reader_options
+
 HELP = "Score a checkpoint on a dataset with the same metrics and baselines as training."
 
 
@@ -31,6 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", default=None, help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true")
+    add_reader_arguments(parser)
 
 
 def run(args) -> int:
@@ -50,10 +53,12 @@ def run(args) -> int:
         runs=args.runs.split(",") if args.runs else None,
         device=args.device,
         progress=not args.no_progress,
+        reader=reader_options(args),
     )
     print(
         f"{res['model']} on {res['n_pairs']} pairs of {', '.join(map(repr, args.data))} (subjects "
-        f"{', '.join(res['subjects'])}; EEG statistics: {args.stats})\n"
+        f"{', '.join(res['subjects'])}; {res['n_voxels']} voxels scored; EEG statistics: "
+        f"{args.stats})\n"
     )
     print(markdown_table(aggregate([res]), ceiling=res["noise_ceiling_r_mean"]))
     if args.json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._reader import add_reader_arguments, reader_options
+
 HELP = "Replay a recorded session as live LSL streams (EEG, markers, measured volumes)."
 
 
@@ -34,7 +36,6 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--chunk", type=float, default=20.0, help="EEG chunk length (ms, default 20)"
     )
-    parser.add_argument("--marker", default="R128", help="scanner volume marker (default R128)")
     parser.add_argument("--no-truth", action="store_true", help="do not send the measured volumes")
     parser.add_argument(
         "--model",
@@ -60,6 +61,7 @@ def add_arguments(parser) -> None:
         default=None,
         help="remove drifts from the measured volumes (Hz), as --set high_pass=",
     )
+    add_reader_arguments(parser)
 
 
 def run(args) -> int:
@@ -75,8 +77,8 @@ def run(args) -> int:
         task=args.task,
         run=args.run,
         session=args.session,
-        marker=args.marker,
         stream=args.stream,
+        **reader_options(args),
     )
     replay = Replay(
         session,
@@ -90,7 +92,7 @@ def run(args) -> int:
         truth=not args.no_truth,
         preprocessing=preprocessing,
         mask=mask,
-        marker=args.marker,
+        marker=args.marker or "R128",
     )
     stopped = []
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._reader import add_reader_arguments, reader_options
+
 HELP = "Train models on a simultaneous EEG-fMRI dataset; evaluate them beside the baselines."
 
 
@@ -47,16 +49,23 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--mask",
+        default=None,
+        help="NIfTI mask on the BOLD grid: the voxels modelled and scored (default: the MNI "
+        "or EPI mask, less what the first run does not cover)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_reader_arguments(parser)
 
 
 def _overrides(args) -> list[str]:
     import json
 
     sets = list(args.set)
-    for key in ("split", "epochs", "device", "sfreq", "seed"):
+    for key in ("split", "epochs", "device", "sfreq", "seed", "mask"):
         value = getattr(args, key)
         if value is not None:
             sets.append(f"{key}={value}")
@@ -82,7 +91,12 @@ def run(args) -> int:
     cfg = load_config(args.config, _overrides(args))
     data = args.data[0] if len(args.data) == 1 else args.data
     report = train_and_evaluate(
-        data, cfg, args.out, models=args.model, progress=not args.no_progress
+        data,
+        cfg,
+        args.out,
+        models=args.model,
+        progress=not args.no_progress,
+        reader=reader_options(args),
     )
     if not report:  # a non-zero rank under torchrun: rank 0 reports
         return 0

@@ -124,7 +124,7 @@ def read_bold_header(paths) -> BoldHeader:
     )
 
 
-def read_bold_data(header: BoldHeader, *, start: int = 0) -> np.ndarray:
+def read_bold_data(header: BoldHeader, *, start: int = 0, stop: int | None = None) -> np.ndarray:
     """BOLD samples in RAS+ orientation.
 
     Parameters
@@ -132,18 +132,20 @@ def read_bold_data(header: BoldHeader, *, start: int = 0) -> np.ndarray:
     header : BoldHeader
     start : int
         First volume to keep (dummy scans before it are dropped).
+    stop : int | None
+        One past the last volume kept (default: all).
 
     Returns
     -------
-    bold : array of shape (n_x, n_y, n_z, n_volumes - start), float32
+    bold : array of shape (n_x, n_y, n_z, stop - start), float32
     """
     import nibabel as nib
 
     if len(header.paths) == 1:
         img = _open(header.paths[0])
-        data = np.asarray(img.dataobj[..., start:], dtype=np.float32)
+        data = np.asarray(img.dataobj[..., start:stop], dtype=np.float32)
     else:
-        first = header.paths[start:]
+        first = header.paths[start:stop]
         data = np.empty((*_open(header.paths[0]).shape[:3], len(first)), dtype=np.float32)
         for i, path in enumerate(first):
             img = _open(path)

@@ -12,8 +12,15 @@ BOLD that differs only by ``acq`` is used).
 
 - ``RepetitionTime`` comes from the ``_bold.json`` sidecars, merged along the BIDS
   inheritance principle (``task-X_bold.json`` at the top level, then subject, session
-  and the file's own folder; the closest wins). It must agree with the NIfTI header's
-  pixdim[4] within 1 % (a header value of 0 counts as unset).
+  and the file's own folder; the closest wins). A NIfTI header that disagrees gets one
+  warning; without a sidecar value the header's pixdim[4] is used with a warning (its
+  time units unknown: read as seconds, and said so). Option ``t_r`` overrides both.
+- Preprocessed EEG (option ``eeg_derivatives``: a pipeline name) is read from
+  ``derivatives/<name>/sub-*/[ses-*/][eeg/]`` or ``derivatives/sub-*/[ses-*/]<name>/``,
+  file names with or without a prefix before ``sub-`` (``d_sub-01_task-x_eeg_pp.vhdr``).
+  Its volumes are timed by its own scanner markers; a derivative without them (cropped,
+  markers dropped) is aligned to the raw EEG's markers by the offset of its first marker
+  that the raw EEG also has, and the volumes it does not cover are left out.
 - Volume onsets come from the scanner markers in the EEG (``marker``, default
   ``R128``), matched to volumes by :func:`rt_eeg2fmri.data.eeg_io.align_volumes`
   (``dummy_scans``, ``skip_markers``); without markers volume ``i`` starts at
@@ -35,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._checks import check_positive
 from .._logging import logger
 from ._nifti import read_bold_data, read_bold_header
 from .dataset import RunInfo, RunRef
@@ -57,6 +65,8 @@ DEFAULTS = {
     "derivatives": None,
     "space": "MNI152NLin2009cAsym",
     "channels": None,
+    "t_r": None,
+    "eeg_derivatives": None,
 }
 MATCH_KEYS = ("sub", "ses", "task", "acq", "run")
 BOLD_EXTENSIONS = (".nii", ".nii.gz")
@@ -201,9 +211,77 @@ def find_runs(root: str | Path, **options) -> list[RunRef]:
             for ents, path in _files(folder / "func", "bold", BOLD_EXTENSIONS):
                 if ents.get("space") == opts["space"] and ents.get("desc") == "preproc":
                     bolds.setdefault(_key(ents), []).append(path)
+    if opts["eeg_derivatives"] is not None:
+        return _derivative_refs(root, deriv, eegs, bolds, opts)
+    return [
+        _make_ref(root, deriv, key, ents, eeg, bolds, opts) for key, (ents, eeg) in eegs.items()
+    ]
+
+
+def _loose_name(path: Path) -> tuple[dict, list[str]]:
+    """Entities and other parts of a derivative's file name, from its ``sub-`` on.
+
+    ``d_sub-01_task-x_eeg_pp.vhdr`` → ``({"sub": "01", "task": "x"}, ["eeg", "pp"])``.
+    """
+    stem = path.name.split(".", 1)[0]
+    start = stem.find("sub-")
+    if start < 0:
+        return {}, []
+    ents, tags = {}, []
+    for part in stem[start:].split("_"):
+        if "-" in part:
+            key, value = part.split("-", 1)
+            ents[key] = value
+        elif part:
+            tags.append(part)
+    return ents, tags
+
+
+def _eeg_derivative_files(root: Path, name: str) -> dict:
+    """Preprocessed EEG files of pipeline ``name``, by run key, in both placements."""
+    deriv = root / "derivatives"
+    folders = []
+    if (deriv / name).is_dir():
+        folders += [f for c in _containers(deriv / name) for f in (c, c / "eeg")]
+    if deriv.is_dir():
+        folders += [f for c in _containers(deriv) for f in (c / name, c / name / "eeg")]
+    folders = [f for f in folders if f.is_dir()]
+    if not folders:
+        found = sorted(p.name for p in deriv.glob("*") if p.is_dir()) if deriv.is_dir() else []
+        raise FileNotFoundError(
+            f"EEG derivatives '{name}' not found: looked for '{deriv / name}/sub-*/' and "
+            f"'{deriv}/sub-*/{name}/'; '{deriv}' holds {found or 'nothing'}."
+        )
+    out: dict = {}
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            if not path.is_file() or not path.name.lower().endswith(EEG_EXTENSIONS):
+                continue
+            ents, tags = _loose_name(path)
+            if "sub" in ents and "eeg" in tags:
+                out.setdefault(_key(ents), (ents, path))
+    return out
+
+
+def _derivative_refs(root, deriv, eegs, bolds, opts) -> list[RunRef]:
+    """Runs whose EEG is a derivative; the raw EEG (when present) only times the volumes."""
+    name = str(opts["eeg_derivatives"])
+    found = _eeg_derivative_files(root, name)
     runs = []
-    for key, (ents, eeg) in eegs.items():
-        runs.append(_make_ref(root, deriv, key, ents, eeg, bolds, opts))
+    for key in sorted(set(eegs) | set(found), key=lambda k: tuple(v or "" for v in k)):
+        raw = eegs.get(key)
+        if key not in found:
+            ref = _make_ref(root, deriv, key, raw[0], raw[1], bolds, opts)
+            ref.options["_problem"] = (
+                f"no preprocessed EEG for the run of '{raw[1]}' in the derivatives '{name}' "
+                f"(looked for *{_describe(raw[0])}*_eeg*.{{vhdr,edf,bdf,set,fif}})."
+            )
+            runs.append(ref)
+            continue
+        ents, path = found[key]
+        runs.append(
+            _make_ref(root, deriv, key, ents, path, bolds, opts, raw_eeg=raw[1] if raw else None)
+        )
     return runs
 
 
@@ -225,23 +303,43 @@ def unmatched_bold(root: str | Path, **options) -> list[Path]:
     return out
 
 
-def _make_ref(root, deriv, key, ents, eeg, bolds, opts) -> RunRef:
-    files: dict = {"eeg": eeg}
+def _companions(eeg: Path, prefix: str = "eeg") -> dict:
+    """The files an EEG header needs (BrainVision markers and data, EEGLAB data)."""
+    out = {prefix: eeg}
     stem = eeg.name[: -len(eeg.suffix)]
     if eeg.suffix.lower() == ".vhdr":
-        for ext, name in ((".vmrk", "eeg_markers"), (".eeg", "eeg_data")):
+        for ext, name in ((".vmrk", "markers"), (".eeg", "data")):
             if (eeg.parent / f"{stem}{ext}").is_file():
-                files[name] = eeg.parent / f"{stem}{ext}"
+                out[f"{prefix}_{name}"] = eeg.parent / f"{stem}{ext}"
     elif eeg.suffix.lower() == ".set" and (eeg.parent / f"{stem}.fdt").is_file():
-        files["eeg_data"] = eeg.parent / f"{stem}.fdt"
+        out[f"{prefix}_data"] = eeg.parent / f"{stem}.fdt"
+    return out
+
+
+def _beside(folder: Path, suffix: str, key: tuple) -> Path | None:
+    """The ``*_<suffix>.tsv`` of run ``key`` in ``folder`` (derivative names allowed)."""
+    for path in sorted(folder.glob(f"*{suffix}.tsv")):
+        ents, tags = _loose_name(path)
+        if tags[-1:] == [suffix] and _key(ents) == key:
+            return path
+    return None
+
+
+def _make_ref(root, deriv, key, ents, eeg, bolds, opts, *, raw_eeg=None) -> RunRef:
+    files: dict = _companions(eeg)
+    if raw_eeg is not None:  # a derivative: the raw recording times its volumes
+        files.update(_companions(raw_eeg, "eeg_raw"))
     for name, suffix in (("channels", "channels"), ("eeg_events", "events")):
-        hits = [p for e, p in _files(eeg.parent, suffix, (".tsv",)) if _key(e) == key]
-        if hits:
-            files[name] = hits[0]
+        hit = _beside(eeg.parent, suffix, key)
+        if hit is None and name == "channels" and raw_eeg is not None:
+            hit = _beside(raw_eeg.parent, suffix, key)  # types of the names it shares
+        if hit is not None:
+            files[name] = hit
     # electrodes.tsv belongs to the subject (and session), not to a task or run
     hits = [
         p
-        for e, p in _files(eeg.parent, "electrodes", (".tsv",))
+        for folder in dict.fromkeys(f.parent for f in (eeg, raw_eeg) if f is not None)
+        for e, p in _files(folder, "electrodes", (".tsv",))
         if e.get("sub") == ents.get("sub") and e.get("ses") == ents.get("ses")
     ]
     if hits:
@@ -251,7 +349,7 @@ def _make_ref(root, deriv, key, ents, eeg, bolds, opts) -> RunRef:
     if not candidates:  # the same run without the acq entity
         relaxed = [p for k, ps in bolds.items() if k[:3] + k[4:] == key[:3] + key[4:] for p in ps]
         candidates = relaxed if len(relaxed) == 1 else []
-    func = eeg.parent.parent / "func"
+    func = root / f"sub-{ents['sub']}" / (f"ses-{ents['ses']}" if "ses" in ents else "") / "func"
     if len(candidates) == 1:
         bold = candidates[0]
         files["bold"] = bold
@@ -327,7 +425,7 @@ def _sidecar_t_r(ref: RunRef) -> tuple[float, Path]:
         raise ValueError(f"'{source}': 'RepetitionTime' must be positive, got {t_r!r}.")
     if value > 100:
         _warn_once(
-            (ref.name, "ms"),
+            (str(ref.files.get("bold")), "ms"),
             f"{ref.name}: 'RepetitionTime' {t_r} in '{source}' is read as milliseconds "
             f"({value / 1000:g} s); BIDS asks for seconds.",
         )
@@ -391,6 +489,89 @@ def _read_events(path: Path, *, shift: float = 0.0) -> pd.DataFrame:
     )
 
 
+def _run_t_r(ref: RunRef, header) -> float:
+    """The run's TR: option ``t_r``, else the sidecars', else the header's (with a warning)."""
+    if ref.options.get("t_r") is not None:
+        return check_positive(float(ref.options["t_r"]), "t_r")
+    try:
+        t_r, sidecar = _sidecar_t_r(ref)
+    except FileNotFoundError as err:
+        if header.t_r is None:
+            raise FileNotFoundError(
+                f"{err} The NIfTI header has no TR either; set it with --t-r (option t_r)."
+            ) from None
+        units = header.t_r_units
+        how = (
+            f"pixdim[4] = {header.t_r:g} s"
+            if units in ("sec", "msec", "usec")
+            else f"pixdim[4] = {header.t_r:g} with unknown time units, read as seconds"
+        )
+        _warn_once(
+            (str(ref.files.get("bold")), "header-tr"),
+            f"{ref.name}: no 'RepetitionTime' in the sidecars of '{ref.files['bold']}'; using "
+            f"its NIfTI header's {how}. Set it with --t-r (option t_r) if that is wrong.",
+        )
+        return float(header.t_r)
+    if header.t_r is not None and abs(header.t_r - t_r) > 0.01 * t_r:
+        _warn_once(  # the sidecar is the BIDS authority; headers in the wild disagree
+            (str(ref.files.get("bold")), "tr"),
+            f"{ref.name}: the NIfTI header of '{ref.files['bold']}' says pixdim[4] = "
+            f"{header.t_r} s, but 'RepetitionTime' is {t_r} s in '{sidecar}'; using the "
+            "sidecar's.",
+        )
+    return t_r
+
+
+def _picks(ref: RunRef, raw) -> list[int]:
+    opts, eeg_path = ref.options, ref.files["eeg"]
+    if opts["channels"] is not None or "channels" not in ref.files:
+        return eeg_picks(raw, path=eeg_path, channels=opts["channels"])
+    types = _channel_types(ref.files["channels"])
+    if "eeg_raw" in ref.files and ref.files["channels"].parent == ref.files["eeg_raw"].parent:
+        types = {n: t for n, t in types.items() if n in raw.ch_names}  # the raw's table
+        if not types:
+            return eeg_picks(raw, path=eeg_path)
+    return eeg_picks(raw, path=eeg_path, types=types, types_source=ref.files["channels"])
+
+
+def _derivative_offset(deriv, raw0, *, where: str, raw_path) -> tuple[float, str]:
+    """Seconds from the raw EEG's start to the derivative's, from the markers they share.
+
+    The derivative's first marker is matched to each occurrence of the same marker in the
+    raw EEG; the offset that lines up the most of the derivative's markers with the raw's
+    (within two samples) wins.
+    """
+    from .eeg_io import _annotation_times, marker_name
+
+    tol = 2.0 / float(raw0.info["sfreq"]) + 2.0 / float(deriv.info["sfreq"])
+    d_keys = [marker_name(d) for d in deriv.annotations.description]
+    r_keys = [marker_name(d) for d in raw0.annotations.description]
+    d_t, r_t = _annotation_times(deriv), _annotation_times(raw0)
+    by_key: dict = {}
+    for k, t in zip(r_keys, r_t, strict=True):
+        by_key.setdefault(k, []).append(t)
+    by_key = {k: np.sort(v) for k, v in by_key.items()}
+    first = next(
+        (i for i in np.argsort(d_t, kind="stable") if d_keys[i] and d_keys[i] in by_key), None
+    )
+    if first is None:
+        raise ValueError(
+            f"{where}: the preprocessed EEG has no scanner markers and no marker in common with "
+            f"the raw EEG '{raw_path}' to align it by."
+        )
+    best = (-1, 0.0)
+    for candidate in by_key[d_keys[first]]:
+        offset = float(candidate - d_t[first])
+        hits = 0
+        for k, t in zip(d_keys, d_t, strict=True):
+            ts = by_key.get(k)
+            if ts is not None and ts.size and np.min(np.abs(ts - (t + offset))) <= tol:
+                hits += 1
+        if hits > best[0]:
+            best = (hits, offset)
+    return best[1], deriv.annotations.description[first]
+
+
 def _prepare(ref: RunRef) -> dict:
     """Everything but the samples: open the EEG header, BOLD header, sidecar; time the volumes."""
     opts = ref.options
@@ -398,24 +579,18 @@ def _prepare(ref: RunRef) -> dict:
         raise FileNotFoundError(opts["_problem"])
     eeg_path = ref.files["eeg"]
     raw = open_raw(eeg_path, preload=False)
-    types = None
-    if opts["channels"] is None and "channels" in ref.files:
-        types = _channel_types(ref.files["channels"])
-        picks = eeg_picks(raw, path=eeg_path, types=types, types_source=ref.files["channels"])
-    else:
-        picks = eeg_picks(raw, path=eeg_path, channels=opts["channels"])
+    picks = _picks(ref, raw)
     header = read_bold_header(ref.files["bold"])
-    t_r, sidecar = _sidecar_t_r(ref)
-    if header.t_r is not None and abs(header.t_r - t_r) > 0.01 * t_r:
-        _warn_once(  # the sidecar is the BIDS authority; headers in the wild disagree
-            (ref.name, "tr"),
-            f"{ref.name}: the NIfTI header of '{ref.files['bold']}' says pixdim[4] = "
-            f"{header.t_r} s, but 'RepetitionTime' is {t_r} s in '{sidecar}'; using the "
-            "sidecar's.",
-        )
+    t_r = _run_t_r(ref, header)
     sfreq = float(raw.info["sfreq"])
+    duration = raw.n_times / sfreq
     markers = scanner_onsets(raw, opts["marker"])
     where = f"{ref.name} ('{eeg_path}')"
+    offset, derivative = 0.0, "eeg_raw" in ref.files
+    if derivative:  # preprocessed EEG, maybe cropped: the raw recording's markers time it
+        raw0 = open_raw(ref.files["eeg_raw"], preload=False)
+        offset, by = _derivative_offset(raw, raw0, where=where, raw_path=ref.files["eeg_raw"])
+        markers = scanner_onsets(raw0, opts["marker"])
     onsets, onset0 = align_volumes(
         markers,
         header.n_volumes,
@@ -423,10 +598,30 @@ def _prepare(ref: RunRef) -> dict:
         dummy_scans=opts["dummy_scans"],
         skip_markers=opts["skip_markers"],
         first_volume=opts["first_volume"],
-        where=where,
+        where=f"{ref.name} ('{ref.files['eeg_raw' if derivative else 'eeg']}')",
         marker=opts["marker"],
     )
-    duration = raw.n_times / sfreq
+    start = int(opts["dummy_scans"])
+    stop = start + onsets.size
+    if derivative:
+        onsets, onset0 = onsets - offset, onset0 - offset
+        inside = np.flatnonzero((onsets >= 0) & (onsets + t_r <= duration + 0.5 / sfreq))
+        if inside.size == 0:
+            raise ValueError(
+                f"{where}: the preprocessed EEG (0–{duration:.3f} s, {offset:+.3f} s from the "
+                f"raw EEG's start) covers none of the BOLD volumes of '{ref.files['bold']}'."
+            )
+        stop, start = start + int(inside[-1]) + 1, start + int(inside[0])
+        message = (
+            f"{where}: aligned to the raw EEG's volume markers by its first marker {by!r} "
+            f"({offset:.3f} s into the raw EEG); it covers BOLD volumes {start}–{stop - 1} "
+            f"of {header.n_volumes}."
+        )
+        if inside.size < onsets.size:
+            _warn_once((str(ref.files.get("bold")), "offset"), message)
+        else:
+            logger.debug(message)
+        onsets = onsets[inside]
     if onsets[0] < 0 or onsets[-1] + t_r > duration + 0.5 / sfreq:
         raise ValueError(
             f"{where}: the EEG covers 0–{duration:.3f} s but the BOLD volumes of "
@@ -442,6 +637,7 @@ def _prepare(ref: RunRef) -> dict:
         onsets=onsets,
         onset0=onset0,
         n_markers=int(markers.size),
+        bold_range=(start, stop),
     )
 
 
@@ -467,7 +663,7 @@ def load_run(ref: RunRef) -> Session:
     p = _prepare(ref)
     raw, picks = p["raw"], p["picks"]
     eeg = read_data(raw, picks, path=ref.files["eeg"])
-    bold = read_bold_data(p["header"], start=int(ref.options["dummy_scans"]))
+    bold = read_bold_data(p["header"], start=p["bold_range"][0], stop=p["bold_range"][1])
     if "eeg_events" in ref.files:
         events = _read_events(ref.files["eeg_events"])
     elif "func_events" in ref.files:

@@ -93,15 +93,37 @@ def default_mask(session) -> tuple[np.ndarray, str]:
 
     The reader's mask when it gives one, else the MNI152 mask on SPM's 3 mm grid, else
     the EPI mask of the run's mean image (nilearn's ``compute_epi_mask``; its non-zero
-    voxels as a fallback).
+    voxels as a fallback). A run that covers only part of the brain (a slab) keeps only
+    the voxels it measured: those not zero in every volume.
     """
     from ..grid import GRID_AFFINE, GRID_SHAPE, mni_mask, same_grid
 
     if session.mask is not None:
         return np.asarray(session.mask, bool), "the reader's mask"
     if same_grid(session.grid_shape, session.affine, GRID_SHAPE, GRID_AFFINE):
-        return np.array(mni_mask()), "the MNI152 mask (SPM 3 mm grid)"
-    return _epi_mask(session.bold, session.affine), f"the EPI mask of {session.name}"
+        mask, how = np.array(mni_mask()), "the MNI152 mask (SPM 3 mm grid)"
+    else:
+        mask, how = _epi_mask(session.bold, session.affine), f"the EPI mask of {session.name}"
+    covered = coverage(session.bold)
+    if not (mask <= covered).all():
+        n_in = int(mask.sum())
+        mask = mask & covered
+        if not mask.any():
+            raise ValueError(f"{session.name}: the BOLD covers none of the voxels of {how}.")
+        how += f" ∩ the {int(mask.sum())} of its {n_in} voxels {session.name} covers"
+    return mask, how
+
+
+def coverage(bold: np.ndarray) -> np.ndarray:
+    """Voxels a BOLD series measured: not zero in every volume, shape (n_x, n_y, n_z), bool.
+
+    Partial-coverage acquisitions (a slab of slices) and resampled images leave the rest
+    of the grid at zero.
+    """
+    covered = np.zeros(bold.shape[:3], bool)
+    for v in range(bold.shape[3]):
+        covered |= bold[..., v] != 0
+    return covered
 
 
 def _epi_mask(bold: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .._logging import logger
-from .bold import default_mask
+from .bold import coverage, default_mask
 from .dataset import RunRef, find_pooled_runs, grid_mismatch
 from .eeg_chain import EEGChain
 from .norm import _Accumulator
@@ -312,6 +312,13 @@ def _write(
             )
         if abs(session.t_r - ref0["t_r"]) > 1e-6 * ref0["t_r"]:
             _warn_pooled_tr(where, session.t_r, ref0)
+        uncovered = int((mask & ~coverage(session.bold)).sum())
+        if uncovered:
+            raise ValueError(
+                f"{where}: its BOLD leaves {uncovered} of the mask's {int(mask.sum())} voxels "
+                f"at zero (partial coverage: a slab, or another field of view than "
+                f"{ref0['name']}); give a mask that every run covers (train --mask FILE)."
+            )
         chain = EEGChain.for_session(pre, session, ch_names=params["ch_names"])
         # BOLD first, so the 4-D series is freed before the EEG is filtered
         y = bold_chain.series(session.bold, mask, affine=session.affine)

@@ -16,8 +16,9 @@ def load_recording(
     task: str | None = None,
     run: str | None = None,
     session: str | None = None,
-    marker: str = "R128",
+    marker: str | None = None,
     stream: str | None = None,
+    **reader,
 ) -> Session:
     """Load a recording to replay.
 
@@ -29,10 +30,14 @@ def load_recording(
         EEG file MNE reads (BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set``, FIF).
     subject, task, run, session : str | None
         Run selection in a dataset folder (without ``sub-`` etc. prefixes).
-    marker : str
-        Scanner volume marker in EEG files and XDF marker streams.
+    marker : str | None
+        Scanner volume marker in EEG files, XDF marker streams and datasets (default
+        ``R128``).
     stream : str | None
         Name (or type) of the EEG stream in an XDF file.
+    **reader
+        Dataset-reader options for a dataset folder (``layout``, ``t_r``,
+        ``eeg_derivatives``, ...; see :func:`rt_eeg2fmri.data.find_runs`).
 
     Returns
     -------
@@ -42,7 +47,15 @@ def load_recording(
     if not path.exists():
         raise FileNotFoundError(f"recording not found: '{path}'.")
     if path.is_dir():
-        return _dataset_run(path, subject=subject, task=task, run=run, session=session)
+        if marker is not None:
+            reader["marker"] = marker
+        return _dataset_run(path, subject=subject, task=task, run=run, session=session, **reader)
+    if reader:
+        raise ValueError(
+            f"'{path}' is a file; dataset-reader options {sorted(reader)} apply to dataset "
+            "folders only."
+        )
+    marker = marker or "R128"
     if path.suffix.lower() in XDF_SUFFIXES:
         from .xdf import read_xdf
 
@@ -52,12 +65,12 @@ def load_recording(
     return _eeg_file(path, marker=marker)
 
 
-def _dataset_run(root: Path, **selection) -> Session:
+def _dataset_run(root: Path, **options) -> Session:
     try:
         from ..data import read_session
     except ImportError as err:
         raise RuntimeError(f"cannot read the dataset '{root}': no dataset reader ({err}).") from err
-    return read_session(root, **{k: v for k, v in selection.items() if v is not None})
+    return read_session(root, **{k: v for k, v in options.items() if v is not None})
 
 
 def _eeg_file(path: Path, *, marker: str) -> Session:

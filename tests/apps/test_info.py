@@ -35,7 +35,7 @@ def test_info_reports_problems_and_exits_0(tmp_path, capsys):
     write_bids_run(tmp_path, sub="02", grid=(6, 6, 4))  # grid mismatch
     write_bids_run(tmp_path, sub="03", ch_names=["EEG00", "EEG01", "EEG02", "Oz"])
     write_bids_run(tmp_path, sub="04", bold=False)  # EEG without BOLD
-    write_bids_run(tmp_path, sub="05", task="rest", sidecar=None)  # no TR
+    write_bids_run(tmp_path, sub="05", task="rest", sidecar=None, header_tr=None)  # no TR
     assert main(["info", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "runs      5 (3 readable)" in out

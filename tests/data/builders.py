@@ -27,10 +27,12 @@ def write_eeg(
     markers=(),
     stimuli=(),
     marker: str = "R128",
+    codes=(),
 ) -> Path:
     """Write EEG (volts) with scanner markers and stimuli (onsets in s) in the format of ``path``.
 
-    BrainVision through pybv (markers as ``Response/R128``, stimuli as ``Stimulus/S  1``);
+    BrainVision through pybv (markers as ``Response/R128``, stimuli as ``Stimulus/S  1``,
+    ``codes`` as ``(onset, code)`` stimuli ``Stimulus/S 99``);
     EDF/BDF/EEGLAB through ``mne.export.export_raw``; FIF through ``Raw.save``.
     """
     import mne
@@ -40,18 +42,25 @@ def write_eeg(
     if name.endswith(".vhdr"):
         import pybv
 
-        events = [
-            {
-                "onset": round(t * sfreq),
-                "duration": 1,
-                "description": int(marker[1:]),
-                "type": "Response",
-            }
-            for t in markers
-        ] + [
-            {"onset": round(t * sfreq), "duration": 1, "description": 1, "type": "Stimulus"}
-            for t in stimuli
-        ]
+        events = (
+            [
+                {
+                    "onset": round(t * sfreq),
+                    "duration": 1,
+                    "description": int(marker[1:]),
+                    "type": "Response",
+                }
+                for t in markers
+            ]
+            + [
+                {"onset": round(t * sfreq), "duration": 1, "description": 1, "type": "Stimulus"}
+                for t in stimuli
+            ]
+            + [
+                {"onset": round(t * sfreq), "duration": 1, "description": c, "type": "Stimulus"}
+                for t, c in codes
+            ]
+        )
         pybv.write_brainvision(
             data=data,
             sfreq=sfreq,
@@ -66,8 +75,9 @@ def write_eeg(
         return path
     info = mne.create_info(ch_names, sfreq, "eeg")
     raw = mne.io.RawArray(data, info, verbose="error")
-    onsets = [*markers, *stimuli]
+    onsets = [*markers, *stimuli, *(t for t, _ in codes)]
     labels = [f"Response/{marker}"] * len(markers) + ["Stimulus/S  1"] * len(stimuli)
+    labels += [f"Stimulus/S{c:3d}" for _, c in codes]
     if onsets:
         raw.set_annotations(mne.Annotations(onsets, [0.0] * len(onsets), labels))
     if name.endswith(".fif"):

@@ -87,12 +87,27 @@ def test_top_level_sidecar_inheritance(tmp_path):
     assert read_session(tmp_path).t_r == 1.5
 
 
-def test_missing_sidecar_tr(tmp_path):
-    a = write_bids_run(tmp_path, sidecar=None)
+def test_missing_sidecar_tr(tmp_path, rt_log):
+    # no sidecar TR: the header's, with a warning; with no header TR either: an error
+    a = write_bids_run(tmp_path, sidecar=None, t_r=2.0)
+    assert read_session(tmp_path).t_r == 2.0
+    assert "no 'RepetitionTime' in the sidecars" in rt_log.text
+    assert "pixdim[4] = 2 s. Set it with --t-r" in rt_log.text
+    assert read_session(tmp_path, t_r=2.0).t_r == 2.0  # --t-r
+    write_bids_run(tmp_path / "u", sidecar=None, t_r=2.0)
+    bold = next((tmp_path / "u").rglob("*_bold.nii.gz"))
+    img = nib.load(bold)
+    img.header.set_xyzt_units("mm", "unknown")
+    nib.save(img, bold)
+    assert read_session(tmp_path / "u").t_r == 2.0
+    assert "pixdim[4] = 2 with unknown time units, read as seconds" in rt_log.text
+    write_bids_run(tmp_path / "none", sidecar=None, header_tr=None)
     with pytest.raises(
-        FileNotFoundError, match=r"no 'RepetitionTime' for the BOLD '.*_bold\.nii\.gz'"
+        FileNotFoundError,
+        match=r"no 'RepetitionTime' for the BOLD '.*_bold\.nii\.gz'.*set it with --t-r",
     ):
-        read_session(tmp_path)
+        read_session(tmp_path / "none")
+    assert read_session(tmp_path / "none", t_r=2.0).n_volumes == 12
     a["bold"].with_name("sub-01_task-oddball_bold.json").write_text('{"RepetitionTime": "two"}')
     with pytest.raises(
         ValueError, match=r"_bold\.json': 'RepetitionTime' must be a number, got 'two'"

@@ -1,0 +1,66 @@
+"""The dataset-reader flags every command that reads a dataset folder shares.
+
+``info``, ``train``, ``evaluate`` and ``replay`` take the same flags and pass only those
+that were given to the reader (each layout rejects options it does not know, naming them).
+"""
+
+from __future__ import annotations
+
+#: CLI flag (dest) → reader option
+READER_FLAGS = (
+    "layout",
+    "marker",
+    "dummy_scans",
+    "skip_markers",
+    "first_volume",
+    "derivatives",
+    "space",
+    "eeg_derivatives",
+    "t_r",
+    "bold_pattern",
+    "eeg",
+)
+
+
+def add_reader_arguments(parser, *, marker_default: str | None = None) -> None:
+    """Add the reader flags to ``parser`` (all default to the reader's defaults)."""
+    group = parser.add_argument_group("dataset reading")
+    group.add_argument(
+        "--layout", default=None, choices=("auto", "bids", "ds000116"), help="default: auto"
+    )
+    group.add_argument(
+        "--marker",
+        default=marker_default,
+        help=f"scanner volume marker (default {marker_default or 'R128'})",
+    )
+    group.add_argument("--dummy-scans", type=int, default=None, help="volumes to drop per run")
+    group.add_argument(
+        "--skip-markers", type=int, default=None, help="leading scanner markers without a volume"
+    )
+    group.add_argument(
+        "--first-volume", type=float, default=None, help="first volume onset without markers (s)"
+    )
+    group.add_argument(
+        "--derivatives", default=None, help="BIDS: BOLD from derivatives/<name> (or a path)"
+    )
+    group.add_argument("--space", default=None, help="BIDS derivatives space")
+    group.add_argument(
+        "--eeg-derivatives",
+        default=None,
+        metavar="NAME",
+        help="BIDS: preprocessed EEG from derivatives/NAME/sub-*/ or derivatives/sub-*/NAME/ "
+        "(file names with or without a d_ prefix), aligned to the volumes by its own markers",
+    )
+    group.add_argument(
+        "--t-r",
+        type=float,
+        default=None,
+        help="repetition time (s) when sidecars and headers lack a trustworthy one; overrides them",
+    )
+    group.add_argument("--bold-pattern", default=None, help="ds000116: BOLD glob, e.g. 'swa*.nii'")
+    group.add_argument("--eeg", default=None, help="ds000116: rereferenced, noGA or auto")
+
+
+def reader_options(args) -> dict:
+    """The reader options of the flags that were given."""
+    return {k: getattr(args, k) for k in READER_FLAGS if getattr(args, k, None) is not None}
