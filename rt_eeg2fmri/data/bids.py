@@ -396,6 +396,12 @@ def _warn_once(key, message: str) -> None:
         logger.warning(message)
 
 
+def _log_once(key, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.info(message)
+
+
 def _sidecar_t_r(ref: RunRef) -> tuple[float, Path]:
     """The top-level ``RepetitionTime`` of the run's sidecars (the last one wins) and its file.
 
@@ -617,8 +623,8 @@ def _prepare(ref: RunRef) -> dict:
             f"({offset:.3f} s into the raw EEG); it covers BOLD volumes {start}–{stop - 1} "
             f"of {header.n_volumes}."
         )
-        if inside.size < onsets.size:
-            _warn_once((str(ref.files.get("bold")), "offset"), message)
+        if inside.size < onsets.size:  # volumes before the crop (or after its end) left out
+            _log_once((str(ref.files.get("bold")), "offset"), message)
         else:
             logger.debug(message)
         onsets = onsets[inside]
