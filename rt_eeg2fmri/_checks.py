@@ -52,3 +52,13 @@ def check_ch_names(ch_names: Iterable[str], *, source: str = "ch_names") -> list
             )
         seen[key] = name
     return names
+
+
+def check_bids_label(value, name: str) -> str:
+    """A BIDS label (letters and digits only), else ``ValueError`` naming ``name``."""
+    import re
+
+    value = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9]+", value):
+        raise ValueError(f"'{name}' must be a BIDS label (letters and digits only), got {value!r}.")
+    return value

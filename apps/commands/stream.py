@@ -30,9 +30,18 @@ def add_arguments(parser) -> None:
         "--phase", type=float, default=0.0, help="--sync samples: offset of the volume grid (s)"
     )
     parser.add_argument(
-        "--out", default=None, help="NIfTI series written after every volume (.nii/.nii.gz)"
+        "--out",
+        default=None,
+        help="NIfTI series written after every volume (.nii/.nii.gz), or a folder: a BIDS "
+        "derivative (sub-S/func/sub-S_task-T_desc-eeg2fmri_bold.nii.gz + sidecar + timing log)",
     )
-    parser.add_argument("--timing", default=None, help="per-TR timing log (TSV)")
+    parser.add_argument(
+        "--timing", default=None, help="per-TR timing log (TSV; default in a BIDS --out folder)"
+    )
+    parser.add_argument("--subject", default="01", help="BIDS --out folder: subject label")
+    parser.add_argument("--task", default="rt", help="BIDS --out folder: task label")
+    parser.add_argument("--run", default=None, help="BIDS --out folder: run label")
+    parser.add_argument("--session", default=None, help="BIDS --out folder: session label")
     parser.add_argument(
         "--name", default="rt-eeg2fmri-volume", help="name of the predicted-volume LSL stream"
     )
@@ -120,6 +129,26 @@ def _positions(path):
     return read_positions(path)
 
 
+def _outputs(args):
+    """``(nifti, timing, bids_root)`` of ``--out``/``--timing``: a file, or a BIDS folder."""
+    from pathlib import Path
+
+    if args.out is None or args.out.endswith((".nii", ".nii.gz")):
+        return args.out, args.timing, None
+    from rt_eeg2fmri.realtime.outputs import derivative_paths
+
+    out = Path(args.out)
+    if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix):
+        raise ValueError(
+            f"'--out' {str(out)!r}: expected a .nii or .nii.gz file name, or a folder name "
+            "without an extension (a BIDS derivative folder)."
+        )
+    nifti, timing = derivative_paths(
+        out, subject=args.subject, task=args.task, run=args.run, session=args.session
+    )
+    return nifti, args.timing or timing, out
+
+
 def run(args) -> int:
     """Connect, stream until a limit or Ctrl-C/SIGTERM, print a summary."""
     import functools
@@ -134,6 +163,7 @@ def run(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
+    nifti, timing, bids_root = _outputs(args)
     ckpt = load_checkpoint(args.model or default_model_path())
     torch.set_num_threads(args.threads or default_threads())
     engine = Engine.from_checkpoint(
@@ -143,8 +173,9 @@ def run(args) -> int:
         trigger=args.trigger,
         phase=args.phase,
         outlet_name=None if args.no_outlet else args.name,
-        nifti=args.out,
-        timing=args.timing,
+        nifti=nifti,
+        timing=timing,
+        bids_root=bids_root,
         calibrate=args.calibrate,
         device=args.device,
         consumer_options={

@@ -470,13 +470,23 @@ def read_electrodes(path: Path) -> dict:
     return {str(name): xyz[i] for i, name in enumerate(table["name"]) if np.isfinite(xyz[i]).all()}
 
 
-def _read_events(path: Path, *, shift: float = 0.0) -> pd.DataFrame:
+def _read_events(path: Path, *, shift: float = 0.0, marker: str | None = None) -> pd.DataFrame:
+    """The task events of an ``events.tsv`` (rows of the scanner ``marker`` left out)."""
+    from .eeg_io import marker_name
+
     try:
         table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read the events file '{path}': {err}") from err
     if "onset" not in table.columns:
         raise ValueError(f"'{path}': events lack the 'onset' column; has {list(table.columns)}.")
+    if marker is not None:  # volume markers kept for other tools (mne_bids) are not events
+        key = marker_name(marker)
+        scanner = np.zeros(len(table), bool)
+        for col in ("trial_type", "value"):
+            if col in table.columns:
+                scanner |= np.array([marker_name(v) == key for v in table[col].astype(str)], bool)
+        table = table[~scanner].reset_index(drop=True)
     onset = pd.to_numeric(table["onset"], errors="coerce")
     if not np.isfinite(onset.to_numpy(float)).all():
         raise ValueError(f"'{path}': 'onset' must be finite numbers.")
@@ -671,9 +681,11 @@ def load_run(ref: RunRef) -> Session:
     eeg = read_data(raw, picks, path=ref.files["eeg"])
     bold = read_bold_data(p["header"], start=p["bold_range"][0], stop=p["bold_range"][1])
     if "eeg_events" in ref.files:
-        events = _read_events(ref.files["eeg_events"])
+        events = _read_events(ref.files["eeg_events"], marker=ref.options["marker"])
     elif "func_events" in ref.files:
-        events = _read_events(ref.files["func_events"], shift=p["onset0"])
+        events = _read_events(
+            ref.files["func_events"], shift=p["onset0"], marker=ref.options["marker"]
+        )
     else:
         events = annotation_events(raw, marker=ref.options["marker"])
     return Session(

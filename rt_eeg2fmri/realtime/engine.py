@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -196,6 +197,7 @@ class Engine:
         outlet_name: str | None = "rt-eeg2fmri-volume",
         nifti=None,
         timing=None,
+        bids_root=None,
         calibrate: float = 0.0,
         device: str = "auto",
         consumer_options: dict | None = None,
@@ -221,6 +223,9 @@ class Engine:
             Name of the predicted-volume LSL stream (``None``: no outlet).
         nifti, timing : path-like | None
             NIfTI series and per-TR timing log.
+        bids_root : path-like | None
+            The BIDS derivative folder ``nifti`` lies in (see
+            :func:`~rt_eeg2fmri.realtime.outputs.derivative_paths`).
         calibrate : float
             Seconds of live EEG to estimate normalisation statistics from.
         device : str
@@ -254,6 +259,11 @@ class Engine:
             outlet_name=outlet_name,
             nifti=nifti,
             timing=timing,
+            bids_root=bids_root,
+            sources=[
+                Path(checkpoint.path).resolve().as_uri(),
+                f"lsl:{source}" if isinstance(source, str) else f"lsl:{source.name()}",
+            ],
         )
         triggers = None
         if sync == "trigger":

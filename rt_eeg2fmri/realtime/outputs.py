@@ -2,7 +2,7 @@
 
 The NIfTI writer appends one volume at a time. For ``.nii`` it appends the voxels and
 rewrites the header's volume count; for ``.nii.gz`` the file is a multi-member gzip: a
-first member holding the 352-byte header *stored* (compression level 0, so its length
+first member holding the 1024-byte header block *stored* (compression level 0, so its length
 never changes and it can be rewritten in place) followed by one compressed member per
 volume. Every gzip reader (nibabel, FSL, AFNI, Python's ``gzip``) reads it as one stream.
 The header is updated only after a volume's bytes are flushed, so a crash or Ctrl-C loses
@@ -25,7 +25,11 @@ import numpy as np
 
 from .._logging import logger
 
-_VOX_OFFSET = 352  # 348-byte NIfTI-1 header + 4-byte extension flag
+# 348-byte NIfTI-1 header + 4-byte extension flag (0: none), padded to 1024 bytes, so the
+# stored gzip member that holds it is longer than 1 KiB: tools that decompress a .nii.gz
+# header from the file's first 1024 bytes with a single-member decoder (the BIDS
+# validator) then never meet the start of the next member, which they reject as junk.
+_VOX_OFFSET = 1024
 
 
 class NiftiSeriesWriter:
@@ -38,10 +42,17 @@ class NiftiSeriesWriter:
     affine : array of shape (4, 4)
     grid_shape : tuple of 3 int
     t_r : float
-        Repetition time in seconds (stored in ``pixdim[4]`` and the sidecar).
+        Repetition time in seconds (stored in ``pixdim[4]``; in the sidecar each volume
+        lasts ``AcquisitionDuration`` = ``t_r``).
     sidecar : dict | None
-        Extra BIDS-style fields for the JSON sidecar (``RepetitionTime``, ``VolumeTiming``
-        and ``NumberOfVolumes`` are filled in).
+        Extra BIDS fields for the JSON sidecar.
+
+    The sidecar is a BIDS derivative's: ``VolumeTiming`` holds the volumes' onsets in
+    seconds from the first one's (a stream may skip a volume, so there is no
+    ``RepetitionTime``), ``AcquisitionDuration`` the TR, ``SkullStripped`` true (voxels
+    outside the model's mask are zero), ``NumberOfVolumes``, and
+    ``VolumeTimingOriginLSL`` the LSL-clock time of onset 0: volume ``k``'s window ended
+    at ``VolumeTimingOriginLSL + VolumeTiming[k] + AcquisitionDuration``.
     """
 
     def __init__(
@@ -58,7 +69,7 @@ class NiftiSeriesWriter:
         self.sidecar_path = self.path.with_name(
             name[: -len(".nii.gz" if self.gz else ".nii")] + ".json"
         )
-        self.sidecar = {"RepetitionTime": self.t_r, **(sidecar or {})}
+        self.sidecar = {"AcquisitionDuration": self.t_r, "SkullStripped": True, **(sidecar or {})}
         self.n_volumes = 0
         self.times: list[float] = []
         try:
@@ -84,7 +95,7 @@ class NiftiSeriesWriter:
         hdr["descrip"] = b"rt-eeg2fmri prediction"
         if n == 0:  # no volume yet: a valid header saying "0 volumes" is not allowed; keep 1
             hdr["dim"][4] = 1
-        return hdr.binaryblock + b"\x00" * 4
+        return hdr.binaryblock + b"\x00" * (_VOX_OFFSET - len(hdr.binaryblock))
 
     def _header_member(self, n: int) -> bytes:
         raw = self._header_bytes(n)
@@ -103,16 +114,24 @@ class NiftiSeriesWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self.n_volumes += 1
-        self.times.append(float("nan") if time is None else float(time))
+        if time is None or not np.isfinite(time):  # unknown: one TR after the last
+            time = (self.times[-1] if self.times else 0.0) + self.t_r
+        self.times.append(float(time))
         self._fh.seek(0)
         self._fh.write(self._header_member(self.n_volumes))
         self._fh.flush()
         self._write_sidecar()
 
     def _write_sidecar(self) -> None:
-        doc = {**self.sidecar, "NumberOfVolumes": self.n_volumes, "VolumeTiming": self.times}
+        origin = self.times[0] - self.t_r if self.times else None
+        doc = {
+            **self.sidecar,
+            "NumberOfVolumes": self.n_volumes,
+            "VolumeTiming": [round(t - self.t_r - origin, 6) for t in self.times],
+            "VolumeTimingOriginLSL": origin,
+        }
         tmp = self.sidecar_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, allow_nan=True))
+        tmp.write_text(json.dumps(doc, indent=2))
         os.replace(tmp, self.sidecar_path)
 
     def close(self) -> None:
@@ -257,6 +276,11 @@ class Outputs:
         NIfTI series written after every volume (``.nii`` or ``.nii.gz``).
     timing : path-like | None
         Per-TR timing log (TSV).
+    bids_root : path-like | None
+        The BIDS derivative folder ``nifti`` lies in (:func:`derivative_paths`): its
+        ``dataset_description.json`` and ``.bidsignore`` are written on :meth:`open`.
+    sources : list of str
+        What the volumes were computed from (the sidecar's ``Sources``).
     """
 
     def __init__(
@@ -272,8 +296,12 @@ class Outputs:
         outlet_name: str | None = None,
         nifti=None,
         timing=None,
+        bids_root=None,
+        sources: list | None = None,
     ) -> None:
         self.grid_shape = tuple(int(s) for s in grid_shape)
+        self.bids_root = None if bids_root is None else Path(bids_root)
+        self.sources = list(sources or [])
         self.affine, self.mask = np.asarray(affine), np.asarray(mask)
         self.t_r, self.model, self.checkpoint, self.units = float(t_r), model, checkpoint, units
         self.outlet_name, self.nifti_path, self.timing_path = outlet_name, nifti, timing
@@ -304,6 +332,8 @@ class Outputs:
             self.outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
         if self.timing_path:
             self.timing = TimingLog(self.timing_path)
+        if self.bids_root is not None:
+            write_derivative_description(self.bids_root)
         if self.nifti_path:
             try:
                 writer = NiftiSeriesWriter(
@@ -312,10 +342,11 @@ class Outputs:
                     grid_shape=self.grid_shape,
                     t_r=self.t_r,
                     sidecar={
+                        "Description": f"fMRI synthesized from EEG by {self.model}",
                         "Model": self.model,
                         "Checkpoint": self.checkpoint,
                         "Units": self.units,
-                        "GeneratedBy": [{"Name": "rt-eeg2fmri stream"}],
+                        "Sources": self.sources,
                         **(sidecar or {}),
                     },
                 )
@@ -350,3 +381,62 @@ class Outputs:
             if res is not None:
                 res.close()
         self.outlet = self.writer = self.timing = None
+
+
+#: The ``desc`` entity of the stream's BIDS outputs.
+DERIVATIVE_DESC = "eeg2fmri"
+
+
+def derivative_paths(
+    root, *, subject: str, task: str, run: str | None = None, session: str | None = None
+) -> tuple[Path, Path]:
+    """The NIfTI series and timing log of a stream in the BIDS derivative folder ``root``.
+
+    ``sub-S/[ses-X/]func/sub-S_[ses-X_]task-T[_run-R]_desc-eeg2fmri_bold.nii.gz`` and
+    ``..._desc-eeg2fmri_timing.tsv`` (the timing log is not a BIDS file: ``.bidsignore``
+    lists it).
+    """
+    from .._checks import check_bids_label
+
+    labels = {"subject": subject, "task": task, "run": run, "session": session}
+    for name, value in labels.items():
+        if value is not None:
+            check_bids_label(value, name)
+    folder = Path(root) / f"sub-{subject}"
+    stem = f"sub-{subject}"
+    if session:
+        folder, stem = folder / f"ses-{session}", f"{stem}_ses-{session}"
+    stem += f"_task-{task}" + (f"_run-{run}" if run else "") + f"_desc-{DERIVATIVE_DESC}"
+    folder = folder / "func"
+    return folder / f"{stem}_bold.nii.gz", folder / f"{stem}_timing.tsv"
+
+
+def write_derivative_description(root) -> None:
+    """``dataset_description.json`` and ``.bidsignore`` of a stream's BIDS derivative folder.
+
+    An existing description is kept (several streams write into one folder).
+    """
+    import rt_eeg2fmri
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    desc = root / "dataset_description.json"
+    if not desc.is_file():
+        doc = {
+            "Name": "rt-eeg2fmri: fMRI synthesized from EEG",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [
+                {
+                    "Name": "rt-eeg2fmri",
+                    "Version": rt_eeg2fmri.__version__,
+                    "Description": "rt-eeg2fmri stream: one volume per TR from live EEG",
+                }
+            ],
+        }
+        desc.write_text(json.dumps(doc, indent=2) + "\n")
+    ignore = root / ".bidsignore"
+    line = f"*_desc-{DERIVATIVE_DESC}_timing.tsv"
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    if line not in lines:
+        ignore.write_text("\n".join([*lines, line]) + "\n")

@@ -38,6 +38,7 @@ from .writer import (
     legacy_matrix,
     legacy_run_dir,
     run_stem,
+    with_volume_markers,
     write_brainvision,
     write_drive,
     write_electrodes,
@@ -48,6 +49,11 @@ from .writer import (
 )
 
 CONFIG_FILE = "simulation.json"
+TRUTH_DESCRIPTIONS = {
+    "noisefree": "The simulated BOLD without noise or drift.",
+    "eegpredictable": "Baseline plus the BOLD of the regions visible in the EEG: what a model "
+    "of the EEG can at best predict.",
+}
 _OURS_TOP = (
     "dataset_description.json",
     "participants.tsv",
@@ -231,6 +237,11 @@ def _write_top_level(out: Path, config: SimConfig, *, preset: str, seed: int, la
         },
     )
     write_json(truth / CONFIG_FILE, _config_json(config, preset=preset, seed=seed, layout=layout))
+    # the simulator's own files, outside the BIDS specification, for the BIDS validator
+    (truth / ".bidsignore").write_text(
+        f"{CONFIG_FILE}\nregions.tsv\n*_simulation.json\n*_desc-neuraldrive_timeseries.*\n",
+        encoding="utf-8",
+    )
     write_tsv(
         truth / "regions.tsv",
         pd.DataFrame(
@@ -287,6 +298,7 @@ def _write_top_level(out: Path, config: SimConfig, *, preset: str, seed: int, la
                     "visual_standard": "frequent visual stimulus",
                     "visual_target": "rare visual stimulus (press the button)",
                     "button_press": "right index finger button press",
+                    "Response/R128": "scanner volume marker (eeg/ events only)",
                 },
             },
             "response_time": {"Description": "reaction time of the press", "Units": "s"},
@@ -379,10 +391,17 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
         )
         stem = run_stem(label, task, run)
         func_truth = truth / "func"
-        write_nifti(func_truth / f"{stem}_desc-noisefree_bold.nii.gz", bold.noisefree, t_r=t_r)
-        write_nifti(
-            func_truth / f"{stem}_desc-eegpredictable_bold.nii.gz", bold.eeg_predictable, t_r=t_r
-        )
+        for desc, data in (("noisefree", bold.noisefree), ("eegpredictable", bold.eeg_predictable)):
+            write_nifti(func_truth / f"{stem}_desc-{desc}_bold.nii.gz", data, t_r=t_r)
+            write_json(
+                func_truth / f"{stem}_desc-{desc}_bold.json",
+                {
+                    "Description": TRUTH_DESCRIPTIONS[desc],
+                    "RepetitionTime": t_r,
+                    "TaskName": task,
+                    "SkullStripped": False,
+                },
+            )
         write_drive(
             func_truth / f"{stem}_desc-neuraldrive_timeseries.tsv",
             drive.times,
@@ -434,7 +453,9 @@ def _write_bids_run(out, label, task, run, config, model, drive, eeg, bold, firs
         ),
     )
     write_tsv(eeg_dir / f"{stem}_channels.tsv", channels_table(model.ch_names, model.reference))
-    write_tsv(eeg_dir / f"{stem}_events.tsv", eeg_events)
+    write_tsv(
+        eeg_dir / f"{stem}_events.tsv", with_volume_markers(eeg_events, volume_onsets, sfreq=sfreq)
+    )
     bold_path = write_nifti(
         func_dir / f"{stem}_bold.nii.gz", bold.bold, t_r=t_r, slice_timing=bold.slice_timing
     )

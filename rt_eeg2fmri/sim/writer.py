@@ -89,6 +89,29 @@ def events_table(events: pd.DataFrame, *, shift: float, sfreq: float | None) -> 
     return table
 
 
+def with_volume_markers(
+    table: pd.DataFrame, volume_onsets: np.ndarray, *, sfreq: float, marker: str = "R128"
+) -> pd.DataFrame:
+    """``table`` with one row per scanner volume marker (``Response/R128``), sorted by onset.
+
+    So tools that read events from ``events.tsv`` (``mne_bids.read_raw_bids`` replaces the
+    file's annotations with its rows) keep the volume markers the ``.vmrk`` holds.
+    """
+    onset = np.asarray(volume_onsets, float)
+    volumes = pd.DataFrame(
+        {
+            "onset": onset,
+            "duration": np.zeros(onset.size),
+            "trial_type": [f"Response/{marker}"] * onset.size,
+            "response_time": np.full(onset.size, np.nan),
+            "value": [marker] * onset.size,
+            "sample": np.round(onset * sfreq).astype(int),
+        }
+    )
+    out = pd.concat([table, volumes[list(table.columns)]], ignore_index=True)
+    return out.sort_values("onset", kind="stable").reset_index(drop=True)
+
+
 def write_brainvision(
     folder: Path,
     stem: str,

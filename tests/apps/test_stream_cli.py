@@ -113,6 +113,51 @@ def test_a_stream_at_another_rate_is_resampled_by_default(model, uid, tmp_path):
 
 
 @pytest.mark.lsl
+@pytest.mark.timeout(600)
+def test_a_bids_out_folder_is_a_valid_derivative(model, uid, tmp_path):
+    out = tmp_path / "derivatives" / "rteeg2fmri"
+    replay = _replay(uid, speed=4.0)
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--no-outlet", "--out", out, "--subject", "07", "--task", "nf", "--run", "2",
+        "--max-volumes", "3", "--timeout", "30",
+    )  # fmt: skip
+    try:
+        wait_for_line(proc, "streaming conv")
+        replay.start()
+        _out_text, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        replay.stop()
+    assert proc.returncode == 0, err
+    stem = out / "sub-07" / "func" / "sub-07_task-nf_run-2_desc-eeg2fmri"
+    assert nib.load(f"{stem}_bold.nii.gz").shape == (*GRID, 3)
+    sidecar = json.loads(Path(f"{stem}_bold.json").read_text())
+    assert sidecar["VolumeTiming"] == pytest.approx([0.0, T_R, 2 * T_R], abs=0.05)
+    assert sidecar["Sources"][0].startswith("file://") and sidecar["Sources"][0].endswith("m.pt")
+    assert Path(f"{stem}_timing.tsv").is_file()
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "rt-eeg2fmri"
+    from tests.bids_validation import bids_errors
+
+    assert bids_errors(out) == []
+
+
+def test_bad_out_names_are_refused_before_connecting(model, tmp_path, capsys):
+    (tmp_path / "t.tsv").write_text("kept\n")
+    rc = main(["stream", "--model", str(model), "--out", str(tmp_path / "pred.nii.bak"),
+               "--timing", str(tmp_path / "t.tsv"), "--timeout", "0.1"])  # fmt: skip
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "'--out'" in err and "pred.nii.bak" in err and "expected a .nii or .nii.gz" in err
+    assert (tmp_path / "t.tsv").read_text() == "kept\n"
+    rc = main(["stream", "--model", str(model), "--out", str(tmp_path), "--subject", "0-1",
+               "--timeout", "0.1"])  # fmt: skip
+    assert rc == 1
+    assert "'subject' must be a BIDS label" in capsys.readouterr().err
+
+
+@pytest.mark.lsl
 def test_unknown_source_lists_the_visible_streams(model, uid):
     replay = _replay(uid)
     try:

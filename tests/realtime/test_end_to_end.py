@@ -209,8 +209,9 @@ def test_online_equals_offline_cli_and_engine(trained, tmp_path, uid):
     want_times = replay.t0 + ends / SFREQ
     np.testing.assert_allclose([r["window_end"] for r in rows], want_times, atol=1e-4)
     sidecar = json.loads((tmp_path / "cli" / "pred.json").read_text())
-    assert sidecar["NumberOfVolumes"] == N_STREAMED and sidecar["RepetitionTime"] == T_R
-    np.testing.assert_allclose(sidecar["VolumeTiming"], want_times, atol=1e-3)
+    assert sidecar["NumberOfVolumes"] == N_STREAMED and sidecar["AcquisitionDuration"] == T_R
+    ends = sidecar["VolumeTimingOriginLSL"] + np.asarray(sidecar["VolumeTiming"]) + T_R
+    np.testing.assert_allclose(ends, want_times, atol=1e-3)
     timing = pd.read_csv(cli_tsv, sep="\t", na_values="n/a")
     assert timing["volume"].tolist() == list(range(N_STREAMED))
     assert not timing["skipped"].any() and not timing["gap"].any()

@@ -30,10 +30,11 @@ def test_series_is_valid_after_every_volume(tmp_path, rng, suffix):
             np.testing.assert_allclose(img.affine, AFFINE)
             assert img.header.get_zooms()[3] == pytest.approx(2.0)
     side = json.loads(path.with_name("pred.json").read_text())
-    assert (
-        side["NumberOfVolumes"] == 3 and side["RepetitionTime"] == 2.0 and side["Model"] == "conv"
-    )
-    assert side["VolumeTiming"] == [10.0, 12.0, 14.0]
+    # a BIDS derivative's sidecar: onsets from the first, each volume lasting a TR
+    assert side["NumberOfVolumes"] == 3 and side["Model"] == "conv"
+    assert side["AcquisitionDuration"] == 2.0 and "RepetitionTime" not in side
+    assert side["SkullStripped"] is True
+    assert side["VolumeTiming"] == [0.0, 2.0, 4.0] and side["VolumeTimingOriginLSL"] == 8.0
 
 
 def test_gz_series_survives_a_crash_mid_volume(tmp_path, rng):
