@@ -12,6 +12,8 @@ scaled down so the tests stay fast):
   dump of its own ``RepetitionTime``.
 - ``ds003768``: a 32-channel cap, TR 2.1 s.
 - ``noddi``: EDF exports at 250 Hz, TR 2.16 s.
+- ``ds000116``: the founding dataset's legacy release (``subNNN/EEG/taskNNN_runNNN/*.mat``
+  in µV with its stimulus channels, ``subNNN/BOLD/taskNNN_runNNN/bold.nii.gz``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .builders import write_bids_run, write_bold, write_eeg
+from .builders import write_bids_run, write_bold, write_ds000116_run, write_eeg
 
 SUBJECTS = ["01", "02", "03"]  # leave-one-subject-out: train, validation, test
 CAP8 = ["Fp1", "Fz", "C3", "Cz", "C4", "Pz", "O1", "O2"]
@@ -148,4 +150,9 @@ def write_layout(root: Path, name: str) -> Layout:
             )  # fmt: skip
             write_bold(paths["bold"], 12, t_r=2.16, data=_signal_bold((5, 6, 4), 12, i))
         return Layout(name, 2.16, 250.0, SUBJECTS, "rest")
+    if name == "ds000116":
+        for i in range(3):
+            paths = write_ds000116_run(root, sub=i + 1, n_volumes=16, seed=i)
+            write_bold(paths["bold"], 16, t_r=2.0, data=_signal_bold((5, 6, 4), 16, i))
+        return Layout(name, 2.0, 1000.0, SUBJECTS, "auditory")
     raise ValueError(f"unknown layout {name!r}")

@@ -25,7 +25,9 @@ SPEED = 10.0
 
 
 @pytest.mark.lsl
-@pytest.mark.parametrize("name", ["ds002336", "ds002338", "ds002158", "ds003768", "noddi"])
+@pytest.mark.parametrize(
+    "name", ["ds002336", "ds002338", "ds002158", "ds003768", "noddi", "ds000116"]
+)
 def test_layout_trains_and_streams(name, tmp_path, uid, capsys):
     layout = write_layout(tmp_path / name, name)
     test_sub = layout.subjects[0]
