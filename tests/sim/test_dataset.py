@@ -38,6 +38,7 @@ def test_bids_layout(bids_root):
         "task-auditory_events.json", "task-visual_events.json",
         "derivatives/simulation/dataset_description.json",
         "derivatives/simulation/simulation.json", "derivatives/simulation/regions.tsv",
+        "derivatives/simulation/.bidsignore",
         "derivatives/simulation/sub-01/sub-01_simulation.json",
         "sub-01/eeg/sub-01_space-CapTrak_electrodes.tsv",
         "sub-01/eeg/sub-01_space-CapTrak_coordsystem.json",
@@ -46,6 +47,7 @@ def test_bids_layout(bids_root):
         stem = f"sub-01_task-{task}_run-1"
         expected |= {f"sub-01/{f.format(s=stem)}" for f in RUN_FILES}
         for name in ("desc-noisefree_bold.nii.gz", "desc-eegpredictable_bold.nii.gz",
+                     "desc-noisefree_bold.json", "desc-eegpredictable_bold.json",
                      "desc-neuraldrive_timeseries.tsv", "desc-neuraldrive_timeseries.json"):  # fmt: skip
             expected.add(f"derivatives/simulation/sub-01/func/{stem}_{name}")
     assert _files(bids_root) == expected
@@ -82,6 +84,10 @@ def test_events_agree_between_eeg_and_func(bids_root):
         stem = f"sub-01_task-{task}_run-1"
         eeg = pd.read_csv(bids_root / "sub-01/eeg" / f"{stem}_events.tsv", sep="\t")
         func = pd.read_csv(bids_root / "sub-01/func" / f"{stem}_events.tsv", sep="\t")
+        volumes = eeg[eeg.trial_type == "Response/R128"]  # the scanner's, on the EEG clock
+        np.testing.assert_allclose(volumes.onset, 5.0 + 2.0 * np.arange(VOLUMES), atol=1e-9)
+        assert (volumes.value == "R128").all()
+        eeg = eeg[eeg.trial_type != "Response/R128"].reset_index(drop=True)
         assert list(eeg.trial_type) == list(func.trial_type)
         np.testing.assert_allclose(eeg.onset - func.onset, 5.0, atol=1e-6)  # lead-in
         np.testing.assert_array_equal(eeg["sample"], np.round(eeg.onset * 250).astype(int))

@@ -27,6 +27,8 @@ def test_brainvision_markers_and_timing(bids_root):
     np.testing.assert_allclose(r128, 5.0 + 2.0 * np.arange(VOLUMES), atol=1e-9)
     assert raw.times[-1] >= r128[-1] + 2.0 + 2.0 - 1 / 250  # one TR and the tail after
     events = pd.read_csv(bids_root / "sub-01/eeg/sub-01_task-auditory_run-1_events.tsv", sep="\t")
+    np.testing.assert_allclose(events.onset[events.trial_type == "Response/R128"], r128, atol=1e-9)
+    events = events[events.trial_type != "Response/R128"]
     stim = onsets[np.isin(desc, ["Stimulus/S  1", "Stimulus/S  2"])]
     np.testing.assert_allclose(stim, events.onset[events.trial_type != "button_press"], atol=1e-9)
     targets = onsets[desc == "Stimulus/S  2"]
