@@ -35,6 +35,14 @@ CAP32 = [
 ]  # fmt: skip
 
 
+#: BIDS releases without derivatives: TR (s), EEG rate (Hz), volumes, cap, EEG format
+PLAIN = {
+    "ds002158": (1.28, 100.0, 20, CAP8, "vhdr"),
+    "ds003768": (2.1, 100.0, 12, CAP32, "vhdr"),
+    "noddi": (2.16, 250.0, 12, CAP8, "edf"),
+}
+
+
 @dataclass
 class Layout:
     """What a layout's fixture is and how to read it."""
@@ -123,33 +131,21 @@ def write_layout(root: Path, name: str) -> Layout:
             _xp_run(root, name, sub, seed=i)
         t_r = 2.0 if name == "ds002336" else 1.0
         return Layout(name, t_r, 200.0, subs, "eegfmriNF", {"eeg_derivatives": "eeg_pp"})
-    if name == "ds002158":
+    if name in PLAIN:
+        t_r, sfreq, n_volumes, cap, fmt = PLAIN[name]
         for i, sub in enumerate(SUBJECTS):
             paths = write_bids_run(
-                root, sub=sub, task="rest", ch_names=CAP8, sfreq=100.0, n_volumes=20,
-                t_r=1.28, lead=1.0, seed=i,
+                root, sub=sub, task="rest", fmt=fmt, ch_names=cap, sfreq=sfreq,
+                n_volumes=n_volumes, t_r=t_r, lead=1.0, seed=i,
             )  # fmt: skip
-            write_bold(paths["bold"], 20, t_r=1.28, data=_signal_bold((5, 6, 4), 20, i))
-            paths["sidecar"].write_text(
-                json.dumps({"RepetitionTime": 1280.0, "DICOM": {"RepetitionTime": 1280.0}})
+            write_bold(
+                paths["bold"], n_volumes, t_r=t_r, data=_signal_bold((5, 6, 4), n_volumes, i)
             )
-        return Layout(name, 1.28, 100.0, SUBJECTS, "rest")
-    if name == "ds003768":
-        for i, sub in enumerate(SUBJECTS):
-            paths = write_bids_run(
-                root, sub=sub, task="rest", ch_names=CAP32, sfreq=100.0, n_volumes=12,
-                t_r=2.1, lead=1.0, seed=i,
-            )  # fmt: skip
-            write_bold(paths["bold"], 12, t_r=2.1, data=_signal_bold((5, 6, 4), 12, i))
-        return Layout(name, 2.1, 100.0, SUBJECTS, "rest")
-    if name == "noddi":
-        for i, sub in enumerate(SUBJECTS):
-            paths = write_bids_run(
-                root, sub=sub, task="rest", fmt="edf", ch_names=CAP8, sfreq=250.0,
-                n_volumes=12, t_r=2.16, lead=1.0, seed=i,
-            )  # fmt: skip
-            write_bold(paths["bold"], 12, t_r=2.16, data=_signal_bold((5, 6, 4), 12, i))
-        return Layout(name, 2.16, 250.0, SUBJECTS, "rest")
+            if name == "ds002158":  # the TR in ms, and a DICOM dump with its own
+                paths["sidecar"].write_text(
+                    json.dumps({"RepetitionTime": 1280.0, "DICOM": {"RepetitionTime": 1280.0}})
+                )
+        return Layout(name, t_r, sfreq, SUBJECTS, "rest")
     if name == "ds000116":
         for i in range(3):
             paths = write_ds000116_run(root, sub=i + 1, n_volumes=16, seed=i)
