@@ -18,6 +18,7 @@ COMMANDS = {
     "info": "info",
     "train": "train",
     "evaluate": "evaluate",
+    "calibrate": "calibrate",
     "report": "report",
     "replay": "replay",
     "stream": "stream",
@@ -38,6 +39,7 @@ PARAMETER_FLAGS = {
     ),
     "'calibrate'": "'--calibrate'",
     "'max_volumes'": "'--max-volumes'",
+    "'minutes'": "'--minutes'",
 }
 
 

@@ -171,9 +171,16 @@ def save_checkpoint(
     -------
     path : Path
     """
-    from .models import MODELS
+    from .models import MODELS, Calibrated
 
     path = Path(path)
+    calibration = None
+    if isinstance(model, Calibrated):  # the base model's weights + the per-voxel map
+        calibration = {
+            "gain": model.out_gain.detach().cpu().clone(),
+            "bias": model.out_bias.detach().cpu().clone(),
+        }
+        model = model.base
     name = getattr(model, "name", None)
     config = getattr(model, "config", None)
     if name not in MODELS or not isinstance(config, MODELS[name][1]):
@@ -250,6 +257,8 @@ def save_checkpoint(
         "mask": torch.from_numpy(np.packbits(mask.ravel())),
         "metadata": _plain(meta, "metadata"),
     }
+    if calibration is not None:
+        ckpt["calibration"] = calibration
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -365,6 +374,14 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         raise ValueError(
             f"'{path}': the weights do not match the {name!r} model config: {msg[:600]}"
         ) from None
+    if "calibration" in ckpt:
+        from .models import Calibrated
+
+        try:
+            cal = ckpt["calibration"]
+            model = Calibrated(model, cal["gain"], cal["bias"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"'{path}': malformed calibration: {err}") from None
     if isinstance(map_location, str | torch.device):
         model.to(map_location)
     model.eval()

@@ -38,6 +38,15 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--timing", default=None, help="per-TR timing log (TSV; default in a BIDS --out folder)"
     )
+    parser.add_argument(
+        "--roi",
+        default=None,
+        help="atlas NIfTI (a label image or one mask): publish each region's mean every TR on "
+        "the LSL stream '<--name>-ROI' and write it beside --out (*_roi.tsv)",
+    )
+    parser.add_argument(
+        "--roi-labels", default=None, help="region names: a TSV with index and name columns"
+    )
     parser.add_argument("--subject", default="01", help="BIDS --out folder: subject label")
     parser.add_argument("--task", default="rt", help="BIDS --out folder: task label")
     parser.add_argument("--run", default=None, help="BIDS --out folder: run label")
@@ -176,6 +185,9 @@ def run(args) -> int:
         nifti=nifti,
         timing=timing,
         bids_root=bids_root,
+        roi=args.roi,
+        roi_labels=args.roi_labels,
+        roi_name=f"{args.name}-ROI",
         calibrate=args.calibrate,
         device=args.device,
         consumer_options={

@@ -370,6 +370,10 @@ class PairDataset(HasPreprocessing):
             events[col] = pd.to_numeric(events[col], errors="coerce")
         return events
 
+    def run_eeg(self, run_index: int) -> np.ndarray:
+        """The run's cached EEG, shape (n_chans, n_times), volts, not normalised (read-only)."""
+        return self._maps.eeg(self._check_run(run_index))
+
     def run_t_r(self, run_index: int) -> float:
         """The run's repetition time in s (pooled datasets may mix TRs; ``t_r`` is the first's)."""
         return float(self.runs[self._check_run(run_index)].get("t_r", self.t_r))

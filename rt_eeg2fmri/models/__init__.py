@@ -4,6 +4,7 @@ Every model maps EEG windows (B, n_chans, n_times) to in-mask voxels (B, n_voxel
 see :func:`build_model` and :data:`MODELS`.
 """
 
+from .calibrated import Calibrated
 from .conv import ConvConfig, ConvNet
 from .fc import FCConfig, FCNet
 from .heads import BasisHead, FullHead
@@ -15,6 +16,7 @@ from .transformer import SliceTransformer, TransformerConfig
 __all__ = [
     "MODELS",
     "BasisHead",
+    "Calibrated",
     "ConvConfig",
     "ConvNet",
     "FCConfig",

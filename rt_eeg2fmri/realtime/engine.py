@@ -23,6 +23,7 @@ import numpy as np
 from .._logging import logger
 from .mapper import Mapper
 from .outputs import Outputs
+from .roi import Regions
 from .scheduler import Due, Scheduler, make_scheduler
 
 #: Units of the predicted volumes, by the checkpoint's target.
@@ -198,6 +199,9 @@ class Engine:
         nifti=None,
         timing=None,
         bids_root=None,
+        roi=None,
+        roi_labels=None,
+        roi_name: str | None = None,
         calibrate: float = 0.0,
         device: str = "auto",
         consumer_options: dict | None = None,
@@ -226,6 +230,11 @@ class Engine:
         bids_root : path-like | None
             The BIDS derivative folder ``nifti`` lies in (see
             :func:`~rt_eeg2fmri.realtime.outputs.derivative_paths`).
+        roi, roi_labels : path-like | None
+            An atlas (label image or one mask) and its look-up table: each region's mean
+            predicted signal is published every TR (:mod:`~rt_eeg2fmri.realtime.roi`).
+        roi_name : str | None
+            Name of the ROI stream (default ``<outlet_name>-ROI``).
         calibrate : float
             Seconds of live EEG to estimate normalisation statistics from.
         device : str
@@ -260,6 +269,16 @@ class Engine:
             nifti=nifti,
             timing=timing,
             bids_root=bids_root,
+            roi=None
+            if roi is None
+            else Regions(
+                roi,
+                grid_shape=checkpoint.grid_shape,
+                affine=checkpoint.affine,
+                mask=checkpoint.mask,
+                labels=roi_labels,
+            ),
+            roi_name=roi_name,
             sources=[
                 Path(checkpoint.path).resolve().as_uri(),
                 f"lsl:{source}" if isinstance(source, str) else f"lsl:{source.name()}",

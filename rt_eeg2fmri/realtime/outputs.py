@@ -281,6 +281,11 @@ class Outputs:
         ``dataset_description.json`` and ``.bidsignore`` are written on :meth:`open`.
     sources : list of str
         What the volumes were computed from (the sidecar's ``Sources``).
+    roi : Regions | None
+        Regions whose mean predicted signal is published every TR on the LSL stream
+        ``roi_name`` and written to :func:`~rt_eeg2fmri.realtime.roi.roi_path` of ``nifti``.
+    roi_name : str | None
+        Name of the ROI stream (default ``<outlet_name>-ROI``, or ``rt-eeg2fmri-ROI``).
     """
 
     def __init__(
@@ -298,10 +303,15 @@ class Outputs:
         timing=None,
         bids_root=None,
         sources: list | None = None,
+        roi=None,
+        roi_name: str | None = None,
     ) -> None:
         self.grid_shape = tuple(int(s) for s in grid_shape)
         self.bids_root = None if bids_root is None else Path(bids_root)
         self.sources = list(sources or [])
+        self.roi = roi
+        self.roi_name = roi_name or f"{outlet_name or 'rt-eeg2fmri'}-ROI"
+        self.roi_outlet = self.roi_log = None
         self.affine, self.mask = np.asarray(affine), np.asarray(mask)
         self.t_r, self.model, self.checkpoint, self.units = float(t_r), model, checkpoint, units
         self.outlet_name, self.nifti_path, self.timing_path = outlet_name, nifti, timing
@@ -332,6 +342,22 @@ class Outputs:
             self.outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
         if self.timing_path:
             self.timing = TimingLog(self.timing_path)
+        if self.roi is not None:
+            import pylsl
+
+            from .roi import roi_path, roi_stream_info
+
+            info = roi_stream_info(
+                self.roi_name,
+                self.roi,
+                t_r=self.t_r,
+                source_id=f"rt-eeg2fmri-roi-{self.roi_name}",
+                units=self.units,
+            )
+            self.roi_outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
+            logger.info("%s: publishing on '%s'.", self.roi.describe(), self.roi_name)
+            if self.nifti_path:
+                self.roi_log = RoiLog(roi_path(self.nifti_path), self.roi.names)
         if self.bids_root is not None:
             write_derivative_description(self.bids_root)
         if self.nifti_path:
@@ -364,11 +390,16 @@ class Outputs:
             # push_chunk hands liblsl the array's buffer; push_sample would box every voxel
             # into a Python float (~25 ms for the MNI grid)
             self.outlet.push_chunk(volume.reshape(1, -1), t_end)
+        if self.roi is not None:
+            self._roi_means = self.roi.means(volume)
+            self.roi_outlet.push_sample(self._roi_means, t_end)
 
     def store(self, volume: np.ndarray, t_end: float, index: int) -> None:
         """Queue ``volume`` for the NIfTI series."""
         if self.writer is not None:
             self.writer.put(volume, t_end, index)
+        if self.roi_log is not None:
+            self.roi_log.write(index, t_end, self._roi_means)
 
     def log(self, **row) -> None:
         """One row of the timing log."""
@@ -377,10 +408,40 @@ class Outputs:
 
     def close(self) -> None:
         """Close every output (everything written stays valid)."""
-        for res in (self.writer, self.timing):
+        for res in (self.writer, self.timing, self.roi_log):
             if res is not None:
                 res.close()
-        self.outlet = self.writer = self.timing = None
+        self.outlet = self.writer = self.timing = self.roi_outlet = self.roi_log = None
+
+
+class RoiLog:
+    """The ROI time series as a TSV: ``volume``, ``window_end`` and one column per region.
+
+    A row is flushed after every volume, so the file is complete up to the last volume.
+    """
+
+    def __init__(self, path, names: list[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", newline="", encoding="utf-8")
+        except OSError as err:
+            raise OSError(
+                f"cannot write the ROI time series '{self.path}': {err.strerror}."
+            ) from None
+        self._fh.write("\t".join(["volume", "window_end", *names]) + "\n")
+        self._fh.flush()
+
+    def write(self, index: int, t_end: float, means: np.ndarray) -> None:
+        """One row."""
+        values = "\t".join(f"{float(v):.6g}" for v in means)
+        self._fh.write(f"{index}\t{t_end:.6f}\t{values}\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        if not self._fh.closed:
+            self._fh.close()
 
 
 #: The ``desc`` entity of the stream's BIDS outputs.
@@ -393,8 +454,8 @@ def derivative_paths(
     """The NIfTI series and timing log of a stream in the BIDS derivative folder ``root``.
 
     ``sub-S/[ses-X/]func/sub-S_[ses-X_]task-T[_run-R]_desc-eeg2fmri_bold.nii.gz`` and
-    ``..._desc-eeg2fmri_timing.tsv`` (the timing log is not a BIDS file: ``.bidsignore``
-    lists it).
+    ``..._desc-eeg2fmri_timing.tsv`` (the timing log and the ROI time series,
+    ``..._desc-eeg2fmri_roi.tsv``, are not BIDS files: ``.bidsignore`` lists them).
     """
     from .._checks import check_bids_label
 
@@ -436,7 +497,7 @@ def write_derivative_description(root) -> None:
         }
         desc.write_text(json.dumps(doc, indent=2) + "\n")
     ignore = root / ".bidsignore"
-    line = f"*_desc-{DERIVATIVE_DESC}_timing.tsv"
     lines = ignore.read_text().splitlines() if ignore.is_file() else []
-    if line not in lines:
-        ignore.write_text("\n".join([*lines, line]) + "\n")
+    ours = [f"*_desc-{DERIVATIVE_DESC}_{kind}.tsv" for kind in ("timing", "roi")]
+    if any(line not in lines for line in ours):
+        ignore.write_text("\n".join([*lines, *(x for x in ours if x not in lines)]) + "\n")

@@ -1,0 +1,64 @@
+"""``rt-eeg2fmri calibrate``: adapt a checkpoint to one person from a short paired recording."""
+
+from __future__ import annotations
+
+from ._reader import add_reader_arguments, reader_options
+
+HELP = "Adapt a checkpoint to one person from a few minutes of their EEG-fMRI recording."
+
+
+def add_arguments(parser) -> None:
+    """Add the calibration options."""
+    parser.add_argument("--model", required=True, help="base checkpoint (.pt)")
+    parser.add_argument(
+        "--data", required=True, action="append", help="dataset folder with the person's runs"
+    )
+    parser.add_argument("--subject", required=True, help="the person (subject label)")
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="comma-separated runs to calibrate on, in order (default: all the person's runs)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="minutes of recording used, from the start of the first run (default: all)",
+    )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=20.0,
+        help="seconds between fitted and held-out volumes (default 20)",
+    )
+    parser.add_argument("--out", required=True, help="the calibrated checkpoint (.pt)")
+    parser.add_argument("--no-progress", action="store_true")
+    add_reader_arguments(parser)
+
+
+def run(args) -> int:
+    """Calibrate and print what was chosen on the held-out minutes."""
+    from trainer.calibrate import calibrate
+
+    data = args.data[0] if len(args.data) == 1 else args.data
+    s = calibrate(
+        args.model,
+        data,
+        subject=args.subject,
+        out=args.out,
+        runs=args.runs.split(",") if args.runs else None,
+        minutes=args.minutes,
+        gap=args.gap,
+        reader=reader_options(args),
+        progress=not args.no_progress,
+    )
+    best, base = s["held_out"]["chosen"], s["held_out"]["base"]
+    print(
+        f"calibrated on {s['minutes']:.2f} min of sub-{s['subject']} ({', '.join(s['runs'])}): "
+        f"{s['n_fit']} pairs fitted, {s['n_held_out']} held out after a {s['gap_s']:g} s gap\n"
+        f"chosen on the held-out minutes: {s['chosen']['description']}\n"
+        f"held-out MSE {best['mse']:.4g} (base {base['mse']:.4g}), r mean {best['r_mean']:.3f} "
+        f"(base {base['r_mean']:.3f})\n"
+        f"checkpoint: {args.out}"
+    )
+    return 0

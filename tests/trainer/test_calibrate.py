@@ -1,0 +1,165 @@
+"""``rt-eeg2fmri calibrate``: adapt a checkpoint to one person, choose on held-out minutes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from apps.cli import main
+from rt_eeg2fmri.checkpoint import load_checkpoint
+from rt_eeg2fmri.models import Calibrated
+from tests.data.builders import write_bids_run
+from trainer.calibrate import calibration_split, fit_readout
+from trainer.config import TrainConfig
+from trainer.data import load_dataset
+from trainer.loop import predict
+from trainer.run import train_and_evaluate
+
+CH = ["Fz", "Cz", "Pz", "Oz"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """(dataset, base checkpoint): 3 subjects × 2 runs of 60 volumes, TR 1 s; ridge, LOSO 01."""
+    root = tmp_path_factory.mktemp("calib_bids")
+    for s in range(3):
+        for r in (1, 2):
+            write_bids_run(
+                root, sub=f"{s + 1:02d}", run=str(r), ch_names=CH, sfreq=50.0, n_volumes=60,
+                t_r=1.0, seed=10 * s + r,
+            )  # fmt: skip
+    cfg = TrainConfig.from_dict(
+        dict(model="ridge", model_args={"n_lags": 1}, winsize=4.0, split="loso",
+             test_subjects=["01"], device="cpu")
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("calib_run")
+    train_and_evaluate(root, cfg, out, progress=False)
+    return root, out / "loso-sub-01" / "ridge.pt"
+
+
+def test_fit_readout_recovers_a_planted_map_and_shrinks_toward_base():
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal((200, 5))
+    y = 3.0 * p + 2.0
+    gain, bias = fit_readout(p, y, "affine", 1e-6)
+    np.testing.assert_allclose(gain, 3.0, rtol=1e-4)
+    np.testing.assert_allclose(bias, 2.0, atol=1e-3)
+    strong, _ = fit_readout(p, y, "affine", 1e6)  # pulled all the way to the base model
+    np.testing.assert_allclose(strong, 1.0, atol=1e-3)
+    g, b = fit_readout(p, y, "bias", None)
+    assert np.all(g == 1.0) and np.allclose(b, (y - p).mean(0))
+
+
+def test_the_split_is_chronological_with_a_gap(base, tmp_path):
+    root, ckpt_path = base
+    ckpt = load_checkpoint(ckpt_path)
+    ds = load_dataset(root, ckpt.preprocessing, subjects=["01"], runs=["1"], progress=False)
+    fit, val, span = calibration_split(ds, minutes=None, gap=20.0, val_fraction=0.25)
+    end = ds.volume_times(0)[ds.volume] + 1.0 - ds.volume_times(0)[0]
+    t = dict(zip(np.arange(len(ds)), end, strict=True))
+    assert max(t[i] for i in fit) + 20.0 <= min(t[i] for i in val) - 1.0
+    assert span == pytest.approx(60.0)
+    _, val2, span2 = calibration_split(ds, minutes=0.75, gap=20.0, val_fraction=0.25)
+    assert span2 <= 45.0 and max(t[i] for i in val2) <= 45.0
+
+
+def test_calibrate_end_to_end(base, tmp_path, capsys):
+    root, ckpt_path = base
+    out = tmp_path / "sub-01.pt"
+    rc = main(["calibrate", "--model", str(ckpt_path), "--data", str(root), "--subject", "01",
+               "--runs", "1", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "chosen on the held-out minutes:" in text and "held-out MSE" in text
+    cal = load_checkpoint(out)
+    assert isinstance(cal.model, Calibrated) and cal.model_name == "ridge"
+    meta = cal.metadata["calibration"]
+    assert meta["subject"] == "01" and meta["runs"] == ["sub-01_task-oddball_run-1"]
+    assert meta["minutes"] == pytest.approx(1.0) and meta["base_checkpoint"] == str(ckpt_path)
+    assert len(meta["base_sha256"]) == 64 and meta["data_fingerprint"]
+    # the choice is the best held-out candidate, never worse than the base model there
+    best = min(c["mse"] for c in meta["candidates"])
+    assert meta["held_out"]["chosen"]["mse"] == best <= meta["held_out"]["base"]["mse"]
+    # the calibrated model is the base model's prediction through the per-voxel map
+    base_ckpt = load_checkpoint(ckpt_path)
+    ds = load_dataset(root, cal.preprocessing, subjects=["01"], runs=["2"], progress=False)
+    view = ds.with_stats(cal.norm_stats)
+    idx = np.arange(5)
+    want = (
+        predict(base_ckpt.model, view, idx) * cal.model.out_gain.numpy()
+        + cal.model.out_bias.numpy()
+    )
+    np.testing.assert_allclose(predict(cal.model, view, idx), want, rtol=1e-5, atol=1e-6)
+    # it is scored like any checkpoint, on the person's other run
+    assert main(["evaluate", "--model", str(out), "--data", str(root), "--subjects", "01",
+                 "--runs", "2", "--stats", "checkpoint", "--no-progress"]) == 0  # fmt: skip
+    assert "ridge" in capsys.readouterr().out
+    # and calibrating a calibrated checkpoint composes the maps
+    again = tmp_path / "again.pt"
+    assert main(["calibrate", "--model", str(out), "--data", str(root), "--subject", "01",
+                 "--runs", "2", "--out", str(again), "--no-progress"]) == 0  # fmt: skip
+    twice = load_checkpoint(again)
+    assert isinstance(twice.model.base, torch.nn.Module) and not isinstance(
+        twice.model.base, Calibrated
+    )
+
+
+def test_calibrate_errors(base, tmp_path, capsys):
+    root, ckpt_path = base
+    args = ["calibrate", "--model", str(ckpt_path), "--data", str(root), "--out",
+            str(tmp_path / "x.pt"), "--no-progress"]  # fmt: skip
+    assert main([*args, "--subject", "09"]) == 1
+    err = capsys.readouterr().err
+    assert "on subject '09'" in err and "unknown subject '09'" in err and "'01'" in err
+    assert main([*args, "--subject", "01", "--minutes", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "too few minutes: 0.30 min" in err and "--minutes" in err
+    assert main([*args, "--subject", "01", "--minutes", "-1"]) == 1
+    assert "'--minutes' must be positive" in capsys.readouterr().err
+    # a checkpoint of another grid
+    other = tmp_path / "other"
+    write_bids_run(other, sub="01", ch_names=CH, sfreq=50.0, n_volumes=60, t_r=1.0, grid=(4, 4, 4))
+    assert main(["calibrate", "--model", str(ckpt_path), "--data", str(other), "--subject",
+                 "01", "--out", str(tmp_path / "y.pt"), "--no-progress"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "ridge.pt" in err and "(5, 6, 4)" in err and "is (4, 4, 4)" in err
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
+@pytest.mark.lsl
+def test_a_calibrated_checkpoint_streams(base, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from rt_eeg2fmri.data import read_session
+    from rt_eeg2fmri.replay import Replay
+
+    root, ckpt_path = base
+    out = tmp_path / "sub-01.pt"
+    assert main(["calibrate", "--model", str(ckpt_path), "--data", str(root), "--subject", "01",
+                 "--runs", "1", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    uid = f"cal-{uuid.uuid4().hex[:10]}"
+    session = read_session(root, subject="01", run="2")
+    replay = Replay(session, name=uid, source_id=uid, truth=False, speed=8.0).open()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", "stream", "--model", str(out), "--source",
+         f"name:{uid}-EEG", "--sync", "samples", "--device", "cpu", "--no-outlet",
+         "--out", str(tmp_path / "pred.nii"), "--max-volumes", "3", "--timeout", "30"],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        from tests.realtime.engine_helpers import wait_for_line
+
+        wait_for_line(proc, "streaming ridge")
+        replay.start()
+        stdout, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        replay.stop()
+    assert proc.returncode == 0, err
+    assert json.loads(stdout)["volumes"] == 3

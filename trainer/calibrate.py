@@ -1,0 +1,256 @@
+"""Adapt a checkpoint to one person from a few minutes of their paired recording.
+
+What adapts was chosen by measurement (closing note of issue #12): the EEG normalisation
+(the person's own statistics or the checkpoint's) and a per-voxel affine map of the output
+(``gain ⊙ prediction + bias``), shrunk toward the base model with a strength picked on
+held-out minutes. The recording's calibration minutes are split chronologically: the
+first part fits every candidate, the last part (after a gap of at least ``gap`` seconds,
+so no target of the fit is within 20 s of one scored) picks the best; the chosen one is
+then refitted on all the minutes. Nothing here sees the data a calibrated checkpoint is
+later scored on, when ``evaluate`` is given the person's other runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rt_eeg2fmri._logging import logger
+
+#: Shrinkage of the per-voxel gain toward 1, relative to each voxel's prediction energy
+STRENGTHS = (0.03, 0.3, 3.0, 30.0)
+MIN_FIT, MIN_VAL = 12, 6  # pairs: below these, minutes are too few to choose anything
+
+
+@dataclass
+class Candidate:
+    """One way of adapting: which statistics, which readout, how strongly pulled to base."""
+
+    norm: str  # "checkpoint" | "subject"
+    readout: str  # "none" | "bias" | "affine"
+    strength: float | None = None
+
+    def describe(self) -> str:
+        """Readable summary, e.g. ``subject statistics, readout affine (strength 3)``."""
+        s = f"{self.norm} statistics, readout {self.readout}"
+        return s + (f" (strength {self.strength:g})" if self.strength is not None else "")
+
+
+def fit_readout(p: np.ndarray, y: np.ndarray, readout: str, strength: float | None):
+    """Per-voxel ``(gain, bias)`` mapping predictions ``p`` to targets ``y`` (n, n_voxels).
+
+    ``bias``: the mean residual; ``affine``: a ridge regression of ``y`` on ``p`` per voxel
+    whose gain is pulled toward 1 with penalty ``strength × mean(p̃²)`` (p̃: centred ``p``).
+    """
+    n_voxels = p.shape[1]
+    if readout == "none":
+        return np.ones(n_voxels), np.zeros(n_voxels)
+    if readout == "bias":
+        return np.ones(n_voxels), (y - p).mean(axis=0)
+    pm, ym = p.mean(axis=0), y.mean(axis=0)
+    pc, yc = p - pm, y - ym
+    spp = (pc * pc).sum(axis=0)
+    lam = strength * max(float(spp.mean()), 1e-12)
+    gain = ((pc * yc).sum(axis=0) + lam) / (spp + lam)
+    return gain, ym - gain * pm
+
+
+def _scores(pred: np.ndarray, y: np.ndarray) -> dict:
+    mse = float(((pred - y) ** 2).mean())
+    pc, yc = pred - pred.mean(0), y - y.mean(0)
+    den = np.sqrt((pc**2).sum(0) * (yc**2).sum(0))
+    r = np.divide((pc * yc).sum(0), den, out=np.zeros(y.shape[1]), where=den > 0)
+    return {"mse": mse, "r_mean": float(r.mean())}
+
+
+def calibration_split(dataset, *, minutes: float | None, gap: float, val_fraction: float):
+    """``(fit, val, used_s)``: pair indices of the calibration minutes, in recording order.
+
+    Runs follow in the dataset's order; a pair's time is the end of its volume counted from
+    the start of the first run's first volume. ``minutes`` keeps pairs whose volume ended
+    within them; the last ``val_fraction`` of that span is held out, and fit pairs end at
+    least ``gap`` seconds before the first held-out volume starts.
+    """
+    order, ends, offset = [], [], 0.0
+    for r in sorted(set(np.asarray(dataset.run_index).tolist())):
+        sel = np.flatnonzero(dataset.run_index == r)
+        times = dataset.volume_times(r)
+        t_r = dataset.run_t_r(r)
+        t0 = times[0]
+        sel = sel[np.argsort(dataset.volume[sel], kind="stable")]
+        order.append(sel)
+        ends.append(offset + times[dataset.volume[sel]] + t_r - t0)
+        offset += times[-1] + t_r - t0
+    order, ends = np.concatenate(order), np.concatenate(ends)
+    if minutes is not None:
+        keep = ends <= minutes * 60.0 + 1e-9
+        order, ends = order[keep], ends[keep]
+    if order.size == 0:
+        return order, order, 0.0
+    span = float(ends[-1])
+    start_val = span - val_fraction * span
+    val = order[ends > start_val]
+    t_r0 = dataset.run_t_r(int(dataset.run_index[order[0]]))
+    fit = order[ends <= start_val - t_r0 - gap]  # a held-out volume starts at end - t_r
+    return fit, val, span
+
+
+def calibrate(
+    ckpt_path,
+    data,
+    *,
+    subject: str,
+    out,
+    runs=None,
+    minutes: float | None = None,
+    gap: float = 20.0,
+    val_fraction: float = 0.25,
+    reader: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Adapt the checkpoint at ``ckpt_path`` to ``subject``; write it to ``out``.
+
+    Parameters
+    ----------
+    ckpt_path : path-like
+        The base checkpoint.
+    data : path-like | list of path-like
+        Dataset folder(s) holding the person's paired recording.
+    subject : str
+    out : path-like
+        The calibrated checkpoint (an ordinary checkpoint; see
+        :class:`~rt_eeg2fmri.models.Calibrated`).
+    runs : list of str | None
+        The person's runs used (run numbers or entities); default all, in order.
+    minutes : float | None
+        Calibration minutes from the start of the first run (default: all of ``runs``).
+    gap : float
+        Seconds between the last fit volume and the first held-out one.
+    val_fraction : float
+        Fraction of the minutes held out to choose the candidate.
+    reader : dict | None
+        Dataset-reader options.
+
+    Returns
+    -------
+    summary : dict
+        What was chosen and every candidate's held-out scores (also in the checkpoint's
+        ``metadata["calibration"]``).
+    """
+    from rt_eeg2fmri.checkpoint import load_checkpoint, save_checkpoint
+    from rt_eeg2fmri.data.norm import _Accumulator
+    from rt_eeg2fmri.models import Calibrated
+
+    from .data import load_dataset
+    from .evaluate import check_grid
+    from .loop import predict
+
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"'minutes' must be positive, got {minutes!r}.")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"'val_fraction' must be in (0, 1), got {val_fraction!r}.")
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+    where = f"calibrating '{ckpt.path}' on subject {subject!r} of '{data}'"
+    try:
+        dataset = load_dataset(
+            data,
+            ckpt.preprocessing,
+            subjects=[subject],
+            runs=runs,
+            ch_names=ckpt.ch_names,
+            mask=ckpt.mask,
+            progress=progress,
+            reader=reader,
+        )
+        check_grid(dataset, ckpt)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    fit, val, span = calibration_split(dataset, minutes=minutes, gap=gap, val_fraction=val_fraction)
+    if fit.size < MIN_FIT or val.size < MIN_VAL:
+        have = f"{span / 60:.2f} min" if span else "no volume"
+        raise ValueError(
+            f"{where}: too few minutes: {have} of paired recording give {fit.size} fitting and "
+            f"{val.size} held-out pairs ({ckpt.winsize:g} s windows, a {gap:g} s gap); at least "
+            f"{MIN_FIT} and {MIN_VAL} are needed. Give more --minutes or runs."
+        )
+    every = np.concatenate([fit, val])
+    subject_stats = _subject_stats(dataset, every, ckpt, _Accumulator)
+    stats = {"checkpoint": ckpt.norm_stats, "subject": subject_stats}
+    preds = {
+        k: predict(ckpt.model, dataset.with_stats(s), every, device="cpu") for k, s in stats.items()
+    }
+    y = dataset.get_targets(every).astype(np.float64)
+    nf = fit.size
+    candidates = [Candidate(n, "none") for n in stats] + [Candidate(n, "bias") for n in stats]
+    candidates += [Candidate(n, "affine", s) for n in stats for s in STRENGTHS]
+    table = []
+    for c in candidates:
+        p = preds[c.norm].astype(np.float64)
+        gain, bias = fit_readout(p[:nf], y[:nf], c.readout, c.strength)
+        table.append({**c.__dict__, **_scores(p[nf:] * gain + bias, y[nf:])})
+    best = min(range(len(candidates)), key=lambda i: table[i]["mse"])
+    chosen = candidates[best]
+    p = preds[chosen.norm].astype(np.float64)
+    gain, bias = fit_readout(p, y, chosen.readout, chosen.strength)  # refit on all minutes
+    base_val = next(t for t in table if t["norm"] == "checkpoint" and t["readout"] == "none")
+    logger.info(
+        "Calibration of subject %s: %s; held-out MSE %.4g (base %.4g), r %.3f (base %.3f).",
+        subject,
+        chosen.describe(),
+        table[best]["mse"],
+        base_val["mse"],
+        table[best]["r_mean"],
+        base_val["r_mean"],
+    )
+    run_names = [dataset.runs[r]["name"] for r in sorted(set(dataset.run_index[every].tolist()))]
+    summary = {
+        "base_checkpoint": str(ckpt.path),
+        "base_sha256": _sha256(ckpt.path),
+        "subject": str(subject),
+        "runs": run_names,
+        "minutes": round(span / 60.0, 4),
+        "data_fingerprint": dataset.fingerprint,
+        "n_fit": int(fit.size),
+        "n_held_out": int(val.size),
+        "gap_s": float(gap),
+        "chosen": {**chosen.__dict__, "description": chosen.describe()},
+        "candidates": table,
+        "held_out": {"chosen": table[best], "base": base_val},
+    }
+    metadata = dict(ckpt.metadata)
+    metadata["calibration"] = summary
+    save_checkpoint(
+        out,
+        Calibrated(ckpt.model, gain, bias),
+        preprocessing=ckpt.preprocessing,
+        norm_stats=stats[chosen.norm],
+        ch_names=ckpt.ch_names,
+        t_r=ckpt.t_r,
+        grid_shape=ckpt.grid_shape,
+        affine=ckpt.affine,
+        mask=ckpt.mask,
+        metadata=metadata,
+    )
+    return summary
+
+
+def _subject_stats(dataset, indices, ckpt, accumulator):
+    """The person's EEG statistics over the calibration windows (no target is used)."""
+    acc = accumulator(ckpt.preprocessing.norm)
+    n_times = dataset.n_times
+    for r in sorted(set(dataset.run_index[indices].tolist())):
+        starts = dataset.start[indices][dataset.run_index[indices] == r]
+        lo, hi = int(starts.min()), int(starts.max()) + n_times
+        acc.update(dataset.run_eeg(r)[:, lo:hi])
+    return acc.result(list(ckpt.ch_names))
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(Path(path), "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
