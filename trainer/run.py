@@ -124,6 +124,7 @@ def train_and_evaluate(
                         "data_fingerprint": dataset.fingerprint,
                         "best_epoch": result.best_epoch,
                         "best_val_loss": result.best_val_loss,
+                        "showcase": showcase_voxel(result.model, dataset, split, device),
                         "train_seconds": result.seconds,
                         "versions": versions(),
                     },
@@ -169,6 +170,34 @@ def train_and_evaluate(
     )
     logger.info("Report written to '%s'.", out_dir / "report.md")
     return report
+
+
+def showcase_voxel(model, dataset, split, device) -> dict | None:
+    """The voxel a demo shows, chosen on the fold's validation subject: its best r there.
+
+    Fixed at training time, so the demo's reported r at it is not chosen on the volumes it
+    reports (``ijk``: grid indices; ``mm``: world coordinates).
+    """
+    from .loop import predict
+
+    if split.val.size < 3:
+        return None
+    pred = predict(model, dataset, split.val, device=device).astype(np.float64)
+    y = dataset.get_targets(split.val).astype(np.float64)
+    pc, yc = pred - pred.mean(0), y - y.mean(0)
+    den = np.sqrt((pc**2).sum(0) * (yc**2).sum(0))
+    r = np.divide((pc * yc).sum(0), den, out=np.full(den.shape, -np.inf), where=den > 0)
+    col = int(np.argmax(r))
+    if not np.isfinite(r[col]):
+        return None
+    ijk = [int(i) for i in np.argwhere(np.asarray(dataset.mask))[col]]
+    mm = (np.asarray(dataset.affine) @ np.array([*ijk, 1.0]))[:3]
+    return {
+        "ijk": ijk,
+        "mm": [round(float(v), 2) for v in mm],
+        "val_r": float(r[col]),
+        "val_subjects": list(split.val_subjects),
+    }
 
 
 def checkpoint_fields(dataset, split) -> dict:

@@ -324,11 +324,14 @@ def _headless(config, ckpt, session, speed) -> int:
         img.header.set_intent("correlation", (max(n_pairs - 2, 0),), name="Pearson r")
         nib.save(img, out / "r_map.nii.gz")
         files["r_map"] = "r_map.nii.gz"
-        best = _showcase_voxel(model)
+        best, how = _showcase_voxel(model, ckpt)
         if best is not None:
             model.set_crosshair(model.geometry.clip(best))
             report["crosshair_mm"] = [float(v) for v in model.geometry.voxel_to_mm(model.crosshair)]
             report["crosshair_r"] = model.voxel_r()
+            report["crosshair_choice"] = how
+            report["crosshair_chance"] = chance_level(model)
+        model.zscore_course = True  # the prediction's shape against the truth's
     try:
         corr = report["correlation"] or {}
         status = (
@@ -377,25 +380,75 @@ def _drain_until(model, subs, *, n: int, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def _showcase_voxel(model):
-    """The voxel to put the crosshair on: best r among the most variable true voxels."""
-    pairs = model.pairs
-    if pairs is None or pairs.n < 3:
-        return None
+def _showcase_voxel(model, ckpt):
+    """``(voxel, how)``: where to put the crosshair, chosen before any truth is seen.
+
+    The checkpoint's showcase voxel (the best validation-subject r at training time) when
+    it has one; otherwise the voxel whose prediction varies most over the demo (blind to
+    the truth), away from the brain's edge. Never the best r over the reported volumes:
+    among thousands of voxels the largest r of noise is already high.
+    """
+    shown = (ckpt.metadata or {}).get("showcase")
+    if shown and "mm" in shown:
+        ijk = model.geometry.mm_to_voxel(shown["mm"])
+        how = (
+            f"fixed at training: best r {shown['val_r']:.2f} on validation subject(s) "
+            f"{', '.join(shown.get('val_subjects', [])) or '?'}"
+        )
+        return tuple(int(i) for i in ijk), how
+    stream = model.streams.get("prediction")
+    if stream is None or len(stream.history) < 3:
+        return None, ""
     from scipy.ndimage import binary_erosion
 
-    r = pairs.r()
-    sd = pairs.std("truth")
-    # away from the brain's edge, where partial-volume voxels vary most
+    n = len(stream.history)
+    data = stream.history.data[: min(n, stream.history.capacity)]
+    sd = data.std(axis=0)
     inner = binary_erosion(model._column_of >= 0, iterations=2)
-    ok = np.isfinite(r) & (sd > 0)
-    ok[np.setdiff1d(np.arange(r.size), model._column_of[inner])] = False
-    if not ok.any():
-        return None
-    cut = np.percentile(sd[ok], 80)
-    score = np.where(ok & (sd >= cut), r, -np.inf)
+    ok = np.zeros(sd.size, bool)
+    ok[model._column_of[inner]] = True
+    score = np.where(ok & np.isfinite(sd), sd, -np.inf)
+    if not np.isfinite(score).any():
+        return None, ""
     column = int(np.argmax(score))
-    return tuple(int(i) for i in np.argwhere(model._column_of == column)[0])
+    voxel = tuple(int(i) for i in np.argwhere(model._column_of == column)[0])
+    return voxel, "largest predicted variance over the demo (blind to the truth)"
+
+
+def chance_level(model, *, n_min: int = 8) -> dict | None:
+    """The crosshair's r against a circular-shift null of its own paired series.
+
+    The truth series is shifted circularly by every lag of at least 2 volumes (which keeps
+    its autocorrelation, unlike shuffling); returns the null's 95th percentile and the
+    one-sided permutation p of the observed r.
+    """
+    pred_t, pred = model.time_course("prediction")
+    true_t, true = model.time_course("truth")
+    if pred.size < n_min or true.size < n_min:
+        return None
+    j = np.searchsorted(true_t, pred_t)
+    j = np.clip(j, 1, true_t.size - 1)
+    j -= (pred_t - true_t[j - 1]) < (true_t[j] - pred_t)
+    keep = np.abs(true_t[j] - pred_t) < 0.25
+    x, y = pred[keep].astype(np.float64), true[j[keep]].astype(np.float64)
+    if x.size < n_min or x.std() == 0 or y.std() == 0:
+        return None
+    return circular_shift_null(x, y)
+
+
+def circular_shift_null(x, y) -> dict:
+    """Pearson r of ``x`` and ``y`` and its null from circular shifts of ``y`` (lags ≥ 2)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    n = x.size
+    r = float(np.corrcoef(x, y)[0, 1])
+    null = np.array([np.corrcoef(x, np.roll(y, k))[0, 1] for k in range(2, n - 1)])
+    return {
+        "r": r,
+        "n_pairs": int(n),
+        "null_p95": float(np.percentile(null, 95)),
+        "p": float((1 + np.sum(null >= r)) / (1 + null.size)),
+        "method": "circular shifts of the truth series (lags 2 .. n-2)",
+    }
 
 
 def screenshot(model, path, *, status: str = "", size=(1400, 900)) -> Path:
@@ -442,7 +495,15 @@ def format_report(report: dict, out: Path) -> str:
         lines.append("  online r  n/a (no prediction/truth pair)")
     if "crosshair_mm" in report:
         x, y, z = report["crosshair_mm"]
-        lines.append(f"  crosshair ({x:.0f}, {y:.0f}, {z:.0f}) mm, r = {report['crosshair_r']:.2f}")
+        line = f"  crosshair ({x:.0f}, {y:.0f}, {z:.0f}) mm, r = {report['crosshair_r']:.2f}"
+        chance = report.get("crosshair_chance")
+        if chance:
+            line += (
+                f" (chance: 95th percentile {chance['null_p95']:.2f} of circular shifts, "
+                f"p = {chance['p']:.2f}, {chance['n_pairs']} volumes)"
+            )
+        lines.append(line)
+        lines.append(f"            chosen by {report.get('crosshair_choice', '?')}")
     names = ", ".join(report["files"].values())
     lines.append(f"  wrote     {names} in '{out}'")
     return "\n".join(lines)

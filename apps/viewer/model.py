@@ -79,6 +79,8 @@ class ViewerModel:
         self._lut_name = self.style.cmap
         self._columns = None
         self._column_of = None  # RAS volume of history column per voxel (-1: not kept)
+        #: time courses z-scored each on its own (shapes comparable whatever the amplitudes)
+        self.zscore_course = False
 
     # -- streams ------------------------------------------------------------------
     def set_stream(self, kind: str, meta: VolumeStreamMeta) -> None:
@@ -255,13 +257,17 @@ class ViewerModel:
     def time_course(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """``(t, values)`` at the crosshair, ``t`` in s since the first volume.
 
-        Empty arrays when the stream is absent or the voxel is outside the mask.
+        Empty arrays when the stream is absent or the voxel is outside the mask; z-scored
+        when :attr:`zscore_course` is set.
         """
         stream = self.streams.get(kind)
         col = self.crosshair_column() if self.geometry is not None else -1
         if stream is None or col < 0:
             return np.zeros(0), np.zeros(0, np.float32)
         t, y = stream.history.series(col)
+        if self.zscore_course and y.size > 1:
+            sd = float(y.std())
+            y = ((y - y.mean()) / sd if sd > 0 else y - y.mean()).astype(np.float32)
         return t - self.t_first, y
 
     def voxel_r(self) -> float:

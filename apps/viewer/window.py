@@ -344,6 +344,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.radio_box = QtWidgets.QCheckBox("radiological")
         self.radio_box.setChecked(self.model.radiological)
         self.radio_box.toggled.connect(self.set_radiological)
+        self.zscore_box = QtWidgets.QCheckBox("z-score courses")
+        self.zscore_box.setChecked(self.model.zscore_course)
+        self.zscore_box.setToolTip(
+            "plot each time course z-scored, so the prediction's shape compares with the truth's"
+        )
+        self.zscore_box.toggled.connect(self.set_zscore)
         self.pause_button = QtWidgets.QPushButton("pause")
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self.set_paused)
@@ -359,6 +365,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             (None, self.auto_box),
             ("level", self.vmax_box),
             (None, self.radio_box),
+            (None, self.zscore_box),
             (None, self.pause_button),
             (None, snap),
             (None, self.record_button),
@@ -443,6 +450,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         for kind, curve in self.curves.items():
             t, y = self.model.time_course(kind)
             curve.setData(t, y)
+        z = self.model.zscore_course
+        self.course.setLabel("left", "z-score (each series)" if z else "% signal change")
         r = self.model.voxel_r()
         pairs = self.model.pairs
         title = f"time course at {self.model.geometry.position_label(self.model.crosshair)}"
@@ -524,6 +533,13 @@ class ViewerWindow(QtWidgets.QMainWindow):
             for row in self._rows.values():
                 row.place(self.model)
             self.refresh()
+
+    def set_zscore(self, on: bool) -> None:
+        """Plot the time courses z-scored (each on its own) or in their units."""
+        self.model.zscore_course = bool(on)
+        if self.zscore_box.isChecked() != bool(on):
+            self.zscore_box.setChecked(bool(on))
+        self.refresh()
 
     def set_paused(self, on: bool) -> None:
         """Freeze the display (volumes keep being recorded into the history)."""

@@ -72,6 +72,9 @@ def test_demo_headless_writes_everything(tiny_model, tmp_path, capsys):
     assert -1 <= summary["correlation"]["r_mean"] <= 1
     assert np.isfinite(summary["latency_p50_ms"]) and summary["latency_p99_ms"] < 5000
     assert summary["received"]["prediction"] == 5
+    # the crosshair is chosen blind to the truth (this model has no training showcase)
+    assert "blind to the truth" in summary["crosshair_choice"]
+    assert "chosen by largest predicted variance" in printed
     img = nib.load(out / "prediction.nii")
     assert img.shape == (*GRID_SHAPE, 5)
     np.testing.assert_allclose(img.affine, GRID_AFFINE)
@@ -148,3 +151,14 @@ def test_a_display_qt_cannot_open_falls_back_to_headless_naming_the_packages(
     assert "cannot open its 'xcb' platform" in capsys.readouterr().err
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     assert qt_platform_problem() is None
+
+
+def test_chance_level_of_a_voxel_by_circular_shifts(rng):
+    from apps.viewer.demo import circular_shift_null
+
+    t = np.arange(60)
+    signal = np.sin(2 * np.pi * t / 15)
+    strong = circular_shift_null(signal + 0.2 * rng.standard_normal(60), signal)
+    assert strong["r"] > 0.9 and strong["p"] < 0.1 and strong["null_p95"] < strong["r"]
+    noise = circular_shift_null(rng.standard_normal(60), rng.standard_normal(60))
+    assert noise["p"] > 0.01 and noise["n_pairs"] == 60

@@ -48,6 +48,10 @@ def test_train_evaluate_end_to_end(tiny_bids, tmp_path):
     ckpt = load_checkpoint(out / "loso-sub-01" / "conv.pt")
     # the checkpoint was picked on the validation subject, never the test subject
     assert ckpt.metadata["split"]["val_subjects"] == ["02"]
+    # the demo's showcase voxel is fixed at training, on the validation subject
+    shown = ckpt.metadata["showcase"]
+    assert shown["val_subjects"] == ["02"] and ckpt.mask[tuple(shown["ijk"])]
+    assert -1 <= shown["val_r"] <= 1
     ds = load_dataset(tiny_bids, _cfg().preprocessing, progress=False)
     x, _ = ds.get_batch([0])
     assert ckpt.predict(x[0]).shape == (ds.n_voxels,)
