@@ -40,6 +40,14 @@ PARAMETER_FLAGS = {
     "'calibrate'": "'--calibrate'",
     "'max_volumes'": "'--max-volumes'",
     "'minutes'": "'--minutes'",
+    "'adapt_minutes' is needed with 'adapt' (the truth stream)": (
+        "'--adapt-minutes' is needed with '--adapt TRUTH_STREAM'"
+    ),
+    "'adapt_minutes'": "'--adapt-minutes'",
+    "'adapt_gap'": "'--adapt-gap'",
+    "'save_adapted' needs 'adapt' (the truth stream to adapt to)": (
+        "'--save-adapted' needs '--adapt TRUTH_STREAM'"
+    ),
 }
 
 

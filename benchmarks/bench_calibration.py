@@ -29,6 +29,10 @@ def _default_model() -> str:
     return str(default_model_path())
 
 
+def _first(dataset, subject: str) -> str:
+    return next(r["name"] for r in dataset.runs if r["subject"] == subject)
+
+
 def main() -> None:
     """Run the comparison and print its table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -59,10 +63,15 @@ def main() -> None:
         m = res["metrics"]
         rows.setdefault(name, []).append(m)
 
+    # task-event regression, fitted on the other subjects' test runs (leave-one-subject-out)
+    tests = [r["name"] for r in full.runs if r["subject"] in subjects]
+    tests = [n for n in tests if n not in {_first(full, s) for s in subjects}]
+    res = evaluate_checkpoint(model, args.data, stats="checkpoint", runs=tests, progress=False)
+    events = res["metrics"]["events"]
     with tempfile.TemporaryDirectory() as tmp:
         for s in subjects:
             names = [r["name"] for r in full.runs if r["subject"] == s]
-            first, others = names[0], names[1:]
+            first, others = _first(full, s), names[1:]
             if not others:
                 raise SystemExit(f"subject {s} has one run: nothing to score calibration on.")
             kw = dict(subjects=[s], runs=others, progress=False)
@@ -100,6 +109,10 @@ def main() -> None:
         summary[name] = {**vals, "n": len(ms)}
         print(f"| {name} | {len(ms)} | {vals['r_mean']:.4f} | {vals['ceiling_fraction_top']:.1%} | "
               f"{vals['r2_vs_subject_mean']:.4f} |")  # fmt: skip
+    print(f"| events (no EEG; all subjects pooled) | {len(subjects)} | {events['r_mean']:.4f} | "
+          f"{events.get('ceiling_fraction_top', float('nan')):.1%} | "
+          f"{events['r2_vs_subject_mean']:.4f} |")  # fmt: skip
+    summary["events (no EEG)"] = {k: events.get(k) for k in keys}
     for name, chosen in rows.items():
         if name.endswith("chosen"):
             print(f"{name}: {chosen}")

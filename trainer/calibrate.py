@@ -13,57 +13,16 @@ later scored on, when ``evaluate`` is given the person's other runs.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rt_eeg2fmri._logging import logger
+from rt_eeg2fmri.readout import choose_readout, chronological_split, fit_readout, scores
 
-#: Shrinkage of the per-voxel gain toward 1, relative to each voxel's prediction energy
-STRENGTHS = (0.03, 0.3, 3.0, 30.0)
+__all__ = ["calibrate", "calibration_split", "fit_readout", "scores"]
+
 MIN_FIT, MIN_VAL = 12, 6  # pairs: below these, minutes are too few to choose anything
-
-
-@dataclass
-class Candidate:
-    """One way of adapting: which statistics, which readout, how strongly pulled to base."""
-
-    norm: str  # "checkpoint" | "subject"
-    readout: str  # "none" | "bias" | "affine"
-    strength: float | None = None
-
-    def describe(self) -> str:
-        """Readable summary, e.g. ``subject statistics, readout affine (strength 3)``."""
-        s = f"{self.norm} statistics, readout {self.readout}"
-        return s + (f" (strength {self.strength:g})" if self.strength is not None else "")
-
-
-def fit_readout(p: np.ndarray, y: np.ndarray, readout: str, strength: float | None):
-    """Per-voxel ``(gain, bias)`` mapping predictions ``p`` to targets ``y`` (n, n_voxels).
-
-    ``bias``: the mean residual; ``affine``: a ridge regression of ``y`` on ``p`` per voxel
-    whose gain is pulled toward 1 with penalty ``strength × mean(p̃²)`` (p̃: centred ``p``).
-    """
-    n_voxels = p.shape[1]
-    if readout == "none":
-        return np.ones(n_voxels), np.zeros(n_voxels)
-    if readout == "bias":
-        return np.ones(n_voxels), (y - p).mean(axis=0)
-    pm, ym = p.mean(axis=0), y.mean(axis=0)
-    pc, yc = p - pm, y - ym
-    spp = (pc * pc).sum(axis=0)
-    lam = strength * max(float(spp.mean()), 1e-12)
-    gain = ((pc * yc).sum(axis=0) + lam) / (spp + lam)
-    return gain, ym - gain * pm
-
-
-def _scores(pred: np.ndarray, y: np.ndarray) -> dict:
-    mse = float(((pred - y) ** 2).mean())
-    pc, yc = pred - pred.mean(0), y - y.mean(0)
-    den = np.sqrt((pc**2).sum(0) * (yc**2).sum(0))
-    r = np.divide((pc * yc).sum(0), den, out=np.zeros(y.shape[1]), where=den > 0)
-    return {"mse": mse, "r_mean": float(r.mean())}
 
 
 def calibration_split(dataset, *, minutes: float | None, gap: float, val_fraction: float):
@@ -90,12 +49,11 @@ def calibration_split(dataset, *, minutes: float | None, gap: float, val_fractio
         order, ends = order[keep], ends[keep]
     if order.size == 0:
         return order, order, 0.0
-    span = float(ends[-1])
-    start_val = span - val_fraction * span
-    val = order[ends > start_val]
     t_r0 = dataset.run_t_r(int(dataset.run_index[order[0]]))
-    fit = order[ends <= start_val - t_r0 - gap]  # a held-out volume starts at end - t_r
-    return fit, val, span
+    fit, val = chronological_split(
+        np.concatenate([[0.0], ends]), gap=gap, val_fraction=val_fraction, t_r=t_r0
+    )
+    return order[fit[1:]], order[val[1:]], float(ends[-1])
 
 
 def calibrate(
@@ -183,18 +141,9 @@ def calibrate(
         k: predict(ckpt.model, dataset.with_stats(s), every, device="cpu") for k, s in stats.items()
     }
     y = dataset.get_targets(every).astype(np.float64)
-    nf = fit.size
-    candidates = [Candidate(n, "none") for n in stats] + [Candidate(n, "bias") for n in stats]
-    candidates += [Candidate(n, "affine", s) for n in stats for s in STRENGTHS]
-    table = []
-    for c in candidates:
-        p = preds[c.norm].astype(np.float64)
-        gain, bias = fit_readout(p[:nf], y[:nf], c.readout, c.strength)
-        table.append({**c.__dict__, **_scores(p[nf:] * gain + bias, y[nf:])})
-    best = min(range(len(candidates)), key=lambda i: table[i]["mse"])
-    chosen = candidates[best]
-    p = preds[chosen.norm].astype(np.float64)
-    gain, bias = fit_readout(p, y, chosen.readout, chosen.strength)  # refit on all minutes
+    fit_mask = np.arange(every.size) < fit.size
+    chosen, gain, bias, table = choose_readout(preds, y, fit_mask, ~fit_mask)
+    best = min(range(len(table)), key=lambda i: table[i]["mse"])  # the chosen one
     base_val = next(t for t in table if t["norm"] == "checkpoint" and t["readout"] == "none")
     logger.info(
         "Calibration of subject %s: %s; held-out MSE %.4g (base %.4g), r %.3f (base %.3f).",

@@ -47,6 +47,25 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--roi-labels", default=None, help="region names: a TSV with index and name columns"
     )
+    parser.add_argument(
+        "--adapt",
+        default=None,
+        metavar="TRUTH_STREAM",
+        help="adapt the readout live to the scanner's volumes on this volume stream (name:X), "
+        "in the model's target units (replay --model M.pt sends them), then freeze",
+    )
+    parser.add_argument(
+        "--adapt-minutes", type=float, default=None, help="minutes of live adaptation (--adapt)"
+    )
+    parser.add_argument(
+        "--adapt-gap",
+        type=float,
+        default=20.0,
+        help="seconds between fitted and held-out volumes when the map freezes (default 20)",
+    )
+    parser.add_argument(
+        "--save-adapted", default=None, help="write the adapted checkpoint here when it freezes"
+    )
     parser.add_argument("--subject", default="01", help="BIDS --out folder: subject label")
     parser.add_argument("--task", default="rt", help="BIDS --out folder: task label")
     parser.add_argument("--run", default=None, help="BIDS --out folder: run label")
@@ -190,6 +209,10 @@ def run(args) -> int:
         roi_name=f"{args.name}-ROI",
         calibrate=args.calibrate,
         device=args.device,
+        adapt=args.adapt,
+        adapt_minutes=args.adapt_minutes,
+        adapt_gap=args.adapt_gap,
+        save_adapted=args.save_adapted,
         consumer_options={
             "allow_missing": args.allow_missing,
             "positions": _positions(args.montage),
@@ -209,6 +232,8 @@ def run(args) -> int:
                 f"p99 {s['latency_p99_ms']:.1f}) | skipped {s['skipped']} | lost {s['samples_lost']} "
                 f"samples | stream {s['state']}"
             )
+            if row.get("adapt", "off") != "off":
+                line += f" | adapt {engine.adapter.phase} ({len(engine.adapter.pairs)} pairs)"
             print(
                 ("\r" + line) if interactive else line,
                 end="" if interactive else "\n",

@@ -163,6 +163,8 @@ class Engine:
         triggers=None,
         calibrate: float = 0.0,
         max_backlog: int = 2,
+        adapter=None,
+        save_adapted=None,
     ) -> None:
         if int(max_backlog) < 1:
             raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
@@ -185,6 +187,9 @@ class Engine:
         self._times = np.empty(self.n_times, np.float64)
         self._stop = threading.Event()
         self._gaps_seen = 0
+        self.adapter = adapter
+        self.save_adapted = save_adapted
+        self._adapted_saved = False
 
     @classmethod
     def from_checkpoint(
@@ -206,6 +211,10 @@ class Engine:
         device: str = "auto",
         consumer_options: dict | None = None,
         max_backlog: int = 2,
+        adapt: str | None = None,
+        adapt_minutes: float | None = None,
+        adapt_gap: float = 20.0,
+        save_adapted=None,
     ) -> Engine:
         """The engine of a loaded checkpoint on an LSL source.
 
@@ -235,6 +244,11 @@ class Engine:
             predicted signal is published every TR (:mod:`~rt_eeg2fmri.realtime.roi`).
         roi_name : str | None
             Name of the ROI stream (default ``<outlet_name>-ROI``).
+        adapt, adapt_minutes, adapt_gap : str, float, float
+            Live adaptation (:mod:`~rt_eeg2fmri.realtime.adapt`): the measured-volume
+            stream, its minutes and the gap of the final choice.
+        save_adapted : path-like | None
+            Where the adapted checkpoint is written when the map freezes.
         calibrate : float
             Seconds of live EEG to estimate normalisation statistics from.
         device : str
@@ -287,6 +301,18 @@ class Engine:
         triggers = None
         if sync == "trigger":
             triggers = lambda timeout: TriggerListener(trigger, timeout=timeout)  # noqa: E731
+        adapter = None
+        if adapt is not None:
+            if adapt_minutes is None:
+                raise ValueError("'adapt_minutes' is needed with 'adapt' (the truth stream).")
+            from .adapt import OnlineAdapter
+
+            adapter = OnlineAdapter(
+                adapt, checkpoint=checkpoint, minutes=adapt_minutes, gap=adapt_gap,
+                timeout=(consumer_options or {}).get("timeout", 10.0),
+            )  # fmt: skip
+        elif save_adapted is not None:
+            raise ValueError("'save_adapted' needs 'adapt' (the truth stream to adapt to).")
         return cls(
             consumer,
             scheduler,
@@ -295,6 +321,8 @@ class Engine:
             triggers=triggers,
             calibrate=calibrate,
             max_backlog=max_backlog,
+            adapter=adapter,
+            save_adapted=save_adapted,
         )
 
     # -- set-up ------------------------------------------------------------------------
@@ -306,6 +334,8 @@ class Engine:
         """
         try:
             self.mapper.warmup()
+            if self.adapter is not None:  # first: its stream is checked before the EEG flows
+                self.adapter.open()
             self.consumer.start()
             if self._make_triggers is not None:
                 self.triggers = self._make_triggers(self.consumer.timeout)
@@ -329,7 +359,7 @@ class Engine:
     def close(self) -> None:
         """Disconnect and close every output (everything written stays valid)."""
         self.consumer.stop()
-        for res in (self.triggers, self.mirror):
+        for res in (self.triggers, self.mirror, self.adapter):
             if res is not None:
                 res.close()
         self.outputs.close()
@@ -427,7 +457,17 @@ class Engine:
                     break  # a backlog never takes a run past its limit
                 late = i < len(due) - n_skip - 1  # a newer volume was already due
                 self._emit(d, late=late, on_volume=on_volume, clock=pylsl.local_clock)
-        return self.stats.summary(self.consumer.health)
+        summary = self.stats.summary(self.consumer.health)
+        if self.adapter is not None:
+            a = self.adapter
+            a.wait(30.0)  # a map being chosen (and saved) when the stream ended
+            summary["adapt"] = {
+                "phase": a.phase,
+                "pairs": len(a.pairs),
+                "chosen": (a.chosen or {}).get("chosen", {}).get("description"),
+                "saved": a.saved,
+            }
+        return summary
 
     def _emit(self, due, *, late: bool, on_volume, clock) -> None:
         data_ready = clock()
@@ -442,12 +482,19 @@ class Engine:
         stop, window = got
         t0 = clock()
         pred = self.mapper.predict(window)
-        volume = self.mapper.volume(pred)
-        t1 = clock()
         if due.t_end is not None:
             t_end = due.t_end
         else:  # samples mode: the window ends one sample period after its last sample
             t_end = float(self.consumer.ring.read(stop, 1)[1][0]) + 1.0 / self.sfreq
+        adapt = "off"
+        if self.adapter is not None:
+            if self.save_adapted and not self._adapted_saved:
+                self._adapted_saved = True  # written by the adapter once its map is chosen
+                self.adapter.save_when_frozen(self.save_adapted, self.mapper.norm_stats)
+            adapt = self.adapter.observe(pred.float().cpu().numpy(), t_end)
+            pred = self.adapter.apply(pred)
+        volume = self.mapper.volume(pred)
+        t1 = clock()
         self.outputs.publish(volume, t_end)
         publish = clock()  # the volume is out; the NIfTI series is written on a thread
         self.outputs.store(volume, t_end, due.index)
@@ -470,6 +517,7 @@ class Engine:
             late=late,
             skipped=False,
             gap=gap,
+            adapt=adapt,
         )
         self.outputs.log(**row)
         if on_volume is not None:

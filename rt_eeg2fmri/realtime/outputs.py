@@ -157,6 +157,7 @@ TIMING_COLUMNS = (
     "late",
     "skipped",
     "gap",
+    "adapt",
 )
 
 

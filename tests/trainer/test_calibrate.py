@@ -9,8 +9,9 @@ import torch
 from apps.cli import main
 from rt_eeg2fmri.checkpoint import load_checkpoint
 from rt_eeg2fmri.models import Calibrated
+from rt_eeg2fmri.readout import fit_readout
 from tests.data.builders import write_bids_run
-from trainer.calibrate import calibration_split, fit_readout
+from trainer.calibrate import calibration_split
 from trainer.config import TrainConfig
 from trainer.data import load_dataset
 from trainer.loop import predict

@@ -1,0 +1,109 @@
+"""Per-voxel readout maps that adapt a model to a person, and how one is chosen.
+
+Shared by ``rt-eeg2fmri calibrate`` (offline, from a recording) and ``stream --adapt``
+(live, from the scanner's volumes): candidates are fitted on the first part of the
+person's minutes and one is chosen on the last part, after a gap (:func:`choose_readout`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Shrinkage of the per-voxel gain toward 1, relative to each voxel's prediction energy
+STRENGTHS = (0.03, 0.3, 3.0, 30.0)
+READOUTS = ("none", "bias", "affine")
+
+
+@dataclass
+class Candidate:
+    """One way of adapting: which statistics, which readout, how strongly pulled to base."""
+
+    norm: str  # "checkpoint" | "subject"
+    readout: str  # "none" | "bias" | "affine"
+    strength: float | None = None
+
+    def describe(self) -> str:
+        """Readable summary, e.g. ``subject statistics, readout affine (strength 3)``."""
+        s = f"{self.norm} statistics, readout {self.readout}"
+        return s + (f" (strength {self.strength:g})" if self.strength is not None else "")
+
+
+def candidates(norms=("checkpoint", "subject")) -> list[Candidate]:
+    """Every candidate: no change, a per-voxel offset, and gain + offset at each strength."""
+    out = [Candidate(n, "none") for n in norms] + [Candidate(n, "bias") for n in norms]
+    return out + [Candidate(n, "affine", s) for n in norms for s in STRENGTHS]
+
+
+def fit_readout(p: np.ndarray, y: np.ndarray, readout: str, strength: float | None):
+    """Per-voxel ``(gain, bias)`` mapping predictions ``p`` to targets ``y`` (n, n_voxels).
+
+    ``bias``: the mean residual; ``affine``: a ridge regression of ``y`` on ``p`` per voxel
+    whose gain is pulled toward 1 with penalty ``strength × mean(p̃²)`` (p̃: centred ``p``).
+    """
+    n_voxels = p.shape[1]
+    if readout == "none":
+        return np.ones(n_voxels), np.zeros(n_voxels)
+    if readout == "bias":
+        return np.ones(n_voxels), (y - p).mean(axis=0)
+    pm, ym = p.mean(axis=0), y.mean(axis=0)
+    pc, yc = p - pm, y - ym
+    spp = (pc * pc).sum(axis=0)
+    lam = strength * max(float(spp.mean()), 1e-12)
+    gain = ((pc * yc).sum(axis=0) + lam) / (spp + lam)
+    return gain, ym - gain * pm
+
+
+def scores(pred: np.ndarray, y: np.ndarray) -> dict:
+    """``{"mse", "r_mean"}`` of predictions against targets, shape (n, n_voxels)."""
+    mse = float(((pred - y) ** 2).mean())
+    pc, yc = pred - pred.mean(0), y - y.mean(0)
+    den = np.sqrt((pc**2).sum(0) * (yc**2).sum(0))
+    r = np.divide((pc * yc).sum(0), den, out=np.zeros(y.shape[1]), where=den > 0)
+    return {"mse": mse, "r_mean": float(r.mean())}
+
+
+def chronological_split(ends: np.ndarray, *, gap: float, val_fraction: float, t_r: float):
+    """``(fit, val)`` masks over pairs whose volumes end at ``ends`` (s, increasing).
+
+    The last ``val_fraction`` of the span is held out; fitted volumes end at least ``gap``
+    seconds before the first held-out volume starts (``end - t_r``).
+    """
+    ends = np.asarray(ends, float)
+    start_val = ends[0] + (1 - val_fraction) * (ends[-1] - ends[0])
+    val = ends > start_val
+    fit = ends <= start_val - t_r - gap
+    return fit, val
+
+
+def choose_readout(preds: dict, y: np.ndarray, fit: np.ndarray, val: np.ndarray, cands=None):
+    """Fit every candidate on ``fit``, score it on ``val``, refit the best on both.
+
+    Parameters
+    ----------
+    preds : dict of str to array of shape (n, n_voxels)
+        The model's predictions under each normalisation (``"checkpoint"``, ``"subject"``).
+    y : array of shape (n, n_voxels)
+    fit, val : bool arrays of shape (n,)
+
+    Returns
+    -------
+    chosen : Candidate
+    gain, bias : arrays of shape (n_voxels,)
+        Refitted on ``fit | val``.
+    table : list of dict
+        Every candidate with its held-out ``mse`` and ``r_mean``.
+    """
+    cands = cands if cands is not None else candidates(tuple(preds))
+    table = []
+    for c in cands:
+        p = np.asarray(preds[c.norm], np.float64)
+        gain, bias = fit_readout(p[fit], y[fit], c.readout, c.strength)
+        table.append({**c.__dict__, **scores(p[val] * gain + bias, y[val])})
+    best = min(range(len(cands)), key=lambda i: table[i]["mse"])
+    chosen = cands[best]
+    both = fit | val
+    p = np.asarray(preds[chosen.norm], np.float64)
+    gain, bias = fit_readout(p[both], y[both], chosen.readout, chosen.strength)
+    return chosen, gain, bias, table

@@ -1,0 +1,112 @@
+"""``stream --adapt``: the scanner's volumes adapt the readout live, then it freezes.
+
+A replay publishes a session's EEG and its measured volumes in the model's target units
+(``Replay(..., preprocessing=, mask=)``, as ``replay --model M.pt``); the stream pairs each
+prediction with the measured volume of the same window end, adapts, freezes after the
+given minutes, keeps streaming from EEG alone and writes the adapted checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from apps.cli import main
+from rt_eeg2fmri.checkpoint import load_checkpoint
+from rt_eeg2fmri.models import Calibrated
+from rt_eeg2fmri.realtime.adapt import OnlineAdapter
+from rt_eeg2fmri.replay import Replay
+from tests.conftest import make_session
+from tests.realtime.engine_helpers import CH, tiny_checkpoint, wait_for_line
+
+ROOT = Path(__file__).resolve().parents[2]
+SFREQ, T_R = 100.0, 0.5
+
+
+@pytest.mark.lsl
+def test_stream_adapts_then_freezes_and_saves(tmp_path, uid):
+    model = tiny_checkpoint(tmp_path / "m.pt", sfreq=SFREQ, t_r=T_R)
+    ckpt = load_checkpoint(model)
+    session = make_session(n_chans=len(CH), sfreq=SFREQ, n_volumes=90, t_r=T_R, ch_names=CH)
+    replay = Replay(
+        session, name=uid, source_id=uid, speed=4.0, preprocessing=ckpt.preprocessing,
+        mask=ckpt.mask,
+    ).open()  # fmt: skip
+    n = 60
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", "stream", "--model", str(model), "--source",
+         f"name:{uid}-EEG", "--sync", "samples", "--device", "cpu", "--no-outlet",
+         "--adapt", f"name:{replay.stream_names['truth']}", "--adapt-minutes", "0.25",
+         "--adapt-gap", "2", "--save-adapted", str(tmp_path / "adapted.pt"),
+         "--out", str(tmp_path / "pred.nii"), "--timing", str(tmp_path / "t.tsv"),
+         "--max-volumes", str(n), "--timeout", "30"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_line(proc, "streaming conv")
+        replay.start()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+        replay.stop()
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["volumes"] == n and summary["skipped"] == 0, err[-3000:]
+    adapt = summary["adapt"]
+    assert adapt["phase"] == "frozen" and adapt["pairs"] >= 20
+    assert adapt["saved"] == str(tmp_path / "adapted.pt")
+    assert "adapt adapting" in err or "adapt frozen" in err  # the status line shows the phase
+    # the timing log marks the phase of every volume, in order
+    phases = pd.read_csv(tmp_path / "t.tsv", sep="\t")["adapt"].tolist()
+    assert phases[0] == "waiting" and phases[-1] == "frozen" and "adapting" in phases
+    order = {"waiting": 0, "adapting": 1, "frozen": 2}
+    assert all(order[a] <= order[b] for a, b in itertools.pairwise(phases))
+    # the adapted checkpoint is an ordinary checkpoint of the base model and the map
+    adapted = load_checkpoint(tmp_path / "adapted.pt")
+    assert isinstance(adapted.model, Calibrated)
+    cal = adapted.metadata["calibration"]
+    assert cal["live"] is True and cal["pairs"] == adapt["pairs"]
+    assert cal["chosen"]["description"] and cal["base_checkpoint"] == str(model)
+    # once frozen, the stream's volumes are the base model's through the frozen map
+    vols = np.asarray(nib.load(tmp_path / "pred.nii").dataobj)
+    assert vols.shape[-1] == n and np.isfinite(vols).all()
+
+
+def test_adapter_freezes_and_chooses_like_calibrate(tmp_path, rng):
+    """Without LSL: pairs fed directly; a planted per-voxel map is recovered at freeze."""
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", sfreq=SFREQ, t_r=T_R))
+    a = OnlineAdapter("name:none", checkpoint=ckpt, minutes=1.0, gap=2.0)
+    n_vox = int(ckpt.mask.sum())
+    gain = rng.uniform(0.5, 3.0, n_vox)
+    for k in range(130):
+        t = 10.0 + k * T_R
+        p = rng.standard_normal(n_vox)
+        a._truth[t] = gain * p + 1.5  # the scanner's volume of that window
+        phase = a.observe(p, t)
+        assert phase in ("waiting", "adapting", "frozen")
+    assert a.phase == "frozen" and a.wait(30.0) and len(a.pairs) >= 120
+    assert a.chosen["chosen"]["readout"] == "affine"
+    np.testing.assert_allclose(a.gain, gain, rtol=0.05)
+    np.testing.assert_allclose(a.bias, 1.5, atol=0.05)
+    p = rng.standard_normal(n_vox).astype(np.float32)
+    np.testing.assert_allclose(a.apply(p), gain * p + 1.5, rtol=0.05, atol=0.1)
+
+
+def test_adapt_option_errors(tmp_path, capsys):
+    model = tiny_checkpoint(tmp_path / "m.pt", sfreq=SFREQ, t_r=T_R)
+    assert main(["stream", "--model", str(model), "--adapt", "name:x", "--timeout", "0.1"]) == 1
+    assert "'--adapt-minutes' is needed with '--adapt TRUTH_STREAM'" in capsys.readouterr().err
+    assert main(["stream", "--model", str(model), "--save-adapted", str(tmp_path / "a.pt"),
+                 "--timeout", "0.1"]) == 1  # fmt: skip
+    assert "'--save-adapted' needs '--adapt TRUTH_STREAM'" in capsys.readouterr().err
+    assert main(["stream", "--model", str(model), "--adapt", "name:x", "--adapt-minutes", "0",
+                 "--timeout", "0.1"]) == 1  # fmt: skip
+    assert "'--adapt-minutes' must be positive" in capsys.readouterr().err
