@@ -81,8 +81,6 @@ def main() -> None:
                     f"uncalibrated ({stats} statistics)",
                     {"metrics": res["metrics"][ckpt.model_name]},
                 )
-                if stats == "checkpoint":
-                    add("events (no EEG)", {"metrics": res["metrics"]["events"]})
             for m in minutes:
                 out = Path(tmp) / f"{s}_{m:g}.pt"
                 try:

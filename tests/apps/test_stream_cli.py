@@ -25,7 +25,13 @@ from apps.cli import main
 from rt_eeg2fmri.replay import Replay
 from rt_eeg2fmri.volume_stream import parse_volume_stream_info
 from tests.conftest import make_session
-from tests.realtime.engine_helpers import CH, GRID, tiny_checkpoint, wait_for_line
+from tests.realtime.engine_helpers import (
+    CH,
+    GRID,
+    stream_replay,
+    tiny_checkpoint,
+    wait_for_line,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SFREQ, T_R = 100.0, 0.5
@@ -116,20 +122,12 @@ def test_a_stream_at_another_rate_is_resampled_by_default(model, uid, tmp_path):
 @pytest.mark.timeout(600)
 def test_a_bids_out_folder_is_a_valid_derivative(model, uid, tmp_path):
     out = tmp_path / "derivatives" / "rteeg2fmri"
-    replay = _replay(uid, speed=4.0)
-    proc = _stream(
-        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
-        "cpu", "--no-outlet", "--out", out, "--subject", "07", "--task", "nf", "--run", "2",
-        "--max-volumes", "3", "--timeout", "30",
+    rc, _, err = stream_replay(
+        _replay(uid, speed=4.0), "--model", model, "--source", f"name:{uid}-EEG", "--sync",
+        "samples", "--device", "cpu", "--no-outlet", "--out", out, "--subject", "07", "--task",
+        "nf", "--run", "2", "--max-volumes", "3", "--timeout", "30",
     )  # fmt: skip
-    try:
-        wait_for_line(proc, "streaming conv")
-        replay.start()
-        _out_text, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        replay.stop()
-    assert proc.returncode == 0, err
+    assert rc == 0, err
     stem = out / "sub-07" / "func" / "sub-07_task-nf_run-2_desc-eeg2fmri"
     assert nib.load(f"{stem}_bold.nii.gz").shape == (*GRID, 3)
     sidecar = json.loads(Path(f"{stem}_bold.json").read_text())

@@ -123,3 +123,30 @@ def wait_for_line(proc, text: str) -> list[str]:
         lines.append(line)
         if text in line:
             return lines
+
+
+def stream_replay(replay, *args, timeout: float = 90.0) -> tuple[int, str, str]:
+    """Run ``rt-eeg2fmri stream *args`` in a subprocess; start ``replay`` once it streams.
+
+    Returns ``(returncode, stdout, stderr)``; the process is killed and the replay stopped
+    whatever happens.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", "stream", *map(str, args)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = wait_for_line(proc, "streaming ")
+        replay.start()
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        replay.stop()
+    return proc.returncode, out, "".join(lines) + err

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -25,9 +22,8 @@ from rt_eeg2fmri.models import Calibrated
 from rt_eeg2fmri.realtime.adapt import OnlineAdapter
 from rt_eeg2fmri.replay import Replay
 from tests.conftest import make_session
-from tests.realtime.engine_helpers import CH, tiny_checkpoint, wait_for_line
+from tests.realtime.engine_helpers import CH, stream_replay, tiny_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
 SFREQ, T_R = 100.0, 0.5
 
 
@@ -41,23 +37,14 @@ def test_stream_adapts_then_freezes_and_saves(tmp_path, uid):
         mask=ckpt.mask,
     ).open()  # fmt: skip
     n = 60
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "apps.cli", "stream", "--model", str(model), "--source",
-         f"name:{uid}-EEG", "--sync", "samples", "--device", "cpu", "--no-outlet",
-         "--adapt", f"name:{replay.stream_names['truth']}", "--adapt-minutes", "0.25",
-         "--adapt-gap", "2", "--save-adapted", str(tmp_path / "adapted.pt"),
-         "--out", str(tmp_path / "pred.nii"), "--timing", str(tmp_path / "t.tsv"),
-         "--max-volumes", str(n), "--timeout", "30"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    rc, out, err = stream_replay(
+        replay, "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples",
+        "--device", "cpu", "--no-outlet", "--adapt", f"name:{replay.stream_names['truth']}",
+        "--adapt-minutes", "0.25", "--adapt-gap", "2", "--save-adapted", tmp_path / "adapted.pt",
+        "--out", tmp_path / "pred.nii", "--timing", tmp_path / "t.tsv", "--max-volumes", n,
+        "--timeout", "30",
     )  # fmt: skip
-    try:
-        wait_for_line(proc, "streaming conv")
-        replay.start()
-        out, err = proc.communicate(timeout=90)
-    finally:
-        proc.kill()
-        replay.stop()
-    assert proc.returncode == 0, err
+    assert rc == 0, err
     summary = json.loads(out)
     assert summary["volumes"] == n and summary["skipped"] == 0, err[-3000:]
     adapt = summary["adapt"]

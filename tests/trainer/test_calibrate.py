@@ -131,13 +131,11 @@ def test_calibrate_errors(base, tmp_path, capsys):
 @pytest.mark.lsl
 def test_a_calibrated_checkpoint_streams(base, tmp_path):
     import json
-    import subprocess
-    import sys
     import uuid
-    from pathlib import Path
 
     from rt_eeg2fmri.data import read_session
     from rt_eeg2fmri.replay import Replay
+    from tests.realtime.engine_helpers import stream_replay
 
     root, ckpt_path = base
     out = tmp_path / "sub-01.pt"
@@ -146,21 +144,10 @@ def test_a_calibrated_checkpoint_streams(base, tmp_path):
     uid = f"cal-{uuid.uuid4().hex[:10]}"
     session = read_session(root, subject="01", run="2")
     replay = Replay(session, name=uid, source_id=uid, truth=False, speed=8.0).open()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "apps.cli", "stream", "--model", str(out), "--source",
-         f"name:{uid}-EEG", "--sync", "samples", "--device", "cpu", "--no-outlet",
-         "--out", str(tmp_path / "pred.nii"), "--max-volumes", "3", "--timeout", "30"],
-        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+    rc, stdout, err = stream_replay(
+        replay, "--model", out, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--no-outlet", "--out", tmp_path / "pred.nii", "--max-volumes", "3",
+        "--timeout", "30",
     )  # fmt: skip
-    try:
-        from tests.realtime.engine_helpers import wait_for_line
-
-        wait_for_line(proc, "streaming ridge")
-        replay.start()
-        stdout, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        replay.stop()
-    assert proc.returncode == 0, err
+    assert rc == 0, err
     assert json.loads(stdout)["volumes"] == 3
