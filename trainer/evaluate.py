@@ -156,6 +156,7 @@ def evaluate_checkpoint(
     device="cpu",
     progress: bool = True,
     reader: dict | None = None,
+    truth=None,
 ) -> dict:
     """Score a checkpoint on the pairs of a dataset, beside the baselines.
 
@@ -179,6 +180,9 @@ def evaluate_checkpoint(
     reader : dict | None
         Reader options, e.g. ``{"channels": [...]}`` to read only some recorded channels
         (the others are interpolated by the montage stage, as a smaller cap would be).
+    truth : path-like | None
+        External ground-truth folder for the noise ceiling (layout in
+        :mod:`rt_eeg2fmri.sim.truth`); default: a simulated dataset's own.
 
     Returns
     -------
@@ -214,7 +218,7 @@ def evaluate_checkpoint(
         raise ValueError(f"'{data}': no (window, volume) pairs for a {ckpt.winsize:g} s window.")
     preds = cross_subject_baselines(view, idx)
     preds[ckpt.model_name] = predict(ckpt.model, view, idx, device=ckpt.device)
-    res = score(view, idx, preds, truth_targets=truth_targets(dataset))
+    res = score(view, idx, preds, truth_targets=truth_targets(dataset, truth))
     return {
         "checkpoint": str(ckpt.path),
         "model": ckpt.model_name,

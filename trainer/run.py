@@ -45,6 +45,7 @@ def train_and_evaluate(
     progress: bool = True,
     save_checkpoints: bool = True,
     reader: dict | None = None,
+    truth=None,
 ) -> dict:
     """Train ``models`` (default: ``[cfg.model]``) on every fold of ``cfg.split``; evaluate.
 
@@ -55,7 +56,9 @@ def train_and_evaluate(
     Each fold's checkpoint is chosen on its validation part; the report gives every model
     beside every baseline on the same test pairs.
 
-    ``reader`` holds dataset-reader options (``marker``, ``t_r``, ``eeg_derivatives``,
+    ``truth`` is an external ground-truth folder for the noise ceiling
+    (:mod:`rt_eeg2fmri.sim.truth` documents its layout). ``reader`` holds dataset-reader
+    options (``marker``, ``t_r``, ``eeg_derivatives``,
     ``layout``, ...; see :func:`rt_eeg2fmri.data.find_runs`).
 
     Returns
@@ -93,7 +96,7 @@ def train_and_evaluate(
     if cfg.split == "random":
         split_opts = {"seed": cfg.seed}
     folds = make_splits(cfg.split, dataset.subject, dataset.run_index, **split_opts)
-    truth = truth_targets(dataset)
+    truth = truth_targets(dataset, truth)
     device = resolve_device(cfg.device)
     names = models or [cfg.model]
     fold_results, histories = [], {}

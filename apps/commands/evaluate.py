@@ -33,6 +33,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", default=None, help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--truth",
+        default=None,
+        help="ground-truth folder for the noise ceiling: sub-XX/func/*_desc-eegpredictable_bold"
+        ".nii.gz per run (default: a simulated dataset's derivatives/simulation)",
+    )
     add_reader_arguments(parser)
 
 
@@ -54,6 +60,7 @@ def run(args) -> int:
         device=args.device,
         progress=not args.no_progress,
         reader=reader_options(args),
+        truth=args.truth,
     )
     print(
         f"{res['model']} on {res['n_pairs']} pairs of {', '.join(map(repr, args.data))} (subjects "

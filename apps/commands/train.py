@@ -58,6 +58,12 @@ def add_arguments(parser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--truth",
+        default=None,
+        help="ground-truth folder for the noise ceiling: sub-XX/func/*_desc-eegpredictable_bold"
+        ".nii.gz per run (default: a simulated dataset's derivatives/simulation)",
+    )
     add_reader_arguments(parser)
 
 
@@ -97,6 +103,7 @@ def run(args) -> int:
         models=args.model,
         progress=not args.no_progress,
         reader=reader_options(args),
+        truth=args.truth,
     )
     if not report:  # a non-zero rank under torchrun: rank 0 reports
         return 0

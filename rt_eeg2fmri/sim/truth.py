@@ -8,6 +8,14 @@
 
 plus ``regions.tsv`` (name, x, y, z, eeg_visible, ...), ``sub-XX/sub-XX_simulation.json``
 (the subject's parameters) and ``simulation.json`` (the configuration).
+
+An external ground truth (``train --truth DIR``, ``evaluate --truth DIR``: another
+generator's, or any dataset's best available estimate of the EEG-predictable BOLD) uses
+the same layout in its own folder, with only the ``desc-eegpredictable`` series required::
+
+    DIR/sub-XX/[ses-YY/]func/sub-XX_[ses-YY_]task-T[_run-R]_desc-eegpredictable_bold.nii.gz
+
+on the runs' BOLD grid, one volume per BOLD volume.
 """
 
 from __future__ import annotations
@@ -31,19 +39,22 @@ def _same(have: str | None, want) -> bool:
     return have == want or (have.isdigit() and want.isdigit() and int(have) == int(want))
 
 
-def truth_files(root, *, subject, task, run, session=None) -> dict[str, Path]:
+def truth_files(root, *, subject, task, run, session=None, base=None) -> dict[str, Path]:
     """Paths of one run's ground-truth files (keys ``noisefree``, ``eeg_predictable``, ``drive``).
+
+    ``base`` is an external truth folder (then only ``eeg_predictable`` is required);
+    default: the simulated dataset's ``derivatives/simulation``.
 
     Raises
     ------
     FileNotFoundError
         When the dataset has no ground truth for the run (names what was looked for).
     """
-    base = Path(root).joinpath(*TRUTH_DIR)
+    external = base is not None
+    base = Path(base) if external else Path(root).joinpath(*TRUTH_DIR)
     if not base.is_dir():
-        raise FileNotFoundError(
-            f"no simulation ground truth in '{Path(root)}': '{base}' does not exist."
-        )
+        what = "ground-truth folder" if external else f"simulation ground truth in '{Path(root)}':"
+        raise FileNotFoundError(f"no {what} '{base}' does not exist.")
     found: dict[str, Path] = {}
     for folder in sorted(base.glob("sub-*")):
         if not _same(folder.name[4:], subject):
@@ -62,7 +73,8 @@ def truth_files(root, *, subject, task, run, session=None) -> dict[str, Path]:
                 found[_DESCS[desc]] = path
             elif suffix == "timeseries" and desc == "neuraldrive" and path.suffix == ".tsv":
                 found["drive"] = path
-    missing = [k for k in _DESCS.values() if k not in found]
+    needed = ["eeg_predictable"] if external else list(_DESCS.values())
+    missing = [k for k in needed if k not in found]
     if missing:
         ses = f"_ses-{session}" if session is not None else ""
         raise FileNotFoundError(
@@ -73,7 +85,7 @@ def truth_files(root, *, subject, task, run, session=None) -> dict[str, Path]:
     return found
 
 
-def load_truth(root, *, subject, task, run, session=None) -> dict[str, np.ndarray]:
+def load_truth(root, *, subject, task, run, session=None, base=None) -> dict[str, np.ndarray]:
     """Load one run's ground truth.
 
     Parameters
@@ -83,11 +95,13 @@ def load_truth(root, *, subject, task, run, session=None) -> dict[str, np.ndarra
     subject, task, run : str | int
         Identifiers without BIDS prefixes; numbers compare as integers (``1`` = ``"01"``).
     session : str | None
+    base : path-like | None
+        An external truth folder (see the module's docstring).
 
     Returns
     -------
     truth : dict of str to array
-        ``noisefree`` and ``eeg_predictable``: arrays of shape (53, 63, 52, n_volumes),
+        ``noisefree`` (not required of an external truth) and ``eeg_predictable``: arrays of shape (53, 63, 52, n_volumes),
         float32, on the run's BOLD grid (``affine``: array of shape (4, 4)). When the
         drive file exists, ``drive``: array of shape (n_regions, n_steps) and
         ``drive_times``: array of shape (n_steps,) (s from the first volume), with
@@ -95,9 +109,9 @@ def load_truth(root, *, subject, task, run, session=None) -> dict[str, np.ndarra
     """
     import nibabel as nib
 
-    files = truth_files(root, subject=subject, task=task, run=run, session=session)
+    files = truth_files(root, subject=subject, task=task, run=run, session=session, base=base)
     out: dict[str, np.ndarray] = {}
-    for key in _DESCS.values():
+    for key in [k for k in _DESCS.values() if k in files]:
         img = nib.load(files[key])
         out[key] = np.asarray(img.dataobj, dtype=np.float32)
         out["affine"] = np.asarray(img.affine)
@@ -170,7 +184,7 @@ def noise_ceiling(
     return np.where(tiny, 0.0, num / np.where(tiny, 1.0, den))
 
 
-def truth_targets(dataset):
+def truth_targets(dataset, truth_dir=None):
     """``run_index → EEG-predictable targets`` of a simulated dataset, else ``None``.
 
     The ground truth of each run (``desc-eegpredictable``) is prepared by the dataset's
@@ -182,6 +196,8 @@ def truth_targets(dataset):
     ----------
     dataset : PairDataset
         With ``root`` set to the simulated dataset's folder.
+    truth_dir : path-like | None
+        An external ground-truth folder (the module's documented layout) instead.
 
     Returns
     -------
@@ -190,7 +206,10 @@ def truth_targets(dataset):
         without ground truth), or ``None`` when the dataset has no simulation truth.
     """
     root = getattr(dataset, "root", None)
-    if root is None or not Path(root).joinpath(*TRUTH_DIR).is_dir():
+    if truth_dir is not None:
+        if not Path(truth_dir).is_dir():
+            raise FileNotFoundError(f"ground-truth folder not found: '{truth_dir}'.")
+    elif root is None or not Path(root).joinpath(*TRUTH_DIR).is_dir():
         return None
     runs, mask = dataset.runs, np.asarray(dataset.mask)
     chain = dataset.preprocessing.bold_chain()
@@ -204,6 +223,7 @@ def truth_targets(dataset):
                 task=row["task"],
                 run=row["run"],
                 session=row.get("session"),
+                base=truth_dir,
             )
         except FileNotFoundError:
             return None

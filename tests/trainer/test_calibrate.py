@@ -151,3 +151,31 @@ def test_a_calibrated_checkpoint_streams(base, tmp_path):
     )  # fmt: skip
     assert rc == 0, err
     assert json.loads(stdout)["volumes"] == 3
+
+
+def test_an_external_ground_truth_gives_the_noise_ceiling(base, tmp_path, capsys):
+    """``evaluate --truth DIR``: another generator's truth, in the documented layout."""
+    import json
+    import shutil
+
+    root, ckpt_path = base
+    truth = tmp_path / "truth"
+    for bold in sorted(root.glob("sub-*/func/*_bold.nii.gz")):
+        sub = bold.name.split("_")[0]
+        dst = (
+            truth
+            / sub
+            / "func"
+            / bold.name.replace("_bold.nii.gz", "_desc-eegpredictable_bold.nii.gz")
+        )
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(bold, dst)  # a truth equal to the measurement: the ceiling is r = 1
+    out = tmp_path / "e.json"
+    args = ["evaluate", "--model", str(ckpt_path), "--data", str(root), "--no-progress"]
+    assert main([*args, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["noise_ceiling_r_mean"] is None
+    assert main([*args, "--truth", str(truth), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["noise_ceiling_r_mean"] == pytest.approx(1.0, abs=1e-4)
+    capsys.readouterr()
+    assert main([*args, "--truth", str(tmp_path / "nope")]) == 1
+    assert "ground-truth folder not found" in capsys.readouterr().err
