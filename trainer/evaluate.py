@@ -157,6 +157,8 @@ def evaluate_checkpoint(
     progress: bool = True,
     reader: dict | None = None,
     truth=None,
+    roi=None,
+    roi_labels=None,
 ) -> dict:
     """Score a checkpoint on the pairs of a dataset, beside the baselines.
 
@@ -183,6 +185,9 @@ def evaluate_checkpoint(
     truth : path-like | None
         External ground-truth folder for the noise ceiling (layout in
         :mod:`rt_eeg2fmri.sim.truth`); default: a simulated dataset's own.
+    roi, roi_labels : path-like | None
+        An atlas (label image or one mask) and its look-up table: adds ``regions``, the
+        mean voxelwise r of every model (and of the noise ceiling) in each region.
 
     Returns
     -------
@@ -198,6 +203,12 @@ def evaluate_checkpoint(
 
     check_option(stats, "stats", ("subject", "checkpoint"))
     ckpt = load_checkpoint(ckpt_path, map_location=device)
+    regions = None
+    if roi is not None:
+        from rt_eeg2fmri.realtime.roi import Regions
+
+        regions = Regions(roi, grid_shape=ckpt.grid_shape, affine=ckpt.affine, mask=ckpt.mask,
+                          labels=roi_labels)  # fmt: skip
     try:
         dataset = load_dataset(
             data,
@@ -219,7 +230,7 @@ def evaluate_checkpoint(
     preds = cross_subject_baselines(view, idx)
     preds[ckpt.model_name] = predict(ckpt.model, view, idx, device=ckpt.device)
     res = score(view, idx, preds, truth_targets=truth_targets(dataset, truth))
-    return {
+    out = {
         "checkpoint": str(ckpt.path),
         "model": ckpt.model_name,
         "data": [str(d) for d in data] if isinstance(data, list | tuple) else str(data),
@@ -230,6 +241,19 @@ def evaluate_checkpoint(
         "metrics": res["metrics"],
         "noise_ceiling_r_mean": res["ceiling_r_mean"],
     }
+    if regions is not None:
+        out["regions"] = region_r(res["voxel_r"], regions, np.asarray(ckpt.mask))
+    return out
+
+
+def region_r(voxel_r: dict, regions, mask: np.ndarray) -> dict:
+    """``{name: {region: mean voxelwise r}}`` of each model (and ``noise_ceiling``)."""
+    out = {}
+    for name, r in voxel_r.items():
+        volume = np.zeros(mask.shape, np.float64)
+        volume[mask] = np.nan_to_num(np.asarray(r, np.float64))
+        out[name] = dict(zip(regions.names, regions.means(volume).tolist(), strict=True))
+    return out
 
 
 def check_grid(dataset, ckpt) -> None:

@@ -62,6 +62,21 @@ def markdown_table(summary: dict, *, ceiling: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def region_table(regions: dict) -> str:
+    """A Markdown table of the mean voxelwise r per region (rows) and model (columns)."""
+    names = list(regions)
+    region_names = list(next(iter(regions.values())))
+    lines = [
+        "| region | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for region in region_names:
+        lines.append(
+            f"| {region} | " + " | ".join(f"{regions[n][region]:.3f}" for n in names) + " |"
+        )
+    return "\n".join(lines)
+
+
 def _fmt(fmt: str, value: float, *, like: float | None = None) -> str:
     """``value`` formatted with ``fmt``.
 

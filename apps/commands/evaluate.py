@@ -34,6 +34,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", default=None, help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
+        "--roi",
+        default=None,
+        help="atlas NIfTI (label image or one mask): also report the mean r in each region",
+    )
+    parser.add_argument("--roi-labels", default=None, help="region names (TSV: index, name)")
+    parser.add_argument(
         "--truth",
         default=None,
         help="ground-truth folder for the noise ceiling: sub-XX/func/*_desc-eegpredictable_bold"
@@ -48,7 +54,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from trainer.evaluate import evaluate_checkpoint
-    from trainer.report import aggregate, markdown_table
+    from trainer.report import aggregate, markdown_table, region_table
 
     data = args.data[0] if len(args.data) == 1 else args.data
     res = evaluate_checkpoint(
@@ -61,6 +67,8 @@ def run(args) -> int:
         progress=not args.no_progress,
         reader=reader_options(args),
         truth=args.truth,
+        roi=args.roi,
+        roi_labels=args.roi_labels,
     )
     print(
         f"{res['model']} on {res['n_pairs']} pairs of {', '.join(map(repr, args.data))} (subjects "
@@ -68,6 +76,8 @@ def run(args) -> int:
         f"{args.stats})\n"
     )
     print(markdown_table(aggregate([res]), ceiling=res["noise_ceiling_r_mean"]))
+    if res.get("regions"):
+        print("\n" + region_table(res["regions"]))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0

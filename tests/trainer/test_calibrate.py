@@ -179,3 +179,28 @@ def test_an_external_ground_truth_gives_the_noise_ceiling(base, tmp_path, capsys
     capsys.readouterr()
     assert main([*args, "--truth", str(tmp_path / "nope")]) == 1
     assert "ground-truth folder not found" in capsys.readouterr().err
+
+
+def test_evaluate_reports_per_region_r(base, tmp_path, capsys):
+    import json
+
+    import nibabel as nib
+
+    root, ckpt_path = base
+    ckpt = load_checkpoint(ckpt_path)
+    labels = np.zeros(ckpt.grid_shape, np.int16)
+    labels[:2] = 1
+    labels[3:] = 2
+    labels[~np.asarray(ckpt.mask)] = 0
+    atlas = tmp_path / "atlas.nii.gz"
+    nib.save(nib.Nifti1Image(labels, ckpt.affine), atlas)
+    (tmp_path / "lut.tsv").write_text("index\tname\n1\tleft\n2\tright\n")
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--model", str(ckpt_path), "--data", str(root), "--roi", str(atlas),
+                 "--roi-labels", str(tmp_path / "lut.tsv"), "--json", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "| region |" in text and "| left |" in text and "| right |" in text
+    res = json.loads(out.read_text())
+    assert set(res["regions"]["ridge"]) == {"left", "right"}
+    assert all(-1 <= v <= 1 for v in res["regions"]["ridge"].values())
