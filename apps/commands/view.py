@@ -36,6 +36,13 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--record", default=None, metavar="DIR", help="save a PNG of every update into DIR"
     )
+    parser.add_argument(
+        "--roi",
+        default=None,
+        metavar="ATLAS",
+        help="atlas NIfTI (label image or one mask): the time course can show a region's mean",
+    )
+    parser.add_argument("--roi-labels", default=None, help="region names (TSV: index, name)")
 
 
 def run(args) -> int:
@@ -44,6 +51,10 @@ def run(args) -> int:
         raise ValueError(f"'--history' must be at least 2 volumes, got {args.history}.")
     from apps.viewer.demo import qt_platform_problem
 
+    if args.roi is not None:
+        from rt_eeg2fmri._checks import check_file
+
+        check_file(args.roi, "ROI atlas")
     problem = qt_platform_problem()
     if problem:
         raise RuntimeError(problem)
@@ -57,4 +68,6 @@ def run(args) -> int:
         radiological=args.radiological,
         history=args.history,
         record_dir=args.record,
+        atlas=args.roi,
+        atlas_labels=args.roi_labels,
     )

@@ -55,6 +55,8 @@ def run_viewer(
     history: int = 100,
     record_dir=None,
     on_poll=None,
+    atlas=None,
+    atlas_labels=None,
 ) -> int:
     """Open the viewer on LSL streams and run the Qt event loop until it is closed.
 
@@ -69,6 +71,9 @@ def run_viewer(
         EEG stream query for the trace strip (``None``: no strip).
     on_poll : callable | None
         Called on every timer tick; returning ``False`` closes the window.
+    atlas, atlas_labels : path-like | None
+        Regions (a label image or one mask, and its names) whose mean the time course
+        can show.
 
     Returns
     -------
@@ -82,12 +87,10 @@ def run_viewer(
     if with_truth:
         sources["truth"] = VolumeSubscriber(truth, content="truth").start()
     eeg_sub = EEGSubscriber(eeg).start() if eeg else None
-    window = ViewerWindow(
-        sources,
-        eeg=eeg_sub,
-        model=ViewerModel(history=history, radiological=radiological),
-        record_dir=record_dir,
-    )
+    model = ViewerModel(history=history, radiological=radiological)
+    if atlas is not None:
+        model.set_atlas(atlas, atlas_labels)
+    window = ViewerWindow(sources, eeg=eeg_sub, model=model, record_dir=record_dir)
     if on_poll is not None:
         window.timer.timeout.connect(lambda: on_poll() is False and window.close())
     window.show()
@@ -143,7 +146,10 @@ def run_engine_viewer(engine, *, max_volumes=None, duration=None, on_volume=None
             result["error"] = err
 
     app = make_app()
-    window = ViewerWindow({"prediction": source}, model=ViewerModel())
+    model = ViewerModel()
+    if out.roi is not None:  # stream --roi: the regions the stream publishes
+        model.set_atlas(out.roi.path, out.roi.labels_path)
+    window = ViewerWindow({"prediction": source}, model=model)
     thread = threading.Thread(target=work, name="engine", daemon=True)
     window.timer.timeout.connect(lambda: thread.is_alive() or window.close())
     thread.start()

@@ -81,6 +81,11 @@ class ViewerModel:
         self._column_of = None  # RAS volume of history column per voxel (-1: not kept)
         #: time courses z-scored each on its own (shapes comparable whatever the amplitudes)
         self.zscore_course = False
+        self._atlas = None  # (path, labels) until the grid is known
+        self.regions = None  # rt_eeg2fmri.realtime.roi.Regions on the streams' grid
+        self._region_columns: list[np.ndarray] = []
+        #: index into ``region_names`` whose mean the time course shows (None: the voxel)
+        self.region: int | None = None
 
     # -- streams ------------------------------------------------------------------
     def set_stream(self, kind: str, meta: VolumeStreamMeta) -> None:
@@ -132,6 +137,46 @@ class ViewerModel:
             self.underlay = geo.to_ras(np.where(mask, 96, 0).astype(np.uint8))
             self.underlay_kind = "mask"
         self.crosshair = geo.center()
+        if self._atlas is not None:
+            self._set_regions(meta, mask)
+
+    # -- regions ------------------------------------------------------------------------
+    def set_atlas(self, atlas, labels=None) -> None:
+        """Regions whose mean the time course can show (a label image, or one mask).
+
+        Read now when the streams' grid is known, else as soon as it is; an atlas on
+        another grid is resampled to it (nearest neighbour).
+        """
+        self._atlas = (atlas, labels)
+        if self.geometry is not None:
+            meta = next(iter(self.streams.values())).meta if self.streams else None
+            if meta is not None:
+                mask = meta.mask if meta.mask is not None else np.ones(meta.grid_shape, bool)
+                self._set_regions(meta, mask)
+
+    def _set_regions(self, meta, mask) -> None:
+        from rt_eeg2fmri.realtime.roi import Regions
+
+        atlas, labels = self._atlas
+        regions = Regions(atlas, grid_shape=meta.grid_shape, affine=meta.affine, mask=mask,
+                          labels=labels)  # fmt: skip
+        column_of = np.full(meta.n_voxels, -1, np.int64)
+        column_of[self._columns] = np.arange(self._columns.size)
+        self._region_columns = [
+            column_of[regions.flat_indices(i)] for i in range(regions.n_regions)
+        ]
+        self.regions = regions
+
+    @property
+    def region_names(self) -> list[str]:
+        """Names of the atlas's regions (empty without an atlas)."""
+        return [] if self.regions is None else list(self.regions.names)
+
+    def set_region(self, index: int | None) -> None:
+        """Show the mean of region ``index`` in the time course (``None``: the crosshair voxel)."""
+        if index is not None and not 0 <= int(index) < len(self.region_names):
+            raise ValueError(f"region index {index} out of range for {len(self.region_names)}.")
+        self.region = None if index is None else int(index)
 
     def add_volume(self, kind: str, sample, timestamp: float) -> bool:
         """Take one volume of a declared stream.
@@ -255,16 +300,21 @@ class ViewerModel:
 
     # -- time course ----------------------------------------------------------------
     def time_course(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(t, values)`` at the crosshair, ``t`` in s since the first volume.
+        """``(t, values)`` at the crosshair (or the selected region's mean), ``t`` in s.
+
+        ``t`` counts from the first volume.
 
         Empty arrays when the stream is absent or the voxel is outside the mask; z-scored
         when :attr:`zscore_course` is set.
         """
         stream = self.streams.get(kind)
-        col = self.crosshair_column() if self.geometry is not None else -1
-        if stream is None or col < 0:
-            return np.zeros(0), np.zeros(0, np.float32)
-        t, y = stream.history.series(col)
+        if stream is not None and self.region is not None and self.regions is not None:
+            t, y = stream.history.region_series(self._region_columns[self.region])
+        else:
+            col = self.crosshair_column() if self.geometry is not None else -1
+            if stream is None or col < 0:
+                return np.zeros(0), np.zeros(0, np.float32)
+            t, y = stream.history.series(col)
         if self.zscore_course and y.size > 1:
             sd = float(y.std())
             y = ((y - y.mean()) / sd if sd > 0 else y - y.mean()).astype(np.float32)

@@ -60,9 +60,20 @@ class VolumeHistory:
         n = len(self)
         if n == 0:
             return np.zeros(0), np.zeros(0, np.float32)
-        start = self.n_written % self.capacity if self.n_written > self.capacity else 0
-        order = (np.arange(n) + start) % self.capacity
+        order = self._order()
         return self.times[order], self.data[order, int(column)]
+
+    def region_series(self, columns) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, mean over columns)`` of a region's kept voxels, oldest first."""
+        if len(self) == 0:
+            return np.zeros(0), np.zeros(0, np.float32)
+        order = self._order()
+        return self.times[order], self.data[np.ix_(order, np.asarray(columns))].mean(axis=1)
+
+    def _order(self) -> np.ndarray:
+        n = len(self)
+        start = self.n_written % self.capacity if self.n_written > self.capacity else 0
+        return (np.arange(n) + start) % self.capacity
 
 
 class PairedCorrelation:

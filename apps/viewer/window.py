@@ -344,6 +344,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.radio_box = QtWidgets.QCheckBox("radiological")
         self.radio_box.setChecked(self.model.radiological)
         self.radio_box.toggled.connect(self.set_radiological)
+        self.region_box = QtWidgets.QComboBox()
+        self.region_box.setToolTip("time course of the crosshair voxel, or of a region's mean")
+        self.region_box.addItem("crosshair voxel")
+        self.region_box.currentIndexChanged.connect(self._region_chosen)
+        self.region_box.setVisible(False)
         self.zscore_box = QtWidgets.QCheckBox("z-score courses")
         self.zscore_box.setChecked(self.model.zscore_course)
         self.zscore_box.setToolTip(
@@ -365,6 +370,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
             (None, self.auto_box),
             ("level", self.vmax_box),
             (None, self.radio_box),
+            (None, self.region_box),
             (None, self.zscore_box),
             (None, self.pause_button),
             (None, snap),
@@ -452,9 +458,15 @@ class ViewerWindow(QtWidgets.QMainWindow):
             curve.setData(t, y)
         z = self.model.zscore_course
         self.course.setLabel("left", "z-score (each series)" if z else "% signal change")
+        self._sync_regions()
         r = self.model.voxel_r()
         pairs = self.model.pairs
         title = f"time course at {self.model.geometry.position_label(self.model.crosshair)}"
+        if self.model.region is not None:
+            name = self.model.region_names[self.model.region]
+            title = f"mean of region {name} ({self.model.regions.n_voxels[self.model.region]} vox)"
+            self.course.setTitle(title, size="10pt")
+            return
         if pairs is not None:
             summary = f"r = {r:.2f} here" if np.isfinite(r) else "r = n/a here"
             title += f"   —   prediction vs truth: {summary}, over {pairs.n} paired volumes"
@@ -533,6 +545,28 @@ class ViewerWindow(QtWidgets.QMainWindow):
             for row in self._rows.values():
                 row.place(self.model)
             self.refresh()
+
+    def _sync_regions(self) -> None:
+        """List the model's regions in the course selector once they are known."""
+        names = self.model.region_names
+        if names and self.region_box.count() != len(names) + 1:
+            self.region_box.blockSignals(True)
+            self.region_box.clear()
+            self.region_box.addItem("crosshair voxel")
+            self.region_box.addItems(names)
+            self.region_box.setVisible(True)
+            self.region_box.blockSignals(False)
+
+    def _region_chosen(self, index: int) -> None:
+        self.set_region(None if index <= 0 else index - 1)
+
+    def set_region(self, index: int | None) -> None:
+        """Show region ``index``'s mean in the time course (``None``: the crosshair voxel)."""
+        self.model.set_region(index)
+        want = 0 if index is None else index + 1
+        if self.region_box.currentIndex() != want and want < self.region_box.count():
+            self.region_box.setCurrentIndex(want)
+        self.refresh()
 
     def set_zscore(self, on: bool) -> None:
         """Plot the time courses z-scored (each on its own) or in their units."""

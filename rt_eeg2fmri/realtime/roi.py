@@ -141,11 +141,16 @@ class Regions:
         self.names = names
         self.labels = present
         self.path = path
+        self.labels_path = None if labels is None else Path(labels)
 
     @property
     def n_regions(self) -> int:
         """Number of regions."""
         return len(self.names)
+
+    def flat_indices(self, i: int) -> np.ndarray:
+        """Flat (C-order) grid indices of region ``i``'s voxels inside the mask."""
+        return self.flat[self._region == int(i)]
 
     def means(self, volume: np.ndarray) -> np.ndarray:
         """Mean of ``volume`` (shape grid_shape) over each region, shape (n_regions,), float32."""

@@ -105,6 +105,35 @@ def test_left_hemisphere_is_on_the_left_unless_radiological(window):
     assert window._rows["truth"].texts["axial"]["left"].toPlainText() == "R"
 
 
+def test_the_time_course_can_show_a_regions_mean(window, tmp_path):
+    import nibabel as nib
+
+    vol, _ijk = _blob_volume()
+    labels = np.zeros(GRID_SHAPE, np.int16)
+    labels[vol > 0] = 4  # the blob
+    far = np.rint(mm_to_voxel(FAR_MM)).astype(int)
+    labels[far[0] - 1 : far[0] + 2, far[1] - 1 : far[1] + 2, far[2] - 1 : far[2] + 2] = 9
+    atlas = tmp_path / "atlas.nii.gz"
+    nib.save(nib.Nifti1Image(labels, np.asarray(GRID_AFFINE)), atlas)
+    (tmp_path / "lut.tsv").write_text("index\tname\n4\tHeschl_L\n9\tfrontal_R\n")
+    win = window
+    win.model.set_atlas(atlas, tmp_path / "lut.tsv")  # the grid is known: read at once
+    win.refresh()
+    assert win.region_box.isVisibleTo(win) and win.region_box.count() == 3
+    win.set_region(0)  # the blob's mean: truth 5, 10, 15 (a uniform cube)
+    _, y = win.model.time_course("truth")
+    np.testing.assert_allclose(y, [5.0, 10.0, 15.0])
+    assert "Heschl_L (27 vox)" in win.course.titleLabel.text
+    win.set_region(1)
+    np.testing.assert_allclose(win.model.time_course("prediction")[1], 0.0)
+    win.set_region(None)  # back to the crosshair voxel
+    np.testing.assert_allclose(win.model.time_course("truth")[1], [5.0, 10.0, 15.0])
+    win.set_zscore(True)
+    _t, y = win.model.time_course("truth")
+    assert abs(float(y.mean())) < 1e-6 and abs(float(y.std()) - 1) < 1e-6
+    assert "z-score" in win.course.getAxis("left").labelText
+
+
 def test_threshold_opacity_and_colormap_controls(window):
     x, y, _ = BLOB_MM
     window.threshold_box.setValue(0.9)  # the latest prediction is 0.5 × 3 × 5 = 7.5
