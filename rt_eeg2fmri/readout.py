@@ -107,3 +107,35 @@ def choose_readout(preds: dict, y: np.ndarray, fit: np.ndarray, val: np.ndarray,
     p = np.asarray(preds[chosen.norm], np.float64)
     gain, bias = fit_readout(p[both], y[both], chosen.readout, chosen.strength)
     return chosen, gain, bias, table
+
+
+def basis_coefficients(y: np.ndarray, basis: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients ``C`` of targets on a head's basis: ``y ≈ C @ basis + offset``."""
+    gram = basis @ basis.T
+    return np.linalg.solve(gram, basis @ (y - offset).T).T
+
+
+def fit_basis_readout(h, coef, w0, b0, strength: float):
+    """Refit a basis head's coefficient layer ``coef ≈ h @ W.T + b``, pulled toward ``(w0, b0)``.
+
+    Parameters
+    ----------
+    h : array of shape (n, n_features)
+        The head's input (the model's last hidden features) of each window.
+    coef : array of shape (n, n_basis)
+        The person's target coefficients (:func:`basis_coefficients`).
+    w0, b0 : arrays of shape (n_basis, n_features), (n_basis,)
+        The base model's layer.
+    strength : float
+        Ridge penalty on ``W - w0``, relative to the mean feature energy.
+
+    Returns
+    -------
+    w, b : arrays of shape (n_basis, n_features), (n_basis,)
+    """
+    hm, cm = h.mean(axis=0), coef.mean(axis=0)
+    hc, cc = h - hm, coef - cm
+    gram = hc.T @ hc
+    lam = strength * max(float(np.trace(gram)) / gram.shape[0], 1e-12)
+    wt = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), hc.T @ cc + lam * w0.T)
+    return wt.T, cm - hm @ wt

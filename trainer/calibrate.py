@@ -1,9 +1,11 @@
 """Adapt a checkpoint to one person from a few minutes of their paired recording.
 
-What adapts was chosen by measurement (closing note of issue #12): the EEG normalisation
-(the person's own statistics or the checkpoint's) and a per-voxel affine map of the output
-(``gain ⊙ prediction + bias``), shrunk toward the base model with a strength picked on
-held-out minutes. The recording's calibration minutes are split chronologically: the
+Candidates, compared on held-out minutes: the EEG normalisation (the person's own
+statistics or the checkpoint's), times a per-voxel affine map of the output
+(``gain ⊙ prediction + bias``) or — for models with a basis head (the default conv) — the
+readout weights themselves (the head's coefficient layer, refitted on the person's
+targets), each shrunk toward the base model with a strength picked on the held-out
+minutes. The recording's calibration minutes are split chronologically: the
 first part fits every candidate, the last part (after a gap of at least ``gap`` seconds,
 so no target of the fit is within 20 s of one scored) picks the best; the chosen one is
 then refitted on all the minutes. Nothing here sees the data a calibrated checkpoint is
@@ -143,6 +145,15 @@ def calibrate(
     y = dataset.get_targets(every).astype(np.float64)
     fit_mask = np.arange(every.size) < fit.size
     chosen, gain, bias, table = choose_readout(preds, y, fit_mask, ~fit_mask)
+    model = Calibrated(ckpt.model, gain, bias)
+    head = _basis_head(ckpt.model)
+    if head is not None:  # the readout weights themselves: the basis head's coefficients
+        feats = {k: _features(ckpt.model, dataset.with_stats(s), every) for k, s in stats.items()}
+        alt = _coef_candidates(head, feats, y, fit_mask)
+        table += alt["table"]
+        if alt["best"]["mse"] < min(t["mse"] for t in table if t["readout"] != "coef"):
+            chosen = alt["candidate"]
+            model = _with_coef(ckpt.model, *alt["weights"](chosen))
     best = min(range(len(table)), key=lambda i: table[i]["mse"])  # the chosen one
     base_val = next(t for t in table if t["norm"] == "checkpoint" and t["readout"] == "none")
     logger.info(
@@ -173,7 +184,7 @@ def calibrate(
     metadata["calibration"] = summary
     save_checkpoint(
         out,
-        Calibrated(ckpt.model, gain, bias),
+        model,
         preprocessing=ckpt.preprocessing,
         norm_stats=stats[chosen.norm],
         ch_names=ckpt.ch_names,
@@ -184,6 +195,76 @@ def calibrate(
         metadata=metadata,
     )
     return summary
+
+
+def _basis_head(model):
+    """The model's basis head (conv's default), when it has one and is not calibrated."""
+    from rt_eeg2fmri.models import BasisHead, Calibrated
+
+    if isinstance(model, Calibrated):
+        return None
+    head = getattr(model, "head", None)
+    return head if isinstance(head, BasisHead) else None
+
+
+def _features(model, dataset, indices, batch: int = 32) -> np.ndarray:
+    """The input of the model's head (its last hidden features) for ``indices``."""
+    import torch
+
+    grabbed = []
+    hook = model.head.register_forward_hook(lambda m, inp, out: grabbed.append(inp[0].detach()))
+    try:
+        model.eval()
+        with torch.inference_mode():
+            for i in range(0, len(indices), batch):
+                x, _ = dataset.get_batch(indices[i : i + batch])
+                model(torch.from_numpy(x))
+    finally:
+        hook.remove()
+    return torch.cat(grabbed).double().numpy()
+
+
+def _coef_candidates(head, feats: dict, y: np.ndarray, fit: np.ndarray) -> dict:
+    """Refit the basis head's coefficient layer per person, for each statistics and strength."""
+    from rt_eeg2fmri.readout import (
+        STRENGTHS,
+        Candidate,
+        basis_coefficients,
+        fit_basis_readout,
+        scores,
+    )
+
+    basis = head.basis.detach().double().numpy()
+    offset = head.offset.detach().double().numpy()
+    w0 = head.coef.weight.detach().double().numpy()
+    b0 = head.coef.bias.detach().double().numpy()
+    coef = basis_coefficients(y, basis, offset)
+    table, cands = [], []
+    for norm, h in feats.items():
+        for strength in STRENGTHS:
+            w, b = fit_basis_readout(h[fit], coef[fit], w0, b0, strength)
+            pred = (h[~fit] @ w.T + b) @ basis + offset
+            cands.append(Candidate(norm, "coef", strength))
+            table.append({**cands[-1].__dict__, **scores(pred, y[~fit])})
+    best = min(range(len(table)), key=lambda i: table[i]["mse"])
+
+    def weights(c):  # refitted on every minute
+        return fit_basis_readout(feats[c.norm], coef, w0, b0, c.strength)
+
+    return {"table": table, "best": table[best], "candidate": cands[best], "weights": weights}
+
+
+def _with_coef(model, w, b):
+    """A copy of ``model`` whose basis head's coefficient layer is ``(w, b)``."""
+    import copy
+
+    import torch
+
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        out.head.coef.weight.copy_(torch.as_tensor(w, dtype=out.head.coef.weight.dtype))
+        out.head.coef.bias.copy_(torch.as_tensor(b, dtype=out.head.coef.bias.dtype))
+    return out
 
 
 def _subject_stats(dataset, indices, ckpt, accumulator):

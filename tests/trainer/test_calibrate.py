@@ -204,3 +204,46 @@ def test_evaluate_reports_per_region_r(base, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert set(res["regions"]["ridge"]) == {"left", "right"}
     assert all(-1 <= v <= 1 for v in res["regions"]["ridge"].values())
+
+
+def test_fit_basis_readout_recovers_planted_weights():
+    from rt_eeg2fmri.readout import basis_coefficients, fit_basis_readout
+
+    rng = np.random.default_rng(1)
+    basis, offset = rng.standard_normal((4, 50)), rng.standard_normal(50)
+    h = rng.standard_normal((300, 6))
+    w_true, b_true = rng.standard_normal((4, 6)), rng.standard_normal(4)
+    y = (h @ w_true.T + b_true) @ basis + offset
+    coef = basis_coefficients(y, basis, offset)
+    w, b = fit_basis_readout(h, coef, np.zeros((4, 6)), np.zeros(4), 1e-8)
+    np.testing.assert_allclose(w, w_true, atol=1e-5)
+    np.testing.assert_allclose(b, b_true, atol=1e-5)
+    w0 = rng.standard_normal((4, 6))
+    w_far, _ = fit_basis_readout(h, coef, w0, np.zeros(4), 1e8)  # pulled onto the base layer
+    np.testing.assert_allclose(w_far, w0, atol=1e-4)
+
+
+def test_a_basis_head_model_gets_readout_weight_candidates(base, tmp_path):
+    from tests.trainer.conftest import SMALL_CONV
+    from trainer.calibrate import calibrate
+
+    root, _ = base
+    cfg = TrainConfig.from_dict(
+        dict(model="conv", model_args=dict(SMALL_CONV), winsize=4.0, epochs=1, batch_size=8,
+             max_batches=3, split="loso", test_subjects=["01"], device="cpu")
+    )  # fmt: skip
+    train_and_evaluate(root, cfg, tmp_path / "run", progress=False)
+    conv = tmp_path / "run" / "loso-sub-01" / "conv.pt"
+    info = calibrate(conv, root, subject="01", runs=["1"], out=tmp_path / "c.pt", progress=False)
+    readouts = {c["readout"] for c in info["candidates"]}
+    assert readouts == {"none", "bias", "affine", "coef"}
+    best = min(c["mse"] for c in info["candidates"])
+    assert info["held_out"]["chosen"]["mse"] == best
+    cal = load_checkpoint(tmp_path / "c.pt")
+    base_ckpt = load_checkpoint(conv)
+    if info["chosen"]["readout"] == "coef":  # an ordinary conv with its own readout weights
+        assert not isinstance(cal.model, Calibrated)
+        assert not torch.equal(cal.model.head.coef.weight, base_ckpt.model.head.coef.weight)
+        assert torch.equal(cal.model.head.basis, base_ckpt.model.head.basis)
+    else:
+        assert isinstance(cal.model, Calibrated)
