@@ -121,6 +121,25 @@ class Checkpoint(HasPreprocessing):
         y = y[0] if single else y
         return y.float().cpu().numpy() if as_numpy else y
 
+    def save_adapted(self, path, model, *, norm_stats, metadata: dict) -> Path:
+        """Write ``model`` (this one adapted to a person) with this checkpoint's recording fields.
+
+        The preprocessing, channels, TR, grid and mask are this checkpoint's; ``metadata``
+        is added to its own (e.g. ``{"calibration": {...}}``).
+        """
+        return save_checkpoint(
+            path,
+            model,
+            preprocessing=self.preprocessing,
+            norm_stats=norm_stats,
+            ch_names=self.ch_names,
+            t_r=self.t_r,
+            grid_shape=self.grid_shape,
+            affine=self.affine,
+            mask=self.mask,
+            metadata={**self.metadata, **metadata},
+        )
+
     @property
     def device(self) -> torch.device:
         """Device the model lives on."""

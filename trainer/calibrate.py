@@ -100,7 +100,7 @@ def calibrate(
         What was chosen and every candidate's held-out scores (also in the checkpoint's
         ``metadata["calibration"]``).
     """
-    from rt_eeg2fmri.checkpoint import load_checkpoint, save_checkpoint
+    from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.data.norm import _Accumulator
     from rt_eeg2fmri.models import Calibrated
 
@@ -180,20 +180,7 @@ def calibrate(
         "candidates": table,
         "held_out": {"chosen": table[best], "base": base_val},
     }
-    metadata = dict(ckpt.metadata)
-    metadata["calibration"] = summary
-    save_checkpoint(
-        out,
-        model,
-        preprocessing=ckpt.preprocessing,
-        norm_stats=stats[chosen.norm],
-        ch_names=ckpt.ch_names,
-        t_r=ckpt.t_r,
-        grid_shape=ckpt.grid_shape,
-        affine=ckpt.affine,
-        mask=ckpt.mask,
-        metadata=metadata,
-    )
+    ckpt.save_adapted(out, model, norm_stats=stats[chosen.norm], metadata={"calibration": summary})
     return summary
 
 

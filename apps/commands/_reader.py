@@ -64,3 +64,13 @@ def add_reader_arguments(parser, *, marker_default: str | None = None) -> None:
 def reader_options(args) -> dict:
     """The reader options of the flags that were given."""
     return {k: getattr(args, k) for k in READER_FLAGS if getattr(args, k, None) is not None}
+
+
+def add_truth_argument(parser) -> None:
+    """``--truth DIR``: an external ground truth for the noise ceiling (train, evaluate)."""
+    parser.add_argument(
+        "--truth",
+        default=None,
+        help="ground-truth folder for the noise ceiling: sub-XX/func/*_desc-eegpredictable_bold"
+        ".nii.gz per run (default: a simulated dataset's derivatives/simulation)",
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._reader import add_reader_arguments, reader_options
+from ._reader import add_reader_arguments, add_truth_argument, reader_options
 
 HELP = "Score a checkpoint on a dataset with the same metrics and baselines as training."
 
@@ -39,12 +39,7 @@ def add_arguments(parser) -> None:
         help="atlas NIfTI (label image or one mask): also report the mean r in each region",
     )
     parser.add_argument("--roi-labels", default=None, help="region names (TSV: index, name)")
-    parser.add_argument(
-        "--truth",
-        default=None,
-        help="ground-truth folder for the noise ceiling: sub-XX/func/*_desc-eegpredictable_bold"
-        ".nii.gz per run (default: a simulated dataset's derivatives/simulation)",
-    )
+    add_truth_argument(parser)
     add_reader_arguments(parser)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._reader import add_reader_arguments, reader_options
+from ._reader import add_reader_arguments, add_truth_argument, reader_options
 
 HELP = "Train models on a simultaneous EEG-fMRI dataset; evaluate them beside the baselines."
 
@@ -58,12 +58,7 @@ def add_arguments(parser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--truth",
-        default=None,
-        help="ground-truth folder for the noise ceiling: sub-XX/func/*_desc-eegpredictable_bold"
-        ".nii.gz per run (default: a simulated dataset's derivatives/simulation)",
-    )
+    add_truth_argument(parser)
     add_reader_arguments(parser)
 
 

@@ -249,23 +249,15 @@ class OnlineAdapter:
 
     def save(self, path, norm_stats) -> None:
         """The adapted model as an ordinary checkpoint (``Calibrated``) with its record."""
-        from ..checkpoint import save_checkpoint
         from ..models import Calibrated
 
         ck = self.checkpoint
-        metadata = dict(ck.metadata)
-        metadata["calibration"] = {"live": True, "base_checkpoint": str(ck.path), **self.chosen}
-        save_checkpoint(
+        calibration = {"live": True, "base_checkpoint": str(ck.path), **self.chosen}
+        ck.save_adapted(
             path,
             Calibrated(ck.model, self.gain, self.bias),
-            preprocessing=ck.preprocessing,
             norm_stats=norm_stats,
-            ch_names=ck.ch_names,
-            t_r=ck.t_r,
-            grid_shape=ck.grid_shape,
-            affine=ck.affine,
-            mask=ck.mask,
-            metadata=metadata,
+            metadata={"calibration": calibration},
         )
         self.saved = str(path)
         logger.info("Adapted checkpoint written to '%s'.", path)
