@@ -134,6 +134,8 @@ def run_engine_viewer(engine, *, max_volumes=None, duration=None, on_volume=None
 
     def feed(index, volume, row):
         source.put(volume, row["window_end"])
+        if row.get("adapt", "off") != "off":  # shown in the status bar on the next refresh
+            window.phase = f"adapt: {engine.adapter.phase} ({len(engine.adapter.pairs)} pairs)"
         if on_volume is not None:
             on_volume(index, volume, row)
 

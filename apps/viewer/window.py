@@ -259,6 +259,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.eeg = eeg
         self.active_view = "axial"
         self.paused = False
+        #: extra status text (the in-process engine's adaptation phase)
+        self.phase = ""
         self.record_dir: Path | None = None
         self.n_frames = 0
         self.n_updates = 0
@@ -502,6 +504,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
             text = "PAUSED | " + text
         if self.record_dir is not None:
             text += f" | recording {self.n_frames} frames to {self.record_dir}"
+        if self.phase:  # e.g. the live adaptation's phase, set by the in-process engine
+            text += f" | {self.phase}"
         self.status_label.setText(text)
         alert = alert_text(statuses)
         if alert:

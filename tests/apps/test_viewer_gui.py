@@ -132,6 +132,9 @@ def test_the_time_course_can_show_a_regions_mean(window, tmp_path):
     _t, y = win.model.time_course("truth")
     assert abs(float(y.mean())) < 1e-6 and abs(float(y.std()) - 1) < 1e-6
     assert "z-score" in win.course.getAxis("left").labelText
+    win.phase = "adapt: frozen (30 pairs)"  # what stream --view --adapt shows
+    win._draw_status()  # as every timer tick does
+    assert win.status_label.text().endswith("| adapt: frozen (30 pairs)")
 
 
 def test_threshold_opacity_and_colormap_controls(window):
