@@ -214,17 +214,7 @@ def save_checkpoint(
         )
     if not isinstance(preprocessing, Preprocessing):
         raise TypeError(f"'preprocessing' must be a Preprocessing, got {preprocessing!r}.")
-    sfreq, winsize = preprocessing.sfreq, preprocessing.winsize
-    if sfreq is None or not same_rate(sfreq, config.sfreq):
-        raise ValueError(
-            f"'preprocessing.sfreq' ({sfreq}) differs from the model's config.sfreq "
-            f"({config.sfreq})."
-        )
-    if preprocessing.n_times != config.n_times:
-        raise ValueError(
-            f"winsize={winsize} s at sfreq={sfreq} Hz gives {preprocessing.n_times} samples, but "
-            f"the model takes n_times={config.n_times}."
-        )
+    _check_window(preprocessing, config, where="'preprocessing'")
     if not isinstance(norm_stats, NormStats):
         norm_stats = NormStats.from_dict(norm_stats)
     if [c.lower() for c in norm_stats.ch_names] != [c.lower() for c in ch_names]:
@@ -383,6 +373,7 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         raise ValueError(
             f"'{path}': cannot rebuild model {name!r} from its config: {err}"
         ) from None
+    _check_window(preprocessing, config, where=f"'{path}': preprocessing")  # before any sizing
     state = dict(ckpt["state_dict"])
     # a model without a grid keeps its flat mask; otherwise the stored mask is its buffer
     state["mask"] = torch.from_numpy(mask) if config.grid_shape is not None else model.mask
@@ -419,6 +410,19 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         metadata=dict(ckpt["metadata"]),
         format_version=version,
     )
+
+
+def _check_window(preprocessing: Preprocessing, config, *, where: str) -> None:
+    """The record's rate and window must be the model's (``ValueError`` naming ``where``)."""
+    sfreq = preprocessing.sfreq
+    if sfreq is None or not same_rate(sfreq, config.sfreq):
+        raise ValueError(f"{where}: sfreq {sfreq} Hz differs from the model's {config.sfreq} Hz.")
+    if preprocessing.n_times != config.n_times:
+        raise ValueError(
+            f"{where}: winsize {preprocessing.winsize:g} s at {sfreq:g} Hz is "
+            f"{preprocessing.n_times} samples, but the model takes n_times={config.n_times} "
+            f"({config.n_times / config.sfreq:g} s)."
+        )
 
 
 def _migrate_v1(ckpt: dict, path: Path) -> tuple[Preprocessing, NormStats]:

@@ -212,9 +212,9 @@ def test_save_validates_against_model(tmp_path):
     model = make_model("conv")
     with pytest.raises(ValueError, match="'ch_names' has 2 names but the model takes 4"):
         _save(tmp_path / "a.pt", model, ch_names=["a", "b"])
-    with pytest.raises(ValueError, match=r"'preprocessing.sfreq' \(100.0\) differs"):
+    with pytest.raises(ValueError, match=r"'preprocessing': sfreq 100.0 Hz differs from"):
         _save(tmp_path / "a.pt", model, sfreq=100.0)
-    with pytest.raises(ValueError, match="winsize=3.0 s at sfreq=50.0 Hz gives 150 samples"):
+    with pytest.raises(ValueError, match="winsize 3 s at 50 Hz is 150 samples, but the model"):
         _save(tmp_path / "a.pt", model, winsize=3.0)
     with pytest.raises(ValueError, match="'mask' selects"):
         _save(tmp_path / "a.pt", model, mask=np.ones(GRID, bool))
@@ -331,3 +331,14 @@ def test_format_1_checkpoints_migrate(tmp_path, ckpt_path, caplog):
     finally:
         logger.removeHandler(caplog.handler)
     assert "band-passed zero-phase" in caplog.text and "Retrain it" in caplog.text
+
+
+def test_a_window_that_is_not_the_models_is_refused_on_load(tmp_path, ckpt_path):
+    """A checkpoint whose winsize was edited (1e6 s) fails on load, before anything is sized."""
+
+    def edit(raw):
+        raw["preprocessing"] = {**raw["preprocessing"], "winsize": 1e6}
+
+    path = _edit(tmp_path, ckpt_path, edit)
+    with pytest.raises(ValueError, match=r"'.*\.pt': preprocessing: winsize 1e\+06 s at 50 Hz"):
+        load_checkpoint(path)

@@ -26,6 +26,9 @@ from .outputs import Outputs
 from .roi import Regions
 from .scheduler import Due, Scheduler, make_scheduler
 
+#: Longest normalisation calibration (s): its samples are held in the ring buffer at once.
+MAX_CALIBRATE_S = 3600.0
+
 #: Units of the predicted volumes, by the checkpoint's target.
 TARGET_UNITS = {"psc": "percent signal change", "median_ratio": "volume / median - 1"}
 
@@ -168,8 +171,10 @@ class Engine:
     ) -> None:
         if int(max_backlog) < 1:
             raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
-        if float(calibrate) < 0:
-            raise ValueError(f"'calibrate' must be >= 0 seconds, got {calibrate=}.")
+        if not 0 <= float(calibrate) <= MAX_CALIBRATE_S:
+            raise ValueError(
+                f"'calibrate' must be 0 to {MAX_CALIBRATE_S:g} seconds of stream, got {calibrate!r}."
+            )
         self.consumer, self.scheduler, self.mapper, self.outputs = (
             source,
             scheduler,
@@ -265,6 +270,10 @@ class Engine:
                 "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'."
             )
         pre = checkpoint.preprocessing
+        if not 0 <= float(calibrate) <= MAX_CALIBRATE_S:  # checked before the ring is sized
+            raise ValueError(
+                f"'calibrate' must be 0 to {MAX_CALIBRATE_S:g} seconds of stream, got {calibrate!r}."
+            )
         options = {"bufsize": max(40.0, pre.winsize + 10.0, float(calibrate) + 5.0)}
         options.update(consumer_options or {})
         consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)

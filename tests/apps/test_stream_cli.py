@@ -141,6 +141,13 @@ def test_a_bids_out_folder_is_a_valid_derivative(model, uid, tmp_path):
     assert bids_errors(out) == []
 
 
+def test_a_huge_calibration_is_refused_before_anything_is_allocated(model, capsys):
+    assert main(["stream", "--model", str(model), "--calibrate", "1e7", "--timeout", "0.1"]) == 1
+    assert "'--calibrate' must be 0 to 3600 seconds of stream, got 10000000.0" in (
+        capsys.readouterr().err
+    )
+
+
 def test_bad_out_names_are_refused_before_connecting(model, tmp_path, capsys):
     (tmp_path / "t.tsv").write_text("kept\n")
     rc = main(["stream", "--model", str(model), "--out", str(tmp_path / "pred.nii.bak"),
