@@ -40,6 +40,7 @@ PARAMETER_FLAGS = {
     "'calibrate'": "'--calibrate'",
     "'max_volumes'": "'--max-volumes'",
     "'minutes'": "'--minutes'",
+    "or pass overwrite=True to replace them": "or pass --overwrite to replace them",
     "'adapt_minutes' is needed with 'adapt' (the truth stream)": (
         "'--adapt-minutes' is needed with '--adapt TRUTH_STREAM'"
     ),

@@ -39,6 +39,11 @@ def add_arguments(parser) -> None:
         "--timing", default=None, help="per-TR timing log (TSV; default in a BIDS --out folder)"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing --out/--timing files (default: refuse, before connecting)",
+    )
+    parser.add_argument(
         "--roi",
         default=None,
         help="atlas NIfTI (a label image or one mask): publish each region's mean every TR on "
@@ -192,6 +197,11 @@ def run(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
     nifti, timing, bids_root = _outputs(args)
+    from rt_eeg2fmri.realtime.outputs import check_new_outputs, output_files
+
+    check_new_outputs(
+        output_files(nifti, timing, roi=args.roi is not None), overwrite=args.overwrite
+    )
     ckpt = load_checkpoint(args.model or default_model_path())
     torch.set_num_threads(args.threads or default_threads())
     engine = Engine.from_checkpoint(

@@ -25,6 +25,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--out", required=True, help="run folder: checkpoints, metrics.json, report.md, figures"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out (its report, figures and fold folders)",
+    )
     parser.add_argument("--config", default=None, help="TOML file with [train] settings")
     parser.add_argument(
         "--model",
@@ -83,6 +88,33 @@ def _overrides(args) -> list[str]:
     return sets
 
 
+#: What a training run writes into its folder (a previous run's is refused or cleared).
+RUN_OUTPUTS = ("metrics.json", "report.md", "*.png", "loso-*", "within-*", "random-*")
+
+
+def clear_run_folder(out, *, overwrite: bool) -> None:
+    """Refuse an ``--out`` holding an earlier run (naming what is there), or clear it."""
+    import shutil
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"'--out' {str(out)!r} is a file; expected a run folder.")
+    found = (
+        sorted({p for pattern in RUN_OUTPUTS for p in out.glob(pattern)}) if out.is_dir() else []
+    )
+    if not found:
+        return
+    if not overwrite:
+        names = ", ".join(p.name for p in found[:6]) + (" ..." if len(found) > 6 else "")
+        raise FileExistsError(
+            f"'{out}' holds an earlier training run ({names}); nothing was written. Choose "
+            "another --out, or pass --overwrite to replace it."
+        )
+    for p in found:  # the earlier run's outputs, so no stale fold is left beside the new
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
 def run(args) -> int:
     """Train, evaluate and report."""
     from trainer.config import load_config
@@ -90,6 +122,7 @@ def run(args) -> int:
     from trainer.run import train_and_evaluate
 
     cfg = load_config(args.config, _overrides(args))
+    clear_run_folder(args.out, overwrite=args.overwrite)
     data = args.data[0] if len(args.data) == 1 else args.data
     report = train_and_evaluate(
         data,

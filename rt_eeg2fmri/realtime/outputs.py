@@ -445,6 +445,37 @@ class RoiLog:
             self._fh.close()
 
 
+def output_files(nifti=None, timing=None, *, roi: bool = False) -> list[Path]:
+    """Every file a stream writes for ``nifti`` (its sidecar and ROI table) and ``timing``."""
+    out = []
+    if nifti is not None:
+        nifti = Path(nifti)
+        stem = nifti.name[: -len(".nii.gz")] if nifti.name.endswith(".nii.gz") else nifti.stem
+        out += [nifti, nifti.with_name(stem + ".json")]
+        if roi:
+            from .roi import roi_path
+
+            out.append(roi_path(nifti))
+    if timing is not None:
+        out.append(Path(timing))
+    return out
+
+
+def check_new_outputs(paths, *, overwrite: bool = False) -> None:
+    """Refuse to replace earlier outputs: ``FileExistsError`` naming those that exist.
+
+    Called before connecting, so a refused run touches nothing; ``overwrite`` allows it.
+    """
+    if overwrite:
+        return
+    taken = [str(p) for p in paths if Path(p).exists()]
+    if taken:
+        raise FileExistsError(
+            f"output file(s) already exist: {taken}; nothing was written. Choose other names, "
+            "or pass overwrite=True to replace them."
+        )
+
+
 #: The ``desc`` entity of the stream's BIDS outputs.
 DERIVATIVE_DESC = "eeg2fmri"
 

@@ -148,6 +148,31 @@ def test_a_huge_calibration_is_refused_before_anything_is_allocated(model, capsy
     )
 
 
+def test_existing_outputs_are_never_replaced_silently(model, tmp_path, capsys):
+    (tmp_path / "p.nii.gz").write_bytes(b"an earlier run")
+    (tmp_path / "t.tsv").write_text("kept\n")
+    rc = main(["stream", "--model", str(model), "--out", str(tmp_path / "p.nii.gz"),
+               "--timing", str(tmp_path / "t.tsv"), "--timeout", "0.1"])  # fmt: skip
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "output file(s) already exist" in err and "p.nii.gz" in err and "t.tsv" in err
+    assert "pass --overwrite to replace them" in err
+    assert (tmp_path / "p.nii.gz").read_bytes() == b"an earlier run"
+    assert (tmp_path / "t.tsv").read_text() == "kept\n"
+    # a run of a BIDS --out folder refuses only its own files
+    out = tmp_path / "deriv"
+    stem = out / "sub-01" / "func" / "sub-01_task-rt_desc-eeg2fmri"
+    stem.parent.mkdir(parents=True)
+    Path(f"{stem}_timing.tsv").write_text("kept\n")
+    assert main(["stream", "--model", str(model), "--out", str(out), "--timeout", "0.1"]) == 1
+    assert "sub-01_task-rt_desc-eeg2fmri_timing.tsv" in capsys.readouterr().err
+    # with --overwrite it gets as far as looking for the stream
+    rc = main(["stream", "--model", str(model), "--out", str(tmp_path / "p.nii.gz"),
+               "--timing", str(tmp_path / "t.tsv"), "--overwrite", "--source", "name:none-x",
+               "--timeout", "0.1"])  # fmt: skip
+    assert rc == 1 and "no LSL stream with name='none-x'" in capsys.readouterr().err
+
+
 def test_bad_out_names_are_refused_before_connecting(model, tmp_path, capsys):
     (tmp_path / "t.tsv").write_text("kept\n")
     rc = main(["stream", "--model", str(model), "--out", str(tmp_path / "pred.nii.bak"),

@@ -285,3 +285,19 @@ def test_run_selection(tiny_bids):
     assert set(one.subject) == {"03"} and len(set(one.run_index.tolist())) == 1
     with pytest.raises(ValueError, match="no run matches 'run-7'"):
         load_dataset(tiny_bids, pre, runs=["run-7"], progress=False)
+
+
+def test_train_refuses_an_earlier_run_and_clears_it_with_overwrite(tiny_bids, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "loso-sub-09").mkdir(parents=True)  # a fold of an earlier run
+    (out / "metrics.json").write_text("{}")
+    argv = ["train", "--data", str(tiny_bids), "--out", str(out), "--model", "ridge",
+            "--test-subjects", "01", "--set", "winsize=4", "--set", "model_args.n_lags=1",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "holds an earlier training run (loso-sub-09, metrics.json)" in err
+    assert "--overwrite" in err and (out / "loso-sub-09").is_dir()
+    assert main([*argv, "--overwrite"]) == 0
+    assert not (out / "loso-sub-09").exists()  # no stale fold beside the new run
+    assert (out / "loso-sub-01" / "ridge.pt").is_file()
