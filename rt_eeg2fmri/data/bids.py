@@ -451,6 +451,14 @@ def _channel_types(path: Path) -> dict:
     missing = [c for c in ("name", "type") if c not in table.columns]
     if missing:
         raise ValueError(f"'{path}': lacks column(s) {missing}; has {list(table.columns)}.")
+    lower = table["name"].str.lower()
+    dupes = sorted(set(table["name"][lower.duplicated(keep=False)]))
+    if dupes:
+        rows = [int(i) + 2 for i in table.index[lower.duplicated(keep=False)]]
+        raise ValueError(
+            f"'{path}': channel name(s) {dupes} appear more than once (lines {rows}); each "
+            "channel must be listed once."
+        )
     return dict(zip(table["name"], table["type"], strict=True))
 
 

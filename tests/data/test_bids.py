@@ -326,3 +326,15 @@ def test_detect_layout_errors(tmp_path):
         find_runs(tmp_path)
     with pytest.raises(ValueError, match=r"'layout' must be one of"):
         find_runs(tmp_path, layout="xnat")
+
+
+def test_a_name_listed_twice_in_channels_tsv_is_named(tmp_path):
+    a = write_bids_run(tmp_path, ch_names=["Fz", "Cz", "Pz", "Oz"])
+    tsv = a["eeg"].parent / "sub-01_task-oddball_channels.tsv"
+    tsv.write_text("name\ttype\nFz\tEEG\nCz\tEEG\ncz\tEEG\nOz\tEEG\n")
+    with pytest.raises(
+        ValueError,
+        match=r"_channels\.tsv': channel name\(s\) \['Cz', 'cz'\] appear more "
+        r"than once \(lines \[3, 4\]\)",
+    ):
+        read_session(tmp_path)
