@@ -134,6 +134,8 @@ class Session:
         self.t_r = check_positive(self.t_r, "t_r")
         if not np.isfinite(self.bold).all():
             raise ValueError(f"{where}: BOLD contains NaN/Inf values.")
+        if not self.bold.any():
+            raise ValueError(f"{where}: the BOLD series is all zeros (an empty or failed export).")
         n_vol = self.bold.shape[3]
         if self.volume_onsets is None:
             self.volume_onsets = np.arange(n_vol) * self.t_r

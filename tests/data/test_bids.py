@@ -338,3 +338,10 @@ def test_a_name_listed_twice_in_channels_tsv_is_named(tmp_path):
         r"than once \(lines \[3, 4\]\)",
     ):
         read_session(tmp_path)
+
+
+def test_an_all_zero_bold_is_refused(tmp_path):
+    a = write_bids_run(tmp_path, n_volumes=12)
+    write_bold(a["bold"], 12, data=np.zeros((5, 6, 4, 12), np.float32))
+    with pytest.raises(ValueError, match=r"_bold\.nii\.gz'\): the BOLD series is all zeros"):
+        read_session(tmp_path)
