@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .stats import pearson_columns
+
 #: Shrinkage of the per-voxel gain toward 1, relative to each voxel's prediction energy
 STRENGTHS = (0.03, 0.3, 3.0, 30.0)
 READOUTS = ("none", "bias", "affine")
@@ -49,19 +51,24 @@ def fit_readout(p: np.ndarray, y: np.ndarray, readout: str, strength: float | No
         return np.ones(n_voxels), (y - p).mean(axis=0)
     pm, ym = p.mean(axis=0), y.mean(axis=0)
     pc, yc = p - pm, y - ym
-    spp = (pc * pc).sum(axis=0)
-    lam = strength * max(float(spp.mean()), 1e-12)
-    gain = ((pc * yc).sum(axis=0) + lam) / (spp + lam)
+    return affine_readout(pm, ym, (pc * pc).sum(axis=0), (pc * yc).sum(axis=0), strength)
+
+
+def affine_readout(pm, ym, spp, spy, strength: float):
+    """Per-voxel ``(gain, bias)`` of the affine readout from centred sums.
+
+    ``pm``, ``ym``: means of predictions and targets; ``spp = Σ p̃²`` and ``spy = Σ p̃ỹ``
+    (centred). The gain is pulled toward 1 with penalty ``strength × mean(spp)``.
+    """
+    lam = strength * max(float(np.mean(spp)), 1e-12)
+    gain = (spy + lam) / (spp + lam)
     return gain, ym - gain * pm
 
 
 def scores(pred: np.ndarray, y: np.ndarray) -> dict:
     """``{"mse", "r_mean"}`` of predictions against targets, shape (n, n_voxels)."""
     mse = float(((pred - y) ** 2).mean())
-    pc, yc = pred - pred.mean(0), y - y.mean(0)
-    den = np.sqrt((pc**2).sum(0) * (yc**2).sum(0))
-    r = np.divide((pc * yc).sum(0), den, out=np.zeros(y.shape[1]), where=den > 0)
-    return {"mse": mse, "r_mean": float(r.mean())}
+    return {"mse": mse, "r_mean": float(pearson_columns(pred, y).mean())}
 
 
 def chronological_split(ends: np.ndarray, *, gap: float, val_fraction: float, t_r: float):

@@ -106,7 +106,6 @@ def calibrate(
 
     from .data import load_dataset
     from .evaluate import check_grid
-    from .loop import predict
 
     if minutes is not None and not minutes > 0:
         raise ValueError(f"'minutes' must be positive, got {minutes!r}.")
@@ -139,16 +138,15 @@ def calibrate(
     every = np.concatenate([fit, val])
     subject_stats = _subject_stats(dataset, every, ckpt, _Accumulator)
     stats = {"checkpoint": ckpt.norm_stats, "subject": subject_stats}
-    preds = {
-        k: predict(ckpt.model, dataset.with_stats(s), every, device="cpu") for k, s in stats.items()
-    }
+    head = _basis_head(ckpt.model)
+    preds, feats = {}, {}
+    for k, s in stats.items():  # one pass: the outputs, and the head's input when it has one
+        preds[k], feats[k] = _predict(ckpt.model, dataset.with_stats(s), every, head=head)
     y = dataset.get_targets(every).astype(np.float64)
     fit_mask = np.arange(every.size) < fit.size
     chosen, gain, bias, table = choose_readout(preds, y, fit_mask, ~fit_mask)
     model = Calibrated(ckpt.model, gain, bias)
-    head = _basis_head(ckpt.model)
     if head is not None:  # the readout weights themselves: the basis head's coefficients
-        feats = {k: _features(ckpt.model, dataset.with_stats(s), every) for k, s in stats.items()}
         alt = _coef_candidates(head, feats, y, fit_mask)
         table += alt["table"]
         if alt["best"]["mse"] < min(t["mse"] for t in table if t["readout"] != "coef"):
@@ -194,21 +192,26 @@ def _basis_head(model):
     return head if isinstance(head, BasisHead) else None
 
 
-def _features(model, dataset, indices, batch: int = 32) -> np.ndarray:
-    """The input of the model's head (its last hidden features) for ``indices``."""
+def _predict(model, dataset, indices, *, head=None):
+    """``(predictions, features)`` for ``indices``, on the CPU, in one pass.
+
+    ``features`` is the input of ``head`` (the model's last hidden features), or ``None``
+    without one.
+    """
     import torch
 
+    from .loop import predict
+
     grabbed = []
-    hook = model.head.register_forward_hook(lambda m, inp, out: grabbed.append(inp[0].detach()))
+    hook = None
+    if head is not None:
+        hook = head.register_forward_hook(lambda m, inp, o: grabbed.append(inp[0].detach()))
     try:
-        model.eval()
-        with torch.inference_mode():
-            for i in range(0, len(indices), batch):
-                x, _ = dataset.get_batch(indices[i : i + batch])
-                model(torch.from_numpy(x))
+        pred = predict(model, dataset, indices, device="cpu")
     finally:
-        hook.remove()
-    return torch.cat(grabbed).double().numpy()
+        if hook is not None:
+            hook.remove()
+    return pred, (torch.cat(grabbed).double().numpy() if grabbed else None)
 
 
 def _coef_candidates(head, feats: dict, y: np.ndarray, fit: np.ndarray) -> dict:

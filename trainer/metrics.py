@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from rt_eeg2fmri.stats import pearson_columns
+
+__all__ = ["pearson_columns"]  # re-exported: the trainer's scores use the core's r
+
 
 def _as2d(a, name: str) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
@@ -24,25 +28,6 @@ def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
     if pred.shape[0] == 0:
         raise ValueError("no samples to score (empty split?).")
     return pred, true
-
-
-def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r between matching columns of ``a`` and ``b``, shape (n_samples, n_cols).
-
-    Columns with zero variance in either input get r = 0.
-
-    Returns
-    -------
-    r : array of shape (n_cols,)
-    """
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    num = (a * b).sum(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    out = np.zeros(a.shape[1])
-    ok = den > 1e-12
-    out[ok] = num[ok] / den[ok]
-    return out
 
 
 def voxelwise_r(pred, true) -> np.ndarray:

@@ -182,14 +182,14 @@ def showcase_voxel(model, dataset, split, device) -> dict | None:
     reports (``ijk``: grid indices; ``mm``: world coordinates).
     """
     from .loop import predict
+    from .metrics import voxelwise_r
 
     if split.val.size < 3:
         return None
     pred = predict(model, dataset, split.val, device=device).astype(np.float64)
     y = dataset.get_targets(split.val).astype(np.float64)
-    pc, yc = pred - pred.mean(0), y - y.mean(0)
-    den = np.sqrt((pc**2).sum(0) * (yc**2).sum(0))
-    r = np.divide((pc * yc).sum(0), den, out=np.full(den.shape, -np.inf), where=den > 0)
+    varies = (pred.std(axis=0) > 0) & (y.std(axis=0) > 0)  # a flat voxel is never shown
+    r = np.where(varies, voxelwise_r(pred, y), -np.inf)
     col = int(np.argmax(r))
     if not np.isfinite(r[col]):
         return None

@@ -401,9 +401,7 @@ def _showcase_voxel(model, ckpt):
         return None, ""
     from scipy.ndimage import binary_erosion
 
-    n = len(stream.history)
-    data = stream.history.data[: min(n, stream.history.capacity)]
-    sd = data.std(axis=0)
+    sd = stream.history.data[: len(stream.history)].std(axis=0)
     inner = binary_erosion(model._column_of >= 0, iterations=2)
     ok = np.zeros(sd.size, bool)
     ok[model._column_of[inner]] = True

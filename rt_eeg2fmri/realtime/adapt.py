@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._logging import logger
-from ..readout import choose_readout, chronological_split
+from ..readout import affine_readout, choose_readout, chronological_split
 
 RUNNING_STRENGTH = 3.0  # the running map's pull toward the base model (a middle candidate)
 MIN_FIT, MIN_VAL = 12, 6
@@ -106,7 +106,7 @@ class OnlineAdapter:
 
     # -- per volume -----------------------------------------------------------------------
     def observe(self, pred, t_end: float) -> str:
-        """Record the model's raw in-mask prediction of the window ending at ``t_end``.
+        """Record the raw in-mask prediction (array or tensor) of the window ending at ``t_end``.
 
         Returns the phase the volume belongs to (before this call's update).
         """
@@ -115,6 +115,8 @@ class OnlineAdapter:
             return phase
         if self._t0 is None:
             self._t0 = t_end
+        if hasattr(pred, "cpu"):  # a tensor: copied to the host only while adapting
+            pred = pred.float().cpu().numpy()
         self._preds[round(t_end, 4)] = np.asarray(pred, np.float64).ravel()
         self._pull()
         self._pair()
@@ -156,11 +158,10 @@ class OnlineAdapter:
         """The running map: the affine readout at :data:`RUNNING_STRENGTH`, from the sums."""
         n = self._n
         sp, sy, spp, spy = self._sums
-        vpp = spp - sp * sp / n
-        cpy = spy - sp * sy / n
-        lam = RUNNING_STRENGTH * max(float(vpp.mean()), 1e-12)
-        self.gain = (cpy + lam) / (vpp + lam)
-        self.bias = sy / n - self.gain * sp / n
+        pm, ym = sp / n, sy / n
+        self.gain, self.bias = affine_readout(
+            pm, ym, spp - sp * pm, spy - sp * ym, RUNNING_STRENGTH
+        )
         self._torch.clear()
 
     def freeze(self, *, wait: bool = False) -> None:

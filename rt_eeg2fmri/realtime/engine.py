@@ -500,7 +500,7 @@ class Engine:
             if self.save_adapted and not self._adapted_saved:
                 self._adapted_saved = True  # written by the adapter once its map is chosen
                 self.adapter.save_when_frozen(self.save_adapted, self.mapper.norm_stats)
-            adapt = self.adapter.observe(pred.float().cpu().numpy(), t_end)
+            adapt = self.adapter.observe(pred, t_end)
             pred = self.adapter.apply(pred)
         volume = self.mapper.volume(pred)
         t1 = clock()
