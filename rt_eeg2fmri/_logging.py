@@ -42,3 +42,17 @@ def set_log_level(level: str | int) -> None:
 
 
 _init_logger()
+
+
+_LOGGED_ONCE: set = set()
+
+
+def log_once(key, message: str, *args, level: int = logging.WARNING) -> None:
+    """Log ``message`` the first time ``key`` is seen in this process.
+
+    For facts about a file that several readers meet (a run's headers are read by
+    ``header()`` and ``load()``, a pooled TR by every run of a cache).
+    """
+    if key not in _LOGGED_ONCE:
+        _LOGGED_ONCE.add(key)
+        logger.log(level, message, *args)

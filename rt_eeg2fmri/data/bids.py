@@ -37,13 +37,14 @@ BOLD that differs only by ``acq`` is used).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .._checks import check_positive
-from .._logging import logger
+from .._logging import log_once, logger
 from ._nifti import read_bold_data, read_bold_header
 from .dataset import RunInfo, RunRef
 from .eeg_io import (
@@ -387,21 +388,6 @@ def _describe(ents: dict) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------
-_WARNED: set = set()  # (run, message) pairs already logged: header() and load() both read
-
-
-def _warn_once(key, message: str) -> None:
-    if key not in _WARNED:
-        _WARNED.add(key)
-        logger.warning(message)
-
-
-def _log_once(key, message: str) -> None:
-    if key not in _WARNED:
-        _WARNED.add(key)
-        logger.info(message)
-
-
 def _sidecar_t_r(ref: RunRef) -> tuple[float, Path]:
     """The top-level ``RepetitionTime`` of the run's sidecars (the last one wins) and its file.
 
@@ -430,7 +416,7 @@ def _sidecar_t_r(ref: RunRef) -> tuple[float, Path]:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"'{source}': 'RepetitionTime' must be positive, got {t_r!r}.")
     if value > 100:
-        _warn_once(
+        log_once(
             (str(ref.files.get("bold")), "ms"),
             f"{ref.name}: 'RepetitionTime' {t_r} in '{source}' is read as milliseconds "
             f"({value / 1000:g} s); BIDS asks for seconds.",
@@ -530,14 +516,14 @@ def _run_t_r(ref: RunRef, header) -> float:
             if units in ("sec", "msec", "usec")
             else f"pixdim[4] = {header.t_r:g} with unknown time units, read as seconds"
         )
-        _warn_once(
+        log_once(
             (str(ref.files.get("bold")), "header-tr"),
             f"{ref.name}: no 'RepetitionTime' in the sidecars of '{ref.files['bold']}'; using "
             f"its NIfTI header's {how}. Set it with --t-r (option t_r) if that is wrong.",
         )
         return float(header.t_r)
     if header.t_r is not None and abs(header.t_r - t_r) > 0.01 * t_r:
-        _warn_once(  # the sidecar is the BIDS authority; headers in the wild disagree
+        log_once(  # the sidecar is the BIDS authority; headers in the wild disagree
             (str(ref.files.get("bold")), "tr"),
             f"{ref.name}: the NIfTI header of '{ref.files['bold']}' says pixdim[4] = "
             f"{header.t_r} s, but 'RepetitionTime' is {t_r} s in '{sidecar}'; using the "
@@ -642,7 +628,7 @@ def _prepare(ref: RunRef) -> dict:
             f"of {header.n_volumes}."
         )
         if inside.size < onsets.size:  # volumes before the crop (or after its end) left out
-            _log_once((str(ref.files.get("bold")), "offset"), message)
+            log_once((str(ref.files.get("bold")), "offset"), message, level=logging.INFO)
         else:
             logger.debug(message)
         onsets = onsets[inside]

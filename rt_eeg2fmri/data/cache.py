@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._logging import logger
+from .._logging import log_once, logger
 from .bold import coverage, default_mask
 from .dataset import RunRef, find_pooled_runs, grid_mismatch
 from .eeg_chain import EEGChain
@@ -404,20 +404,15 @@ def _write(
 
 def _warn_pooled_tr(where: str, t_r: float, ref0: dict) -> None:
     """Runs of several TRs pool (each run's pairs and targets use its own TR); say so once."""
-    key = (ref0["name"], float(t_r))
-    if key not in _TR_WARNED:
-        _TR_WARNED.add(key)
-        logger.warning(
-            "%s: RepetitionTime %g s differs from %g s of the first run (%s); each run's "
-            "windows end at its own volumes, and checkpoints record the first run's TR.",
-            where,
-            t_r,
-            ref0["t_r"],
-            ref0["name"],
-        )
-
-
-_TR_WARNED: set = set()
+    log_once(
+        ("pooled-tr", ref0["name"], float(t_r)),
+        "%s: RepetitionTime %g s differs from %g s of the first run (%s); each run's "
+        "windows end at its own volumes, and checkpoints record the first run's TR.",
+        where,
+        t_r,
+        ref0["t_r"],
+        ref0["name"],
+    )
 
 
 def _median_ratio_in_place(folder: Path, subjects: list[str], chain, *, t_rs: list) -> None:
