@@ -51,10 +51,11 @@ class OnlineAdapter:
         self.mask = np.asarray(checkpoint.mask, bool)
         self.t_r = float(checkpoint.t_r)
         n = int(self.mask.sum())
-        self.gain, self.bias = np.ones(n), np.zeros(n)
+        #: ``(gain, bias)``: one attribute, so the chooser thread swaps both at once
+        self.map = (np.ones(n), np.zeros(n))
         self._sums = np.zeros((4, n))  # Σp, Σy, Σp², Σpy
         self._n = 0
-        self._torch: dict = {}
+        self._torch: dict = {}  # (device, dtype) -> (the map it was made from, tensors)
         self.phase = "waiting"
         self._t0: float | None = None
         self._preds: dict[float, np.ndarray] = {}
@@ -159,10 +160,7 @@ class OnlineAdapter:
         n = self._n
         sp, sy, spp, spy = self._sums
         pm, ym = sp / n, sy / n
-        self.gain, self.bias = affine_readout(
-            pm, ym, spp - sp * pm, spy - sp * ym, RUNNING_STRENGTH
-        )
-        self._torch.clear()
+        self.map = affine_readout(pm, ym, spp - sp * pm, spy - sp * ym, RUNNING_STRENGTH)
 
     def freeze(self, *, wait: bool = False) -> None:
         """Stop adapting; choose the map on the collected pairs as ``calibrate`` does.
@@ -200,8 +198,7 @@ class OnlineAdapter:
                 p = np.stack([p for _, p, _ in self.pairs])
                 y = np.stack([y for _, _, y in self.pairs])
                 chosen, gain, bias, table = choose_readout({"stream": p}, y, fit, val)
-                self.gain, self.bias = gain, bias  # swapped whole: apply() sees old or new
-                self._torch.clear()
+                self.map = (gain, bias)  # swapped whole: apply() sees the old or the new
                 summary.update(
                     chosen={**chosen.__dict__, "description": chosen.describe()},
                     candidates=table,
@@ -230,19 +227,30 @@ class OnlineAdapter:
         """``gain ⊙ pred + bias`` (numpy array or torch tensor, on its device)."""
         if self.phase == "waiting":
             return pred
+        current = self.map
         if isinstance(pred, np.ndarray):
-            return (pred * self.gain + self.bias).astype(pred.dtype, copy=False)
-        key = (pred.device, pred.dtype, id(self.gain))
-        if key not in self._torch:
-            self._torch.clear()
+            return (pred * current[0] + current[1]).astype(pred.dtype, copy=False)
+        key = (pred.device, pred.dtype)
+        made = self._torch.get(key)
+        if made is None or made[0] is not current:  # tensors of the map now in force
             import torch
 
-            self._torch[key] = (
-                torch.as_tensor(self.gain, dtype=pred.dtype, device=pred.device),
-                torch.as_tensor(self.bias, dtype=pred.dtype, device=pred.device),
+            made = self._torch[key] = (
+                current,
+                tuple(torch.as_tensor(a, dtype=pred.dtype, device=pred.device) for a in current),
             )
-        gain, bias = self._torch[key]
+        gain, bias = made[1]
         return pred * gain + bias
+
+    @property
+    def gain(self) -> np.ndarray:
+        """The per-voxel gain in force."""
+        return self.map[0]
+
+    @property
+    def bias(self) -> np.ndarray:
+        """The per-voxel offset in force."""
+        return self.map[1]
 
     def save_when_frozen(self, path, norm_stats) -> None:
         """Write the adapted checkpoint once the frozen map is chosen (:meth:`save`)."""
@@ -256,7 +264,7 @@ class OnlineAdapter:
         calibration = {"live": True, "base_checkpoint": str(ck.path), **self.chosen}
         ck.save_adapted(
             path,
-            Calibrated(ck.model, self.gain, self.bias),
+            Calibrated(ck.model, *self.map),
             norm_stats=norm_stats,
             metadata={"calibration": calibration},
         )
