@@ -40,7 +40,9 @@ FORMAT = "rt-eeg2fmri-checkpoint"
 FORMAT_VERSION = 2
 # Model config fields added after a checkpoint may have been saved, with the value that
 # rebuilds the architecture it was trained with (the new default may build another).
-ADDED_CONFIG_FIELDS = {"envelope_rate": None}  # the plain CNN stem of the first release
+# Model config fields added since, with the value that rebuilds an older checkpoint's model:
+# the plain CNN stem of the first release; ridge's TR-long frames and canonical HRF alone.
+ADDED_CONFIG_FIELDS = {"envelope_rate": None, "frame_s": None, "hrf_basis": "canonical"}
 # Model config fields renamed since (old name → new name).
 RENAMED_CONFIG_FIELDS = {"n_outputs": "n_voxels"}
 _COMMON = ("format_version", "model_name", "model_config", "state_dict", "preprocessing")

@@ -101,7 +101,7 @@ def write_report(
     doc = {
         "summary": summary,
         "noise_ceiling_r_mean": ceiling,
-        "folds": [{"split": f["split"], "metrics": f["metrics"]} for f in folds],
+        "folds": [{k: f[k] for k in ("split", "metrics", "selected") if k in f} for f in folds],
         "histories": histories,
         **(extra or {}),
     }
@@ -113,10 +113,18 @@ def write_report(
         if "n_voxels" in data and "grid_voxels" in data
         else ""
     )
+    chosen = [f"{f['selected']['model']} ({f['split']['name']})" for f in folds if "selected" in f]
+    selected = (
+        f"Chosen on each fold's validation subjects (highest mean r), the row "
+        f"'selected on validation': {', '.join(chosen)}.  \n"
+        if chosen
+        else ""
+    )
     (out_dir / "report.md").write_text(
         "# Evaluation report\n\n"
         f"Split folds: {', '.join(f['split']['name'] for f in folds)}  \n"
         + scored
+        + selected
         + "Mean ± sd over folds; baselines and models scored on the same test pairs.\n\n"
         + table
         + "\n"

@@ -17,7 +17,8 @@ from rt_eeg2fmri._logging import logger
 from .config import TrainConfig
 from .data import load_dataset
 from .evaluate import evaluate_split
-from .loop import fit, resolve_device
+from .loop import fit, predict, resolve_device
+from .metrics import voxelwise_r
 from .report import plot_losses, plot_maps, write_report
 from .splits import make_splits
 
@@ -134,7 +135,14 @@ def train_and_evaluate(
                 )
         if not is_main():
             continue
-        res = evaluate_split(dataset, split, trained, truth_targets=truth, device=device)
+        scored = dict(trained)
+        chosen = None
+        if len(trained) > 1:
+            chosen, val_r = select_on_validation(dataset, split, trained, device)
+            scored[SELECTED] = trained[chosen]
+        res = evaluate_split(dataset, split, scored, truth_targets=truth, device=device)
+        if chosen is not None:
+            res["selected"] = {"model": chosen, "val_r_mean": val_r}
         fold_results.append(res)
         maps = {k: v for k, v in res["voxel_r"].items() if k in names or k == "noise_ceiling"}
         plot_maps(
@@ -173,6 +181,32 @@ def train_and_evaluate(
     )
     logger.info("Report written to '%s'.", out_dir / "report.md")
     return report
+
+
+#: The report's row for the model chosen per fold on its validation subjects.
+SELECTED = "selected on validation"
+
+
+def select_on_validation(dataset, split, trained: dict, device) -> tuple[str, dict]:
+    """The model with the highest mean voxelwise r on ``split.val``, and every model's r.
+
+    Architecture selection that never sees the test pairs: the report's ``selected on
+    validation`` row is what a lab would get by training every candidate and keeping the
+    best on its validation subjects.
+    """
+    y = dataset.get_targets(split.val)
+    scores = {
+        name: float(voxelwise_r(predict(model, dataset, split.val, device=device), y).mean())
+        for name, model in trained.items()
+    }
+    chosen = max(scores, key=scores.__getitem__)
+    logger.info(
+        "Fold %s: %s chosen on validation (mean r %s).",
+        split.name,
+        chosen,
+        ", ".join(f"{k} {v:.4f}" for k, v in scores.items()),
+    )
+    return chosen, scores
 
 
 def showcase_voxel(model, dataset, split, device) -> dict | None:

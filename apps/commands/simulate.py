@@ -41,6 +41,12 @@ def add_arguments(parser) -> None:
         help="ds000116 .mat version (default 5)",
     )
     parser.add_argument(
+        "--randomize",
+        action="store_true",
+        help="draw the generative choices per seed and subject (band couplings and their "
+        "signs, blob sizes, HRF shapes and delays, noise levels) instead of the fixed ones",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default: CPU count)"
     )
     parser.add_argument(
@@ -76,11 +82,15 @@ def run(args) -> int:
         legacy_lead_in=args.legacy_lead_in,
         mat_version=args.mat_version,
         jobs=jobs,
+        randomize=args.randomize or None,
     )
     elapsed = time.perf_counter() - start
     cfg = read_config(out)
     runs = cfg["runs"]
-    print(f"Simulated '{cfg['preset']}' (seed {cfg['seed']}) into {out} in {elapsed:.1f} s")
+    kind = ", randomized generator" if cfg.get("randomize") else ""
+    print(
+        f"Simulated '{cfg['preset']}' (seed {cfg['seed']}{kind}) into {out} in {elapsed:.1f} s"
+    )
     print(
         f"  {cfg['subjects']} subjects × {len(runs)} runs ({', '.join(runs)}), "
         f"{cfg['volumes']} volumes at TR {cfg['t_r']:g} s"

@@ -1,10 +1,16 @@
 """``ridge``: closed-form regression from HRF-convolved EEG band power to voxels.
 
 The classic EEG-informed fMRI model and the strongest simple peer of the networks.
-Features, per channel and band: log band power in TR-sized bins across the window,
-convolved with SPM's canonical HRF and read at the window's end (``n_lags`` > 1 adds
-the convolved value 1, 2, … TRs earlier). Everything is computed in torch, so the model
-runs on CPU or GPU and checkpoints like the others (weights are buffers).
+Features, per channel and band: log band power in overlapping Hann frames (``frame_s``
+long, half a frame apart) across the window, convolved with SPM's canonical HRF (and,
+with ``hrf_basis="derivative"``, its temporal derivative, which absorbs a subject's or a
+region's haemodynamic delay) evaluated at each frame's centre, and read at the window's
+end (``n_lags`` > 1 adds the convolved value 1, 2, … TRs earlier). Everything is
+computed in torch, so the model runs on CPU or GPU and checkpoints like the others
+(weights are buffers).
+
+Checkpoints saved before frames existed (``frame_s`` absent) keep their features: one
+frame per TR, no overlap, the HRF sampled at TR steps.
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._checks import check_positive
+from .._checks import check_option, check_positive
 from .._logging import logger
 from ..hrf import spm_hrf
 from ._modules import ModelConfig, VoxelModel, check_ints
 
+HRF_BASES = ("canonical", "derivative")
 DEFAULT_BANDS = [[1.0, 4.0], [4.0, 8.0], [8.0, 13.0], [13.0, 30.0], [30.0, 45.0]]
 
 
@@ -42,19 +49,29 @@ class RidgeConfig(ModelConfig):
         Choose the penalty per voxel instead of one for all.
     eps : float
         Added to band power before the log.
+    frame_s : float | None
+        Length of the power frames (s; half a frame apart). ``None``: the first
+        release's features, one frame per TR without overlap.
+    hrf_basis : ``"canonical"`` | ``"derivative"``
+        The canonical HRF alone, or with its temporal derivative (twice the features).
     """
 
     t_r: float = 2.0
     bands: list = field(default_factory=lambda: [list(b) for b in DEFAULT_BANDS])
     n_lags: int = 1
-    alphas: list = field(default_factory=lambda: [float(a) for a in np.logspace(-3, 3, 13)])
+    alphas: list = field(default_factory=lambda: [float(a) for a in np.logspace(-3, 4, 15)])
     alpha_per_voxel: bool = False
     eps: float = 1e-10
+    frame_s: float | None = 1.0
+    hrf_basis: str = "canonical"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.t_r = check_positive(self.t_r, "t_r")
         self.eps = check_positive(self.eps, "eps")
+        if self.frame_s is not None:
+            self.frame_s = check_positive(self.frame_s, "frame_s")
+        self.hrf_basis = check_option(self.hrf_basis, "hrf_basis", HRF_BASES)
         check_ints(self, "n_lags")
         try:
             self.bands = [[float(lo), float(hi)] for lo, hi in self.bands]
@@ -80,16 +97,28 @@ class RidgeModel(VoxelModel):
     def __init__(self, config: RidgeConfig) -> None:
         super().__init__(config)
         c = config
-        self.bin_len = round(c.t_r * c.sfreq)
-        self.n_bins = c.n_times // self.bin_len
-        if self.n_bins < 1:
+        bin_len = round(c.t_r * c.sfreq)
+        if c.n_times < bin_len:
             raise ValueError(
                 f"the window (n_times={c.n_times}) is shorter than one t_r={c.t_r} s bin "
-                f"({self.bin_len} samples at sfreq={c.sfreq} Hz)."
+                f"({bin_len} samples at sfreq={c.sfreq} Hz)."
             )
-        if c.n_lags > self.n_bins:
-            raise ValueError(f"'n_lags' ({c.n_lags}) exceeds the {self.n_bins} bins per window.")
-        freqs = np.fft.rfftfreq(self.bin_len, 1.0 / c.sfreq)
+        if c.frame_s is None:  # the first release: TR frames, no overlap
+            self.frame_len, self.hop = bin_len, bin_len
+        else:
+            self.frame_len = max(2, round(c.frame_s * c.sfreq))
+            self.hop = max(1, self.frame_len // 2)
+        if self.frame_len > c.n_times:
+            raise ValueError(
+                f"'frame_s' ({c.frame_s} s = {self.frame_len} samples) is longer than the "
+                f"window ({c.n_times} samples)."
+            )
+        self.n_frames = 1 + (c.n_times - self.frame_len) // self.hop
+        if c.n_lags > c.n_times // bin_len:
+            raise ValueError(
+                f"'n_lags' ({c.n_lags}) exceeds the {c.n_times // bin_len} TRs per window."
+            )
+        freqs = np.fft.rfftfreq(self.frame_len, 1.0 / c.sfreq)
         nyq = c.sfreq / 2
         self.bands = [[lo, min(hi, nyq)] for lo, hi in c.bands if lo < nyq]
         if not self.bands:
@@ -100,21 +129,16 @@ class RidgeModel(VoxelModel):
             if not sel.any():
                 raise ValueError(
                     f"band {lo}-{hi} Hz holds no frequency bin at a resolution of "
-                    f"{freqs[1]:.3g} Hz (t_r={c.t_r} s bins); widen it or lengthen t_r."
+                    f"{freqs[1]:.3g} Hz ({self.frame_len / c.sfreq:g} s frames); widen it "
+                    "or lengthen 'frame_s'."
                 )
             band_matrix[sel, j] = 1.0 / sel.sum()
-        hrf = spm_hrf(c.t_r)
-        kernel = np.zeros((c.n_lags, self.n_bins), np.float32)
-        for lag in range(c.n_lags):
-            for j in range(self.n_bins - lag):
-                k = self.n_bins - 1 - lag - j
-                if k < hrf.size:
-                    kernel[lag, j] = hrf[k]
-        self.n_features = c.n_chans * len(self.bands) * c.n_lags
+        kernel = self._kernel()
+        self.n_features = c.n_chans * len(self.bands) * kernel.shape[0]
         p, v = self.n_features, c.n_voxels
         self.register_buffer("band_matrix", torch.from_numpy(band_matrix), persistent=False)
         self.register_buffer("hrf_kernel", torch.from_numpy(kernel), persistent=False)
-        self.register_buffer("taper", torch.hann_window(self.bin_len), persistent=False)
+        self.register_buffer("taper", torch.hann_window(self.frame_len), persistent=False)
         self.register_buffer("feat_mean", torch.zeros(p))
         self.register_buffer("feat_std", torch.ones(p))
         self.register_buffer("weight", torch.zeros(p, v))
@@ -122,14 +146,44 @@ class RidgeModel(VoxelModel):
         self.register_buffer("alpha", torch.zeros(v if c.alpha_per_voxel else 1))
         self.register_buffer("fitted", torch.tensor(False))
 
+    def _kernel(self) -> np.ndarray:
+        """(n_basis · n_lags, n_frames): the weight of each frame's log power per regressor."""
+        c = self.config
+        if c.frame_s is None:  # the first release's kernel: the HRF at TR steps, by bin
+            hrf = spm_hrf(c.t_r)
+            kernel = np.zeros((c.n_lags, self.n_frames), np.float32)
+            for lag in range(c.n_lags):
+                for j in range(self.n_frames - lag):
+                    k = self.n_frames - 1 - lag - j
+                    if k < hrf.size:
+                        kernel[lag, j] = hrf[k]
+            return kernel
+        dt = 0.01
+        fine = spm_hrf(dt) / dt  # density: ∫ h dt = 1
+        bases = [fine] if c.hrf_basis == "canonical" else [fine, np.gradient(fine, dt)]
+        # each frame's centre, in seconds before the window's end
+        ago = (self.n_frames - 1 - np.arange(self.n_frames)) * self.hop + self.frame_len / 2
+        ago = ago / c.sfreq
+        step = self.hop / c.sfreq  # a Riemann sum over the frames
+        rows = []
+        for basis in bases:
+            t = np.arange(basis.size) * dt
+            for lag in range(c.n_lags):
+                rows.append(np.interp(ago - lag * c.t_r, t, basis, left=0.0, right=0.0) * step)
+        return np.asarray(rows, np.float32)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw features (B, n_chans · n_bands · n_lags), ordered channel, band, lag."""
+        """Raw features (B, n_chans · n_bands · n_regressors), ordered channel, band, regressor.
+
+        The regressors are the HRF basis functions, each at lags ``0 … n_lags-1``.
+        """
         self.check_input(x)
-        b, c, t = x.shape
-        tail = x[..., t - self.n_bins * self.bin_len :].reshape(b, c, self.n_bins, self.bin_len)
-        tail = (tail - tail.mean(-1, keepdim=True)) * self.taper
-        power = torch.fft.rfft(tail, dim=-1).abs().square() @ self.band_matrix
-        logp = torch.log(power + self.config.eps)  # (B, C, n_bins, n_bands)
+        b, _, t = x.shape
+        span = (self.n_frames - 1) * self.hop + self.frame_len
+        frames = x[..., t - span :].unfold(-1, self.frame_len, self.hop)  # (B, C, F, L)
+        frames = (frames - frames.mean(-1, keepdim=True)) * self.taper
+        power = torch.fft.rfft(frames, dim=-1).abs().square() @ self.band_matrix
+        logp = torch.log(power + self.config.eps)  # (B, C, n_frames, n_bands)
         return torch.einsum("bcjf,lj->bcfl", logp, self.hrf_kernel).reshape(b, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

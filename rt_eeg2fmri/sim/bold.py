@@ -138,8 +138,14 @@ def region_psc(
     """
     dt = drive.times[1] - drive.times[0]
     # spm_hrf's ``peak`` is the gamma shape: the response peaks about 1 s earlier.
-    hrf = spm_hrf(dt, peak=subject.hrf_peak + 1.0)
-    conv = hrf_convolve(drive.drive, hrf)
+    peaks = np.array(
+        [max(subject.hrf_peak + subject.delay(i), 2.5) + 1.0 for i in range(len(regions))]
+    )
+    conv = np.empty(drive.drive.shape, dtype=np.float64)
+    for peak in np.unique(peaks):  # regions sharing a delay are convolved together
+        rows = peaks == peak
+        hrf = spm_hrf(dt, peak=peak, undershoot=subject.hrf_undershoot, ratio=subject.hrf_ratio)
+        conv[rows] = hrf_convolve(drive.drive[rows], hrf)
     amp = np.array([r.amp for r in regions]) * subject.bold_gain
     flat = np.asarray(sample_times, dtype=float).ravel()
     out = np.stack([np.interp(flat, drive.times, c) for c in conv]) * amp[:, None]
@@ -209,10 +215,11 @@ def synthesize_bold(
     t1 = np.asarray(mni_t1())
     csf = np.clip((0.55 - t1) / 0.3, 0.0, 1.0) * mni_mask()
     maps = _smooth_field(rng, regs.shape[0], 4.0)
-    maps[:8] *= (PHYSIO_PERCENT * (0.5 + 1.5 * csf))[None] / 2.0
+    maps[:8] *= (PHYSIO_PERCENT * subject.noise_scale * (0.5 + 1.5 * csf))[None] / 2.0
     maps[8] *= 0.3 + 0.2 * csf
     maps[9:] *= DRIFT_PERCENT
 
+    thermal = np.float32(THERMAL_SD * subject.noise_scale)
     shape4 = (*GRID_SHAPE, n_volumes)
     noisefree = np.empty(shape4, dtype=np.float32)
     predictable = np.empty(shape4, dtype=np.float32)
@@ -227,8 +234,8 @@ def synthesize_bold(
         m = maps[:, :, :, z].reshape(len(regs), -1).T
         structured = (m @ regs[:, :, z]).reshape(*GRID_SHAPE[:2], n_volumes)
         signal = noisefree[:, :, z] + base * structured / 100
-        re = signal + THERMAL_SD * rng.standard_normal(signal.shape, dtype=np.float32)
-        im = THERMAL_SD * rng.standard_normal(signal.shape, dtype=np.float32)
+        re = signal + thermal * rng.standard_normal(signal.shape, dtype=np.float32)
+        im = thermal * rng.standard_normal(signal.shape, dtype=np.float32)
         bold[:, :, z] = np.clip(np.rint(np.hypot(re, im)), 0, 32767).astype(np.int16)
     return BoldRun(
         bold=bold, noisefree=noisefree, eeg_predictable=predictable, slice_timing=slice_timing

@@ -27,7 +27,7 @@ from .bold import epi_baseline, region_blobs, synthesize_bold
 from .design import NEURAL_SFREQ, neural_drive
 from .eeg import ecg_trace, head_model, heartbeats, synthesize_eeg
 from .presets import LAYOUTS, SimConfig, resolve_config
-from .regions import REGIONS, draw_subject
+from .regions import REGIONS, draw_subject, randomize_regions
 from .truth import TRUTH_DIR
 from .writer import (
     BIDS_VERSION,
@@ -213,6 +213,7 @@ def _config_json(config: SimConfig, *, preset: str, seed: int, layout: str) -> d
         "line_freq": config.line_freq,
         "mat_version": config.mat_version,
         "neural_sfreq": NEURAL_SFREQ,
+        "randomize": config.randomize,
     }
 
 
@@ -242,17 +243,28 @@ def _write_top_level(out: Path, config: SimConfig, *, preset: str, seed: int, la
         f"{CONFIG_FILE}\nregions.tsv\n*_simulation.json\n*_desc-neuraldrive_timeseries.*\n",
         encoding="utf-8",
     )
+    regions = dataset_regions(config, seed)
     write_tsv(
         truth / "regions.tsv",
         pd.DataFrame(
             {
-                "name": [r.name for r in REGIONS],
-                "x": [r.xyz[0] for r in REGIONS],
-                "y": [r.xyz[1] for r in REGIONS],
-                "z": [r.xyz[2] for r in REGIONS],
-                "eeg_visible": [r.eeg_visible for r in REGIONS],
-                "network": [r.network for r in REGIONS],
-                "sigma_mm": [r.sigma for r in REGIONS],
+                "name": [r.name for r in regions],
+                "x": [r.xyz[0] for r in regions],
+                "y": [r.xyz[1] for r in regions],
+                "z": [r.xyz[2] for r in regions],
+                "eeg_visible": [r.eeg_visible for r in regions],
+                "network": [r.network for r in regions],
+                "sigma_mm": [round(r.sigma, 3) for r in regions],
+                "bold_percent_per_unit": [round(r.amp, 3) for r in regions],
+                # each coupling band: name, Hz, amplitude (nAm), κ (sign: up or down)
+                "bands": [
+                    ";".join(
+                        f"{b.name}:{b.lo:g}-{b.hi:g}Hz:{b.amp:.3g}nAm:kappa={b.kappa:+.3f}"
+                        for b in r.bands
+                    )
+                    or "n/a"
+                    for r in regions
+                ],
             }
         ),
     )
@@ -333,16 +345,26 @@ region positions and per-subject parameters.
 """
 
 
+def dataset_regions(config: SimConfig, seed: int) -> tuple:
+    """The regions a dataset is simulated with.
+
+    :data:`REGIONS`, or with ``config.randomize`` one random draw of their couplings per
+    seed, the same for every subject.
+    """
+    return randomize_regions(_rng(seed, 0, 1)) if config.randomize else REGIONS
+
+
 def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: int, on_run=None):
     """Simulate and write one subject's runs."""
     label = _subject_label(s, config.n_subjects)
     rng = _rng(seed, s + 1)
-    subject = draw_subject(rng, label)
-    model = head_model(config.ch_names, subject, rng)
+    regions = dataset_regions(config, seed)
+    subject = draw_subject(rng, label, regions, randomize=config.randomize)
+    model = head_model(config.ch_names, subject, rng, regions=regions)
     baseline = epi_baseline(rng, scale=subject.baseline_scale)
-    blobs = region_blobs(subject)
+    blobs = region_blobs(subject, regions)
     truth = out.joinpath(*TRUTH_DIR) / f"sub-{label}"
-    write_json(truth / f"sub-{label}_simulation.json", subject.to_json())
+    write_json(truth / f"sub-{label}_simulation.json", subject.to_json(regions))
     bids = layout in ("bids", "both")
     legacy = layout in ("ds000116", "both")
     if bids:
@@ -366,6 +388,7 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             scan_duration=scan,
             sfreq=sfreq,
             rt_median=subject.rt_median,
+            regions=regions,
         )
         beats = heartbeats(rng_run, t_start - 1.0, t_stop + 1.0)
         eeg = synthesize_eeg(
@@ -378,6 +401,7 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             n_times=n_times,
             beats=beats,
             line_freq=config.line_freq,
+            regions=regions,
         )
         bold = synthesize_bold(
             drive,
@@ -388,6 +412,7 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             n_volumes=config.n_volumes,
             t_r=t_r,
             beats=beats,
+            regions=regions,
         )
         stem = run_stem(label, task, run)
         func_truth = truth / "func"
@@ -406,7 +431,7 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             func_truth / f"{stem}_desc-neuraldrive_timeseries.tsv",
             drive.times,
             drive.drive,
-            [r.name for r in REGIONS],
+            [r.name for r in regions],
             step=round(NEURAL_SFREQ / 10),
         )
         bold_path = None

@@ -67,6 +67,11 @@ class SimConfig:
         MATLAB file version of the ds000116 layout.
     jobs : int
         Worker processes (subjects are simulated in parallel; output does not depend on it).
+    randomize : bool
+        Draw the generative choices (which bands couple to which region and with which
+        sign, blob sizes, HRF shapes and per-region delays, noise levels) per seed and
+        subject instead of using the fixed ones our models were designed on
+        (:func:`.regions.randomize_regions`).
     """
 
     n_subjects: int
@@ -81,6 +86,7 @@ class SimConfig:
     line_freq: float = 60.0
     mat_version: str = "5"
     jobs: int = 1
+    randomize: bool = False
 
     def runs(self) -> list[tuple[str, int]]:
         """``(task, run)`` of each run in acquisition order: auditory 1, visual 1, auditory 2, ..."""
@@ -113,8 +119,8 @@ def resolve_config(preset: str = "small", **overrides) -> SimConfig:
         ``subjects``, ``runs``, ``volumes`` (int ≥ 1), ``sfreq`` (Hz), ``channels`` (list
         of 10-20/10-10 names, a comma-separated string, or 16/32/34 for the built-in
         sets), ``t_r``, ``lead_in``, ``tail``, ``legacy_lead_in`` (s), ``line_freq``
-        (Hz), ``mat_version`` (``"5"``/``"7.3"``), ``jobs`` (int ≥ 1). ``None`` values
-        are ignored.
+        (Hz), ``mat_version`` (``"5"``/``"7.3"``), ``jobs`` (int ≥ 1), ``randomize``
+        (bool). ``None`` values are ignored.
 
     Returns
     -------
@@ -148,6 +154,8 @@ def resolve_config(preset: str = "small", **overrides) -> SimConfig:
             f"'sfreq' must be at least 100 Hz (evoked responses, alpha and gamma need it), "
             f"got sfreq={values['sfreq']!r}."
         )
+    if not isinstance(values["randomize"], bool):
+        raise ValueError(f"'randomize' must be True or False, got {values['randomize']!r}.")
     values["mat_version"] = check_option(str(values["mat_version"]), "mat_version", MAT_VERSIONS)
     values["ch_names"] = resolve_channels(values["ch_names"])
     return SimConfig(**values)

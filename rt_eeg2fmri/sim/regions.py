@@ -15,7 +15,7 @@ EEG model can predict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -231,6 +231,14 @@ class SubjectParams:
         Median button-press reaction time (s).
     baseline_scale : float
         Global EPI intensity factor.
+    hrf_undershoot : float
+        Time to the HRF's undershoot peak (s; SPM: 16).
+    hrf_ratio : float
+        Undershoot amplitude relative to the peak (SPM: 1/6).
+    region_delay : array of shape (n_regions,) | None
+        Per-region haemodynamic delay added to ``hrf_peak`` (s); ``None``: none.
+    noise_scale : float
+        Factor on the thermal and physiological BOLD noise.
     """
 
     label: str
@@ -243,6 +251,14 @@ class SubjectParams:
     erp_latency_shift: float
     rt_median: float
     baseline_scale: float
+    hrf_undershoot: float = 16.0
+    hrf_ratio: float = 1.0 / 6.0
+    region_delay: np.ndarray | None = None
+    noise_scale: float = 1.0
+
+    def delay(self, i: int) -> float:
+        """Haemodynamic delay of region ``i`` added to the subject's HRF peak (s)."""
+        return 0.0 if self.region_delay is None else float(self.region_delay[i])
 
     def to_json(self, regions=REGIONS) -> dict:
         """A JSON-serializable description (written to ``derivatives/simulation``)."""
@@ -253,6 +269,9 @@ class SubjectParams:
             "erp_latency_shift_s": round(self.erp_latency_shift, 4),
             "rt_median_s": round(self.rt_median, 4),
             "baseline_scale": round(self.baseline_scale, 4),
+            "hrf_undershoot_s": round(self.hrf_undershoot, 4),
+            "hrf_undershoot_ratio": round(self.hrf_ratio, 4),
+            "bold_noise_scale": round(self.noise_scale, 4),
             "regions": {
                 r.name: {
                     "x": round(float(self.xyz[i, 0]), 2),
@@ -263,13 +282,16 @@ class SubjectParams:
                     "eeg_gain": round(float(self.eeg_gain[i]), 4),
                     "bold_amp_percent_per_unit": round(float(r.amp * self.bold_gain[i]), 4),
                     "eeg_visible": r.eeg_visible,
+                    "hrf_delay_s": round(self.delay(i), 4),
                 }
                 for i, r in enumerate(regions)
             },
         }
 
 
-def draw_subject(rng: np.random.Generator, label: str, regions=REGIONS) -> SubjectParams:
+def draw_subject(
+    rng: np.random.Generator, label: str, regions=REGIONS, *, randomize: bool = False
+) -> SubjectParams:
     """Draw one subject's parameters.
 
     Parameters
@@ -278,10 +300,10 @@ def draw_subject(rng: np.random.Generator, label: str, regions=REGIONS) -> Subje
     label : str
         BIDS subject label.
     regions : sequence of Region
-
-    Returns
-    -------
-    params : SubjectParams
+    randomize : bool
+        Also draw the haemodynamics and the noise level (see :func:`randomize_regions`):
+        HRF peak 4–8 s, undershoot 12–20 s at 0–35 % of the peak, a per-region delay
+        (sd 0.75 s) and a BOLD noise factor 0.6–1.6. Off: SPM's shape, peak 5–7 s.
     """
     n = len(regions)
     xyz = np.array([r.xyz for r in regions], dtype=float) + rng.normal(0.0, 2.5, (n, 3))
@@ -289,7 +311,7 @@ def draw_subject(rng: np.random.Generator, label: str, regions=REGIONS) -> Subje
     ori /= np.linalg.norm(ori, axis=1, keepdims=True)
     ori = ori + rng.normal(0.0, 0.25, (n, 3))
     ori /= np.linalg.norm(ori, axis=1, keepdims=True)
-    return SubjectParams(
+    params = SubjectParams(
         label=label,
         xyz=xyz,
         orientation=ori,
@@ -301,3 +323,56 @@ def draw_subject(rng: np.random.Generator, label: str, regions=REGIONS) -> Subje
         rt_median=float(rng.uniform(0.38, 0.52)),
         baseline_scale=float(rng.uniform(0.85, 1.15)),
     )
+    if not randomize:  # drawn after the fixed generator's, so its outputs stay as they were
+        return params
+    return replace(
+        params,
+        hrf_peak=float(rng.uniform(4.0, 8.0)),
+        hrf_undershoot=float(rng.uniform(12.0, 20.0)),
+        hrf_ratio=float(rng.uniform(0.0, 0.35)),
+        region_delay=rng.normal(0.0, 0.75, n),
+        noise_scale=float(rng.uniform(0.6, 1.6)),
+    )
+
+
+# Bands a randomized region may couple through, with a typical amplitude (nAm).
+_BAND_CHOICES: tuple[Band, ...] = (
+    Band("delta", 1.5, 3.5, 20.0, 0.0),
+    Band("theta", 4.0, 7.0, 12.0, 0.0),
+    Band("alpha", 8.0, 12.0, 25.0, 0.0),
+    Band("beta", 15.0, 25.0, 15.0, 0.0),
+    Band("gamma", 32.0, 45.0, 3.0, 0.0),
+)
+
+
+def randomize_regions(rng: np.random.Generator, regions=REGIONS) -> tuple[Region, ...]:
+    """One dataset's draw of the generative choices our models were designed around.
+
+    Every EEG-visible region couples to its drive through one or two bands chosen at
+    random (delta, theta, alpha, beta, gamma), each with a random sign and strength
+    (|κ| 0.25–0.8) and an amplitude 0.5–2× the band's typical one; BOLD blob widths are
+    scaled 0.6–1.6× and amplitudes 0.6–1.4×, evoked components 0.5–1.5×. Positions,
+    networks and task weights stay. With the per-subject draws of
+    :func:`draw_subject` (``randomize=True``), this is the ``simulate --randomize``
+    generator: a model trained or chosen on it cannot lean on one coupling pattern.
+    """
+    out = []
+    for r in regions:
+        sigma = r.sigma * float(rng.uniform(0.6, 1.6))
+        amp = r.amp * float(rng.uniform(0.6, 1.4))
+        if not r.eeg_visible:
+            out.append(replace(r, sigma=sigma, amp=amp))
+            continue
+        picks = rng.choice(len(_BAND_CHOICES), size=int(rng.integers(1, 3)), replace=False)
+        bands = tuple(
+            replace(
+                _BAND_CHOICES[k],
+                amp=_BAND_CHOICES[k].amp * float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))),
+                kappa=float(rng.choice((-1.0, 1.0)) * rng.uniform(0.25, 0.8)),
+            )
+            for k in sorted(picks)
+        )
+        scale = float(rng.uniform(0.5, 1.5))
+        erp = tuple((lat, width, a * scale) for lat, width, a in r.erp)
+        out.append(replace(r, sigma=sigma, amp=amp, bands=bands, erp=erp))
+    return tuple(out)

@@ -35,19 +35,83 @@ def _batches(x, y, size=16):
 
 def test_features_pick_the_band_and_hrf():
     model = build_model("ridge", _cfg())
-    assert model.n_bins == 5 and model.n_features == N_CHANS * 5
+    # 1 s frames half a frame apart over 10 s; one canonical HRF regressor by default
+    assert (model.frame_len, model.hop, model.n_frames) == (100, 50, 19)
+    assert model.n_features == N_CHANS * 5
     t = np.arange(N_TIMES) / SFREQ
     x = torch.zeros(1, N_CHANS, N_TIMES)
     x[0, :] = torch.tensor(np.sin(2 * np.pi * 10 * t), dtype=torch.float32)
     f = model.features(x).reshape(N_CHANS, 5)
     assert int(f[0].argmax()) == 2  # alpha 8–13 Hz
-    # a stationary input: every bin has the same log power, so the feature is that value
-    # times the sum of the HRF taps inside the window
+    # a stationary input: every frame has the same log power, so the feature is that value
+    # times the kernel's sum
+    frame = x[0, 0, -100:]
+    p = torch.fft.rfft((frame - frame.mean()) * torch.hann_window(100)).abs() ** 2
+    logp = torch.log(p[8:13].mean() + 1e-10)  # 8–13 Hz at 1 Hz resolution
+    torch.testing.assert_close(f[0, 2], logp * model.hrf_kernel.sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_hrf_kernel_is_centred_on_each_frame():
+    """A frame's weight is the HRF (a density) at its centre's lag, times the frame step."""
+    model = build_model("ridge", _cfg(n_times=3000))  # 30 s
+    k = model.hrf_kernel.numpy()[0]
+    ago = (model.n_frames - 1 - np.arange(model.n_frames)) * 0.5 + 0.5  # centres, s
+    dense = spm_hrf(0.01) / 0.01
+    np.testing.assert_allclose(k, np.interp(ago, np.arange(dense.size) * 0.01, dense) * 0.5,
+                               rtol=1e-5, atol=1e-7)  # fmt: skip
+    assert 4.5 <= ago[k.argmax()] <= 5.5  # SPM's HRF peaks at 5 s
+    assert k.sum() == pytest.approx(1.0, abs=0.03)  # ∫ h = 1 (its tail beyond 30 s is tiny)
+
+
+def test_derivative_basis_doubles_the_features():
+    model = build_model("ridge", _cfg(hrf_basis="derivative", n_lags=2))
+    assert model.hrf_kernel.shape == (4, model.n_frames)  # (canonical, derivative) × 2 lags
+    assert model.n_features == N_CHANS * 5 * 4
+    assert abs(float(model.hrf_kernel[2].sum())) < 0.05  # a derivative integrates to ~0
+    with pytest.raises(ValueError, match="hrf_basis"):
+        build_model("ridge", _cfg(hrf_basis="fir"))
+
+
+def test_first_release_features_kept():
+    """``frame_s=None``: one TR frame per bin, no overlap, the HRF at TR steps (old checkpoints)."""
+    model = build_model("ridge", _cfg(frame_s=None))
+    assert (model.frame_len, model.hop, model.n_frames) == (200, 200, 5)
+    t = np.arange(N_TIMES) / SFREQ
+    x = torch.zeros(1, N_CHANS, N_TIMES)
+    x[0, :] = torch.tensor(np.sin(2 * np.pi * 10 * t), dtype=torch.float32)
+    f = model.features(x).reshape(N_CHANS, 5)
     hrf = spm_hrf(2.0)[:5]
     bins = x[0, 0].reshape(5, 200)
     p = torch.fft.rfft((bins - bins.mean(-1, keepdim=True)) * torch.hann_window(200)).abs() ** 2
     logp = torch.log(p[0, 16:26].mean() + 1e-10)  # 8–13 Hz at 0.5 Hz resolution
     torch.testing.assert_close(f[0, 2], logp * float(hrf.sum()), rtol=1e-4, atol=1e-4)
+
+
+def test_old_ridge_checkpoint_loads_with_its_features(tmp_path):
+    from dataclasses import asdict
+
+    from rt_eeg2fmri.checkpoint import load_checkpoint, save_checkpoint
+    from rt_eeg2fmri.data.norm import NormStats
+    from rt_eeg2fmri.data.preprocessing import Preprocessing
+
+    x, y = _alpha_data(60, 0)
+    model = build_model("ridge", _cfg(frame_s=None, hrf_basis="canonical", alphas=[1.0]))
+    model.fit_streaming(_batches(x, y))
+    names = [f"C{i}" for i in range(N_CHANS)]
+    path = save_checkpoint(
+        tmp_path / "old.pt", model, ch_names=names, t_r=2.0,
+        preprocessing=Preprocessing(sfreq=SFREQ, winsize=N_TIMES / SFREQ),
+        norm_stats=NormStats("zscore", np.zeros(N_CHANS), np.ones(N_CHANS), names),
+        grid_shape=(5, 1, 1), affine=np.eye(4), mask=np.ones((5, 1, 1), bool),
+    )  # fmt: skip
+    raw = torch.load(path, weights_only=False)
+    for key in ("frame_s", "hrf_basis"):  # a checkpoint written before these fields existed
+        del raw["model_config"][key]
+    torch.save(raw, path)
+    loaded = load_checkpoint(path)
+    assert asdict(loaded.model.config) == asdict(model.config)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model(x))
 
 
 def test_nyquist_caps_bands():
@@ -59,10 +123,10 @@ def test_nyquist_caps_bands():
 def test_lags_read_earlier_values():
     model = build_model("ridge", _cfg(n_lags=3))
     k = model.hrf_kernel.numpy()
-    assert k.shape == (3, 5)
-    # lag l is the lag-0 kernel shifted one bin earlier
-    np.testing.assert_allclose(k[1, :-1], k[0, 1:])
-    assert k[1, -1] == 0 and k[2, -2:].sum() == 0
+    assert k.shape == (3, model.n_frames)
+    # lag l is the lag-0 kernel shifted one TR (four frame steps) earlier
+    np.testing.assert_allclose(k[1, :-4], k[0, 4:], atol=1e-7)
+    assert k[1, -4:].sum() < 1e-6 and k[2, -8:].sum() < 1e-6
 
 
 def test_fit_matches_direct_solution():
@@ -126,7 +190,7 @@ def test_errors():
     model = build_model("ridge", _cfg())
     with pytest.raises(RuntimeError, match="not fitted"):
         model(x)
-    with pytest.raises(ValueError, match="'val_batches' is needed to choose among 13 alphas"):
+    with pytest.raises(ValueError, match="'val_batches' is needed to choose among 15 alphas"):
         model.fit_streaming(_batches(x, y))
     with pytest.raises(ValueError, match=r"targets must have shape \(16, 5\)"):
         model.fit_streaming(_batches(x, y[:, :2]), val_batches=[])
@@ -135,8 +199,10 @@ def test_errors():
     with pytest.raises(ValueError, match="shorter than one t_r=2.0 s bin"):
         build_model("ridge", _cfg(n_times=150))
     with pytest.raises(ValueError, match="holds no frequency bin"):
-        build_model("ridge", _cfg(t_r=0.1, n_times=1000))
-    with pytest.raises(ValueError, match="'n_lags' \\(9\\) exceeds the 5 bins"):
+        build_model("ridge", _cfg(frame_s=0.1, bands=[[1.0, 4.0]]))
+    with pytest.raises(ValueError, match="'frame_s' \\(20.0 s = 2000 samples\\) is longer"):
+        build_model("ridge", _cfg(frame_s=20.0))
+    with pytest.raises(ValueError, match="'n_lags' \\(9\\) exceeds the 5 TRs"):
         build_model("ridge", _cfg(n_lags=9))
     with pytest.raises(ValueError, match="'bands' must satisfy"):
         build_model("ridge", _cfg(bands=[[8, 4]]))

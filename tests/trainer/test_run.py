@@ -40,6 +40,13 @@ def test_train_evaluate_end_to_end(tiny_bids, tmp_path):
     # the subject-mean baseline is R²'s reference
     assert metrics["subject_mean"]["r2_vs_subject_mean"][0] == pytest.approx(0.0, abs=1e-6)
     assert (out / "report.md").read_text().count("|") > 20
+    # the architecture is chosen per fold on the validation subject, never on the test one
+    fold = json.loads((out / "metrics.json").read_text())["folds"][0]
+    chosen = fold["selected"]["model"]
+    assert set(fold["selected"]["val_r_mean"]) == {"conv", "ridge"}
+    assert chosen == max(fold["selected"]["val_r_mean"], key=fold["selected"]["val_r_mean"].get)
+    assert metrics["selected on validation"]["r_mean"] == metrics[chosen]["r_mean"]
+    assert f"{chosen} (loso-sub-01)" in (out / "report.md").read_text()
     assert (out / "loss_curves.png").stat().st_size > 1000
     assert (out / "r_map_loso-sub-01.png").is_file()
     assert json.loads((out / "metrics.json").read_text())["folds"][0]["split"]["test_subjects"] == [
