@@ -21,6 +21,7 @@ load: their preprocessing is read back from ``sfreq``, ``winsize``, the old
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import os
 import platform
@@ -148,6 +149,38 @@ class Checkpoint(HasPreprocessing):
         return next(iter(self.model.buffers())).device
 
 
+def array_checksum(ckpt: dict) -> str:
+    """SHA-256 of a checkpoint's arrays and the fields that place them.
+
+    Covers the weights, the model and its config, the preprocessing, the normalisation
+    statistics, the mask bits, the grid, the channels, the TR and any calibration map, in a fixed order, so a checkpoint altered or
+    damaged after it was written (a flipped mask bit keeps the voxel count) is caught on
+    load. The metadata is not covered.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def add(key: str, value) -> None:
+        h.update(key.encode() + b"\0")
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=str).encode())
+
+    for key in sorted(ckpt["state_dict"]):
+        add(f"state_dict.{key}", ckpt["state_dict"][key])
+    for key in ("model_name", "model_config", "preprocessing", "norm_stats"):
+        add(key, ckpt[key])
+    for key in ("mask", "grid", "ch_names", "t_r"):
+        add(key, ckpt[key])
+    for key, value in sorted((ckpt.get("calibration") or {}).items()):
+        add(f"calibration.{key}", value)
+    return h.hexdigest()
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -270,6 +303,7 @@ def save_checkpoint(
     }
     if calibration is not None:
         ckpt["calibration"] = calibration
+    ckpt["checksum"] = {"algorithm": "sha256", "arrays": array_checksum(ckpt)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -333,6 +367,19 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
     missing = [k for k in REQUIRED[version] if k not in ckpt]
     if missing:
         raise ValueError(f"'{path}' is an incomplete checkpoint: missing key(s) {missing}.")
+    stored_sum = ckpt.get("checksum")  # absent from checkpoints written before it existed
+    if stored_sum is not None:
+        try:
+            found = array_checksum(ckpt)
+            expected = stored_sum["arrays"]
+        except (KeyError, TypeError, AttributeError, RuntimeError) as err:
+            raise ValueError(f"'{path}': malformed arrays or checksum: {err}") from None
+        if found != expected:
+            raise ValueError(
+                f"'{path}': its arrays do not match the checksum written with them (SHA-256 "
+                f"{found[:12]}…, expected {expected[:12]}…): the file was altered or damaged "
+                "after it was saved. Use the original checkpoint."
+            )
     name = ckpt["model_name"]
     if name not in MODELS:
         raise ValueError(f"'{path}': unknown model_name {name!r}; known: {', '.join(MODELS)}.")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rt_eeg2fmri.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from rt_eeg2fmri.checkpoint import FORMAT, array_checksum, load_checkpoint, save_checkpoint
 from rt_eeg2fmri.data import NormStats, Preprocessing
 from rt_eeg2fmri.models import MODELS
 
@@ -157,9 +157,16 @@ def test_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def _edit(tmp_path, src, fn):
+def _edit(tmp_path, src, fn, *, resum: bool = True):
+    """A copy of ``src`` edited by ``fn``; ``resum``: its checksum made to match again (a
+    checkpoint written wrong, rather than one altered after it was written)."""
     raw = torch.load(src, weights_only=True)
     fn(raw)
+    if resum and "checksum" in raw:
+        try:
+            raw["checksum"]["arrays"] = array_checksum(raw)
+        except (KeyError, TypeError, AttributeError):
+            del raw["checksum"]
     out = tmp_path / "edited.pt"
     torch.save(raw, out)
     return out
@@ -342,3 +349,27 @@ def test_a_window_that_is_not_the_models_is_refused_on_load(tmp_path, ckpt_path)
     path = _edit(tmp_path, ckpt_path, edit)
     with pytest.raises(ValueError, match=r"'.*\.pt': preprocessing: winsize 1e\+06 s at 50 Hz"):
         load_checkpoint(path)
+
+
+def test_arrays_altered_after_saving_are_refused(tmp_path, ckpt_path):
+    """Two mask bits swapped (the voxel count unchanged): the checksum names the damage."""
+
+    def swap_bits(raw):
+        bits = np.unpackbits(raw["mask"].numpy())
+        on, off = np.flatnonzero(bits)[0], np.flatnonzero(bits == 0)[0]
+        bits[on], bits[off] = 0, 1
+        raw["mask"] = torch.from_numpy(np.packbits(bits))
+
+    path = _edit(tmp_path, ckpt_path, swap_bits, resum=False)
+    with pytest.raises(ValueError, match=r"edited\.pt': its arrays do not match the checksum"):
+        load_checkpoint(path)
+    path = _edit(tmp_path, ckpt_path, lambda r: r["state_dict"][next(iter(r["state_dict"]))]
+                 .view(-1)[:1].add_(1.0), resum=False)  # fmt: skip
+    with pytest.raises(ValueError, match="altered or damaged after it was saved"):
+        load_checkpoint(path)
+    # metadata is not covered (a note added by hand), and checkpoints from before the
+    # checksum existed load as they did
+    path = _edit(tmp_path, ckpt_path, lambda r: r["metadata"].update(note="x"), resum=False)
+    assert load_checkpoint(path).metadata["note"] == "x"
+    path = _edit(tmp_path, ckpt_path, lambda r: r.pop("checksum"), resum=False)
+    load_checkpoint(path)

@@ -88,9 +88,7 @@ def run(args) -> int:
     cfg = read_config(out)
     runs = cfg["runs"]
     kind = ", randomized generator" if cfg.get("randomize") else ""
-    print(
-        f"Simulated '{cfg['preset']}' (seed {cfg['seed']}{kind}) into {out} in {elapsed:.1f} s"
-    )
+    print(f"Simulated '{cfg['preset']}' (seed {cfg['seed']}{kind}) into {out} in {elapsed:.1f} s")
     print(
         f"  {cfg['subjects']} subjects × {len(runs)} runs ({', '.join(runs)}), "
         f"{cfg['volumes']} volumes at TR {cfg['t_r']:g} s"

@@ -183,7 +183,27 @@ def _outputs(args):
 
 
 def run(args) -> int:
-    """Connect, stream until a limit or Ctrl-C/SIGTERM, print a summary."""
+    """Check and hold the outputs, then stream until a limit or Ctrl-C/SIGTERM; summarise.
+
+    Exit status 1 when an output requested could not be written whole.
+    """
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
+    nifti, timing, bids_root = _outputs(args)
+    from rt_eeg2fmri.realtime.outputs import check_new_outputs, lock_outputs, output_files
+
+    files = output_files(nifti, timing, roi=args.roi is not None)
+    locks = lock_outputs(files)  # a second writer of the same files is refused here
+    try:
+        check_new_outputs(files, overwrite=args.overwrite)
+        return _stream(args, nifti, timing, bids_root)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _stream(args, nifti, timing, bids_root) -> int:
+    """Connect, stream, print the summary (the outputs are checked and held)."""
     import functools
     import json
     import signal
@@ -194,14 +214,6 @@ def run(args) -> int:
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.realtime.engine import Engine
 
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
-    nifti, timing, bids_root = _outputs(args)
-    from rt_eeg2fmri.realtime.outputs import check_new_outputs, output_files
-
-    check_new_outputs(
-        output_files(nifti, timing, roi=args.roi is not None), overwrite=args.overwrite
-    )
     ckpt = load_checkpoint(args.model or default_model_path())
     torch.set_num_threads(args.threads or default_threads())
     engine = Engine.from_checkpoint(
@@ -275,4 +287,13 @@ def run(args) -> int:
     if interactive:
         print(file=sys.stderr)
     print(json.dumps(summary, indent=2))
+    for line in summary.get("failed_outputs", []):
+        print(f"error: {line}", file=sys.stderr)
+    if summary.get("output_errors"):
+        print(
+            f"error: {summary['output_errors']} output error(s): not everything requested "
+            "was written (see above).",
+            file=sys.stderr,
+        )
+        return 1
     return 0

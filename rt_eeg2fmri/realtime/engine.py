@@ -466,7 +466,14 @@ class Engine:
                     break  # a backlog never takes a run past its limit
                 late = i < len(due) - n_skip - 1  # a newer volume was already due
                 self._emit(d, late=late, on_volume=on_volume, clock=pylsl.local_clock)
+            if self.outputs.stranded():
+                logger.error(
+                    "Every output of the volumes has failed (%s); stopping.",
+                    "; ".join(self.outputs.failed),
+                )
+                break
         summary = self.stats.summary(self.consumer.health)
+        summary["failed_outputs"] = list(self.outputs.failed)
         if self.adapter is not None:
             a = self.adapter
             a.wait(30.0)  # a map being chosen (and saved) when the stream ended

@@ -7,11 +7,16 @@ never changes and it can be rewritten in place) followed by one compressed membe
 volume. Every gzip reader (nibabel, FSL, AFNI, Python's ``gzip``) reads it as one stream.
 The header is updated only after a volume's bytes are flushed, so a crash or Ctrl-C loses
 at most the volume in flight.
+
+Every file is appended through :class:`_AppendOnly`: unbuffered writes whose failure (a
+full disk, a file-size limit) cuts the file back to the end of the last whole volume or
+row, so what is on disk stays readable, and raises an ``OSError`` naming the file. The
+:class:`Outputs` then drop that output, log and count it, and go on with the others.
+:func:`lock_outputs` keeps a second process from writing the same files.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import os
@@ -30,6 +35,62 @@ from .._logging import logger
 # header from the file's first 1024 bytes with a single-member decoder (the BIDS
 # validator) then never meet the start of the next member, which they reject as junk.
 _VOX_OFFSET = 1024
+
+
+class _AppendOnly:
+    """A file written by whole records: a failed record is cut off again, never left half.
+
+    Unbuffered (nothing waits in a buffer to be written half at close); ``end`` is the
+    size up to the last whole record.
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path, self.what = path, what
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot write the {what} '{path}': {err.strerror}") from None
+        self.end = 0
+
+    def append(self, data: bytes, *, sync: bool = False) -> None:
+        """Write ``data`` at the end, all of it or none of it."""
+        try:
+            view, pos = memoryview(data), self.end
+            while view:
+                n = os.pwrite(self.fd, view, pos)
+                view, pos = view[n:], pos + n
+            if sync:
+                os.fsync(self.fd)
+        except OSError as err:
+            self.cut()
+            raise OSError(err.errno, f"writing the {self.what} '{self.path}' failed: "
+                          f"{err.strerror}; it keeps what was written before") from None  # fmt: skip
+        self.end = pos
+
+    def overwrite(self, data: bytes, offset: int) -> None:
+        """Rewrite bytes already in the file (the same length: the file does not grow)."""
+        try:
+            os.pwrite(self.fd, data, offset)
+        except OSError as err:
+            raise OSError(err.errno, f"updating the {self.what} '{self.path}' failed: "
+                          f"{err.strerror}") from None  # fmt: skip
+
+    def cut(self) -> None:
+        """Cut the file back to its last whole record (frees what a failed one took)."""
+        try:
+            os.ftruncate(self.fd, self.end)
+        except OSError:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class NiftiSeriesWriter:
@@ -72,14 +133,13 @@ class NiftiSeriesWriter:
         self.sidecar = {"AcquisitionDuration": self.t_r, "SkullStripped": True, **(sidecar or {})}
         self.n_volumes = 0
         self.times: list[float] = []
+        self._fh = _AppendOnly(self.path, "NIfTI output")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w+b")
-        except OSError as err:
-            raise OSError(f"cannot write the NIfTI output '{self.path}': {err.strerror}.") from None
-        self._fh.write(self._header_member(0))
-        self._fh.flush()
-        self._write_sidecar()
+            self._fh.append(self._header_member(0))
+            self._write_sidecar()
+        except OSError:
+            self._fh.close()
+            raise
 
     def _header_bytes(self, n: int) -> bytes:
         hdr = nib.Nifti1Header()
@@ -109,18 +169,34 @@ class NiftiSeriesWriter:
                 f"volume shape {vol.shape} differs from the series grid {self.grid_shape}."
             )
         data = np.asfortranarray(vol).tobytes(order="F")
-        self._fh.seek(0, os.SEEK_END)
-        self._fh.write(gzip.compress(data, compresslevel=1, mtime=0) if self.gz else data)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.n_volumes += 1
+        if self._fh.closed:
+            raise OSError(f"the NIfTI output '{self.path}' is closed.")
+        before = self._fh.end
+        self._fh.append(gzip.compress(data, compresslevel=1, mtime=0) if self.gz else data,
+                        sync=True)  # fmt: skip
         if time is None or not np.isfinite(time):  # unknown: one TR after the last
             time = (self.times[-1] if self.times else 0.0) + self.t_r
-        self.times.append(float(time))
-        self._fh.seek(0)
-        self._fh.write(self._header_member(self.n_volumes))
-        self._fh.flush()
-        self._write_sidecar()
+        n = self.n_volumes + 1
+        try:
+            self._fh.overwrite(self._header_member(n), 0)
+            self.times.append(float(time))
+            self.n_volumes = n
+            self._write_sidecar()
+        except OSError:  # back to the last whole volume: header, data and sidecar agree
+            if self.n_volumes == n:
+                self.n_volumes -= 1
+                self.times.pop()
+            self._rollback(before)
+            raise
+
+    def _rollback(self, end: int) -> None:
+        """Cut the data back to byte ``end`` and the header back to ``n_volumes``."""
+        self._fh.end = end
+        self._fh.cut()
+        try:
+            self._fh.overwrite(self._header_member(self.n_volumes), 0)
+        except OSError:
+            pass
 
     def _write_sidecar(self) -> None:
         origin = self.times[0] - self.t_r if self.times else None
@@ -131,13 +207,27 @@ class NiftiSeriesWriter:
             "VolumeTimingOriginLSL": origin,
         }
         tmp = self.sidecar_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, self.sidecar_path)
+        try:
+            tmp.write_text(json.dumps(doc, indent=2))
+            os.replace(tmp, self.sidecar_path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise OSError(err.errno, f"writing the sidecar '{self.sidecar_path}' failed: "
+                          f"{err.strerror}; it keeps the last whole volume's") from None  # fmt: skip
 
     def close(self) -> None:
-        """Close the file; everything appended is already on disk."""
-        if not self._fh.closed:
-            self._fh.close()
+        """Close the file; everything appended is already on disk.
+
+        A series that never got a volume (stopped during warm-up or calibration) is removed
+        with its sidecar: NIfTI has no valid empty 4-D file.
+        """
+        if self._fh.closed:
+            return
+        self._fh.close()
+        if self.n_volumes == 0:
+            self.path.unlink(missing_ok=True)
+            self.sidecar_path.unlink(missing_ok=True)
+            logger.warning("No volume was written: '%s' is not kept.", self.path)
 
     def __enter__(self):
         return self
@@ -161,35 +251,45 @@ TIMING_COLUMNS = (
 )
 
 
-class TimingLog:
-    """Per-TR timing log as a TSV, one row per scheduled volume, flushed every row.
+class _TsvFile:
+    """A TSV file written row by row; a row is on disk whole or not at all."""
+
+    what = "table"
+
+    def __init__(self, path, columns) -> None:
+        self.path = Path(path)
+        self._fh = _AppendOnly(self.path, self.what)
+        self._line(columns)
+
+    def _line(self, values) -> None:
+        try:
+            self._fh.append(("\t".join(values) + "\n").encode("utf-8"))
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+
+class TimingLog(_TsvFile):
+    """Per-TR timing log as a TSV, one row per scheduled volume, on disk after every row.
 
     Times are LSL clock seconds; ``latency_ms`` is publish − window end.
     """
 
+    what = "timing log"
+
     def __init__(self, path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", newline="")
-        except OSError as err:
-            raise OSError(f"cannot write the timing log '{self.path}': {err.strerror}.") from None
-        self._w = csv.writer(self._fh, delimiter="\t", lineterminator="\n")
-        self._w.writerow(TIMING_COLUMNS)
-        self._fh.flush()
+        super().__init__(path, TIMING_COLUMNS)
 
     def write(self, **row) -> None:
         """Write one row; missing columns are left empty, times with µs precision."""
         unknown = set(row) - set(TIMING_COLUMNS)
         if unknown:
             raise ValueError(f"unknown timing column(s) {sorted(unknown)}.")
-        self._w.writerow([_fmt(row.get(c)) for c in TIMING_COLUMNS])
-        self._fh.flush()
-
-    def close(self) -> None:
-        """Close the file."""
-        if not self._fh.closed:
-            self._fh.close()
+        self._line([_fmt(row.get(c)) for c in TIMING_COLUMNS])
 
 
 def _fmt(v) -> str:
@@ -207,11 +307,14 @@ class BackgroundWriter:
 
     At most ``maxsize`` volumes wait; beyond that a volume is left out of the file (counted
     in ``stats.output_errors`` and logged; the sidecar's ``VolumeTiming`` shows which).
-    On a write error the file is closed and LSL publishing goes on.
+    On a write error the file keeps its whole volumes and is closed, ``on_error(err)`` is
+    called, and the other outputs go on.
     """
 
-    def __init__(self, writer: NiftiSeriesWriter, stats, *, maxsize: int = 8) -> None:
-        self.writer, self.stats = writer, stats
+    def __init__(
+        self, writer: NiftiSeriesWriter, stats, *, maxsize: int = 8, on_error=None
+    ) -> None:
+        self.writer, self.stats, self.on_error = writer, stats, on_error
         self._queue: queue.Queue = queue.Queue(maxsize)
         self._failed = False
         self._thread = threading.Thread(target=self._run, name="NiftiWriter", daemon=True)
@@ -241,10 +344,15 @@ class BackgroundWriter:
                 self.writer.append(item[0], time=item[1])
             except OSError as err:
                 self._failed = True
-                self.stats.output_errors += 1
-                logger.error("NIfTI output failed (%s); LSL publishing continues.", err)
                 self.writer.close()
+                if self.on_error is not None:
+                    self.on_error(err)
             self.stats.write.append((time.perf_counter() - t) * 1e3)
+
+    @property
+    def failed(self) -> bool:
+        """Whether writing failed (the file holds the volumes before the failure)."""
+        return self._failed
 
     def close(self) -> None:
         """Write what is queued, then close the file."""
@@ -317,6 +425,9 @@ class Outputs:
         self.t_r, self.model, self.checkpoint, self.units = float(t_r), model, checkpoint, units
         self.outlet_name, self.nifti_path, self.timing_path = outlet_name, nifti, timing
         self.outlet = self.writer = self.timing = None
+        self.stats = None
+        #: One line per output that failed (its error, naming the file).
+        self.failed: list[str] = []
 
     def open(self, stats, *, sidecar: dict | None = None) -> None:
         """Create the outlet and files; ``stats`` (``EngineStats``) counts output errors.
@@ -327,6 +438,7 @@ class Outputs:
         """
         from ..volume_stream import volume_stream_info
 
+        self.stats = stats
         if self.outlet_name:
             import pylsl
 
@@ -380,10 +492,23 @@ class Outputs:
             except OSError as err:
                 if self.outlet is None:
                     raise
-                stats.output_errors += 1
-                logger.error("%s — continuing with LSL publishing only.", err)
+                self._fail(err)
             else:
-                self.writer = BackgroundWriter(writer, stats)
+                self.writer = BackgroundWriter(writer, stats, on_error=self._fail)
+
+    def _fail(self, err: OSError) -> None:
+        """An output failed: log and count it; the others go on."""
+        self.failed.append(str(err))
+        if self.stats is not None:
+            self.stats.output_errors += 1
+        logger.error("%s. The other outputs go on.", str(err).rstrip("."))
+
+    def stranded(self) -> bool:
+        """Whether volumes were to go somewhere and every such output has failed."""
+        wanted = bool(self.outlet_name or self.nifti_path or self.roi is not None)
+        writing = self.writer is not None and not self.writer.failed
+        left = self.outlet is not None or self.roi_outlet is not None or writing
+        return wanted and not left and bool(self.failed)
 
     def publish(self, volume: np.ndarray, t_end: float) -> None:
         """Push ``volume`` on the outlet, stamped with its window end."""
@@ -400,12 +525,20 @@ class Outputs:
         if self.writer is not None:
             self.writer.put(volume, t_end, index)
         if self.roi_log is not None:
-            self.roi_log.write(index, t_end, self._roi_means)
+            try:
+                self.roi_log.write(index, t_end, self._roi_means)
+            except OSError as err:
+                self.roi_log = None
+                self._fail(err)
 
     def log(self, **row) -> None:
         """One row of the timing log."""
         if self.timing is not None:
-            self.timing.write(**row)
+            try:
+                self.timing.write(**row)
+            except OSError as err:
+                self.timing = None
+                self._fail(err)
 
     def close(self) -> None:
         """Close every output (everything written stays valid)."""
@@ -415,34 +548,20 @@ class Outputs:
         self.outlet = self.writer = self.timing = self.roi_outlet = self.roi_log = None
 
 
-class RoiLog:
+class RoiLog(_TsvFile):
     """The ROI time series as a TSV: ``volume``, ``window_end`` and one column per region.
 
-    A row is flushed after every volume, so the file is complete up to the last volume.
+    A row is on disk after every volume, so the file is complete up to the last volume.
     """
 
+    what = "ROI time series"
+
     def __init__(self, path, names: list[str]) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", newline="", encoding="utf-8")
-        except OSError as err:
-            raise OSError(
-                f"cannot write the ROI time series '{self.path}': {err.strerror}."
-            ) from None
-        self._fh.write("\t".join(["volume", "window_end", *names]) + "\n")
-        self._fh.flush()
+        super().__init__(path, ["volume", "window_end", *names])
 
     def write(self, index: int, t_end: float, means: np.ndarray) -> None:
         """One row."""
-        values = "\t".join(f"{float(v):.6g}" for v in means)
-        self._fh.write(f"{index}\t{t_end:.6f}\t{values}\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        """Close the file."""
-        if not self._fh.closed:
-            self._fh.close()
+        self._line([str(index), f"{t_end:.6f}", *(f"{float(v):.6g}" for v in means)])
 
 
 def output_files(nifti=None, timing=None, *, roi: bool = False) -> list[Path]:
@@ -533,3 +652,69 @@ def write_derivative_description(root) -> None:
     ours = [f"*_desc-{DERIVATIVE_DESC}_{kind}.tsv" for kind in ("timing", "roi")]
     if any(line not in lines for line in ours):
         ignore.write_text("\n".join([*lines, *(x for x in ours if x not in lines)]) + "\n")
+
+
+class OutputLock:
+    """An exclusive hold on an output file for this process, so no second writer joins it.
+
+    A lock file ``.NAME.lock`` beside the output, held with ``flock`` (released by the
+    system when the process ends, however it ends) and holding the holder's pid, host,
+    start time and command line, which a refused writer's error names.
+    """
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self.fd = -1
+
+    def acquire(self) -> OutputLock:
+        """Take the lock, or raise ``FileExistsError`` naming the process that holds it."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): nothing to hold
+            return self
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # the output cannot be written there either: it says so
+            logger.debug("No lock on '%s': %s.", self.path, err)
+            return self
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise FileExistsError(
+                f"output '{self.path}' is being written by another process ({holder}); "
+                "nothing was written. Wait for it to finish or choose another name."
+            ) from None
+        import socket
+        import sys
+
+        os.ftruncate(fd, 0)
+        command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:300]
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {command}"
+                  .encode(), 0)  # fmt: skip
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        """Let go (the lock file is removed)."""
+        if self.fd >= 0:
+            self.lock_path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def lock_outputs(paths) -> list[OutputLock]:
+    """Hold every one of ``paths`` for this process (all or none; see :class:`OutputLock`)."""
+    held: list[OutputLock] = []
+    try:
+        for path in paths:
+            held.append(OutputLock(path).acquire())
+    except BaseException:
+        for lock in held:
+            lock.release()
+        raise
+    return held

@@ -56,13 +56,21 @@ def _keep_torch_threads():
     torch.set_num_threads(n)
 
 
-def _stream(*args) -> subprocess.Popen:
+def _stream(*args, file_size: int | None = None) -> subprocess.Popen:
+    """``rt-eeg2fmri stream ARGS`` in a child; ``file_size``: its ``ulimit -f``, in bytes."""
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, resource.RLIM_INFINITY))
+
     return subprocess.Popen(
         [sys.executable, "-m", "apps.cli", "stream", *map(str, args)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=None if file_size is None else limit,
     )
 
 
@@ -223,12 +231,14 @@ def test_unwritable_output_is_logged_and_lsl_publishing_goes_on(model, uid, tmp_
     finally:
         proc.kill()
         replay.stop()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 1, err  # an output requested and not written
     err = "".join(lines) + err
     assert "cannot write the NIfTI output" in err and "file/pred.nii" in err
-    assert "continuing with LSL publishing only" in err
+    assert "The other outputs go on" in err
     summary = json.loads(out)
     assert summary["volumes"] == 3 and summary["output_errors"] == 1
+    (failed,) = summary["failed_outputs"]
+    assert f"error: {failed}" in err and "not everything requested was written" in err
     for sample in got:
         vol = meta.to_volume(np.asarray(sample, np.float32))
         assert vol.shape == GRID and np.isfinite(vol).all() and np.abs(vol[1:]).max() > 0
@@ -347,3 +357,91 @@ def test_liblsl_log_lines_only_when_verbose(uid, tmp_path, verbose):
     )  # fmt: skip
     assert proc.returncode == 1 and f"no LSL stream with name='{uid}'" in proc.stderr
     assert ("Loaded default config" in proc.stderr) is verbose, proc.stderr
+
+
+@pytest.mark.lsl
+def test_a_full_disk_on_the_nifti_stops_a_stream_with_nowhere_else_to_go(model, uid, tmp_path):
+    """`ulimit -f` on `--out pred.nii.gz --no-outlet`: the file keeps its whole volumes, the
+    stream stops instead of computing into nothing, and exits 1 naming the file."""
+    import gzip
+
+    out, timing = tmp_path / "pred.nii.gz", tmp_path / "t.tsv"
+    replay = _replay(uid, loop=True, speed=4.0)
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--out", out, "--timing", timing, "--no-outlet", "--max-volumes", "40",
+        "--timeout", "30", file_size=4000,
+    )  # fmt: skip
+    try:
+        lines = wait_for_line(proc, "streaming conv")
+        replay.start()
+        out_text, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        replay.stop()
+    err = "".join(lines) + err
+    assert proc.returncode == 1, err
+    assert f"writing the NIfTI output '{out}' failed: File too large" in err
+    assert "Every output of the volumes has failed" in err
+    summary = json.loads(out_text)
+    assert 1 <= summary["volumes"] < 40
+    n = nib.load(out).shape[3]
+    gzip.decompress(out.read_bytes())  # whole gzip members only
+    assert json.loads((tmp_path / "pred.json").read_text())["NumberOfVolumes"] == n
+    assert timing.read_text().endswith("\n")
+
+
+@pytest.mark.lsl
+def test_a_full_disk_on_the_timing_log_stops_only_the_log(model, uid, tmp_path):
+    """`ulimit -f` on `--timing`: LSL publishing goes on to the end, the log ends in a whole
+    row, and the error names the file."""
+    import pandas as pd
+
+    timing = tmp_path / "t.tsv"
+    replay = _replay(uid, loop=True, speed=4.0)
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--timing", timing, "--name", f"{uid}-pred", "--max-volumes", "12",
+        "--timeout", "30", file_size=700,
+    )  # fmt: skip
+    try:
+        lines = wait_for_line(proc, "streaming conv")
+        (info,) = pylsl.resolve_byprop("name", f"{uid}-pred", timeout=10.0)
+        inlet = pylsl.StreamInlet(info)
+        inlet.open_stream(10.0)
+        replay.start()
+        got = [inlet.pull_sample(timeout=10.0)[0] for _ in range(12)]
+        out_text, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        replay.stop()
+    err = "".join(lines) + err
+    assert proc.returncode == 1, err
+    assert all(g is not None for g in got)  # every volume was published
+    assert f"writing the timing log '{timing}' failed: File too large" in err
+    summary = json.loads(out_text)
+    assert summary["volumes"] == 12 and summary["output_errors"] == 1
+    table = pd.read_csv(timing, sep="\t", na_values="n/a")
+    assert 1 <= len(table) < 12 and timing.read_text().endswith("\n")
+
+
+def test_a_second_stream_on_the_same_outputs_is_refused(model, tmp_path, capsys):
+    """Two processes, one `--out`: the second is refused before connecting, naming the first."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from rt_eeg2fmri.realtime.outputs import lock_outputs\n"
+         "locks = lock_outputs(sys.argv[1:]); print('held', flush=True); time.sleep(60)",
+         str(tmp_path / "pred.nii.gz")],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = main(["stream", "--model", str(model), "--out", str(tmp_path / "pred.nii.gz"),
+                     "--overwrite", "--source", "name:nobody", "--timeout", "1"])  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code != 0
+    assert f"is being written by another process (pid {holder.pid} on" in err
+    assert not (tmp_path / "pred.nii.gz").exists()

@@ -73,3 +73,124 @@ def test_timing_log_rows(tmp_path):
     assert df["skipped"].tolist() == [0, 1] and np.isnan(df["publish"][1])
     with pytest.raises(ValueError, match="unknown timing column"):
         log.write(foo=1)
+
+
+# -- faults: a full disk, a second writer ---------------------------------------------------
+
+_FILL = """
+import resource, sys
+import numpy as np
+from rt_eeg2fmri.realtime.outputs import NiftiSeriesWriter, TimingLog, RoiLog
+kind, path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # `ulimit -f`
+rng = np.random.default_rng(0)
+n = 0
+try:
+    if kind == "nifti":
+        w = NiftiSeriesWriter(path, affine=np.eye(4), grid_shape=(5, 6, 4), t_r=2.0)
+        for n in range(1000):
+            w.append(rng.standard_normal((5, 6, 4)).astype(np.float32), time=2.0 * n)
+    elif kind == "timing":
+        w = TimingLog(path)
+        for n in range(1000):
+            w.write(volume=n, window_end=1000.0 + n, latency_ms=3.25, late=False)
+    else:
+        w = RoiLog(path, ["V1", "A1"])
+        for n in range(1000):
+            w.write(n, 1000.0 + n, np.array([0.5, -0.25]))
+except OSError as err:
+    print(n, err)
+"""
+
+
+def _fill(kind: str, path, limit: int) -> tuple[int, str]:
+    """Write ``kind`` in a child process whose files may not grow past ``limit`` bytes."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _FILL, kind, str(path), str(limit)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    n, _, message = proc.stdout.strip().partition(" ")
+    return int(n), message
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_a_full_disk_leaves_the_series_whole(tmp_path, suffix):
+    """The volume that did not fit is cut off again: header, data and sidecar agree."""
+    import gzip
+
+    path = tmp_path / f"pred{suffix}"
+    n, message = _fill("nifti", path, 1024 + 3 * 480 + 100)
+    assert n >= 1
+    assert f"writing the NIfTI output '{path}' failed" in message
+    assert "File too large" in message and "keeps what was written before" in message
+    img = nib.load(path)
+    assert img.shape == (*GRID, n)
+    vols = img.get_fdata(dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        np.testing.assert_array_equal(vols[..., k], rng.standard_normal(GRID).astype(np.float32))
+    if suffix == ".nii.gz":
+        gzip.decompress(path.read_bytes())  # no truncated member: `gzip -t` passes
+    side = json.loads(path.with_name("pred.json").read_text())
+    assert side["NumberOfVolumes"] == n and len(side["VolumeTiming"]) == n
+
+
+@pytest.mark.parametrize("kind", ["timing", "roi"])
+def test_a_full_disk_leaves_the_table_in_whole_rows(tmp_path, kind):
+    path = tmp_path / "t.tsv"
+    n, message = _fill(kind, path, 1000)
+    what = "timing log" if kind == "timing" else "ROI time series"
+    assert f"writing the {what} '{path}' failed: File too large" in message
+    text = path.read_text()
+    assert text.endswith("\n") and len(text.encode()) <= 1000
+    table = pd.read_csv(path, sep="\t", na_values="n/a")
+    assert len(table) == n and list(table["volume"]) == list(range(n))
+
+
+def test_an_empty_series_is_not_left_behind(tmp_path):
+    path = tmp_path / "pred.nii.gz"
+    NiftiSeriesWriter(path, affine=AFFINE, grid_shape=GRID, t_r=2.0).close()
+    assert not path.exists() and not path.with_name("pred.json").exists()
+
+
+_HOLD = """
+import sys, time
+from rt_eeg2fmri.realtime.outputs import lock_outputs
+locks = lock_outputs(sys.argv[1:])
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from rt_eeg2fmri.realtime.outputs import lock_outputs
+
+    out, log = tmp_path / "pred.nii.gz", tmp_path / "t.tsv"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out), str(log)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FileExistsError) as err:
+            lock_outputs([tmp_path / "other.nii.gz", log])
+        message = str(err.value)
+        assert f"output '{log}' is being written by another process (pid {holder.pid} on" in message
+        assert "nothing was written" in message
+        assert not (tmp_path / ".other.nii.gz.lock").exists()  # all or none: let go again
+    finally:
+        holder.kill()
+        holder.wait()
+    # the system let go when the holder died: the files are free again
+    locks = lock_outputs([out, log])
+    assert (tmp_path / ".pred.nii.gz.lock").read_text().startswith(f"pid {os.getpid()} on ")
+    for lock in locks:
+        lock.release()
+    assert not (tmp_path / ".pred.nii.gz.lock").exists()
