@@ -182,13 +182,27 @@ def _outputs(args):
     return nifti, args.timing or timing, out
 
 
+def _check_limits(args) -> None:
+    """Numbers that make no run are refused before anything is touched, naming the flag."""
+    import math
+
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
+    if args.max_volumes is not None and args.max_volumes < 1:
+        raise ValueError(f"'--max-volumes' must be >= 1, got {args.max_volumes}.")
+    for flag, value in (("--duration", args.duration), ("--timeout", args.timeout)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"'{flag}' must be a positive number of seconds, got {value}.")
+    if not math.isfinite(args.phase):
+        raise ValueError(f"'--phase' must be a finite number of seconds, got {args.phase}.")
+
+
 def run(args) -> int:
     """Check and hold the outputs, then stream until a limit or Ctrl-C/SIGTERM; summarise.
 
     Exit status 1 when an output requested could not be written whole.
     """
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
+    _check_limits(args)
     nifti, timing, bids_root = _outputs(args)
     from rt_eeg2fmri.realtime.outputs import check_new_outputs, lock_outputs, output_files
 
@@ -267,7 +281,15 @@ def _stream(args, nifti, timing, bids_root) -> int:
         sig: signal.signal(sig, lambda *_: engine.stop()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with engine:
+        try:
+            engine.start()  # a Ctrl-C while it waits for the stream ends the wait
+        except InterruptedError:
+            print(
+                "rt-eeg2fmri stream: stopped while waiting for the stream; nothing was written.",
+                file=sys.stderr,
+            )
+            return 130
+        try:
             print(
                 f"streaming {ckpt.model_name} ({len(ckpt.ch_names)} ch @ {ckpt.sfreq:g} Hz, TR {ckpt.t_r:g} s, "
                 f"{engine.mapper.device}) from '{engine.consumer.stream_info.name()}', sync={args.sync}",
@@ -281,6 +303,8 @@ def _stream(args, nifti, timing, bids_root) -> int:
             else:
                 go = engine.run
             summary = go(max_volumes=args.max_volumes, duration=args.duration, on_volume=status)
+        finally:
+            engine.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -362,8 +362,12 @@ class Engine:
         return self
 
     def stop(self) -> None:
-        """Ask a running :meth:`run` to finish after the current volume."""
+        """Ask a running :meth:`run` to finish after the current volume.
+
+        During :meth:`start` it ends the wait for the stream (``InterruptedError``).
+        """
         self._stop.set()
+        self.consumer.cancel.set()
 
     def close(self) -> None:
         """Disconnect and close every output (everything written stays valid)."""

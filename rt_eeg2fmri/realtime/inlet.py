@@ -202,6 +202,8 @@ class EEGConsumer:
         self._health = Health()
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        #: Set to give up waiting for the stream in :meth:`start` (a Ctrl-C while resolving).
+        self.cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._inlet = None
         self._uid: str | None = None
@@ -288,7 +290,7 @@ class EEGConsumer:
     # -- connection ---------------------------------------------------------------------
     def _resolve(self):
         if isinstance(self.source, str):
-            return resolve_eeg_stream(self.source, timeout=self.timeout)
+            return resolve_eeg_stream(self.source, timeout=self.timeout, cancel=self.cancel)
         return self.source
 
     def _find_again(self, timeout: float):

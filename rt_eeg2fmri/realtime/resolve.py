@@ -55,7 +55,30 @@ def describe_stream(info) -> str:
     )
 
 
-def resolve_eeg_stream(source: str, *, timeout: float = 5.0):
+#: Longest single wait inside a resolve, so a stop request is seen within about this long.
+_SLICE_S = 1.0
+
+
+def resolve_until(resolve, timeout: float, cancel=None) -> list:
+    """``resolve(wait)`` in slices of at most ``_SLICE_S`` until it finds something.
+
+    liblsl's resolve blocks in C for its whole timeout, so a Ctrl-C (or any ``cancel``
+    event, set from a signal handler) would wait for it; between slices ``cancel`` is
+    checked and ``InterruptedError`` raised when it is set.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError("stopped while waiting for the stream.")
+        remaining = deadline - time.monotonic()
+        found = resolve(lsl_timeout(min(_SLICE_S, max(remaining, 0.05))))
+        if found or time.monotonic() >= deadline:
+            return found
+
+
+def resolve_eeg_stream(source: str, *, timeout: float = 5.0, cancel=None):
     """The stream matching ``source``.
 
     Parameters
@@ -65,6 +88,8 @@ def resolve_eeg_stream(source: str, *, timeout: float = 5.0):
         case-insensitively) or ``"source_id:<id>"``.
     timeout : float
         Seconds to wait for a matching stream to appear.
+    cancel : threading.Event | None
+        Stop waiting when it is set (``InterruptedError``).
 
     Returns
     -------
@@ -81,7 +106,11 @@ def resolve_eeg_stream(source: str, *, timeout: float = 5.0):
 
     key, value = parse_source(source)
     timeout = check_positive(timeout, "timeout")
-    found = pylsl.resolve_bypred(_predicate(key, value), minimum=1, timeout=lsl_timeout(timeout))
+    pred = _predicate(key, value)
+    logger.info("Waiting up to %g s for the LSL stream %s=%r...", timeout, key, value)
+    found = resolve_until(
+        lambda wait: pylsl.resolve_bypred(pred, minimum=1, timeout=wait), timeout, cancel
+    )
     if not found:
         visible = pylsl.resolve_streams(wait_time=_LIST_WAIT_S)
         lines = "\n".join(f"  {describe_stream(s)}" for s in visible) or "  (none)"

@@ -319,10 +319,25 @@ def test_corrupt_checkpoint_is_a_clear_error(model, tmp_path, capsys, make, mess
     assert not (tmp_path / "bad.ran").exists()  # the pickled payload never ran
 
 
-def test_threads_must_be_positive(model, capsys):
-    code = main(["stream", "--model", str(model), "--threads", "0"])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--threads", "0"], "'--threads' must be >= 1, got 0."),
+        (["--max-volumes", "0"], "'--max-volumes' must be >= 1, got 0."),
+        (["--max-volumes", "-1"], "'--max-volumes' must be >= 1, got -1."),
+        (["--duration", "0"], "'--duration' must be a positive number of seconds, got 0.0."),
+        (["--duration", "-5"], "'--duration' must be a positive number of seconds, got -5.0."),
+        (["--timeout", "nan"], "'--timeout' must be a positive number of seconds, got nan."),
+        (["--phase", "nan"], "'--phase' must be a finite number of seconds, got nan."),
+        (["--calibrate", "-1"], "'--calibrate' must be 0 to 3600 seconds of stream, got -1.0."),
+    ],
+)
+def test_limits_that_make_no_run_are_refused(model, capsys, tmp_path, flags, message):
+    out = tmp_path / "pred.nii.gz"
+    code = main(["stream", "--model", str(model), "--out", str(out), *flags])
     assert code == 1
-    assert "rt-eeg2fmri stream: error: '--threads' must be >= 1, got 0." in capsys.readouterr().err
+    assert f"rt-eeg2fmri stream: error: {message}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing touched
 
 
 @pytest.mark.lsl
@@ -445,3 +460,25 @@ def test_a_second_stream_on_the_same_outputs_is_refused(model, tmp_path, capsys)
     assert code != 0
     assert f"is being written by another process (pid {holder.pid} on" in err
     assert not (tmp_path / "pred.nii.gz").exists()
+
+
+@pytest.mark.lsl
+def test_ctrl_c_while_waiting_for_the_stream_ends_the_wait(model, uid, tmp_path):
+    import time
+
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-absent", "--out", tmp_path / "p.nii.gz",
+        "--timeout", "60",
+    )  # fmt: skip
+    try:
+        wait_for_line(proc, "Waiting up to 60 s for the LSL stream")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        waited = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert waited < 10  # not the 60 s timeout
+    assert "stopped while waiting for the stream; nothing was written" in err
+    assert list(tmp_path.iterdir()) == []
