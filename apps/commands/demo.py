@@ -46,13 +46,17 @@ def add_arguments(parser) -> None:
         help="simulation seed (default 2025, a subject the default model was not trained on)",
     )
     parser.add_argument(
-        "--name", default="rt-eeg2fmri-demo", help="prefix of the demo's LSL stream names"
+        "--name",
+        default=None,
+        help="prefix of the demo's LSL stream names (default: rt-eeg2fmri-demo-<pid>, so two "
+        "demos on one host never share a stream name)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
 
 
 def run(args) -> int:
     """Run the demo (viewer, or headless when asked or when there is no display)."""
+    import os
     import sys
 
     from apps.viewer.demo import DemoConfig, has_display, qt_platform_problem, run_demo
@@ -79,7 +83,7 @@ def run(args) -> int:
         speed=args.speed,
         volumes=args.volumes,
         out=args.out,
-        name=args.name,
+        name=args.name or f"rt-eeg2fmri-demo-{os.getpid()}",
         device=args.device,
         headless=headless,
     )

@@ -38,6 +38,12 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--no-truth", action="store_true", help="do not send the measured volumes")
     parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start at once (default: wait until something subscribes to the EEG stream, so "
+        "a fast replay is not over before its consumer connects)",
+    )
+    parser.add_argument(
         "--model",
         default=None,
         help="checkpoint (.pt): send the measured volumes as its targets (its target units, "
@@ -106,7 +112,12 @@ def run(args) -> int:
         print(f"streaming {session!r}", flush=True)
         for kind, name in replay.stream_names.items():
             print(f"  {kind:8s} {name}  (source_id {replay.source_ids[kind]})", flush=True)
-        replay.run()
+        if not args.no_wait:
+            print(f"waiting for a consumer of '{replay.stream_names['eeg']}'...", flush=True)
+            while not stopped and not replay.wait_for_consumers(0.5, kinds=["eeg"]):
+                pass
+        if not stopped:
+            replay.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

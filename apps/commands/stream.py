@@ -210,6 +210,10 @@ def run(args) -> int:
     locks = lock_outputs(files)  # a second writer of the same files is refused here
     try:
         check_new_outputs(files, overwrite=args.overwrite)
+        if not args.no_outlet:
+            from rt_eeg2fmri.realtime.resolve import check_name_free
+
+            check_name_free(args.name)
         return _stream(args, nifti, timing, bids_root)
     finally:
         for lock in locks:
@@ -313,6 +317,11 @@ def _stream(args, nifti, timing, bids_root) -> int:
     print(json.dumps(summary, indent=2))
     for line in summary.get("failed_outputs", []):
         print(f"error: {line}", file=sys.stderr)
+    if summary.get("volumes") == 0:
+        why = " (the trigger stream sent no volume marker)" if summary.get("triggers") == 0 else ""
+        print(f"error: no volume was produced{why}.", file=sys.stderr)
+        if not summary.get("stopped"):  # the user's own Ctrl-C in warm-up is not an error
+            return 1
     if summary.get("output_errors"):
         print(
             f"error: {summary['output_errors']} output error(s): not everything requested "

@@ -2,9 +2,11 @@
 
 One volume per TR: the scheduler says which window is due, the mapper predicts it, and
 the volume goes out on an LSL outlet (the self-describing volume stream), into an
-optional NIfTI series and a per-TR timing log. If inference ever takes longer than a TR,
-work never queues without bound: at most ``max_backlog`` due volumes are computed, older
-ones are counted as skipped and logged.
+optional NIfTI series and a per-TR timing log. When several volumes are due at once (a
+burst of samples after a pause, or inference fell behind), as many are computed as fit
+in half a TR at the recent inference time (at least ``max_backlog``); older ones are
+counted as skipped, logged (the first few one by one, then summarised every 10 s) and
+kept in the NIfTI series as placeholders, so its 4-D index stays the TR index.
 
 :class:`Engine` is assembled from its parts (source, scheduler, mapper, outputs), each
 testable alone; :meth:`Engine.from_checkpoint` builds them for the command line.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,8 +155,9 @@ class Engine:
         Seconds of live EEG to estimate normalisation statistics from (0: the
         checkpoint's).
     max_backlog : int
-        Most due volumes computed in one go when inference fell behind; older ones are
-        skipped (counted and logged), so work never queues without bound.
+        Due volumes computed in one go even when they do not fit in half a TR at the
+        recent inference time; older ones are skipped (counted and logged), so work never
+        queues without bound.
     """
 
     def __init__(
@@ -192,6 +196,11 @@ class Engine:
         self._times = np.empty(self.n_times, np.float64)
         self._stop = threading.Event()
         self._gaps_seen = 0
+        self._skips = _SkipLog()
+        self._n_triggers, self._trigger_warned, self._eeg_since = 0, False, None
+        #: Seconds of EEG without a volume marker before the warning (at least 3 TRs).
+        self.trigger_wait_s = 10.0
+        self._cost_s: deque = deque(maxlen=20)
         self.adapter = adapter
         self.save_adapted = save_adapted
         self._adapted_saved = False
@@ -452,32 +461,38 @@ class Engine:
             if self.triggers is not None:
                 while not self.triggers.times.empty():
                     self.scheduler.add_trigger(self.triggers.times.get_nowait())
+                    self._n_triggers += 1
+                self._check_triggers(first_seen)
             due = self.scheduler.poll(n_written=n_written, latest_time=latest)
             if not due:
                 continue
-            n_skip = max(0, len(due) - self.max_backlog)
+            n_skip = max(0, len(due) - self._fits_in_budget())
             for old in due[:n_skip]:
-                self.stats.skipped += 1
-                logger.warning(
-                    "Volume %d skipped: %d volumes due at once (inference fell behind, or "
-                    "samples arrived in a burst, e.g. after a gap).",
-                    old.index,
-                    len(due),
+                self._skip(
+                    old,
+                    f"{len(due)} volumes due at once and {self._fits_in_budget()} fit in half "
+                    "a TR (inference fell behind, or samples arrived in a burst)",
+                    late=True,
                 )
-                self.outputs.log(volume=old.index, window_end=old.t_end, skipped=True, late=True)
             for i, d in enumerate(due[n_skip:]):
                 if max_volumes is not None and self.stats.volumes >= max_volumes:
                     break  # a backlog never takes a run past its limit
                 late = i < len(due) - n_skip - 1  # a newer volume was already due
+                t0 = time.perf_counter()
                 self._emit(d, late=late, on_volume=on_volume, clock=pylsl.local_clock)
+                self._cost_s.append(time.perf_counter() - t0)
             if self.outputs.stranded():
                 logger.error(
                     "Every output of the volumes has failed (%s); stopping.",
                     "; ".join(self.outputs.failed),
                 )
                 break
+        self._skips.flush()
         summary = self.stats.summary(self.consumer.health)
         summary["failed_outputs"] = list(self.outputs.failed)
+        summary["stopped"] = self._stop.is_set()  # by stop(): Ctrl-C, SIGTERM, the viewer
+        if self.triggers is not None:
+            summary["triggers"] = self._n_triggers
         if self.adapter is not None:
             a = self.adapter
             a.wait(30.0)  # a map being chosen (and saved) when the stream ended
@@ -489,15 +504,44 @@ class Engine:
             }
         return summary
 
+    def _check_triggers(self, flowing: bool) -> None:
+        """Warn once when the EEG flows but the trigger stream has sent no volume marker."""
+        if not flowing or self._n_triggers or self._trigger_warned:
+            return
+        now = time.monotonic()
+        if self._eeg_since is None:
+            self._eeg_since = now
+        if now - self._eeg_since >= max(self.trigger_wait_s, 3 * self.outputs.t_r):
+            self._trigger_warned = True
+            logger.warning(
+                "No volume marker %r from the trigger stream '%s' in %.0f s of EEG: no volume "
+                "is computed until one arrives. Is the scanner running, and is the marker "
+                "name right (--trigger NAME:MARKER)?",
+                self.triggers.marker,
+                self.triggers.inlet.info().name(),
+                now - self._eeg_since,
+            )
+
+    def _fits_in_budget(self) -> int:
+        """How many due volumes to compute at once: those that fit in half a TR."""
+        # a volume's whole cost: window, inference, outputs and the caller's on_volume
+        cost_s = max(float(np.median(self._cost_s)) if self._cost_s else 0.05, 1e-3)
+        return max(self.max_backlog, int(0.5 * self.outputs.t_r / cost_s))
+
+    def _skip(self, due, reason: str, *, late: bool = False) -> None:
+        """A due volume not computed: counted, logged, a row and a placeholder volume."""
+        self.stats.skipped += 1
+        self._skips.add(due.index, reason)
+        self.outputs.log(volume=due.index, window_end=due.t_end, skipped=True, late=late)
+        self.outputs.skip(due.index, due.t_end)
+
     def _emit(self, due, *, late: bool, on_volume, clock) -> None:
         data_ready = clock()
         got = self._window_for(due)
         if got is None:
             return
         if isinstance(got, Skip):
-            self.stats.skipped += 1
-            logger.warning("Volume %d skipped: %s.", due.index, got.reason)
-            self.outputs.log(volume=due.index, window_end=due.t_end, skipped=True)
+            self._skip(due, got.reason)
             return
         stop, window = got
         t0 = clock()
@@ -542,6 +586,45 @@ class Engine:
         self.outputs.log(**row)
         if on_volume is not None:
             on_volume(due.index, volume, row)
+
+
+class _SkipLog:
+    """Skipped volumes in the log: the first few one by one, then one line every ``every`` s.
+
+    A loop replayed at 1000× skips thousands; one warning each would bury everything else.
+    """
+
+    def __init__(self, *, first: int = 5, every: float = 10.0) -> None:
+        self.first, self.every = first, every
+        self.n = 0
+        self._held: list[int] = []
+        self._reason = ""
+        self._since = time.monotonic()
+
+    def add(self, index: int, reason: str) -> None:
+        self.n += 1
+        if self.n <= self.first:
+            logger.warning("Volume %d skipped: %s.", index, reason)
+            if self.n == self.first:
+                logger.warning("Further skipped volumes are summarised every %g s.", self.every)
+            return
+        self._held.append(index)
+        self._reason = reason
+        if time.monotonic() - self._since >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Log the skipped volumes held back since the last line."""
+        if self._held:
+            logger.warning(
+                "%d more volumes skipped (%d to %d; the last: %s).",
+                len(self._held),
+                self._held[0],
+                self._held[-1],
+                self._reason,
+            )
+        self._held = []
+        self._since = time.monotonic()
 
 
 __all__ = ["Engine", "EngineStats", "Skip", "TriggerListener"]

@@ -114,6 +114,8 @@ class NiftiSeriesWriter:
     outside the model's mask are zero), ``NumberOfVolumes``, and
     ``VolumeTimingOriginLSL`` the LSL-clock time of onset 0: volume ``k``'s window ended
     at ``VolumeTimingOriginLSL + VolumeTiming[k] + AcquisitionDuration``.
+    ``PlaceholderVolumes`` lists the 4-D indices of volumes that were due but not
+    computed (zeros), so that a skipped volume never shifts the later ones.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class NiftiSeriesWriter:
         self.sidecar = {"AcquisitionDuration": self.t_r, "SkullStripped": True, **(sidecar or {})}
         self.n_volumes = 0
         self.times: list[float] = []
+        self.placeholders: list[int] = []
         self._fh = _AppendOnly(self.path, "NIfTI output")
         try:
             self._fh.append(self._header_member(0))
@@ -161,8 +164,13 @@ class NiftiSeriesWriter:
         raw = self._header_bytes(n)
         return gzip.compress(raw, compresslevel=0, mtime=0) if self.gz else raw
 
-    def append(self, volume: np.ndarray, *, time: float | None = None) -> None:
-        """Append one volume of shape ``grid_shape`` (written as float32, C → Fortran order)."""
+    def append(
+        self, volume: np.ndarray, *, time: float | None = None, placeholder: bool = False
+    ) -> None:
+        """Append one volume of shape ``grid_shape`` (written as float32, C → Fortran order).
+
+        ``placeholder``: a volume that was due but not computed (listed in the sidecar).
+        """
         vol = np.asarray(volume, dtype=np.float32)
         if vol.shape != self.grid_shape:
             raise ValueError(
@@ -180,12 +188,16 @@ class NiftiSeriesWriter:
         try:
             self._fh.overwrite(self._header_member(n), 0)
             self.times.append(float(time))
+            if placeholder:
+                self.placeholders.append(n - 1)
             self.n_volumes = n
             self._write_sidecar()
         except OSError:  # back to the last whole volume: header, data and sidecar agree
             if self.n_volumes == n:
                 self.n_volumes -= 1
                 self.times.pop()
+                if placeholder:
+                    self.placeholders.pop()
             self._rollback(before)
             raise
 
@@ -206,6 +218,8 @@ class NiftiSeriesWriter:
             "VolumeTiming": [round(t - self.t_r - origin, 6) for t in self.times],
             "VolumeTimingOriginLSL": origin,
         }
+        if self.placeholders:
+            doc["PlaceholderVolumes"] = list(self.placeholders)
         tmp = self.sidecar_path.with_suffix(f".{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(doc, indent=2))
@@ -292,6 +306,10 @@ class TimingLog(_TsvFile):
         self._line([_fmt(row.get(c)) for c in TIMING_COLUMNS])
 
 
+def _fmt_value(v) -> str:
+    return "n/a" if not np.isfinite(v) else f"{float(v):.6g}"
+
+
 def _fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -320,12 +338,14 @@ class BackgroundWriter:
         self._thread = threading.Thread(target=self._run, name="NiftiWriter", daemon=True)
         self._thread.start()
 
-    def put(self, volume: np.ndarray, t_end: float, index: int) -> None:
+    def put(
+        self, volume: np.ndarray, t_end: float, index: int, *, placeholder: bool = False
+    ) -> None:
         """Queue ``volume`` (not modified afterwards by the caller) for appending."""
         if self._failed:
             return
         try:
-            self._queue.put_nowait((volume, t_end))
+            self._queue.put_nowait((volume, t_end, placeholder))
         except queue.Full:
             self.stats.output_errors += 1
             logger.error(
@@ -341,7 +361,7 @@ class BackgroundWriter:
                 continue
             t = time.perf_counter()
             try:
-                self.writer.append(item[0], time=item[1])
+                self.writer.append(item[0], time=item[1], placeholder=item[2])
             except OSError as err:
                 self._failed = True
                 self.writer.close()
@@ -426,6 +446,8 @@ class Outputs:
         self.outlet_name, self.nifti_path, self.timing_path = outlet_name, nifti, timing
         self.outlet = self.writer = self.timing = None
         self.stats = None
+        self._stored = False  # a volume went to the files (placeholders follow it)
+        self._placeholder = None
         #: One line per output that failed (its error, naming the file).
         self.failed: list[str] = []
 
@@ -522,11 +544,30 @@ class Outputs:
 
     def store(self, volume: np.ndarray, t_end: float, index: int) -> None:
         """Queue ``volume`` for the NIfTI series."""
+        self._stored = True
         if self.writer is not None:
             self.writer.put(volume, t_end, index)
         if self.roi_log is not None:
             try:
                 self.roi_log.write(index, t_end, self._roi_means)
+            except OSError as err:
+                self.roi_log = None
+                self._fail(err)
+
+    def skip(self, index: int, t_end: float | None) -> None:
+        """A volume due but not computed.
+
+        Once the series has begun, it is a placeholder in the NIfTI series (zeros, listed in
+        its sidecar's ``PlaceholderVolumes``) and a row of ``n/a`` in the ROI table, so the
+        4-D index stays the TR index.
+        """
+        if self.writer is not None and self._stored:
+            if self._placeholder is None:
+                self._placeholder = np.zeros(self.grid_shape, np.float32)
+            self.writer.put(self._placeholder, t_end, index, placeholder=True)
+        if self.roi_log is not None and self._stored:
+            try:
+                self.roi_log.write(index, t_end, np.full(len(self.roi.names), np.nan))
             except OSError as err:
                 self.roi_log = None
                 self._fail(err)
@@ -561,7 +602,7 @@ class RoiLog(_TsvFile):
 
     def write(self, index: int, t_end: float, means: np.ndarray) -> None:
         """One row."""
-        self._line([str(index), f"{t_end:.6f}", *(f"{float(v):.6g}" for v in means)])
+        self._line([str(index), _fmt(t_end), *(_fmt_value(v) for v in means)])
 
 
 def output_files(nifti=None, timing=None, *, roi: bool = False) -> list[Path]:

@@ -128,3 +128,19 @@ def resolve_eeg_stream(source: str, *, timeout: float = 5.0, cancel=None):
             "; ".join(describe_stream(s) for s in found[1:]),
         )
     return found[0]
+
+
+def check_name_free(name: str, *, what: str = "--name", wait: float = 0.6) -> None:
+    """Refuse to publish a stream under a name another outlet on the network already has.
+
+    Two outlets with one name (two ``stream`` processes, two demos) make every consumer
+    pick one at random; the error names the stream already there and the flag to change.
+    """
+    import pylsl
+
+    found = pylsl.resolve_byprop("name", name, minimum=1, timeout=lsl_timeout(wait))
+    if found:
+        raise RuntimeError(
+            f"an LSL stream named {name!r} is already published ({describe_stream(found[0])}); "
+            f"two streams with one name confuse every consumer. Choose another {what}."
+        )

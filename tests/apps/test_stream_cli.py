@@ -482,3 +482,20 @@ def test_ctrl_c_while_waiting_for_the_stream_ends_the_wait(model, uid, tmp_path)
     assert waited < 10  # not the 60 s timeout
     assert "stopped while waiting for the stream; nothing was written" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.lsl
+def test_a_volume_stream_name_already_on_the_network_is_refused(model, uid, tmp_path, capsys):
+    """Two `stream` processes with one `--name` would publish twin outlets: refused first."""
+    info = pylsl.StreamInfo(f"{uid}-pred", "fMRI", 1, 0.5, "float32", f"{uid}-other")
+    outlet = pylsl.StreamOutlet(info)
+    try:
+        code = main(["stream", "--model", str(model), "--name", f"{uid}-pred", "--out",
+                     str(tmp_path / "p.nii.gz"), "--source", "name:nobody", "--timeout", "1"])  # fmt: skip
+    finally:
+        del outlet
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"an LSL stream named '{uid}-pred' is already published" in err
+    assert f"source_id='{uid}-other'" in err and "Choose another --name" in err
+    assert list(tmp_path.iterdir()) == []

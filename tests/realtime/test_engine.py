@@ -205,3 +205,32 @@ def test_calibration_estimates_statistics_from_the_live_stream(checkpoint, sessi
     expected = np.zeros(GRID, np.float32)
     expected[checkpoint.mask] = checkpoint.predict(x)
     np.testing.assert_allclose(got[0], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.lsl
+def test_a_silent_trigger_stream_is_named_in_a_warning(checkpoint, session, rt_log):
+    """The scanner's marker stream is there but never sends: one warning, 0 volumes."""
+    import pylsl
+
+    name = f"eng-{uuid.uuid4().hex[:8]}"
+    replay = Replay(session, name=name, speed=4.0, truth=False, source_id=name)
+    replay.open()
+    marker_info = pylsl.StreamInfo(f"{name}-scanner", "Markers", 1, 0, "string", f"{name}-s")
+    silent = pylsl.StreamOutlet(marker_info)
+    engine = Engine.from_checkpoint(
+        checkpoint, source=f"name:{replay.stream_names['eeg']}", device="cpu", outlet_name=None,
+        sync="trigger", trigger=f"{name}-scanner:R128",
+    )  # fmt: skip
+    engine.trigger_wait_s = 0.5
+    try:
+        with engine:
+            assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+            replay.start()
+            summary = engine.run(duration=3 * T_R + 2.0)
+    finally:
+        replay.stop()
+        del silent
+    assert summary["volumes"] == 0 and summary["triggers"] == 0
+    warnings = [r.getMessage() for r in rt_log.records if "No volume marker" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"trigger stream '{name}-scanner'" in warnings[0] and "'r128'" in warnings[0]

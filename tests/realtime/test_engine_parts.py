@@ -52,3 +52,30 @@ def test_a_window_before_the_stream_or_out_of_the_ring_is_a_skip(tmp_path):
     _fill(ring, 600, t0=51.5)  # 7.5 s in a 4 s ring: the first samples are overwritten
     gone = engine._window_for(Due(1, end_sample=300))
     assert isinstance(gone, Skip) and "left the ring buffer" in gone.reason
+
+
+def test_a_burst_computes_every_volume_that_fits_in_half_a_tr(tmp_path):
+    """After a pause, the volumes due at once are all computed when inference is fast;
+    only what cannot be computed within half a TR is skipped (never fewer than max_backlog)."""
+    ckpt, engine = _engine(tmp_path)
+    assert engine._fits_in_budget() == max(2, int(0.5 * ckpt.t_r / 0.05))  # no measure yet
+    engine._cost_s.extend([0.003] * 5)  # 3 ms a volume
+    assert engine._fits_in_budget() == int(0.5 * ckpt.t_r / 0.003)
+    engine._cost_s.extend([2.0 * ckpt.t_r] * 20)  # slower than a TR: the backlog floor
+    assert engine._fits_in_budget() == engine.max_backlog == 2
+
+
+def test_skipped_volumes_are_logged_a_few_then_summarised(rt_log):
+    from rt_eeg2fmri.realtime.engine import _SkipLog
+
+    log = _SkipLog(first=3, every=3600.0)
+    for i in range(2768):
+        log.add(i, "its window has left the ring buffer")
+    log.flush()
+    lines = [r.getMessage() for r in rt_log.records if "skipped" in r.getMessage()]
+    assert len(lines) == 5, lines  # three, the notice, one summary
+    assert lines[0] == "Volume 0 skipped: its window has left the ring buffer."
+    assert "summarised every 3600 s" in lines[3]
+    assert lines[4] == (
+        "2765 more volumes skipped (3 to 2767; the last: its window has left the ring buffer)."
+    )

@@ -194,3 +194,31 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     for lock in locks:
         lock.release()
     assert not (tmp_path / ".pred.nii.gz.lock").exists()
+
+
+def test_a_skipped_volume_keeps_its_place_in_the_series(tmp_path, rng):
+    """4-D index = TR index: a volume due but not computed is a zero placeholder, listed in
+    the sidecar; skips before the first volume add nothing."""
+    from types import SimpleNamespace
+
+    from rt_eeg2fmri.realtime.outputs import Outputs
+
+    path = tmp_path / "pred.nii.gz"
+    out = Outputs(grid_shape=GRID, affine=AFFINE, t_r=2.0, mask=np.ones(GRID, bool),
+                  model="conv", nifti=path)  # fmt: skip
+    out.open(SimpleNamespace(output_errors=0, write=[]))
+    vols = rng.standard_normal((2, *GRID)).astype(np.float32)
+    out.skip(0, 10.0)  # before the stream's first volume: nothing to keep a place for
+    out.store(vols[0], 12.0, 1)
+    out.skip(2, 14.0)
+    out.skip(3, None)
+    out.store(vols[1], 18.0, 4)
+    out.close()
+    data = nib.load(path).get_fdata(dtype=np.float32)
+    assert data.shape == (*GRID, 4)
+    np.testing.assert_array_equal(data[..., 0], vols[0])
+    assert not data[..., 1:3].any()
+    np.testing.assert_array_equal(data[..., 3], vols[1])
+    side = json.loads(path.with_name("pred.json").read_text())
+    assert side["PlaceholderVolumes"] == [1, 2]
+    assert side["VolumeTiming"] == [0.0, 2.0, 4.0, 6.0]

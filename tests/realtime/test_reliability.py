@@ -203,7 +203,7 @@ def test_backlog_policy_skips_old_volumes_and_never_queues(ckpt, uid, tmp_path, 
     # one volume per poll: never two computations back to back on a backlog
     ready = np.array([row["data_ready"] for row in published])
     assert np.diff(ready).min() >= 0.055
-    assert "volumes due at once (inference fell behind" in rt_log.text
+    assert "volumes due at once and 1 fit in half a TR (inference fell behind" in rt_log.text
 
 
 @pytest.fixture

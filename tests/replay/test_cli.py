@@ -60,11 +60,32 @@ def test_signal_stops_cleanly(recording, uid, sig):
 
 def test_plays_to_the_end(recording, uid):
     path, _ = recording
-    proc = _cli(path, "--name", uid, "--speed", "50", "--start", "0.4", "--duration", "1")
+    proc = _cli(
+        path, "--name", uid, "--speed", "50", "--start", "0.4", "--duration", "1", "--no-wait"
+    )
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "end of recording: replayed 200 samples (1.000 s of recording, 1 loop(s))" in out
     assert "2 markers (1 'R128')" in out  # "go" at 0.5 s and the volume at 1.25 s
+
+
+@pytest.mark.lsl
+def test_a_fast_replay_waits_for_its_consumer(recording, uid):
+    """At 1000× a 2 s recording is over in 2 ms: by default it waits until an inlet
+    subscribes, so the consumer gets all of it."""
+    path, _ = recording
+    proc = _cli(path, "--name", uid, "--source-id", uid, "--speed", "1000", "--no-truth")
+    try:
+        assert proc.stdout.readline().startswith("streaming ")
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[-1].strip() == f"waiting for a consumer of '{uid}-EEG'..."
+        inlet = connect(f"{uid}:eeg")
+        data, _ = drain(inlet, n_min=400)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert len(data) == 400 and "end of recording: replayed 400 samples" in out
 
 
 @pytest.mark.parametrize(
