@@ -55,6 +55,7 @@ from .eeg_io import (
     open_raw,
     read_data,
     scanner_onsets,
+    truncation,
 )
 from .session import Session
 
@@ -610,6 +611,8 @@ def _prepare(ref: RunRef) -> dict:
         first_volume=opts["first_volume"],
         where=f"{ref.name} ('{ref.files['eeg_raw' if derivative else 'eeg']}')",
         marker=opts["marker"],
+        eeg_end=(raw0.n_times / raw0.info["sfreq"]) if derivative else duration,
+        truncated=truncation(raw0 if derivative else raw),
     )
     start = int(opts["dummy_scans"])
     stop = start + onsets.size

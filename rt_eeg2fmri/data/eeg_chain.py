@@ -105,12 +105,16 @@ class ChunkReport:
         Timestamp steps larger than 1.5 sample periods (before this chunk's samples).
     samples_lost : int
         Samples missing in those gaps, estimated from the steps.
+    clock_jumps : int
+        Times the timestamps went back (the source's clock was reset); the samples from
+        there on are re-stamped on the sample grid (see :meth:`EEGChain.process`).
     """
 
     n_in: int = 0
     nonfinite: int = 0
     gaps: int = 0
     samples_lost: int = 0
+    clock_jumps: int = 0
 
 
 class EEGChain:
@@ -228,6 +232,7 @@ class EEGChain:
         self.max_fill = None if max_fill is None else int(max_fill)
         self._mapped = np.empty((0, n))
         self._last_ts: float | None = None
+        self._clock_shift = 0.0  # added to the source's timestamps since its clock went back
         self._last_gap_log = -math.inf
         self._in_nan_burst = False
 
@@ -251,6 +256,7 @@ class EEGChain:
     def continue_after(self, previous: EEGChain) -> None:
         """Measure gaps from where ``previous`` (the chain of a lost connection) stopped."""
         self._last_ts, self._last_gap_log = previous._last_ts, previous._last_gap_log
+        self._clock_shift = previous._clock_shift
 
     # -- properties ------------------------------------------------------------------------
     @property
@@ -304,7 +310,7 @@ class EEGChain:
         if self.montage is not None:
             mapped = mapped @ self._mix[mapped.dtype]
         if timestamps is not None and k:
-            timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+            timestamps = self._unjump(np.asarray(timestamps, dtype=np.float64).reshape(-1), report)
             where, missing = self._check_gaps(timestamps, report)
             if report.samples_lost and self.fill_gaps:
                 mapped, timestamps = self._zero_fill(mapped, timestamps, where, missing)
@@ -399,6 +405,39 @@ class EEGChain:
             )
             self._in_nan_burst = True
         return n_bad
+
+    def _unjump(self, stamps: np.ndarray, report: ChunkReport) -> np.ndarray:
+        """Timestamps that never go back: a step back is a clock reset, not time travel.
+
+        When the source's timestamps step back by more than half a sample period (its
+        clock was set back, or an LSL time correction jumped), the samples from there on
+        are re-stamped to follow the last one on the sample grid, and every later chunk
+        keeps that shift; the jump is logged. Windows, gaps and the volume schedule then
+        stay on one continuous clock instead of waiting out the jump (every later volume
+        late by its size).
+        """
+        stamps = stamps + self._clock_shift if self._clock_shift else stamps.copy()
+        prev = self._last_ts
+        period = 1.0 / self.sfreq_in
+        while True:
+            steps = np.diff(stamps, prepend=stamps[0] if prev is None else prev)
+            back = np.flatnonzero(steps < -0.5 * period)
+            if not back.size:
+                return stamps
+            i = int(back[0])
+            before = stamps[i - 1] if i else prev
+            shift = before + period - stamps[i]
+            stamps[i:] += shift
+            self._clock_shift += shift
+            report.clock_jumps += 1
+            logger.warning(
+                "%s: the timestamps went back by %.3f s at t=%.3f (the source's clock was "
+                "reset?); later samples are re-stamped on the sample grid (+%.3f s in all).",
+                self.source,
+                shift,
+                before,
+                self._clock_shift,
+            )
 
     def _check_gaps(self, stamps: np.ndarray, report: ChunkReport):
         """Gaps before the samples of ``stamps``: per gap, the index after it and its size."""

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .._checks import check_ch_names, check_file
-from .._logging import logger
+from .._logging import log_once, logger
 from .session import Session, empty_events
 
 EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set", ".fif", ".fif.gz")
@@ -158,8 +158,40 @@ def open_raw(path: str | Path, *, preload: bool = False):
         msg = str(w.message)
         if "not unique" in msg and "duplicates" in msg:
             raise ValueError(f"'{path}': duplicate channel names ({msg.split(': ', 1)[-1]})")
+        if "annotation(s) that were outside data range" in msg:
+            _note_truncation(raw, path)
         logger.debug("MNE warning while reading '%s': %s", path, msg)
     return raw
+
+
+def truncation(raw) -> dict | None:
+    """How a truncated file is short, as :func:`open_raw` noted it; else ``None``.
+
+    ``{"duration", "markers_until", "omitted"}``: the file's data ends before its markers
+    do (a truncated ``.eeg``).
+    """
+    return getattr(raw, "_rt_truncated", None)
+
+
+def _note_truncation(raw, path: Path) -> None:
+    """The markers file lists events past the end of the data: say how much is missing."""
+    import mne
+
+    duration = raw.n_times / raw.info["sfreq"]
+    try:
+        onsets = mne.read_annotations(path.with_suffix(".vmrk"), sfreq=raw.info["sfreq"]).onset
+    except Exception:  # not BrainVision, or an unreadable markers file: MNE's count only
+        onsets = np.zeros(0)
+    past = onsets[onsets > duration]
+    until = float(past.max()) if past.size else float("nan")
+    raw._rt_truncated = {"duration": duration, "markers_until": until, "omitted": int(past.size)}
+    log_once(
+        (str(path), "truncated"),
+        f"'{path}' holds {duration:.1f} s of EEG but {past.size} of its markers lie past its "
+        f"end (the last at {until:.1f} s): the data file looks truncated, about "
+        f"{until - duration:.1f} s missing.",
+        level=logging.WARNING,
+    )
 
 
 def eeg_picks(raw, *, path, channels=None, types=None, types_source=None) -> list[int]:
@@ -308,6 +340,8 @@ def align_volumes(
     first_volume: float = 0.0,
     where: str,
     marker: str = "R128",
+    eeg_end: float | None = None,
+    truncated: dict | None = None,
 ) -> tuple[np.ndarray, float]:
     """Onsets of the BOLD volumes kept after dummy scans, on the EEG clock.
 
@@ -334,6 +368,10 @@ def align_volumes(
         Names the run/file in errors.
     marker : str
         Marker name, for messages.
+    eeg_end : float | None
+        End of the EEG (s, same clock), to say when it is the EEG that is short.
+    truncated : dict | None
+        :func:`truncation` of the EEG file, to say that the file is cut short.
 
     Returns
     -------
@@ -358,9 +396,25 @@ def align_volumes(
     found = markers.size
     markers = markers[skip_markers:]
     if markers.size < n_volumes:
+        short = n_volumes - markers.size
+        head = f"{where}: {found} '{marker}' scanner markers ({skip_markers=}) for {n_volumes} BOLD volumes"
+        if truncated is not None:
+            raise ValueError(
+                f"{head}: the EEG file is truncated — it holds {truncated['duration']:.1f} s "
+                f"but its markers run to {truncated['markers_until']:.1f} s (about "
+                f"{truncated['markers_until'] - truncated['duration']:.1f} s missing), so "
+                f"the last {short} volumes have no EEG. Restore the complete file; "
+                "'dummy_scans'/'skip_markers' would misalign the pairs."
+            )
+        if eeg_end is not None and markers.size and markers[-1] + 1.5 * t_r >= eeg_end:
+            raise ValueError(
+                f"{head}: the EEG ends at {eeg_end:.1f} s, right after its last marker, and "
+                f"the BOLD run goes on for {short} more volumes ({short * t_r:.1f} s): the "
+                "EEG recording is shorter than the BOLD run. 'dummy_scans'/'skip_markers' "
+                "would misalign the pairs."
+            )
         raise ValueError(
-            f"{where}: {found} '{marker}' scanner markers ({skip_markers=}) for {n_volumes} "
-            f"BOLD volumes: too few markers to time every volume. Check 'marker', or set "
+            f"{head}: too few markers to time every volume. Check 'marker', or set "
             "'dummy_scans' (volumes of the NIfTI to drop) / 'skip_markers' (leading markers "
             "without a volume)."
         )

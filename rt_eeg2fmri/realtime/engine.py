@@ -86,6 +86,7 @@ class EngineStats:
                 stalls=health.stalls,
                 reconnects=health.reconnects,
                 nonfinite=health.nonfinite,
+                clock_jumps=health.clock_jumps,
             )
         return out
 
@@ -195,7 +196,7 @@ class Engine:
         self._window = np.empty((len(source.ch_names), self.n_times), np.float32)
         self._times = np.empty(self.n_times, np.float64)
         self._stop = threading.Event()
-        self._gaps_seen = 0
+        self._gaps_seen = self._jumps_seen = 0
         self._skips = _SkipLog()
         self._n_triggers, self._trigger_warned, self._eeg_since = 0, False, None
         #: Seconds of EEG without a volume marker before the warning (at least 3 TRs).
@@ -565,6 +566,8 @@ class Engine:
         health = self.consumer.health
         gap = health.gaps > self._gaps_seen
         self._gaps_seen = health.gaps
+        clock_jump = health.clock_jumps > self._jumps_seen
+        self._jumps_seen = health.clock_jumps
         latency = (publish - t_end) * 1e3
         self.stats.volumes += 1
         self.stats.late += int(late)
@@ -581,6 +584,7 @@ class Engine:
             late=late,
             skipped=False,
             gap=gap,
+            clock_jump=clock_jump,
             adapt=adapt,
         )
         self.outputs.log(**row)

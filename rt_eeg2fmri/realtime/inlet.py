@@ -69,6 +69,8 @@ class Health:
         Times the stream came back from a new outlet (same source).
     nonfinite : int
         Samples with a NaN or infinite value, written as 0.
+    clock_jumps : int
+        Times the stream's timestamps went back (re-stamped on the sample grid).
     last_time : float | None
         Timestamp of the last sample received (LSL clock).
     """
@@ -81,6 +83,7 @@ class Health:
     stalls: int = 0
     reconnects: int = 0
     nonfinite: int = 0
+    clock_jumps: int = 0
     last_time: float | None = None
 
 
@@ -446,6 +449,7 @@ class EEGConsumer:
             h.gaps += report.gaps
             h.samples_lost += report.samples_lost
             h.nonfinite += report.nonfinite
+            h.clock_jumps += report.clock_jumps
             h.last_time = float(stamps[-1])
             self._cond.notify_all()
 

@@ -261,6 +261,7 @@ TIMING_COLUMNS = (
     "late",
     "skipped",
     "gap",
+    "clock_jump",
     "adapt",
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import mne
 import numpy as np
@@ -206,3 +207,37 @@ def test_align_errors_name_the_run():
         align_volumes(gap, 8, t_r=(gap[-1] - gap[0]) / 7, where="run-x")
     with pytest.raises(ValueError, match=r"run-x: dummy_scans=5 leaves no volume of the 5"):
         align_volumes(marks, 5, t_r=2.0, dummy_scans=5, where="run-x")
+
+
+def test_an_eeg_shorter_than_the_bold_says_so_and_by_how_much():
+    marks = 1.0 + np.arange(8) * 2.0  # the EEG stops after 8 of 10 volumes
+    with pytest.raises(ValueError) as err:
+        align_volumes(marks, 10, t_r=2.0, where="run-x", eeg_end=17.2)
+    message = str(err.value)
+    assert "the EEG ends at 17.2 s, right after its last marker" in message
+    assert "goes on for 2 more volumes (4.0 s): the EEG recording is shorter" in message
+    assert "would misalign the pairs" in message
+
+
+def test_a_truncated_eeg_file_is_named_with_what_is_missing(tmp_path, rt_log):
+    """A .eeg cut in half: reading warns with how much is missing; pairing says so instead
+    of advising dummy_scans; replaying it plays what is there after the same warning."""
+    import os
+
+    from rt_eeg2fmri.data import find_runs
+    from rt_eeg2fmri.data.eeg_io import truncation
+    from tests.data.builders import write_bids_run
+
+    paths = write_bids_run(tmp_path / "ds", n_volumes=20, t_r=2.0, lead=1.0, tail=1.0)
+    eeg = Path(paths["eeg"]).with_suffix(".eeg")
+    os.truncate(eeg, eeg.stat().st_size // 2)
+    raw = open_raw(paths["eeg"])
+    cut = truncation(raw)
+    assert cut["duration"] == pytest.approx(21.0, abs=0.05)
+    assert cut["markers_until"] == pytest.approx(39.0, abs=0.01) and cut["omitted"] >= 9
+    warned = [r.getMessage() for r in rt_log.records if "looks truncated" in r.getMessage()]
+    assert len(warned) == 1 and "about 18.0 s missing" in warned[0] and eeg.stem in warned[0]
+    (ref,) = find_runs(tmp_path / "ds")
+    with pytest.raises(ValueError, match=r"the EEG file is truncated — it holds 21\.0 s but its "
+                       r"markers run to 39\.0 s \(about 18\.0 s missing\)"):  # fmt: skip
+        ref.header()

@@ -56,6 +56,9 @@ def _outlet(spec: dict, ready, done, pushed) -> None:
     for start, stop, ch, value in spec.get("nonfinite", []):
         data[start:stop, ch] = value
     rel = sample_times(n, sfreq, spec.get("gaps"))
+    jump = np.zeros(n)  # a clock reset: the stamps move, the samples keep their pace
+    for i, seconds in spec.get("jumps", {}).items():
+        jump[i:] += seconds
     pauses = dict(spec.get("pauses", {}))  # sample index -> seconds of silence before it
     speed = spec.get("speed")  # x real time; None: as fast as possible
     t0 = pylsl.local_clock()
@@ -70,7 +73,7 @@ def _outlet(spec: dict, ready, done, pushed) -> None:
             delay = wall0 + rel[j - 1] / speed - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        outlet.push_chunk(data[i:j], (t0 + rel[i:j]).tolist())
+        outlet.push_chunk(data[i:j], (t0 + rel[i:j] + jump[i:j]).tolist())
         pushed.value = j
     done.wait(spec.get("linger", 60))
 
@@ -80,7 +83,8 @@ def outlet_process(**spec):
     """Run an outlet in a spawned process; yields (process, pushed counter, done event).
 
     ``spec`` keys: name, source_id, n_chans, sfreq, n_samples, labels, units, seed,
-    chunk, speed, gaps {index: periods}, nonfinite [(start, stop, ch, value)],
+    chunk, speed, gaps {index: periods}, jumps {index: seconds added to the timestamps
+    from that sample on, the pace unchanged}, nonfinite [(start, stop, ch, value)],
     pauses {index: seconds}, wait_consumer, linger, stype.
     """
     ready, done = CTX.Event(), CTX.Event()

@@ -257,3 +257,28 @@ def test_one_hour_of_stream_accelerated_with_flat_memory(tmp_path, uid, stream_t
     growth_mb = (rss[n_volumes] - rss[200]) / 2**20
     assert growth_mb < 10, f"RSS grew {growth_mb:.1f} MB over {n_volumes - 200} volumes"
     assert len(pd.read_csv(tmp_path / "timing.tsv", sep="\t")) == n_volumes + summary["skipped"]
+
+
+@pytest.mark.lsl
+def test_a_clock_jumping_back_is_logged_and_resynchronised(ckpt, uid, tmp_path, rt_log):
+    """The source's timestamps go back 1 s mid-stream while its samples keep their pace:
+    logged once, flagged in the timing log, and the volumes after it are not 1 s late."""
+    n = 900  # 9 s at 100 Hz, in real time
+    spec = dict(name=uid, source_id=uid, n_chans=4, sfreq=SFREQ, n_samples=n, labels=CH,
+                units=["uV"] * 4, speed=1.0, jumps={450: -1.0})  # fmt: skip
+    engine = Engine.from_checkpoint(
+        ckpt, source=f"name:{uid}", sync="clock", device="cpu", outlet_name=None,
+        timing=tmp_path / "timing.tsv",
+    )  # fmt: skip
+    with outlet_process(**spec), engine:
+        _, summary = _collect(engine, duration=n / SFREQ + 1.5)
+    assert summary["clock_jumps"] == 1 and summary["gaps"] == 0, summary
+    assert summary["samples_lost"] == 0 and summary["skipped"] == 0, summary
+    n_due = int((n / SFREQ - WINSIZE) / T_R) + 1
+    assert summary["volumes"] >= n_due - 1, summary  # every window of the stream
+    timing = pd.read_csv(tmp_path / "timing.tsv", sep="\t", na_values="n/a")
+    assert timing["clock_jump"].sum() == 1
+    after = timing.loc[timing["clock_jump"].cumsum() > 0, "latency_ms"]
+    assert len(after) >= 5 and after.max() < 500, timing  # not 1 s late ever after
+    jumps = [r.getMessage() for r in rt_log.records if "went back by" in r.getMessage()]
+    assert len(jumps) == 1 and "went back by 1.000 s" in jumps[0]
