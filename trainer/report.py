@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_eeg2fmri._io import atomic_path, write_text_atomic
 from rt_eeg2fmri.grid import GRID_SHAPE, mni_t1
 
 # Columns of the Markdown table: (metric key, header, format)
@@ -105,7 +106,7 @@ def write_report(
         "histories": histories,
         **(extra or {}),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2, default=_jsonable))
+    write_text_atomic(out_dir / "metrics.json", json.dumps(doc, indent=2, default=_jsonable))
     table = markdown_table(summary, ceiling=ceiling)
     data = (extra or {}).get("data", {})
     scored = (
@@ -120,14 +121,15 @@ def write_report(
         if chosen
         else ""
     )
-    (out_dir / "report.md").write_text(
+    write_text_atomic(
+        out_dir / "report.md",
         "# Evaluation report\n\n"
         f"Split folds: {', '.join(f['split']['name'] for f in folds)}  \n"
         + scored
         + selected
         + "Mean ± sd over folds; baselines and models scored on the same test pairs.\n\n"
         + table
-        + "\n"
+        + "\n",
     )
     return doc
 
@@ -243,7 +245,8 @@ def plot_losses(path, histories: dict) -> None:
     if ax.lines:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -285,5 +288,6 @@ def plot_maps(path, maps: dict, mask: np.ndarray, *, title: str, vmax: float | N
                 ax.set_ylabel(name, fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label=title)
     fig.suptitle(f"{title} — slices through voxel {tuple(int(x) for x in ijk)}", fontsize=9)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_eeg2fmri._io import write_text_atomic
 from rt_eeg2fmri._logging import logger
 
 from .config import TrainConfig
@@ -266,4 +267,4 @@ def _cpus() -> int:
 
 def dump(obj, path) -> None:
     """Write JSON next to a run (helper for the CLI)."""
-    Path(path).write_text(json.dumps(obj, indent=2))
+    write_text_atomic(path, json.dumps(obj, indent=2))

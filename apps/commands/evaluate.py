@@ -46,7 +46,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Evaluate and print a Markdown table."""
     import json
-    from pathlib import Path
 
     from trainer.evaluate import evaluate_checkpoint
     from trainer.report import aggregate, markdown_table, region_table
@@ -74,5 +73,7 @@ def run(args) -> int:
     if res.get("regions"):
         print("\n" + region_table(res["regions"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
+        from rt_eeg2fmri._io import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(res, indent=2))
     return 0

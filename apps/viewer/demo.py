@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_eeg2fmri._io import write_text_atomic
 from rt_eeg2fmri._logging import logger
 
 
@@ -343,7 +344,7 @@ def _headless(config, ckpt, session, speed) -> int:
         files["screenshot"] = "viewer.png"
     except ImportError as err:  # the viewer extra is not installed
         logger.warning("demo: no screenshot (%s).", err)
-    (out / "summary.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(report, indent=2, default=_plain) + "\n")
     files["summary"] = "summary.json"
     print(format_report(report, out))
     return 0

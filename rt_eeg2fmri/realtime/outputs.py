@@ -28,6 +28,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .._io import write_text_atomic
 from .._logging import logger
 
 # 348-byte NIfTI-1 header + 4-byte extension flag (0: none), padded to 1024 bytes, so the
@@ -688,12 +689,12 @@ def write_derivative_description(root) -> None:
                 }
             ],
         }
-        desc.write_text(json.dumps(doc, indent=2) + "\n")
+        write_text_atomic(desc, json.dumps(doc, indent=2) + "\n")
     ignore = root / ".bidsignore"
     lines = ignore.read_text().splitlines() if ignore.is_file() else []
     ours = [f"*_desc-{DERIVATIVE_DESC}_{kind}.tsv" for kind in ("timing", "roi")]
     if any(line not in lines for line in ours):
-        ignore.write_text("\n".join([*lines, *(x for x in ours if x not in lines)]) + "\n")
+        write_text_atomic(ignore, "\n".join([*lines, *(x for x in ours if x not in lines)]) + "\n")
 
 
 class OutputLock:
