@@ -63,6 +63,19 @@ def markdown_table(summary: dict, *, ceiling: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def mean_regions(folds: list[dict]) -> dict:
+    """``{name: {region: mean over folds of its mean r}}`` of folds scored per region."""
+    scored = [f["regions"] for f in folds if f.get("regions")]
+    if not scored:
+        return {}
+    names = list(dict.fromkeys(n for f in scored for n in f))
+    out = {}
+    for name in names:
+        per = [f[name] for f in scored if name in f]
+        out[name] = {region: float(np.mean([p[region] for p in per])) for region in per[0]}
+    return out
+
+
 def region_table(regions: dict) -> str:
     """A Markdown table of the mean voxelwise r per region (rows) and model (columns)."""
     names = list(regions)
@@ -102,12 +115,18 @@ def write_report(
     doc = {
         "summary": summary,
         "noise_ceiling_r_mean": ceiling,
-        "folds": [{k: f[k] for k in ("split", "metrics", "selected") if k in f} for f in folds],
+        "folds": [
+            {k: f[k] for k in ("split", "metrics", "selected", "regions") if k in f} for f in folds
+        ],
         "histories": histories,
         **(extra or {}),
     }
-    write_text_atomic(out_dir / "metrics.json", json.dumps(doc, indent=2, default=_jsonable))
     table = markdown_table(summary, ceiling=ceiling)
+    regions = mean_regions(folds)
+    if regions:
+        doc["regions"] = regions
+        table += "\n\n## Mean voxelwise r per region (mean over folds)\n\n" + region_table(regions)
+    write_text_atomic(out_dir / "metrics.json", json.dumps(doc, indent=2, default=_jsonable))
     data = (extra or {}).get("data", {})
     scored = (
         f"Voxels scored: {data['n_voxels']} of the grid's {data['grid_voxels']} (the mask).  \n"

@@ -17,7 +17,7 @@ from rt_eeg2fmri._logging import logger
 
 from .config import TrainConfig
 from .data import load_dataset
-from .evaluate import evaluate_split
+from .evaluate import evaluate_split, region_r
 from .loop import fit, predict, resolve_device
 from .metrics import voxelwise_r
 from .report import plot_losses, plot_maps, write_report
@@ -48,6 +48,8 @@ def train_and_evaluate(
     save_checkpoints: bool = True,
     reader: dict | None = None,
     truth=None,
+    roi=None,
+    roi_labels=None,
 ) -> dict:
     """Train ``models`` (default: ``[cfg.model]``) on every fold of ``cfg.split``; evaluate.
 
@@ -57,6 +59,10 @@ def train_and_evaluate(
 
     Each fold's checkpoint is chosen on its validation part; the report gives every model
     beside every baseline on the same test pairs.
+
+    ``roi`` (an atlas: a label image or one mask) with ``roi_labels`` (its names) adds the
+    mean voxelwise r of every model in each region; a simulated dataset's own regions are
+    the default.
 
     ``truth`` is an external ground-truth folder for the noise ceiling
     (:mod:`rt_eeg2fmri.sim.truth` documents its layout). ``reader`` holds dataset-reader
@@ -99,6 +105,7 @@ def train_and_evaluate(
         split_opts = {"seed": cfg.seed}
     folds = make_splits(cfg.split, dataset.subject, dataset.run_index, **split_opts)
     truth = truth_targets(dataset, truth)
+    regions = _regions(dataset, roi, roi_labels)
     device = resolve_device(cfg.device)
     names = models or [cfg.model]
     fold_results, histories = [], {}
@@ -144,6 +151,8 @@ def train_and_evaluate(
         res = evaluate_split(dataset, split, scored, truth_targets=truth, device=device)
         if chosen is not None:
             res["selected"] = {"model": chosen, "val_r_mean": val_r}
+        if regions is not None:
+            res["regions"] = region_r(res["voxel_r"], regions, np.asarray(dataset.mask))
         fold_results.append(res)
         maps = {k: v for k, v in res["voxel_r"].items() if k in names or k == "noise_ceiling"}
         plot_maps(
@@ -182,6 +191,21 @@ def train_and_evaluate(
     )
     logger.info("Report written to '%s'.", out_dir / "report.md")
     return report
+
+
+def _regions(dataset, roi, labels):
+    """The atlas of the per-region report: ``roi``, else a simulated dataset's regions."""
+    from rt_eeg2fmri.realtime.roi import Regions
+    from rt_eeg2fmri.sim.truth import truth_atlas
+
+    if roi is None:
+        root = getattr(dataset, "root", None)
+        found = truth_atlas(root) if root is not None else None
+        if found is None:
+            return None
+        roi, labels = found
+    grid = dict(grid_shape=dataset.grid_shape, affine=dataset.affine, mask=dataset.mask)
+    return Regions(roi, labels=labels, **grid)
 
 
 #: The report's row for the model chosen per fold on its validation subjects.

@@ -74,3 +74,14 @@ def add_truth_argument(parser) -> None:
         help="ground-truth folder for the noise ceiling: sub-XX/func/*_desc-eegpredictable_bold"
         ".nii.gz per run (default: a simulated dataset's derivatives/simulation)",
     )
+
+
+def add_roi_arguments(parser, *, default: str = "") -> None:
+    """``--roi ATLAS [--roi-labels LUT]``: also report the mean r in each region."""
+    parser.add_argument(
+        "--roi",
+        default=None,
+        help="atlas NIfTI (label image or one mask): also report the mean r in each region"
+        + default,
+    )
+    parser.add_argument("--roi-labels", default=None, help="region names (TSV: index, name)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._reader import add_reader_arguments, add_truth_argument, reader_options
+from ._reader import add_reader_arguments, add_roi_arguments, add_truth_argument, reader_options
 
 HELP = "Score a checkpoint on a dataset with the same metrics and baselines as training."
 
@@ -33,12 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", default=None, help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument(
-        "--roi",
-        default=None,
-        help="atlas NIfTI (label image or one mask): also report the mean r in each region",
-    )
-    parser.add_argument("--roi-labels", default=None, help="region names (TSV: index, name)")
+    add_roi_arguments(parser)
     add_truth_argument(parser)
     add_reader_arguments(parser)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._reader import add_reader_arguments, add_truth_argument, reader_options
+from ._reader import add_reader_arguments, add_roi_arguments, add_truth_argument, reader_options
 
 HELP = "Train models on a simultaneous EEG-fMRI dataset; evaluate them beside the baselines."
 
@@ -63,6 +63,7 @@ def add_arguments(parser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_roi_arguments(parser, default=" (default: a simulated dataset's own regions)")
     add_truth_argument(parser)
     add_reader_arguments(parser)
 
@@ -132,6 +133,8 @@ def run(args) -> int:
         progress=not args.no_progress,
         reader=reader_options(args),
         truth=args.truth,
+        roi=args.roi,
+        roi_labels=args.roi_labels,
     )
     if not report:  # a non-zero rank under torchrun: rank 0 reports
         return 0

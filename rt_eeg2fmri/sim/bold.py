@@ -120,6 +120,29 @@ def region_blobs(subject: SubjectParams, regions=REGIONS) -> np.ndarray:
     return out
 
 
+def region_atlas(regions=REGIONS) -> np.ndarray:
+    """A label image of the regions (the per-region report's atlas).
+
+    In-mask voxels within one σ of a region's nominal centre get its index + 1 (the
+    nearest centre, in σ, where two overlap); 0 elsewhere.
+
+    Returns
+    -------
+    labels : array of shape (53, 63, 52), int16
+    """
+    mask = mni_mask()
+    ijk = np.argwhere(mask)
+    xyz = voxel_to_mm(ijk)
+    best = np.full(len(ijk), np.inf)
+    out = np.zeros(GRID_SHAPE, dtype=np.int16)
+    for i, region in enumerate(regions):
+        d = np.sqrt(np.sum((xyz - np.asarray(region.xyz)) ** 2, axis=1)) / region.sigma
+        take = (d <= 1.0) & (d < best)
+        best[take] = d[take]
+        out[tuple(ijk[take].T)] = i + 1
+    return out
+
+
 def region_psc(
     drive: Drive, subject: SubjectParams, sample_times: np.ndarray, regions=REGIONS
 ) -> np.ndarray:

@@ -23,12 +23,12 @@ import pandas as pd
 
 from .._checks import check_option
 from .._logging import logger
-from .bold import epi_baseline, region_blobs, synthesize_bold
+from .bold import epi_baseline, region_atlas, region_blobs, synthesize_bold
 from .design import NEURAL_SFREQ, neural_drive
 from .eeg import ecg_trace, head_model, heartbeats, synthesize_eeg
 from .presets import LAYOUTS, SimConfig, resolve_config
 from .regions import REGIONS, draw_subject, randomize_regions
-from .truth import TRUTH_DIR
+from .truth import ATLAS, TRUTH_DIR
 from .writer import (
     BIDS_VERSION,
     bold_sidecar,
@@ -43,6 +43,7 @@ from .writer import (
     write_drive,
     write_electrodes,
     write_json,
+    write_labels,
     write_mat,
     write_nifti,
     write_tsv,
@@ -240,10 +241,16 @@ def _write_top_level(out: Path, config: SimConfig, *, preset: str, seed: int, la
     write_json(truth / CONFIG_FILE, _config_json(config, preset=preset, seed=seed, layout=layout))
     # the simulator's own files, outside the BIDS specification, for the BIDS validator
     (truth / ".bidsignore").write_text(
-        f"{CONFIG_FILE}\nregions.tsv\n*_simulation.json\n*_desc-neuraldrive_timeseries.*\n",
+        f"{CONFIG_FILE}\nregions.tsv\n{ATLAS}.*\n*_simulation.json\n"
+        "*_desc-neuraldrive_timeseries.*\n",
         encoding="utf-8",
     )
     regions = dataset_regions(config, seed)
+    write_labels(truth / f"{ATLAS}.nii.gz", region_atlas(regions))
+    write_tsv(
+        truth / f"{ATLAS}.tsv",
+        pd.DataFrame({"index": np.arange(1, len(regions) + 1), "name": [r.name for r in regions]}),
+    )
     write_tsv(
         truth / "regions.tsv",
         pd.DataFrame(

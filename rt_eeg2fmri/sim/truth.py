@@ -27,6 +27,17 @@ import numpy as np
 from ..data.bids import parse_name
 
 TRUTH_DIR = ("derivatives", "simulation")
+#: Stem of the simulated regions' label image (``.nii.gz``) and its names (``.tsv``).
+ATLAS = "atlas-regions_dseg"
+
+
+def truth_atlas(root) -> tuple[Path, Path] | None:
+    """``(label image, look-up table)`` of a simulated dataset's regions, else ``None``."""
+    folder = Path(root).joinpath(*TRUTH_DIR)
+    image, lut = folder / f"{ATLAS}.nii.gz", folder / f"{ATLAS}.tsv"
+    return (image, lut) if image.is_file() and lut.is_file() else None
+
+
 _DESCS = {"noisefree": "noisefree", "eegpredictable": "eeg_predictable"}
 
 

@@ -382,3 +382,16 @@ def write_mat(path: Path, name: str, data: np.ndarray, *, version: str = "5") ->
         f.seek(0)
         f.write(block.ljust(512, b"\x00"))
     return path
+
+
+def write_labels(path: Path, labels: np.ndarray) -> Path:
+    """Write a 3-D integer label image on the grid (MNI sform/qform)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(labels, np.int16), np.asarray(GRID_AFFINE))
+    img.header.set_xyzt_units("mm")
+    img.set_sform(np.asarray(GRID_AFFINE), code=4)
+    img.set_qform(np.asarray(GRID_AFFINE), code=4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path

@@ -109,3 +109,21 @@ def test_noise_ceiling_shapes_and_errors():
         noise_ceiling(np.zeros((2, 2, 2, 3)), np.zeros((2, 2, 2, 3)), np.ones((3, 3, 3), bool))
     with pytest.raises(ValueError, match="got shape"):
         noise_ceiling(np.zeros(3), np.zeros(3))
+
+
+def test_the_regions_atlas_labels_each_region_where_it_is(bids_root):
+    """``derivatives/simulation/atlas-regions_dseg``: the per-region report's default atlas."""
+    import pandas as pd
+
+    from rt_eeg2fmri.sim.truth import truth_atlas
+
+    image, lut = truth_atlas(bids_root)
+    labels = np.asarray(nib.load(image).dataobj)
+    table = pd.read_csv(lut, sep="\t")
+    assert list(table["name"]) == [r.name for r in REGIONS]
+    assert list(table["index"]) == list(range(1, len(REGIONS) + 1))
+    assert labels.shape == mni_mask().shape and not labels[~mni_mask()].any()
+    for i, region in enumerate(REGIONS):
+        at = tuple(np.round(mm_to_voxel(np.asarray(region.xyz))).astype(int))
+        assert labels[at] == i + 1, region.name  # its own centre
+        assert 5 <= (labels == i + 1).sum() <= 400, region.name

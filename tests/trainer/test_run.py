@@ -308,3 +308,28 @@ def test_train_refuses_an_earlier_run_and_clears_it_with_overwrite(tiny_bids, tm
     assert main([*argv, "--overwrite"]) == 0
     assert not (out / "loso-sub-09").exists()  # no stale fold beside the new run
     assert (out / "loso-sub-01" / "ridge.pt").is_file()
+
+
+def test_per_region_report(tiny_bids, tmp_path):
+    """``roi``: every model's and baseline's mean r in each region, per fold and averaged."""
+    import nibabel as nib
+
+    bold = nib.load(next(tiny_bids.rglob("*_bold.nii.gz")))
+    labels = np.zeros(bold.shape[:3], np.int16)
+    labels[:2], labels[3:] = 1, 2
+    atlas = tmp_path / "atlas.nii.gz"
+    nib.save(nib.Nifti1Image(labels, bold.affine), atlas)
+    lut = tmp_path / "atlas.tsv"
+    lut.write_text("index\tname\n1\tfront\n2\tback\n")
+    out = tmp_path / "run"
+    cfg = _cfg(model="ridge", model_args={"ridge": {"frame_s": 0.5}})
+    report = train_and_evaluate(
+        tiny_bids, cfg, out, progress=False, roi=atlas, roi_labels=lut, save_checkpoints=False
+    )
+    assert set(report["regions"]) >= {"ridge", "events", "subject_mean"}
+    assert list(report["regions"]["ridge"]) == ["front", "back"]
+    fold = json.loads((out / "metrics.json").read_text())["folds"][0]
+    assert fold["regions"]["ridge"] == report["regions"]["ridge"]  # one fold: its own
+    text = (out / "report.md").read_text()
+    assert "## Mean voxelwise r per region (mean over folds)" in text
+    assert "| front |" in text and "| back |" in text
