@@ -74,6 +74,33 @@ def _stream(*args, file_size: int | None = None) -> subprocess.Popen:
     )
 
 
+def _stream_replay(model, uid, replay, *args, file_size=None, listen=0):
+    """``stream`` (samples sync, CPU) on ``replay``'s EEG until it ends by itself.
+
+    ``listen``: subscribe to the volume stream ``<uid>-pred`` first and pull that many
+    volumes. Returns ``(exit status, stdout, stderr, volumes, the stream's description)``.
+    """
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device", "cpu",
+        *args, file_size=file_size,
+    )  # fmt: skip
+    got, meta = [], None
+    try:
+        lines = wait_for_line(proc, "streaming conv")
+        if listen:
+            (info,) = pylsl.resolve_byprop("name", f"{uid}-pred", timeout=10.0)
+            inlet = pylsl.StreamInlet(info)
+            inlet.open_stream(10.0)
+            meta = parse_volume_stream_info(inlet.info(10.0))
+        replay.start()
+        got = [inlet.pull_sample(timeout=10.0)[0] for _ in range(listen)]
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        replay.stop()
+    return proc.returncode, out, "".join(lines) + err, got, meta
+
+
 def _replay(uid: str, *, ch_names=CH, sfreq=SFREQ, **kw) -> Replay:
     session = make_session(
         n_chans=len(ch_names), sfreq=sfreq, n_volumes=20, t_r=T_R, ch_names=ch_names
@@ -107,20 +134,12 @@ def test_sigterm_prints_the_summary_and_exits_0(model, uid):
 @pytest.mark.lsl
 def test_a_stream_at_another_rate_is_resampled_by_default(model, uid, tmp_path):
     replay = _replay(uid, sfreq=2 * SFREQ, speed=4.0)  # an amplifier at twice the model's rate
-    proc = _stream(
-        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
-        "cpu", "--no-outlet", "--out", tmp_path / "pred.nii", "--max-volumes", "2",
+    code, out, err, _, _ = _stream_replay(
+        model, uid, replay, "--no-outlet", "--out", tmp_path / "pred.nii", "--max-volumes", "2",
         "--timeout", "30",
     )  # fmt: skip
-    try:
-        lines = wait_for_line(proc, "streaming conv")
-        replay.start()
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        replay.stop()
-    assert proc.returncode == 0, err
-    assert "resampling 200 Hz to 100 Hz" in "".join(lines) + err
+    assert code == 0, err
+    assert "resampling 200 Hz to 100 Hz" in err
     summary = json.loads(out)
     assert summary["volumes"] == 2 and summary["samples_lost"] == 0
     assert nib.load(tmp_path / "pred.nii").shape[-1] == 2
@@ -214,25 +233,11 @@ def test_unwritable_output_is_logged_and_lsl_publishing_goes_on(model, uid, tmp_
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
     replay = _replay(uid, speed=4.0)
-    proc = _stream(
-        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
-        "cpu", "--out", blocker / "pred.nii", "--name", f"{uid}-pred", "--max-volumes", "3",
-        "--timeout", "30",
+    code, out, err, got, meta = _stream_replay(
+        model, uid, replay, "--out", blocker / "pred.nii", "--name", f"{uid}-pred",
+        "--max-volumes", "3", "--timeout", "30", listen=3,
     )  # fmt: skip
-    try:
-        lines = wait_for_line(proc, "streaming conv")
-        (info,) = pylsl.resolve_byprop("name", f"{uid}-pred", timeout=10.0)
-        inlet = pylsl.StreamInlet(info)
-        inlet.open_stream(10.0)
-        meta = parse_volume_stream_info(inlet.info(10.0))
-        replay.start()
-        got = [inlet.pull_sample(timeout=10.0)[0] for _ in range(3)]
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        replay.stop()
-    assert proc.returncode == 1, err  # an output requested and not written
-    err = "".join(lines) + err
+    assert code == 1, err  # an output requested and not written
     assert "cannot write the NIfTI output" in err and "file/pred.nii" in err
     assert "The other outputs go on" in err
     summary = json.loads(out)
@@ -382,20 +387,11 @@ def test_a_full_disk_on_the_nifti_stops_a_stream_with_nowhere_else_to_go(model, 
 
     out, timing = tmp_path / "pred.nii.gz", tmp_path / "t.tsv"
     replay = _replay(uid, loop=True, speed=4.0)
-    proc = _stream(
-        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
-        "cpu", "--out", out, "--timing", timing, "--no-outlet", "--max-volumes", "40",
-        "--timeout", "30", file_size=4000,
+    code, out_text, err, _, _ = _stream_replay(
+        model, uid, replay, "--out", out, "--timing", timing, "--no-outlet", "--max-volumes",
+        "40", "--timeout", "30", file_size=4000,
     )  # fmt: skip
-    try:
-        lines = wait_for_line(proc, "streaming conv")
-        replay.start()
-        out_text, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        replay.stop()
-    err = "".join(lines) + err
-    assert proc.returncode == 1, err
+    assert code == 1, err
     assert f"writing the NIfTI output '{out}' failed: File too large" in err
     assert "Every output of the volumes has failed" in err
     summary = json.loads(out_text)
@@ -414,24 +410,11 @@ def test_a_full_disk_on_the_timing_log_stops_only_the_log(model, uid, tmp_path):
 
     timing = tmp_path / "t.tsv"
     replay = _replay(uid, loop=True, speed=4.0)
-    proc = _stream(
-        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
-        "cpu", "--timing", timing, "--name", f"{uid}-pred", "--max-volumes", "12",
-        "--timeout", "30", file_size=700,
+    code, out_text, err, got, _ = _stream_replay(
+        model, uid, replay, "--timing", timing, "--name", f"{uid}-pred", "--max-volumes", "12",
+        "--timeout", "30", file_size=700, listen=12,
     )  # fmt: skip
-    try:
-        lines = wait_for_line(proc, "streaming conv")
-        (info,) = pylsl.resolve_byprop("name", f"{uid}-pred", timeout=10.0)
-        inlet = pylsl.StreamInlet(info)
-        inlet.open_stream(10.0)
-        replay.start()
-        got = [inlet.pull_sample(timeout=10.0)[0] for _ in range(12)]
-        out_text, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        replay.stop()
-    err = "".join(lines) + err
-    assert proc.returncode == 1, err
+    assert code == 1, err
     assert all(g is not None for g in got)  # every volume was published
     assert f"writing the timing log '{timing}' failed: File too large" in err
     summary = json.loads(out_text)
