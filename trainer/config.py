@@ -8,11 +8,12 @@ The preprocessing options (``sfreq``, ``l_freq``, ``h_freq``, ``norm``, ``winsiz
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from rt_eeg2fmri._checks import check_option
+from rt_eeg2fmri._checks import check_option, check_positive
 from rt_eeg2fmri.data.preprocessing import Preprocessing
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -92,6 +93,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)!r}.")
+        self.lr = check_positive(self.lr, "lr")
+        wd = float(self.weight_decay)
+        if not (math.isfinite(wd) and wd >= 0):
+            raise ValueError(f"'weight_decay' must be >= 0 and finite, got {self.weight_decay!r}.")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (``preprocessing`` as a nested dict)."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -111,6 +112,15 @@ def test_config_file_and_overrides(tmp_path):
         load_config(path)
     with pytest.raises(ValueError, match="'device' must be one of"):
         load_config(None, ["device=tpu"])
+    # every number is checked before any data is read
+    for bad, message in (
+        ("lr=NaN", "'lr' must be positive and finite, got lr=nan"),
+        ("lr=0", "'lr' must be positive and finite"),
+        ("weight_decay=-1", "'weight_decay' must be >= 0 and finite, got -1"),
+        ("epochs=0", "'epochs' must be >= 1, got 0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_config(None, [bad])
 
 
 def test_train_cli(tiny_bids, tmp_path, capsys):
