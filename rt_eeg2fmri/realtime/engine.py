@@ -467,12 +467,13 @@ class Engine:
             due = self.scheduler.poll(n_written=n_written, latest_time=latest)
             if not due:
                 continue
-            n_skip = max(0, len(due) - self._fits_in_budget())
+            fit = self._fits_in_budget()
+            n_skip = max(0, len(due) - fit)
             for old in due[:n_skip]:
                 self._skip(
                     old,
-                    f"{len(due)} volumes due at once and {self._fits_in_budget()} fit in half "
-                    "a TR (inference fell behind, or samples arrived in a burst)",
+                    f"{len(due)} volumes due at once and {fit} fit in half a TR (inference "
+                    "fell behind, or samples arrived in a burst)",
                     late=True,
                 )
             for i, d in enumerate(due[n_skip:]):
