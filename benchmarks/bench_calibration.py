@@ -9,6 +9,11 @@ regression (the events baseline, no EEG) and the noise ceiling of the simulation
 Printed per setting, averaged over subjects: mean voxelwise r, the fraction of the
 noise ceiling reached in the top-10 % voxels, and R² against the subject mean.
 
+The within-subject upper bound: a ``ridge`` fitted from scratch on the subject's whole
+first run alone (its penalty chosen on that run's last quarter, after a 20 s gap), scored
+on the same other runs — what a model of that one person, given all of its first run,
+reaches without any other subject.
+
     .venv/bin/rt-eeg2fmri simulate --preset small --subjects 4 --runs 2 --volumes 330 \\
         --seed 77 --out /tmp/calib77
     .venv/bin/python benchmarks/bench_calibration.py --data /tmp/calib77 --minutes 2,4,6,10
@@ -31,6 +36,35 @@ def _default_model() -> str:
 
 def _first(dataset, subject: str) -> str:
     return next(r["name"] for r in dataset.runs if r["subject"] == subject)
+
+
+def _within_subject(full, ckpt, subject: str, first: str, others: list, data) -> dict:
+    """Metrics of a ridge fitted on ``subject``'s run ``first`` alone, scored on ``others``."""
+    import numpy as np
+    import torch
+
+    from rt_eeg2fmri.models import build_model
+    from rt_eeg2fmri.readout import chronological_split
+    from rt_eeg2fmri.sim.truth import truth_targets
+    from trainer.evaluate import score
+    from trainer.loop import iterate_batches, predict
+
+    view = full.with_stats(None)  # the person's own statistics
+    names = [r["name"] for r in view.runs]
+    run_of = np.asarray(view.run_index)
+    mine = np.flatnonzero(run_of == names.index(first))
+    ends = view.volume_times(names.index(first))[view.volume[mine]] + view.t_r
+    fit, val = chronological_split(ends, gap=20.0, val_fraction=0.25, t_r=view.t_r)
+    test = np.flatnonzero(np.isin(run_of, [names.index(n) for n in others]))
+    config = dict(n_chans=view.n_chans, n_times=view.n_times, n_voxels=view.n_voxels,
+                  sfreq=view.sfreq, t_r=view.t_r)  # fmt: skip
+    model = build_model("ridge", config)
+    cpu = torch.device("cpu")
+    model.fit_streaming(iterate_batches(view, mine[fit], 64, device=cpu),
+                        val_batches=iterate_batches(view, mine[val], 64, device=cpu))  # fmt: skip
+    pred = predict(model, view, test, batch_size=64)
+    res = score(view, test, {"ridge": pred}, truth_targets=truth_targets(view), ssim=False)
+    return res["metrics"]["ridge"]
 
 
 def main() -> None:
@@ -81,6 +115,8 @@ def main() -> None:
                     f"uncalibrated ({stats} statistics)",
                     {"metrics": res["metrics"][ckpt.model_name]},
                 )
+            add("within-subject upper bound (ridge on the whole first run)",
+                {"metrics": _within_subject(full, ckpt, s, first, others, args.data)})  # fmt: skip
             for m in minutes:
                 out = Path(tmp) / f"{s}_{m:g}.pt"
                 try:
