@@ -47,6 +47,19 @@ def add_arguments(parser) -> None:
         "signs, blob sizes, HRF shapes and delays, noise levels) instead of the fixed ones",
     )
     parser.add_argument(
+        "--artifacts",
+        default=None,
+        help="in-scanner artifacts added to the EEG: gradient, bcg or gradient,bcg (the clean "
+        "EEG goes to derivatives/simulation, an ECG channel is recorded)",
+    )
+    parser.add_argument(
+        "--scanner-sync",
+        choices=("on", "off"),
+        default=None,
+        help="EEG clock locked to the scanner's (on, default) or drifting (off: the gradient "
+        "artifact jitters by a fraction of a sample from slice to slice)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default: CPU count)"
     )
     parser.add_argument(
@@ -83,6 +96,8 @@ def run(args) -> int:
         mat_version=args.mat_version,
         jobs=jobs,
         randomize=args.randomize or None,
+        artifacts=args.artifacts,
+        scanner_sync=None if args.scanner_sync is None else args.scanner_sync == "on",
     )
     elapsed = time.perf_counter() - start
     cfg = read_config(out)

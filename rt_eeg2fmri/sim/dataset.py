@@ -23,6 +23,7 @@ import pandas as pd
 
 from .._checks import check_option
 from .._logging import logger
+from ..grid import GRID_SHAPE
 from .bold import epi_baseline, region_atlas, region_blobs, synthesize_bold
 from .design import NEURAL_SFREQ, neural_drive
 from .eeg import ecg_trace, head_model, heartbeats, synthesize_eeg
@@ -50,6 +51,7 @@ from .writer import (
 )
 
 CONFIG_FILE = "simulation.json"
+ECG_CHANNEL = "ECG"  # recorded beside the EEG when the pulse artifact is simulated
 TRUTH_DESCRIPTIONS = {
     "noisefree": "The simulated BOLD without noise or drift.",
     "eegpredictable": "Baseline plus the BOLD of the regions visible in the EEG: what a model "
@@ -215,6 +217,8 @@ def _config_json(config: SimConfig, *, preset: str, seed: int, layout: str) -> d
         "mat_version": config.mat_version,
         "neural_sfreq": NEURAL_SFREQ,
         "randomize": config.randomize,
+        "artifacts": list(config.artifacts),
+        "scanner_sync": config.scanner_sync,
     }
 
 
@@ -242,7 +246,7 @@ def _write_top_level(out: Path, config: SimConfig, *, preset: str, seed: int, la
     # the simulator's own files, outside the BIDS specification, for the BIDS validator
     (truth / ".bidsignore").write_text(
         f"{CONFIG_FILE}\nregions.tsv\n{ATLAS}.*\n*_simulation.json\n"
-        "*_desc-neuraldrive_timeseries.*\n",
+        "*_desc-neuraldrive_timeseries.*\n*_desc-clean_eeg.*\n",
         encoding="utf-8",
     )
     regions = dataset_regions(config, seed)
@@ -410,6 +414,11 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             line_freq=config.line_freq,
             regions=regions,
         )
+        recorded, ecg = eeg, None
+        if config.artifacts:
+            recorded, ecg = add_artifacts(
+                eeg, config, model, beats, _rng(seed, s + 1, k + 1, 7), t_start=t_start
+            )
         bold = synthesize_bold(
             drive,
             subject,
@@ -444,8 +453,11 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
         bold_path = None
         if bids:
             bold_path = _write_bids_run(
-                out, label, task, run, config, model, drive, eeg, bold, n_pre - n_lead
-            )
+                out, label, task, run, config, model, drive, recorded, bold, n_pre - n_lead,
+                ecg=ecg,
+            )  # fmt: skip
+            if config.artifacts:  # what lies under the artifacts: a correction's truth
+                _write_clean_eeg(truth, stem, config, model, drive, eeg, n_pre - n_lead)
         if legacy:
             _write_legacy_run(
                 out, s + 1, task, run, config, model, drive, eeg, bold, beats,
@@ -455,12 +467,64 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             on_run()
 
 
-def _write_bids_run(out, label, task, run, config, model, drive, eeg, bold, first) -> Path:
+def add_artifacts(eeg, config: SimConfig, model, beats, rng, *, t_start: float):
+    """``(eeg + the configured in-scanner artifacts, the ECG lead or None)`` of one run."""
+    from .artifacts import (
+        Acquisition,
+        gradient_artifact,
+        gradient_mix,
+        motion_drift,
+        pulse_artifact,
+        pulse_topography,
+    )
+
+    n_chans, n_times = eeg.shape
+    out = eeg.copy()
+    if "gradient" in config.artifacts:
+        acq = Acquisition(t_r=config.t_r, n_slices=GRID_SHAPE[2], sync=config.scanner_sync)
+        onsets = np.arange(config.n_volumes) * config.t_r
+        waves = gradient_artifact(onsets, acq, sfreq=config.sfreq, t_start=t_start, n_times=n_times)
+        drift = motion_drift(rng, n_chans, n_times, config.sfreq)
+        out += (gradient_mix(rng, n_chans) @ waves) * drift
+    ecg = None
+    if "bcg" in config.artifacts:
+        topo = pulse_topography(rng, model.positions[:n_chans])
+        out += pulse_artifact(
+            rng, beats, topo, sfreq=config.sfreq, t_start=t_start, n_times=n_times
+        )
+        ecg = ecg_trace(beats, t_start=t_start, n_times=n_times, sfreq=config.sfreq)
+        ecg = ecg + 20e-6 * rng.standard_normal(n_times)
+    return out.astype(np.float32), ecg
+
+
+def _write_clean_eeg(truth: Path, stem: str, config, model, drive, eeg, first) -> None:
+    """The EEG without the in-scanner artifacts, with the raw file's markers (truth)."""
+    sfreq = config.sfreq
+    lead = round(config.lead_in * sfreq) / sfreq
+    write_brainvision(
+        truth / "eeg",
+        f"{stem}_desc-clean_eeg",
+        eeg[:, first:],
+        sfreq=sfreq,
+        ch_names=model.ch_names,
+        events=events_table(drive.events, shift=lead, sfreq=sfreq),
+        volume_onsets=lead + np.arange(config.n_volumes) * config.t_r,
+        reference=model.reference,
+    )
+
+
+def _write_bids_run(
+    out, label, task, run, config, model, drive, eeg, bold, first, *, ecg=None
+) -> Path:
     sfreq, t_r = config.sfreq, config.t_r
     lead = round(config.lead_in * sfreq) / sfreq
     stem = run_stem(label, task, run)
     eeg_dir, func_dir = out / f"sub-{label}" / "eeg", out / f"sub-{label}" / "func"
     data = eeg[:, first:]
+    names = list(model.ch_names)
+    if ecg is not None:
+        data = np.concatenate([data, ecg[None, first:].astype(np.float32)])
+        names.append(ECG_CHANNEL)
     volume_onsets = lead + np.arange(config.n_volumes) * t_r
     eeg_events = events_table(drive.events, shift=lead, sfreq=sfreq)
     write_brainvision(
@@ -468,7 +532,7 @@ def _write_bids_run(out, label, task, run, config, model, drive, eeg, bold, firs
         f"{stem}_eeg",
         data,
         sfreq=sfreq,
-        ch_names=model.ch_names,
+        ch_names=names,
         events=eeg_events,
         volume_onsets=volume_onsets,
         reference=model.reference,
@@ -482,9 +546,13 @@ def _write_bids_run(out, label, task, run, config, model, drive, eeg, bold, firs
             duration=data.shape[1] / sfreq,
             reference=model.reference,
             line_freq=config.line_freq,
+            n_ecg=0 if ecg is None else 1,
         ),
     )
-    write_tsv(eeg_dir / f"{stem}_channels.tsv", channels_table(model.ch_names, model.reference))
+    write_tsv(
+        eeg_dir / f"{stem}_channels.tsv",
+        channels_table(model.ch_names, model.reference, ecg=None if ecg is None else ECG_CHANNEL),
+    )
     write_tsv(
         eeg_dir / f"{stem}_events.tsv", with_volume_markers(eeg_events, volume_onsets, sfreq=sfreq)
     )

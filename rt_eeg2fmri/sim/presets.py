@@ -67,6 +67,13 @@ class SimConfig:
         MATLAB file version of the ds000116 layout.
     jobs : int
         Worker processes (subjects are simulated in parallel; output does not depend on it).
+    artifacts : tuple of str
+        In-scanner artifacts added to the recorded EEG (``"gradient"``, ``"bcg"``); the
+        clean EEG is written beside the truth and an ECG channel is recorded
+        (:mod:`.artifacts`).
+    scanner_sync : bool
+        Whether the EEG clock is locked to the scanner's (the gradient artifact falls on
+        the same sub-sample phase every slice) or drifts (it does not).
     randomize : bool
         Draw the generative choices (which bands couple to which region and with which
         sign, blob sizes, HRF shapes and per-region delays, noise levels) per seed and
@@ -87,6 +94,8 @@ class SimConfig:
     mat_version: str = "5"
     jobs: int = 1
     randomize: bool = False
+    artifacts: tuple[str, ...] = ()
+    scanner_sync: bool = True
 
     def runs(self) -> list[tuple[str, int]]:
         """``(task, run)`` of each run in acquisition order: auditory 1, visual 1, auditory 2, ..."""
@@ -120,7 +129,8 @@ def resolve_config(preset: str = "small", **overrides) -> SimConfig:
         of 10-20/10-10 names, a comma-separated string, or 16/32/34 for the built-in
         sets), ``t_r``, ``lead_in``, ``tail``, ``legacy_lead_in`` (s), ``line_freq``
         (Hz), ``mat_version`` (``"5"``/``"7.3"``), ``jobs`` (int ≥ 1), ``randomize``
-        (bool). ``None`` values are ignored.
+        (bool), ``artifacts`` (``"gradient,bcg"`` or a sequence), ``scanner_sync`` (bool).
+        ``None`` values are ignored.
 
     Returns
     -------
@@ -154,6 +164,11 @@ def resolve_config(preset: str = "small", **overrides) -> SimConfig:
             f"'sfreq' must be at least 100 Hz (evoked responses, alpha and gamma need it), "
             f"got sfreq={values['sfreq']!r}."
         )
+    from .artifacts import parse_artifacts
+
+    values["artifacts"] = parse_artifacts(values["artifacts"])
+    if not isinstance(values["scanner_sync"], bool):
+        raise ValueError(f"'scanner_sync' must be True or False, got {values['scanner_sync']!r}.")
     if not isinstance(values["randomize"], bool):
         raise ValueError(f"'randomize' must be True or False, got {values['randomize']!r}.")
     values["mat_version"] = check_option(str(values["mat_version"]), "mat_version", MAT_VERSIONS)

@@ -214,7 +214,14 @@ def write_nifti(path: Path, data: np.ndarray, *, t_r: float, slice_timing=None) 
 
 
 def eeg_sidecar(
-    task: str, *, sfreq: float, n_chans: int, duration: float, reference: str, line_freq: float
+    task: str,
+    *,
+    sfreq: float,
+    n_chans: int,
+    duration: float,
+    reference: str,
+    line_freq: float,
+    n_ecg: int = 0,
 ) -> dict:
     """Contents of ``*_eeg.json``."""
     return {
@@ -230,7 +237,7 @@ def eeg_sidecar(
         "SoftwareFilters": "n/a",
         "HardwareFilters": "n/a",
         "EEGChannelCount": n_chans,
-        "ECGChannelCount": 0,
+        "ECGChannelCount": n_ecg,
         "EOGChannelCount": 0,
         "EMGChannelCount": 0,
         "MiscChannelCount": 0,
@@ -258,10 +265,10 @@ def bold_sidecar(task: str, *, t_r: float, slice_timing: np.ndarray) -> dict:
     }
 
 
-def channels_table(ch_names, reference: str) -> pd.DataFrame:
-    """Contents of ``*_channels.tsv``."""
+def channels_table(ch_names, reference: str, *, ecg: str | None = None) -> pd.DataFrame:
+    """Contents of ``*_channels.tsv`` (``ecg``: the name of an ECG channel written last)."""
     n = len(ch_names)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "name": list(ch_names),
             "type": ["EEG"] * n,
@@ -270,6 +277,10 @@ def channels_table(ch_names, reference: str) -> pd.DataFrame:
             "status": ["good"] * n,
         }
     )
+    if ecg is not None:
+        row = {"name": ecg, "type": "ECG", "units": "µV", "reference": "n/a", "status": "good"}
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+    return table
 
 
 def write_electrodes(folder: Path, subject: str, ch_names, positions: np.ndarray) -> None:

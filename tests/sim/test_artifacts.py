@@ -1,0 +1,129 @@
+"""``simulate --artifacts gradient,bcg``: in-scanner artifacts over a clean EEG kept as truth."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+
+from rt_eeg2fmri.sim import simulate_dataset
+from rt_eeg2fmri.sim.artifacts import (
+    Acquisition,
+    gradient_artifact,
+    parse_artifacts,
+    slice_waveforms,
+)
+
+SFREQ, T_R = 5000.0, 2.0
+STEM = "sub-01_task-auditory_run-1"
+
+
+def _read(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mne.io.read_raw_brainvision(path, preload=True, verbose="error")
+
+
+@pytest.fixture(scope="module")
+def scanner(tmp_path_factory):
+    """24 volumes at 5 kHz with both artifacts (EEG clock locked to the scanner's), and
+    the same seed without them."""
+    base = tmp_path_factory.mktemp("artifacts")
+    kw = dict(preset="tiny", seed=4, subjects=1, runs=1, volumes=24, sfreq=SFREQ)
+    art = simulate_dataset(base / "art", artifacts="gradient,bcg", **kw)
+    plain = simulate_dataset(base / "plain", **kw)
+    return art, plain
+
+
+def test_slice_waveforms_play_an_epi_readout():
+    acq = Acquisition(t_r=T_R, n_slices=52)
+    t = np.arange(0, acq.slice_s, 1e-5)
+    z, x, y = slice_waveforms(t, acq)
+    assert z[: int(1e-4 / 1e-5)].min() == 1.0  # the slice-select ramp comes first
+    lobes = np.flatnonzero(np.diff(np.sign(x[x != 0])))  # readout lobes alternate in sign
+    assert len(lobes) >= 20
+    assert np.count_nonzero(y) > 0 and np.abs(y).max() < 1
+
+
+def test_locked_clocks_repeat_every_volume_and_drifting_ones_do_not():
+    onsets = np.arange(12) * T_R
+    n = round(12 * T_R * SFREQ)
+    waves = {}
+    for sync in (True, False):
+        acq = Acquisition(t_r=T_R, n_slices=52, sync=sync)
+        waves[sync] = gradient_artifact(onsets, acq, sfreq=SFREQ, t_start=0.0, n_times=n)[1]
+    per = round(T_R * SFREQ)
+    on, off = waves[True].reshape(12, per), waves[False].reshape(12, per)
+    np.testing.assert_allclose(on[10], on[1], atol=1e-5)  # the same sub-sample phase
+    assert np.corrcoef(off[1], off[10])[0, 1] < 0.9  # 37 ppm: ~3 samples off after 9 TRs
+
+
+def test_the_clean_eeg_is_the_truth_under_the_artifacts(scanner):
+    art, plain = scanner
+    raw = _read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr")
+    clean = _read(
+        art / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{STEM}_desc-clean_eeg.vhdr"
+    )
+    same_seed = _read(plain / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr")
+    # the artifacts draw from their own random stream: the EEG under them is the plain run's
+    np.testing.assert_array_equal(clean.get_data(), same_seed.get_data())
+    assert raw.ch_names == [*clean.ch_names, "ECG"]
+    table = pd.read_csv(art / "sub-01" / "eeg" / f"{STEM}_channels.tsv", sep="\t")
+    assert table["type"].iloc[-1] == "ECG" and (table["type"].iloc[:-1] == "EEG").all()
+    sidecar = json.loads((art / "sub-01" / "eeg" / f"{STEM}_eeg.json").read_text())
+    assert sidecar["ECGChannelCount"] == 1 and sidecar["SamplingFrequency"] == SFREQ
+    artifact = raw.get_data(picks=clean.ch_names) - clean.get_data()
+    assert 2e-4 < np.abs(artifact).max() < 2e-2  # hundreds of µV to mV
+    assert np.abs(artifact).max() > 3 * np.abs(clean.get_data()).max()  # blinks included
+
+
+def test_mne_average_artifact_subtraction_removes_the_gradient(scanner):
+    """The offline reference a live correction will be held to: MNE's AAS on the volume
+    markers takes the gradient artifact down to the EEG's level where it has neighbours."""
+    art, _ = scanner
+    raw = _read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr")
+    clean = _read(
+        art / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{STEM}_desc-clean_eeg.vhdr"
+    )
+    events, ids = mne.events_from_annotations(raw, verbose="error")
+    trs = events[events[:, 2] == ids["Response/R128"], 0]
+    assert len(trs) == 24
+    eeg = raw.copy().pick(clean.ch_names)
+    fixed = mne.preprocessing.remove_fmri_gradient_artifact(
+        eeg, trs, window=(4, 4), verbose="error"
+    )
+    mid = slice(trs[8], trs[16])  # volumes with four neighbours on each side
+    before = (eeg.get_data()[:, mid] - clean.get_data()[:, mid]).std()
+    after = (fixed.get_data()[:, mid] - clean.get_data()[:, mid]).std()
+    assert 20 * np.log10(before / after) > 15  # the pulse artifact is still there
+
+
+def test_the_pulse_artifact_follows_the_heartbeats(scanner):
+    art, _ = scanner
+    raw = _read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr")
+    clean = _read(
+        art / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{STEM}_desc-clean_eeg.vhdr"
+    )
+    raw.set_channel_types({"ECG": "ecg"})
+    peaks, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name="ECG", verbose="error")
+    assert 35 <= len(peaks) <= 70  # 55–80 bpm over the run
+    residue = raw.get_data(picks=clean.ch_names) - clean.get_data()
+    low = mne.filter.filter_data(residue, SFREQ, None, 20.0, verbose="error")  # no gradient
+    epochs = np.stack(
+        [low[:, p : p + round(0.9 * SFREQ)] for p in peaks[:, 0] if p + 4500 < low.shape[1]]
+    )
+    wave = epochs.mean(0)
+    ptp = wave.max(1) - wave.min(1)
+    assert 30e-6 < ptp.max() < 250e-6  # 50–200 µV peak to peak, larger on some channels
+    assert np.argmax(np.abs(wave).max(0)) > 0.2 * SFREQ  # after the R-peak, not on it
+
+
+def test_unknown_artifacts_are_refused():
+    assert parse_artifacts("bcg, gradient") == ("gradient", "bcg")
+    assert parse_artifacts(None) == ()
+    with pytest.raises(ValueError, match=r"unknown artifact\(s\) \['helium'\]"):
+        parse_artifacts("gradient,helium")
