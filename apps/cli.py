@@ -16,6 +16,7 @@ COMMANDS = {
     "demo": "demo",
     "simulate": "simulate",
     "info": "info",
+    "correct": "correct",
     "train": "train",
     "evaluate": "evaluate",
     "calibrate": "calibrate",

@@ -1,0 +1,174 @@
+"""Offline correction of EEG recorded in the scanner, built on MNE.
+
+- Gradient artifact: average artifact subtraction (AAS, Allen 2000) on the scanner's
+  volume markers, MNE's :class:`mne.preprocessing.GradientRemover` (a template of the
+  four volumes before and the four after). MNE leaves the first and last volumes of a run
+  uncorrected (they lack a full window); here they get the template of the nearest
+  volumes that exist (the window shifted inward), from the same per-volume access.
+- Pulse artifact: optimal basis sets (OBS, Niazy 2005), MNE's
+  :func:`mne.preprocessing.apply_pca_obs`, on the R-peaks that MNE's
+  :func:`mne.preprocessing.find_ecg_events` detects on the ECG channel.
+
+:func:`correct_raw` returns the corrected recording and a report; ``rt-eeg2fmri correct``
+writes it as BrainVision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._logging import logger
+from .eeg_io import scanner_onsets
+
+CORRECTIONS = ("gradient", "bcg")
+
+
+@dataclass
+class CorrectionReport:
+    """What a correction did.
+
+    Attributes
+    ----------
+    volumes : int
+        Volume markers used for the gradient template (0 without ``gradient``).
+    edge_volumes : int
+        Volumes at the run's ends corrected with a template shifted inward.
+    beats : int
+        R-peaks used for the pulse artifact (0 without ``bcg``).
+    ecg : str | None
+        The ECG channel.
+    notes : list of str
+    """
+
+    volumes: int = 0
+    edge_volumes: int = 0
+    beats: int = 0
+    ecg: str | None = None
+    notes: list = field(default_factory=list)
+
+
+def _ecg_channel(raw, ecg: str | None) -> str:
+    if ecg is not None:
+        if ecg not in raw.ch_names:
+            raise ValueError(
+                f"ECG channel {ecg!r} is not in the recording (channels: {raw.ch_names})."
+            )
+        return ecg
+    typed = [raw.ch_names[i] for i, t in enumerate(raw.get_channel_types()) if t == "ecg"]
+    named = [n for n in raw.ch_names if n.upper().startswith(("ECG", "EKG"))]
+    found = typed or named
+    if not found:
+        raise ValueError(
+            "the pulse (BCG) correction needs an ECG channel: none is typed ECG or named "
+            "ECG*/EKG*; name it with ecg=... (--ecg NAME)."
+        )
+    return found[0]
+
+
+def correct_raw(
+    raw,
+    *,
+    gradient: bool = True,
+    bcg: bool = True,
+    marker: str = "R128",
+    ecg: str | None = None,
+    window: tuple[int, int] = (4, 4),
+    n_components: int = 4,
+):
+    """Correct the gradient and/or pulse artifact of an in-scanner recording.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        The recording, with its volume markers as annotations (loaded in memory here).
+    gradient, bcg : bool
+        Which artifacts to correct.
+    marker : str
+        The scanner's volume marker.
+    ecg : str | None
+        The ECG channel (default: the one typed ECG, else named ECG*/EKG*).
+    window : (int, int)
+        Volumes before and after in each gradient template.
+    n_components : int
+        Principal components of the pulse artifact's optimal basis set.
+
+    Returns
+    -------
+    raw : mne.io.Raw
+        A corrected copy (the ECG channel kept, typed ``ecg``).
+    report : CorrectionReport
+    """
+    import mne
+
+    if not (gradient or bcg):
+        raise ValueError("nothing to correct: ask for the gradient and/or the bcg correction.")
+    raw = raw.copy().load_data()
+    report = CorrectionReport()
+    ecg_name = None
+    if bcg or ecg is not None:
+        ecg_name = _ecg_channel(raw, ecg)
+        raw.set_channel_types({ecg_name: "ecg"}, on_unit_change="ignore")
+    picks = mne.pick_types(raw.info, eeg=True, exclude=[])
+    if gradient:
+        onsets = scanner_onsets(raw, marker)
+        if onsets.size < 2:
+            raise ValueError(
+                f"the gradient correction needs the scanner's volume markers ({marker!r}); "
+                f"found {onsets.size}."
+            )
+        samples = np.round(onsets * raw.info["sfreq"]).astype(int)
+        data = raw.get_data(picks)
+        fixed, n_edge = _aas(data, samples, window)
+        raw._data[picks] = fixed
+        report.volumes, report.edge_volumes = int(samples.size), n_edge
+    if bcg:
+        peaks, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name=ecg_name, verbose="error")
+        qrs = (peaks[:, 0] - raw.first_samp) / raw.info["sfreq"]
+        qrs = qrs[(qrs > 0) & (qrs < raw.times[-1])]
+        if qrs.size < 3:
+            raise ValueError(
+                f"the pulse (BCG) correction found {qrs.size} R-peaks on {ecg_name!r}: is the "
+                "ECG lead connected?"
+            )
+        names = [raw.ch_names[i] for i in picks]
+        mne.preprocessing.apply_pca_obs(
+            raw, names, qrs_times=qrs, n_components=n_components, copy=False, verbose="error"
+        )
+        report.beats, report.ecg = int(qrs.size), ecg_name
+    logger.info(
+        "Corrected: gradient on %d volumes (%d at the ends with a shifted template), pulse "
+        "artifact on %d beats%s.",
+        report.volumes,
+        report.edge_volumes,
+        report.beats,
+        f" of {ecg_name!r}" if report.beats else "",
+    )
+    return raw, report
+
+
+def _aas(data: np.ndarray, samples: np.ndarray, window: tuple[int, int]):
+    """AAS with MNE's GradientRemover; its uncorrected end volumes get a shifted window."""
+    from mne.preprocessing import GradientRemover
+
+    spacing = int(np.round(np.median(np.diff(samples))))
+    keep = samples + spacing <= data.shape[1]  # a last volume cut off by the recording's end
+    samples = samples[keep]
+    remover = GradientRemover(data, samples, window=window, tr_tol=2)
+    out = remover.corrected.copy()
+    before, after = remover.window
+    n_tr = remover.n_tr
+    span = before + after
+    if n_tr <= span:
+        raise ValueError(
+            f"the gradient correction needs more than {span} volumes for its template, got {n_tr}."
+        )
+    edges = [n for n in range(n_tr) if n < before or n >= n_tr - after]
+    for n in edges:  # the nearest `span` other volumes
+        lo = min(max(n - before, 0), n_tr - span - 1)
+        others = [k for k in range(lo, lo + span + 1) if k != n][:span]
+        template = np.mean([remover.get_tr_detrended(k) for k in others], axis=0)
+        start = samples[n]  # as MNE corrects the others: detrended volume − template
+        out[:, start : start + spacing] = remover.get_tr_detrended(n) - template
+    return out, len(edges)
