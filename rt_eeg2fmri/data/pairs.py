@@ -130,6 +130,8 @@ class PairDataset(HasPreprocessing):
         self.runs: list[dict] = [
             {k: v for k, v in row.items() if k != "files"} for row in meta["runs"]
         ]
+        #: Each run's source files (EEG, BOLD, sidecars), by kind.
+        self.run_files: list[dict] = [dict(row.get("files", {})) for row in meta["runs"]]
         self.mask = np.load(self.path / "mask.npy")
         pairs = np.load(self.path / "pairs.npy")
         self.run_index = np.ascontiguousarray(pairs[:, 0])

@@ -217,20 +217,30 @@ def truth_targets(dataset, truth_dir=None):
         without ground truth), or ``None`` when the dataset has no simulation truth.
     """
     root = getattr(dataset, "root", None)
+    runs, mask = dataset.runs, np.asarray(dataset.mask)
+    files = getattr(dataset, "run_files", None) or [{}] * len(runs)
     if truth_dir is not None:
         if not Path(truth_dir).is_dir():
             raise FileNotFoundError(f"ground-truth folder not found: '{truth_dir}'.")
-    elif root is None or not Path(root).joinpath(*TRUTH_DIR).is_dir():
+    elif root is None:  # pooled datasets: each run's own simulation, if it has one
+        if not any(_run_root(f) for f in files):
+            return None
+    elif not Path(root).joinpath(*TRUTH_DIR).is_dir():
         return None
-    runs, mask = dataset.runs, np.asarray(dataset.mask)
     chain = dataset.preprocessing.bold_chain()
 
     def truth(r: int):
         row = runs[r]
+        here, subject = root, row["subject"]
+        if root is None and truth_dir is None:
+            here = _run_root(files[r])
+            if here is None:
+                return None
+            subject = _bids_subject(files[r]) or subject  # without the pooled prefix
         try:
             t = load_truth(
-                root,
-                subject=row["subject"],
+                here,
+                subject=subject,
                 task=row["task"],
                 run=row["run"],
                 session=row.get("session"),
@@ -241,3 +251,23 @@ def truth_targets(dataset, truth_dir=None):
         return chain.run(t["eeg_predictable"], mask, affine=t["affine"], t_r=dataset.run_t_r(r))
 
     return truth
+
+
+def _run_root(files: dict) -> Path | None:
+    """The simulated dataset a run's BOLD file lies in (the folder with its truth), or None."""
+    bold = files.get("bold")
+    if not bold:
+        return None
+    for folder in Path(bold).parents:
+        if folder.joinpath(*TRUTH_DIR).is_dir():
+            return folder
+    return None
+
+
+def _bids_subject(files: dict) -> str | None:
+    """The ``sub-`` label of a run's BOLD file name (a pooled run's subject is prefixed)."""
+    name = Path(files.get("bold", "")).name
+    for part in name.split("_"):
+        if part.startswith("sub-"):
+            return part[4:]
+    return None

@@ -98,3 +98,22 @@ def test_pooled_grids_must_match(two_labs, tmp_path):
         ValueError, match=r"BOLD grids differ: sub-labA-01.*but sub-labC-01.*Resample"
     ):
         load_pairs([a, c], preprocessing=Preprocessing(winsize=4.0), root=tmp_path, progress=False)
+
+
+def test_pooled_simulations_keep_their_noise_ceiling(tmp_path):
+    """Each pooled run's truth is found in its own simulation, under its unprefixed subject."""
+    from rt_eeg2fmri.sim import simulate_dataset
+    from rt_eeg2fmri.sim.truth import truth_targets
+    from trainer.data import load_dataset
+
+    kw = dict(preset="tiny", subjects=1, runs=1, volumes=24)
+    a = simulate_dataset(tmp_path / "simA", seed=1, **kw)
+    b = simulate_dataset(tmp_path / "simB", seed=2, randomize=True, **kw)
+    pre = Preprocessing(winsize=10.0, sfreq=100.0)
+    pooled = load_dataset([a, b], pre, progress=False)
+    assert sorted(set(pooled.subject)) == ["simA-01", "simB-01"]
+    truth = truth_targets(pooled)
+    assert truth is not None
+    alone = truth_targets(load_dataset(b, pre, progress=False))
+    np.testing.assert_array_equal(truth(1), alone(0))  # simB's run: its own truth
+    assert truth(0).shape == alone(0).shape and not np.array_equal(truth(0), truth(1))
