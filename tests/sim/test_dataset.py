@@ -39,6 +39,8 @@ def test_bids_layout(bids_root):
         "derivatives/simulation/dataset_description.json",
         "derivatives/simulation/simulation.json", "derivatives/simulation/regions.tsv",
         "derivatives/simulation/.bidsignore",
+        "derivatives/simulation/atlas-regions_dseg.nii.gz",
+        "derivatives/simulation/atlas-regions_dseg.tsv",
         "derivatives/simulation/sub-01/sub-01_simulation.json",
         "sub-01/eeg/sub-01_space-CapTrak_electrodes.tsv",
         "sub-01/eeg/sub-01_space-CapTrak_coordsystem.json",
