@@ -202,6 +202,7 @@ class Engine:
         #: Seconds of EEG without a volume marker before the warning (at least 3 TRs).
         self.trigger_wait_s = 10.0
         self._cost_s: deque = deque(maxlen=20)
+        self._clock_marks: deque = deque(maxlen=20)  # (wall, stream) every 0.5 s: ~10 s
         self.adapter = adapter
         self.save_adapted = save_adapted
         self._adapted_saved = False
@@ -456,6 +457,7 @@ class Engine:
             ring = self.consumer.ring
             self.consumer.wait_for(ring.n_written + 1, timeout=0.02)
             n_written, latest = ring.n_written, ring.latest_time
+            self._track_pace(latest)
             if not first_seen and n_written:
                 self.scheduler.start(ring.first_time)
                 first_seen = True
@@ -525,10 +527,35 @@ class Engine:
             )
 
     def _fits_in_budget(self) -> int:
-        """How many due volumes to compute at once: those that fit in half a TR."""
+        """How many due volumes to compute at once: those that fit in half a TR.
+
+        Half a TR of wall time: a replay at 100× gives a TR of stream 1/100 of its length.
+        """
         # a volume's whole cost: window, inference, outputs and the caller's on_volume
         cost_s = max(float(np.median(self._cost_s)) if self._cost_s else 0.05, 1e-3)
-        return max(self.max_backlog, int(0.5 * self.outputs.t_r / cost_s))
+        budget_s = 0.5 * self.outputs.t_r / self._pace()
+        return max(self.max_backlog, int(budget_s / cost_s))
+
+    def _track_pace(self, latest: float | None) -> None:
+        """Note the stream's clock against the wall clock (at most every 0.5 s)."""
+        if latest is None:
+            return
+        now = time.monotonic()
+        if not self._clock_marks or now - self._clock_marks[-1][0] >= 0.5:
+            self._clock_marks.append((now, float(latest)))
+
+    def _pace(self) -> float:
+        """Seconds of stream per second of wall time over the last ~10 s (1 in real time).
+
+        Over 10 s a burst after a pause averages out; at least 1, so a stalled stream
+        never widens the budget.
+        """
+        if len(self._clock_marks) < 2:
+            return 1.0
+        (w0, s0), (w1, s1) = self._clock_marks[0], self._clock_marks[-1]
+        if w1 - w0 < 2.0:
+            return 1.0
+        return float(np.clip((s1 - s0) / (w1 - w0), 1.0, 1000.0))
 
     def _skip(self, due, reason: str, *, late: bool = False) -> None:
         """A due volume not computed: counted, logged, a row and a placeholder volume."""

@@ -61,6 +61,13 @@ def test_a_burst_computes_every_volume_that_fits_in_half_a_tr(tmp_path):
     assert engine._fits_in_budget() == max(2, int(0.5 * ckpt.t_r / 0.05))  # no measure yet
     engine._cost_s.extend([0.003] * 5)  # 3 ms a volume
     assert engine._fits_in_budget() == int(0.5 * ckpt.t_r / 0.003)
+    # a replay at 100×: half a TR of stream is 1/100 of it in wall time
+    engine._clock_marks.extend([(0.0, 50.0), (5.0, 550.0)])
+    assert engine._pace() == 100.0
+    assert engine._fits_in_budget() == max(2, int(0.5 * ckpt.t_r / 100 / 0.003))
+    engine._clock_marks.clear()
+    engine._clock_marks.extend([(0.0, 50.0), (10.0, 55.0)])  # a stall: never a wider budget
+    assert engine._pace() == 1.0
     engine._cost_s.extend([2.0 * ckpt.t_r] * 20)  # slower than a TR: the backlog floor
     assert engine._fits_in_budget() == engine.max_backlog == 2
 
