@@ -63,6 +63,15 @@ class Acquisition:
         return self.t_r / self.n_slices
 
 
+@dataclass(frozen=True)
+class SampleGrid:
+    """The EEG's samples: ``n_times`` at ``sfreq`` Hz from ``t_start`` s (EEG clock)."""
+
+    sfreq: float
+    t_start: float
+    n_times: int
+
+
 def slice_waveforms(t: np.ndarray, acq: Acquisition) -> np.ndarray:
     """dB/dt of the three gradient axes (z, x, y) at times ``t`` into a slice (unit peak).
 
@@ -94,14 +103,7 @@ def slice_waveforms(t: np.ndarray, acq: Acquisition) -> np.ndarray:
     return np.stack([z, x, y])
 
 
-def gradient_artifact(
-    volume_onsets: np.ndarray,
-    acq: Acquisition,
-    *,
-    sfreq: float,
-    t_start: float,
-    n_times: int,
-) -> np.ndarray:
+def gradient_artifact(volume_onsets: np.ndarray, acq: Acquisition, grid: SampleGrid) -> np.ndarray:
     """The gradient waveforms of every slice of every volume, as the EEG samples them.
 
     Parameters
@@ -109,11 +111,7 @@ def gradient_artifact(
     volume_onsets : array of shape (n_volumes,)
         Onsets of the volumes on the EEG clock (s), at the scanner's pace.
     acq : Acquisition
-    sfreq : float
-        EEG rate.
-    t_start : float
-        Time of the first EEG sample (s, same clock).
-    n_times : int
+    grid : SampleGrid
 
     Returns
     -------
@@ -122,6 +120,7 @@ def gradient_artifact(
     """
     from scipy.signal import resample_poly
 
+    sfreq, t_start, n_times = grid.sfreq, grid.t_start, grid.n_times
     up = max(1, int(round(_FINE_HZ / sfreq)))
     fine_hz = sfreq * up
     n_fine = n_times * up
@@ -172,13 +171,7 @@ def motion_drift(rng: np.random.Generator, n_chans: int, n_times: int, sfreq: fl
 
 
 def pulse_artifact(
-    rng: np.random.Generator,
-    beats: np.ndarray,
-    topography: np.ndarray,
-    *,
-    sfreq: float,
-    t_start: float,
-    n_times: int,
+    rng: np.random.Generator, beats: np.ndarray, topography: np.ndarray, grid: SampleGrid
 ) -> np.ndarray:
     """The pulse artifact (V) on every channel, locked to the R-peaks ``beats``.
 
@@ -193,6 +186,7 @@ def pulse_artifact(
     -------
     bcg : array of shape (n_chans, n_times), float32
     """
+    sfreq, t_start, n_times = grid.sfreq, grid.t_start, grid.n_times
     beats = np.asarray(beats, float)
     rr = np.diff(beats, append=beats[-1] + np.median(np.diff(beats))) if beats.size > 1 else [1.0]
     waves = np.zeros((3, n_times))

@@ -471,6 +471,7 @@ def add_artifacts(eeg, config: SimConfig, model, beats, rng, *, t_start: float):
     """``(eeg + the configured in-scanner artifacts, the ECG lead or None)`` of one run."""
     from .artifacts import (
         Acquisition,
+        SampleGrid,
         gradient_artifact,
         gradient_mix,
         motion_drift,
@@ -479,19 +480,18 @@ def add_artifacts(eeg, config: SimConfig, model, beats, rng, *, t_start: float):
     )
 
     n_chans, n_times = eeg.shape
+    grid = SampleGrid(config.sfreq, t_start, n_times)
     out = eeg.copy()
     if "gradient" in config.artifacts:
         acq = Acquisition(t_r=config.t_r, n_slices=GRID_SHAPE[2], sync=config.scanner_sync)
         onsets = np.arange(config.n_volumes) * config.t_r
-        waves = gradient_artifact(onsets, acq, sfreq=config.sfreq, t_start=t_start, n_times=n_times)
+        waves = gradient_artifact(onsets, acq, grid)
         drift = motion_drift(rng, n_chans, n_times, config.sfreq)
         out += (gradient_mix(rng, n_chans) @ waves) * drift
     ecg = None
     if "bcg" in config.artifacts:
         topo = pulse_topography(rng, model.positions[:n_chans])
-        out += pulse_artifact(
-            rng, beats, topo, sfreq=config.sfreq, t_start=t_start, n_times=n_times
-        )
+        out += pulse_artifact(rng, beats, topo, grid)
         ecg = ecg_trace(beats, t_start=t_start, n_times=n_times, sfreq=config.sfreq)
         ecg = ecg + 20e-6 * rng.standard_normal(n_times)
     return out.astype(np.float32), ecg

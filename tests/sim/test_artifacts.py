@@ -13,6 +13,7 @@ import pytest
 from rt_eeg2fmri.sim import simulate_dataset
 from rt_eeg2fmri.sim.artifacts import (
     Acquisition,
+    SampleGrid,
     gradient_artifact,
     parse_artifacts,
     slice_waveforms,
@@ -55,7 +56,7 @@ def test_locked_clocks_repeat_every_volume_and_drifting_ones_do_not():
     waves = {}
     for sync in (True, False):
         acq = Acquisition(t_r=T_R, n_slices=52, sync=sync)
-        waves[sync] = gradient_artifact(onsets, acq, sfreq=SFREQ, t_start=0.0, n_times=n)[1]
+        waves[sync] = gradient_artifact(onsets, acq, SampleGrid(SFREQ, 0.0, n))[1]
     per = round(T_R * SFREQ)
     on, off = waves[True].reshape(12, per), waves[False].reshape(12, per)
     np.testing.assert_allclose(on[10], on[1], atol=1e-5)  # the same sub-sample phase
