@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import platform
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from ._checks import check_ch_names, check_file, check_positive
+from ._io import atomic_path
 from ._logging import logger
 from .data.norm import NormStats
 from .data.preprocessing import HasPreprocessing, Preprocessing, same_rate
@@ -153,9 +153,9 @@ def array_checksum(ckpt: dict) -> str:
     """SHA-256 of a checkpoint's arrays and the fields that place them.
 
     Covers the weights, the model and its config, the preprocessing, the normalisation
-    statistics, the mask bits, the grid, the channels, the TR and any calibration map, in a fixed order, so a checkpoint altered or
-    damaged after it was written (a flipped mask bit keeps the voxel count) is caught on
-    load. The metadata is not covered.
+    statistics, the mask bits, the grid, the channels, the TR and any calibration map, in
+    a fixed order, so a checkpoint altered or damaged after it was written (a flipped
+    mask bit keeps the voxel count) is caught on load. The metadata is not covered.
     """
     import hashlib
 
@@ -172,9 +172,8 @@ def array_checksum(ckpt: dict) -> str:
 
     for key in sorted(ckpt["state_dict"]):
         add(f"state_dict.{key}", ckpt["state_dict"][key])
-    for key in ("model_name", "model_config", "preprocessing", "norm_stats"):
-        add(key, ckpt[key])
-    for key in ("mask", "grid", "ch_names", "t_r"):
+    for key in ("model_name", "model_config", "preprocessing", "norm_stats", "mask", "grid",
+                "ch_names", "t_r"):  # fmt: skip
         add(key, ckpt[key])
     for key, value in sorted((ckpt.get("calibration") or {}).items()):
         add(f"calibration.{key}", value)
@@ -304,13 +303,8 @@ def save_checkpoint(
     if calibration is not None:
         ckpt["calibration"] = calibration
     ckpt["checksum"] = {"algorithm": "sha256", "arrays": array_checksum(ckpt)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path
 from ._logging import logger
 
 GRID_SHAPE: tuple[int, int, int] = (53, 63, 52)
@@ -67,9 +68,8 @@ def _cached(kind: str) -> np.ndarray:
         except (OSError, ValueError):
             logger.warning("Ignoring unreadable cache file '%s'.", path)
     data = _resample_template(kind)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, data)
     return data
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from rt_eeg2fmri._device import resolve_device
+from rt_eeg2fmri._io import atomic_path
 from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.models import build_model
 
@@ -269,25 +269,21 @@ def fit(
 
 
 def _save_state(path, model, opt, sched, cfg, split, epoch, history, stale, best) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(
-        {
-            "config": cfg.to_dict(),
-            "split": split.name,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "stale": stale,
-            "best_loss": best[0],
-            "best_epoch": best[1],
-            "best_state": best[2],
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    state = {
+        "config": cfg.to_dict(),
+        "split": split.name,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "stale": stale,
+        "best_loss": best[0],
+        "best_epoch": best[1],
+        "best_state": best[2],
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 class _NoBar:

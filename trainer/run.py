@@ -117,7 +117,8 @@ def train_and_evaluate(
             split.val.size,
             split.test.size,
         )
-        trained = {}
+        trained, val_preds = {}, {}
+        val_y = dataset.get_targets(split.val) if split.val.size else None
         for name in names:
             mcfg = replace(cfg, model=name)
             result = fit(
@@ -125,6 +126,9 @@ def train_and_evaluate(
             )
             trained[name] = result.model
             histories[f"{name}/{split.name}"] = result.history
+            if val_y is not None and (save_checkpoints or len(names) > 1):
+                # one pass over the validation pairs: the showcase voxel and the selection
+                val_preds[name] = predict(result.model, dataset, split.val, device=device)
             if save_checkpoints:
                 save_checkpoint(
                     out_dir / split.name / f"{name}.pt",
@@ -136,7 +140,7 @@ def train_and_evaluate(
                         "data_fingerprint": dataset.fingerprint,
                         "best_epoch": result.best_epoch,
                         "best_val_loss": result.best_val_loss,
-                        "showcase": showcase_voxel(result.model, dataset, split, device),
+                        "showcase": showcase_voxel(val_preds.get(name), val_y, dataset, split),
                         "train_seconds": result.seconds,
                         "versions": versions(),
                     },
@@ -145,8 +149,8 @@ def train_and_evaluate(
             continue
         scored = dict(trained)
         chosen = None
-        if len(trained) > 1:
-            chosen, val_r = select_on_validation(dataset, split, trained, device)
+        if len(val_preds) > 1:
+            chosen, val_r = select_on_validation(split, val_preds, val_y)
             scored[SELECTED] = trained[chosen]
         res = evaluate_split(dataset, split, scored, truth_targets=truth, device=device)
         if chosen is not None:
@@ -212,18 +216,15 @@ def _regions(dataset, roi, labels):
 SELECTED = "selected on validation"
 
 
-def select_on_validation(dataset, split, trained: dict, device) -> tuple[str, dict]:
+def select_on_validation(split, val_preds: dict, val_y: np.ndarray) -> tuple[str, dict]:
     """The model with the highest mean voxelwise r on ``split.val``, and every model's r.
 
-    Architecture selection that never sees the test pairs: the report's ``selected on
-    validation`` row is what a lab would get by training every candidate and keeping the
-    best on its validation subjects.
+    ``val_preds``: each model's predictions of the validation pairs, ``val_y`` their
+    targets. Architecture selection that never sees the test pairs: the report's
+    ``selected on validation`` row is what a lab would get by training every candidate
+    and keeping the best on its validation subjects.
     """
-    y = dataset.get_targets(split.val)
-    scores = {
-        name: float(voxelwise_r(predict(model, dataset, split.val, device=device), y).mean())
-        for name, model in trained.items()
-    }
+    scores = {name: float(voxelwise_r(pred, val_y).mean()) for name, pred in val_preds.items()}
     chosen = max(scores, key=scores.__getitem__)
     logger.info(
         "Fold %s: %s chosen on validation (mean r %s).",
@@ -234,19 +235,16 @@ def select_on_validation(dataset, split, trained: dict, device) -> tuple[str, di
     return chosen, scores
 
 
-def showcase_voxel(model, dataset, split, device) -> dict | None:
+def showcase_voxel(val_pred, val_y, dataset, split) -> dict | None:
     """The voxel a demo shows, chosen on the fold's validation subject: its best r there.
 
+    ``val_pred``, ``val_y``: the model's predictions of ``split.val`` and their targets.
     Fixed at training time, so the demo's reported r at it is not chosen on the volumes it
     reports (``ijk``: grid indices; ``mm``: world coordinates).
     """
-    from .loop import predict
-    from .metrics import voxelwise_r
-
-    if split.val.size < 3:
+    if val_pred is None or split.val.size < 3:
         return None
-    pred = predict(model, dataset, split.val, device=device).astype(np.float64)
-    y = dataset.get_targets(split.val).astype(np.float64)
+    pred, y = np.asarray(val_pred, np.float64), np.asarray(val_y, np.float64)
     varies = (pred.std(axis=0) > 0) & (y.std(axis=0) > 0)  # a flat voxel is never shown
     r = np.where(varies, voxelwise_r(pred, y), -np.inf)
     col = int(np.argmax(r))

@@ -20,7 +20,6 @@ def run(args) -> int:
     """Read, correct, write BrainVision; neither flag means both corrections."""
     from pathlib import Path
 
-    from rt_eeg2fmri._io import atomic_path
     from rt_eeg2fmri.data.correct import correct_raw
     from rt_eeg2fmri.data.eeg_io import open_raw
 
@@ -41,7 +40,7 @@ def run(args) -> int:
         marker=args.marker,
         ecg=args.ecg,
     )
-    _export(fixed, out, atomic_path)
+    _export(fixed, out)
     print(
         f"corrected '{args.path}' → '{out}': gradient on {report.volumes} volumes "
         f"({report.edge_volumes} at the ends with a shifted template), pulse artifact on "
@@ -50,13 +49,15 @@ def run(args) -> int:
     return 0
 
 
-def _export(raw, out, atomic_path) -> None:
+def _export(raw, out) -> None:
     """BrainVision via MNE's exporter (pybv), the three files each renamed into place."""
     import shutil
     import tempfile
     from pathlib import Path
 
     import mne
+
+    from rt_eeg2fmri._io import atomic_path
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,14 @@ from .scheduler import Due, Scheduler, make_scheduler
 #: Longest normalisation calibration (s): its samples are held in the ring buffer at once.
 MAX_CALIBRATE_S = 3600.0
 
+
+def _check_calibrate(calibrate) -> None:
+    if not 0 <= float(calibrate) <= MAX_CALIBRATE_S:
+        raise ValueError(
+            f"'calibrate' must be 0 to {MAX_CALIBRATE_S:g} seconds of stream, got {calibrate!r}."
+        )
+
+
 #: Units of the predicted volumes, by the checkpoint's target.
 TARGET_UNITS = {"psc": "percent signal change", "median_ratio": "volume / median - 1"}
 
@@ -176,10 +184,7 @@ class Engine:
     ) -> None:
         if int(max_backlog) < 1:
             raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
-        if not 0 <= float(calibrate) <= MAX_CALIBRATE_S:
-            raise ValueError(
-                f"'calibrate' must be 0 to {MAX_CALIBRATE_S:g} seconds of stream, got {calibrate!r}."
-            )
+        _check_calibrate(calibrate)
         self.consumer, self.scheduler, self.mapper, self.outputs = (
             source,
             scheduler,
@@ -281,10 +286,7 @@ class Engine:
                 "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'."
             )
         pre = checkpoint.preprocessing
-        if not 0 <= float(calibrate) <= MAX_CALIBRATE_S:  # checked before the ring is sized
-            raise ValueError(
-                f"'calibrate' must be 0 to {MAX_CALIBRATE_S:g} seconds of stream, got {calibrate!r}."
-            )
+        _check_calibrate(calibrate)  # before the ring is sized by it
         options = {"bufsize": max(40.0, pre.winsize + 10.0, float(calibrate) + 5.0)}
         options.update(consumer_options or {})
         consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)

@@ -221,12 +221,9 @@ class NiftiSeriesWriter:
         }
         if self.placeholders:
             doc["PlaceholderVolumes"] = list(self.placeholders)
-        tmp = self.sidecar_path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(doc, indent=2))
-            os.replace(tmp, self.sidecar_path)
+            write_text_atomic(self.sidecar_path, json.dumps(doc, indent=2))
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise OSError(err.errno, f"writing the sidecar '{self.sidecar_path}' failed: "
                           f"{err.strerror}; it keeps the last whole volume's") from None  # fmt: skip
 
@@ -549,12 +546,7 @@ class Outputs:
         self._stored = True
         if self.writer is not None:
             self.writer.put(volume, t_end, index)
-        if self.roi_log is not None:
-            try:
-                self.roi_log.write(index, t_end, self._roi_means)
-            except OSError as err:
-                self.roi_log = None
-                self._fail(err)
+        self._write("roi_log", lambda log: log.write(index, t_end, self._roi_means))
 
     def skip(self, index: int, t_end: float | None) -> None:
         """A volume due but not computed.
@@ -563,25 +555,32 @@ class Outputs:
         its sidecar's ``PlaceholderVolumes``) and a row of ``n/a`` in the ROI table, so the
         4-D index stays the TR index.
         """
-        if self.writer is not None and self._stored:
+        if not self._stored:  # before the series begins there is no place to keep
+            return
+        if self.writer is not None:
             if self._placeholder is None:
                 self._placeholder = np.zeros(self.grid_shape, np.float32)
             self.writer.put(self._placeholder, t_end, index, placeholder=True)
-        if self.roi_log is not None and self._stored:
-            try:
-                self.roi_log.write(index, t_end, np.full(len(self.roi.names), np.nan))
-            except OSError as err:
-                self.roi_log = None
-                self._fail(err)
+        n_regions = len(self.roi.names) if self.roi is not None else 0
+        self._write("roi_log", lambda log: log.write(index, t_end, np.full(n_regions, np.nan)))
 
     def log(self, **row) -> None:
         """One row of the timing log."""
-        if self.timing is not None:
-            try:
-                self.timing.write(**row)
-            except OSError as err:
-                self.timing = None
-                self._fail(err)
+        self._write("timing", lambda log: log.write(**row))
+
+    def _write(self, name: str, write) -> None:
+        """``write(output)`` on the file output ``name`` (if it is open).
+
+        An output that fails is dropped (logged and counted); the others go on.
+        """
+        output = getattr(self, name)
+        if output is None:
+            return
+        try:
+            write(output)
+        except OSError as err:
+            setattr(self, name, None)
+            self._fail(err)
 
     def close(self) -> None:
         """Close every output (everything written stays valid)."""

@@ -124,7 +124,6 @@ def gradient_artifact(volume_onsets: np.ndarray, acq: Acquisition, grid: SampleG
     up = max(1, int(round(_FINE_HZ / sfreq)))
     fine_hz = sfreq * up
     n_fine = n_times * up
-    t = t_start + np.arange(n_fine) / fine_hz
     out = np.zeros((3, n_fine))
     onsets = np.asarray(volume_onsets, float)
     if acq.sync:  # locked clocks: every volume is the same samples, pasted at its onset
@@ -138,6 +137,7 @@ def gradient_artifact(volume_onsets: np.ndarray, acq: Acquisition, grid: SampleG
     else:  # the scanner's clock runs fast: every slice lands on another sub-sample phase
         rate = 1.0 + acq.clock_ppm * 1e-6
         slice_s = acq.slice_s / rate
+        t = t_start + np.arange(n_fine) / fine_hz
         for onset in onsets[0] + (onsets - onsets[0]) / rate:
             a, b = np.searchsorted(t, [onset, onset + acq.n_slices * slice_s])
             if a < b:

@@ -454,10 +454,8 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
         if bids:
             bold_path = _write_bids_run(
                 out, label, task, run, config, model, drive, recorded, bold, n_pre - n_lead,
-                ecg=ecg,
+                ecg=ecg, clean=(truth / "eeg", eeg) if config.artifacts else None,
             )  # fmt: skip
-            if config.artifacts:  # what lies under the artifacts: a correction's truth
-                _write_clean_eeg(truth, stem, config, model, drive, eeg, n_pre - n_lead)
         if legacy:
             _write_legacy_run(
                 out, s + 1, task, run, config, model, drive, eeg, bold, beats,
@@ -497,25 +495,14 @@ def add_artifacts(eeg, config: SimConfig, model, beats, rng, *, t_start: float):
     return out.astype(np.float32), ecg
 
 
-def _write_clean_eeg(truth: Path, stem: str, config, model, drive, eeg, first) -> None:
-    """The EEG without the in-scanner artifacts, with the raw file's markers (truth)."""
-    sfreq = config.sfreq
-    lead = round(config.lead_in * sfreq) / sfreq
-    write_brainvision(
-        truth / "eeg",
-        f"{stem}_desc-clean_eeg",
-        eeg[:, first:],
-        sfreq=sfreq,
-        ch_names=model.ch_names,
-        events=events_table(drive.events, shift=lead, sfreq=sfreq),
-        volume_onsets=lead + np.arange(config.n_volumes) * config.t_r,
-        reference=model.reference,
-    )
-
-
 def _write_bids_run(
-    out, label, task, run, config, model, drive, eeg, bold, first, *, ecg=None
+    out, label, task, run, config, model, drive, eeg, bold, first, *, ecg=None, clean=None
 ) -> Path:
+    """One run's BIDS files.
+
+    ``clean``: ``(folder, eeg)``, the EEG under the in-scanner artifacts, written there
+    with the same markers (a correction's truth).
+    """
     sfreq, t_r = config.sfreq, config.t_r
     lead = round(config.lead_in * sfreq) / sfreq
     stem = run_stem(label, task, run)
@@ -527,16 +514,14 @@ def _write_bids_run(
         names.append(ECG_CHANNEL)
     volume_onsets = lead + np.arange(config.n_volumes) * t_r
     eeg_events = events_table(drive.events, shift=lead, sfreq=sfreq)
-    write_brainvision(
-        eeg_dir,
-        f"{stem}_eeg",
-        data,
-        sfreq=sfreq,
-        ch_names=names,
-        events=eeg_events,
-        volume_onsets=volume_onsets,
-        reference=model.reference,
-    )
+    markers = dict(sfreq=sfreq, events=eeg_events, volume_onsets=volume_onsets,
+                   reference=model.reference)  # fmt: skip
+    write_brainvision(eeg_dir, f"{stem}_eeg", data, ch_names=names, **markers)
+    if clean is not None:
+        folder, under = clean
+        write_brainvision(
+            folder, f"{stem}_desc-clean_eeg", under[:, first:], ch_names=model.ch_names, **markers
+        )
     write_json(
         eeg_dir / f"{stem}_eeg.json",
         eeg_sidecar(

@@ -195,14 +195,12 @@ def write_nifti(path: Path, data: np.ndarray, *, t_r: float, slice_timing=None) 
     if np.issubdtype(data.dtype, np.floating):
         slope = float(np.float32(max(float(np.abs(data).max()), 1e-6) / 32000.0))
         data = np.rint(data / np.float32(slope)).astype(np.int16)
-    img = nib.Nifti1Image(data, np.asarray(GRID_AFFINE))
+    img = _grid_image(data)
     if slope is not None:
         img.header.set_slope_inter(slope, 0.0)
     hdr = img.header
     hdr.set_xyzt_units("mm", "sec")
     hdr.set_zooms((*np.abs(np.diag(GRID_AFFINE)[:3]), float(t_r)))
-    img.set_sform(np.asarray(GRID_AFFINE), code=4)
-    img.set_qform(np.asarray(GRID_AFFINE), code=4)
     if slice_timing is not None:
         hdr.set_dim_info(slice=2)
         hdr["slice_code"] = 1  # sequential increasing
@@ -397,12 +395,18 @@ def write_mat(path: Path, name: str, data: np.ndarray, *, version: str = "5") ->
 
 def write_labels(path: Path, labels: np.ndarray) -> Path:
     """Write a 3-D integer label image on the grid (MNI sform/qform)."""
+    img = _grid_image(np.asarray(labels, np.int16))
+    img.header.set_xyzt_units("mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.to_filename(path)
+    return path
+
+
+def _grid_image(data: np.ndarray):
+    """A NIfTI image of ``data`` on the grid, its sform and qform MNI152 (code 4)."""
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.asarray(labels, np.int16), np.asarray(GRID_AFFINE))
-    img.header.set_xyzt_units("mm")
+    img = nib.Nifti1Image(data, np.asarray(GRID_AFFINE))
     img.set_sform(np.asarray(GRID_AFFINE), code=4)
     img.set_qform(np.asarray(GRID_AFFINE), code=4)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, path)
-    return path
+    return img
