@@ -458,7 +458,7 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             )  # fmt: skip
         if legacy:
             _write_legacy_run(
-                out, s + 1, task, run, config, model, drive, eeg, bold, beats,
+                out, s + 1, task, run, config, model, drive, recorded, bold, beats,
                 first=n_pre - n_legacy_lead, t_first=-n_legacy_lead / sfreq, bold_path=bold_path,
             )  # fmt: skip
         if on_run is not None:

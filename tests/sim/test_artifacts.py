@@ -168,3 +168,18 @@ def test_the_correct_command_brings_the_eeg_back(scanner, tmp_path, capsys):
     plain = art / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{STEM}_desc-clean_eeg.vhdr"
     assert main(["correct", str(plain), "--out", str(tmp_path / "y.vhdr"), "--bcg"]) == 1
     assert "needs an ECG channel" in capsys.readouterr().err
+
+
+def test_both_layouts_record_the_artifacts(tmp_path):
+    """The ds000116 copy of an in-scanner run holds the same artifact-laden EEG as the BIDS one."""
+    from rt_eeg2fmri.data.dataset import find_runs
+
+    root = simulate_dataset(tmp_path / "both", preset="tiny", seed=2, subjects=1, runs=1,
+                            volumes=12, channels=34, layout="both", artifacts="gradient")  # fmt: skip
+    (bids,) = find_runs(root, layout="bids")
+    (legacy,) = find_runs(root, layout="ds000116", sfreq=250.0)
+    a, b = bids.load(), legacy.load()
+    start = round(a.volume_onsets[0] * a.sfreq)
+    ref = a.eeg[:, start:] - a.eeg[:, start:].mean(axis=0)
+    np.testing.assert_allclose(b.eeg, ref, atol=1e-9)
+    assert np.abs(b.eeg).max() > 2e-4  # the gradient artifact's hundreds of µV, not clean EEG
