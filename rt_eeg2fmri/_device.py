@@ -13,3 +13,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was requested but no CUDA device is available.")
     return device
+
+
+def device_name(device: str | torch.device) -> str:
+    """``cpu``, or the GPU's model name (``NVIDIA H200``) for a CUDA device."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type

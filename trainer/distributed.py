@@ -13,10 +13,17 @@ import os
 import torch
 
 
+def launched_by_torchrun() -> bool:
+    """Whether ``torchrun`` (torch.distributed.run) started this process, at any world size."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def init_from_env(device: str = "auto") -> tuple[int, int]:
-    """Join the process group when launched by ``torchrun``; return ``(rank, world_size)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    """Join the process group when launched by ``torchrun``; return ``(rank, world_size)``.
+
+    A world of one under ``torchrun`` joins too, so that its DDP and NCCL path runs.
+    """
+    if not launched_by_torchrun():
         return 0, 1
     if not torch.distributed.is_initialized():
         use_cuda = device != "cpu" and torch.cuda.is_available()
@@ -24,6 +31,13 @@ def init_from_env(device: str = "auto") -> tuple[int, int]:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def backend() -> str | None:
+    """The process group's backend (``nccl``, ``gloo``), or None outside one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return str(torch.distributed.get_backend())
+    return None
 
 
 def barrier() -> None:

@@ -43,8 +43,12 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def _in_group() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _in_group():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
 
@@ -149,9 +153,8 @@ def _val_loss(model, dataset, indices, cfg, device, amp) -> float:
                 pred = model(x)
             total += float(((pred.float() - y) ** 2).sum())
             n += y.numel()
-    _, world = _dist()
-    if world > 1:
-        t = torch.tensor([total, n], dtype=torch.float64)
+    if _in_group():  # NCCL reduces CUDA tensors only
+        t = torch.tensor([total, n], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(t)
         total, n = float(t[0]), int(t[1])
     return total / max(n, 1)
@@ -193,7 +196,7 @@ def fit(
     model.to(device)
     amp = bool(cfg.amp and device.type == "cuda")
     net: nn.Module = model
-    if world > 1:
+    if _in_group():  # also a world of one under torchrun, so that the DDP path runs
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )

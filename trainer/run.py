@@ -76,9 +76,10 @@ def train_and_evaluate(
     """
     from dataclasses import replace
 
+    from rt_eeg2fmri._device import device_name
     from rt_eeg2fmri.checkpoint import save_checkpoint
 
-    from .distributed import barrier, init_from_env, is_main
+    from .distributed import backend, barrier, init_from_env, is_main
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,6 +185,8 @@ def train_and_evaluate(
             },
             "device": str(device),
             "world_size": world,
+            "distributed_backend": backend(),
+            "device_name": device_name(device),
             "seconds": time.perf_counter() - t_start,
             "versions": versions(),
             "host": {

@@ -200,23 +200,34 @@ def test_evaluate_channel_mismatch(tiny_bids, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_data_parallel_training_with_two_cpu_processes(tiny_bids, tmp_path):
+@pytest.mark.parametrize(
+    ("nproc", "device", "backend"),
+    [
+        (2, "cpu", "gloo"),
+        pytest.param(1, "cuda", "nccl", marks=pytest.mark.gpu, id="1-cuda-nccl"),
+    ],
+)
+def test_data_parallel_training_under_torchrun(tiny_bids, tmp_path, nproc, device, backend):
     import os
     import socket
     import subprocess
     import sys
 
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
         "--master-addr", "127.0.0.1", "--master-port", str(port),
         "-m", "apps.cli", "train", "--data", str(tiny_bids), "--out", str(out),
-        "--model", "conv", "--test-subjects", "01", "--epochs", "2", "--device", "cpu", "--no-progress",
-        "--set", "winsize=4.0", "--set", "batch_size=4",
+        "--model", "conv", "--test-subjects", "01", "--epochs", "2", "--device", device,
+        "--no-progress", "--set", "winsize=4.0", "--set", "batch_size=4",
         "--set", "model_args=" + json.dumps(SMALL_CONV),
     ]  # fmt: skip
     proc = subprocess.run(
@@ -224,7 +235,8 @@ def test_data_parallel_training_with_two_cpu_processes(tiny_bids, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())
-    assert report["world_size"] == 2
+    assert report["world_size"] == nproc
+    assert report["distributed_backend"] == backend
     assert "conv" in report["summary"]
     ckpt = load_checkpoint(out / "loso-sub-01" / "conv.pt")
     assert ckpt.metadata["split"]["test_subjects"] == ["01"]
