@@ -345,7 +345,15 @@ class TorchRingMirror:
         if self._cuda:
             self._stream = torch.cuda.Stream(device=self.device)
             self._event = torch.cuda.Event()
-            self._staging = torch.empty(0, dtype=host_dtype).pin_memory()
+            # pinned once for chunks up to 1/16 of the ring: pinning later, mid-stream, is a
+            # cudaHostAlloc of milliseconds
+            size = ring.n_chans * max(1, ring.capacity // 16)
+            self._staging = torch.empty(size, dtype=host_dtype).pin_memory()
+            # CUDA loads a kernel's module on its first use (a few ms): use both window
+            # paths (one slice, two slices joined on a wrap) before the stream does
+            torch.cat((self.data[:, :1], self.data[:, -1:]), dim=1)
+            self.data[:, :1].clone()
+            torch.cuda.synchronize(self.device)
         with ring._write_lock:  # no chunk lands between the bulk copy and the hook
             n = min(ring.n_written, ring.capacity)
             if n:
