@@ -104,8 +104,8 @@ def test_too_few_subjects_for_loso(tmp_path):
 def test_config_file_and_overrides(tmp_path):
     path = tmp_path / "train.toml"
     path.write_text('[train]\nmodel = "fc"\nepochs = 3\n[train.model_args]\nhidden = 8\n')
-    cfg = load_config(path, ["epochs=5", "model_args.n_basis=4", "amp=false"])
-    assert (cfg.model, cfg.epochs, cfg.amp) == ("fc", 5, False)
+    cfg = load_config(path, ["epochs=5", "model_args.n_basis=4", "amp=true"])
+    assert (cfg.model, cfg.epochs, cfg.amp) == ("fc", 5, True)
     assert cfg.model_args == {"hidden": 8, "n_basis": 4}
     path.write_text("[train]\nepoch = 3\n")
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
