@@ -17,6 +17,7 @@ row, so what is on disk stays readable, and raises an ``OSError`` naming the fil
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -54,20 +55,26 @@ class _AppendOnly:
             raise OSError(err.errno, f"cannot write the {what} '{path}': {err.strerror}") from None
         self.end = 0
 
-    def append(self, data: bytes, *, sync: bool = False) -> None:
+    def append(self, data: bytes) -> None:
         """Write ``data`` at the end, all of it or none of it."""
         try:
             view, pos = memoryview(data), self.end
             while view:
                 n = os.pwrite(self.fd, view, pos)
                 view, pos = view[n:], pos + n
-            if sync:
-                os.fsync(self.fd)
         except OSError as err:
             self.cut()
             raise OSError(err.errno, f"writing the {self.what} '{self.path}' failed: "
                           f"{err.strerror}; it keeps what was written before") from None  # fmt: skip
         self.end = pos
+
+    def sync(self) -> None:
+        """Flush the file to the disk (``fsync``)."""
+        try:
+            os.fsync(self.fd)
+        except OSError as err:
+            raise OSError(err.errno, f"syncing the {self.what} '{self.path}' failed: "
+                          f"{err.strerror}") from None  # fmt: skip
 
     def overwrite(self, data: bytes, offset: int) -> None:
         """Rewrite bytes already in the file (the same length: the file does not grow)."""
@@ -117,7 +124,16 @@ class NiftiSeriesWriter:
     at ``VolumeTimingOriginLSL + VolumeTiming[k] + AcquisitionDuration``.
     ``PlaceholderVolumes`` lists the 4-D indices of volumes that were due but not
     computed (zeros), so that a skipped volume never shifts the later ones.
+
+    The header counts every appended volume at once. The data are flushed to the disk
+    (``fsync``) and the sidecar rewritten together, at most every ``sync_every`` seconds —
+    after every volume when the TR is longer — and on closing: a replay at 100× does not
+    pay fifty syncs and sidecar rewrites a second (the sidecar grows with the run), and a
+    power cut loses at most that last second.
     """
+
+    sync_every = 1.0
+    clock = staticmethod(time.monotonic)
 
     def __init__(
         self, path, *, affine, grid_shape, t_r: float, sidecar: dict | None = None
@@ -137,6 +153,7 @@ class NiftiSeriesWriter:
         self.n_volumes = 0
         self.times: list[float] = []
         self.placeholders: list[int] = []
+        self._synced = (-np.inf, 0)  # (monotonic time, n_volumes) of the last sync
         self._fh = _AppendOnly(self.path, "NIfTI output")
         try:
             self._fh.append(self._header_member(0))
@@ -172,42 +189,58 @@ class NiftiSeriesWriter:
 
         ``placeholder``: a volume that was due but not computed (listed in the sidecar).
         """
-        vol = np.asarray(volume, dtype=np.float32)
-        if vol.shape != self.grid_shape:
-            raise ValueError(
-                f"volume shape {vol.shape} differs from the series grid {self.grid_shape}."
-            )
-        data = np.asfortranarray(vol).tobytes(order="F")
+        self.append_many([(volume, time, placeholder)])
+
+    def append_many(self, items) -> None:
+        """Append ``(volume, time, placeholder)`` items as one record: one write, one sync.
+
+        The header and the sidecar are updated once, after the data: the file is whole,
+        and agrees with its sidecar, after the batch, or (on an error) as it was before it.
+        """
+        chunks = []
+        for volume, _, _ in items:
+            vol = np.asarray(volume, dtype=np.float32)
+            if vol.shape != self.grid_shape:
+                raise ValueError(
+                    f"volume shape {vol.shape} differs from the series grid {self.grid_shape}."
+                )
+            data = np.asfortranarray(vol).tobytes(order="F")
+            chunks.append(gzip.compress(data, compresslevel=1, mtime=0) if self.gz else data)
         if self._fh.closed:
             raise OSError(f"the NIfTI output '{self.path}' is closed.")
-        before = self._fh.end
-        self._fh.append(gzip.compress(data, compresslevel=1, mtime=0) if self.gz else data,
-                        sync=True)  # fmt: skip
-        if time is None or not np.isfinite(time):  # unknown: one TR after the last
-            time = (self.times[-1] if self.times else 0.0) + self.t_r
-        n = self.n_volumes + 1
+        before = (self._fh.end, self.n_volumes, len(self.times), len(self.placeholders))
         try:
-            self._fh.overwrite(self._header_member(n), 0)
-            self.times.append(float(time))
-            if placeholder:
-                self.placeholders.append(n - 1)
-            self.n_volumes = n
-            self._write_sidecar()
-        except OSError:  # back to the last whole volume: header, data and sidecar agree
-            if self.n_volumes == n:
-                self.n_volumes -= 1
-                self.times.pop()
+            self._fh.append(b"".join(chunks))
+            for _, when, placeholder in items:
+                if when is None or not np.isfinite(when):  # unknown: one TR after the last
+                    when = (self.times[-1] if self.times else 0.0) + self.t_r
+                self.times.append(float(when))
                 if placeholder:
-                    self.placeholders.pop()
-            self._rollback(before)
+                    self.placeholders.append(len(self.times) - 1)
+            self._fh.overwrite(self._header_member(len(self.times)), 0)
+            self.n_volumes = len(self.times)
+            if self.clock() - self._synced[0] >= self.sync_every:
+                self._sync()
+        except OSError:  # back to the last whole volume: header, data and sidecar agree
+            end, self.n_volumes, n_times, n_placeholders = before
+            del self.times[n_times:], self.placeholders[n_placeholders:]
+            self._rollback(end)
             raise
 
+    def _sync(self) -> None:
+        """Flush the data, then describe them in the sidecar."""
+        self._fh.sync()
+        self._write_sidecar()
+        self._synced = (self.clock(), self.n_volumes)
+
     def _rollback(self, end: int) -> None:
-        """Cut the data back to byte ``end`` and the header back to ``n_volumes``."""
+        """Cut the data back to byte ``end``, the header and sidecar back to ``n_volumes``."""
         self._fh.end = end
         self._fh.cut()
         try:
             self._fh.overwrite(self._header_member(self.n_volumes), 0)
+            if self._synced[1] != self.n_volumes:
+                self._sync()
         except OSError:
             pass
 
@@ -235,7 +268,11 @@ class NiftiSeriesWriter:
         """
         if self._fh.closed:
             return
-        self._fh.close()
+        try:
+            if self._synced[1] != self.n_volumes:
+                self._sync()
+        finally:
+            self._fh.close()
         if self.n_volumes == 0:
             self.path.unlink(missing_ok=True)
             self.sidecar_path.unlink(missing_ok=True)
@@ -329,7 +366,7 @@ class BackgroundWriter:
     """
 
     def __init__(
-        self, writer: NiftiSeriesWriter, stats, *, maxsize: int = 8, on_error=None
+        self, writer: NiftiSeriesWriter, stats, *, maxsize: int = 32, on_error=None
     ) -> None:
         self.writer, self.stats, self.on_error = writer, stats, on_error
         self._queue: queue.Queue = queue.Queue(maxsize)
@@ -355,18 +392,29 @@ class BackgroundWriter:
             )
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._failed:
+        done = False
+        while not done:
+            batch = [self._queue.get()]
+            while len(batch) < self._queue.maxsize:  # a backlog goes in one write and sync
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in batch:
+                done, batch = True, batch[: batch.index(None)]
+            if self._failed or not batch:
                 continue
             t = time.perf_counter()
             try:
-                self.writer.append(item[0], time=item[1], placeholder=item[2])
+                self.writer.append_many(batch)
             except OSError as err:
                 self._failed = True
-                self.writer.close()
+                with contextlib.suppress(OSError):  # the error below says what failed
+                    self.writer.close()
                 if self.on_error is not None:
                     self.on_error(err)
-            self.stats.write.append((time.perf_counter() - t) * 1e3)
+            ms = (time.perf_counter() - t) * 1e3
+            self.stats.write.extend([ms / len(batch)] * len(batch))
 
     @property
     def failed(self) -> bool:
@@ -377,7 +425,13 @@ class BackgroundWriter:
         """Write what is queued, then close the file."""
         self._queue.put(None)
         self._thread.join()
-        self.writer.close()
+        try:
+            self.writer.close()  # the last sync: data to the disk, the sidecar
+        except OSError as err:
+            if not self._failed:
+                self._failed = True
+                if self.on_error is not None:
+                    self.on_error(err)
 
 
 class Outputs:

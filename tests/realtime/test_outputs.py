@@ -37,6 +37,36 @@ def test_series_is_valid_after_every_volume(tmp_path, rng, suffix):
     assert side["VolumeTiming"] == [0.0, 2.0, 4.0] and side["VolumeTimingOriginLSL"] == 8.0
 
 
+def test_the_sidecar_and_sync_follow_at_most_once_a_second(tmp_path, rng):
+    """At a long TR every volume is synced and described; at 100x replay speed the data
+    are synced and the sidecar rewritten once a second, and always on closing."""
+    path = tmp_path / "pred.nii.gz"
+    side = path.with_name("pred.json")
+    w = NiftiSeriesWriter(path, affine=AFFINE, grid_shape=GRID, t_r=2.0)
+    clock, syncs, fsync = [100.0], [], w._fh.sync
+    w.clock = lambda: clock[0]
+    w._fh.sync = lambda: syncs.append(clock[0]) or fsync()
+    vols = rng.standard_normal((60, *GRID)).astype(np.float32)
+    for k in range(3):  # a 2 s TR: each volume synced and in the sidecar at once
+        clock[0] += 2.0
+        w.append(vols[k], time=2.0 * k)
+        assert json.loads(side.read_text())["NumberOfVolumes"] == k + 1
+    assert len(syncs) == 3
+    for k in range(3, 53):  # 100x: 50 volumes in one second
+        clock[0] += 0.021
+        w.append(vols[k], time=2.0 * k)
+        assert nib.load(path).shape == (*GRID, k + 1)  # the header counts every volume
+    assert len(syncs) == 3 + 1 and json.loads(side.read_text())["NumberOfVolumes"] < 53
+    w.append_many([(vols[k], 2.0 * k, False) for k in range(53, 60)])  # a backlog: one record
+    w.close()
+    doc = json.loads(side.read_text())
+    assert doc["NumberOfVolumes"] == 60 and len(doc["VolumeTiming"]) == 60
+    assert len(syncs) == 3 + 1 + 1
+    np.testing.assert_array_equal(
+        nib.load(path).get_fdata(dtype=np.float32), np.moveaxis(vols, 0, -1)
+    )
+
+
 def test_gz_series_survives_a_crash_mid_volume(tmp_path, rng):
     path = tmp_path / "pred.nii.gz"
     vols = rng.standard_normal((2, *GRID)).astype(np.float32)
