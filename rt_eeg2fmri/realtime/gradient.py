@@ -1,0 +1,233 @@
+"""Causal gradient-artifact correction, chunk by chunk: average artifact subtraction live.
+
+The offline correction (:mod:`rt_eeg2fmri.data.correct`, MNE's ``GradientRemover``)
+averages the four volumes before and the four after each one, so it cannot run while the
+scanner does. :class:`LiveGradientCorrector` uses only the past: the template of volume
+``v`` is the mean of the ``n_template`` volumes before it, each with its own mean removed,
+and it is subtracted sample by sample as the samples arrive — no sample waits for the
+rest of its volume. Removing each volume's mean (rather than MNE's linear detrend, which
+needs the whole volume) leaves a constant offset per volume in the output, which the
+band-pass after it removes.
+
+Volume onsets come from the scanner's markers (:meth:`LiveGradientCorrector.add_marker`,
+as absolute sample indices). Once one marker is known, the next onsets are predicted at
+the volume spacing, so a sample is corrected when it arrives even if its marker comes
+later or never (a missed marker). A marker far from every predicted onset is an extra
+one and is ignored; four in a row evenly spaced at another spacing (not a multiple of the
+volume's: missed markers) mean the acquisition changed (a new TR): the template starts
+over.
+
+Samples are flagged (``clean`` is False) before the first marker and until
+``n_template`` whole volumes form the template; they are corrected with what template
+there is (from one volume on) but must not be taken as clean EEG. A piece of a volume
+that subtracting the template would make larger, not smaller, is passed on as it came and
+flagged (the template does not fit: the TR changed and the markers do not say so yet); in
+a volume predicted without its marker it means the scanner stopped, and nothing more is
+subtracted until a marker comes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class GradientCounts:
+    """What a :class:`LiveGradientCorrector` has seen.
+
+    Attributes
+    ----------
+    volumes : int
+        Whole volumes added to the template.
+    markers : int
+        Markers accepted.
+    predicted : int
+        Volumes that began without their marker (corrected on the predicted onset).
+    extra : int
+        Markers ignored: far from every predicted onset (a spurious marker, or the first
+        ones after the TR changed).
+    restarts : int
+        Times the template started over (the volume spacing changed).
+    stops : int
+        Times the template did not fit where a volume was predicted without its marker
+        (the scanner stopped): nothing is subtracted until the next marker.
+    misfits : int
+        Pieces of marked volumes that the template did not fit (subtracting it would
+        have added power): passed on as they came, flagged.
+    """
+
+    volumes: int = 0
+    markers: int = 0
+    predicted: int = 0
+    extra: int = 0
+    restarts: int = 0
+    stops: int = 0
+    misfits: int = 0
+
+
+def _misfit(piece: np.ndarray, template: np.ndarray, fixed: np.ndarray) -> bool:
+    """Whether ``template`` does not fit ``piece``.
+
+    It does not when subtracting it adds power and it is no mere residue: a quarter of the
+    piece's power or more (in the quiet parts of a volume the template is the averaged EEG,
+    about 1/N of the piece's power).
+    """
+    p = np.vdot(piece, piece)
+    return bool(np.vdot(fixed, fixed) > 1.5 * p and np.vdot(template, template) > 0.25 * p)
+
+
+class LiveGradientCorrector:
+    """Subtract the gradient artifact from EEG chunks as they arrive, from past volumes only.
+
+    Parameters
+    ----------
+    n_chans : int
+        Channels in every chunk (every one is corrected: leave out an ECG channel).
+    volume_samples : int
+        Samples from one volume's onset to the next (TR × rate, rounded).
+    n_template : int
+        Past volumes averaged into the template (MNE's offline default uses 4 + 4).
+    tolerance : int
+        How far (samples) a marker may lie from its predicted onset and still be taken
+        as that volume's.
+    """
+
+    def __init__(
+        self, n_chans: int, volume_samples: int, *, n_template: int = 8, tolerance: int = 2
+    ) -> None:
+        if int(volume_samples) < 2:
+            raise ValueError(f"volume_samples must be >= 2, got {volume_samples!r}.")
+        if int(n_template) < 1:
+            raise ValueError(f"n_template must be >= 1, got {n_template!r}.")
+        self.n_chans, self.n_template = int(n_chans), int(n_template)
+        self.tolerance = int(tolerance)
+        self.counts = GradientCounts()
+        self._seen: list[int] = []  # the last markers, whatever they matched
+        self._restart(int(volume_samples), None)
+
+    def _restart(self, length: int, onset: int | None) -> None:
+        """An empty template for volumes of ``length`` samples, the first at ``onset``."""
+        self.length = length
+        self._past: deque[np.ndarray] = deque()
+        self._sum = np.zeros((self.n_chans, length))
+        self._buf = np.zeros((self.n_chans, length))
+        self._ahead: list[int] = []  # markers of volumes still to come
+        self._begin(onset, marked=onset is not None)
+
+    def _begin(self, onset: int | None, *, marked: bool) -> None:
+        self._onset, self._marked = onset, marked
+        self._first = self._last = None  # offsets of the current volume seen so far
+        self._fits = True  # the template fitted every piece of it so far
+
+    @property
+    def ready(self) -> bool:
+        """Whether the template holds ``n_template`` whole volumes."""
+        return len(self._past) >= self.n_template
+
+    def add_marker(self, sample: int) -> None:
+        """A volume marker at absolute sample index ``sample``.
+
+        A marker may come before or after the samples it marks: after them it confirms the
+        onset they were corrected on; ahead of them it anchors that volume's onset.
+        """
+        sample = int(sample)
+        self._seen = [*self._seen[-3:], sample]
+        if self._new_spacing():
+            self.counts.restarts += 1
+            self.counts.markers += 1
+            self._restart(int(round(np.median(np.diff(self._seen)))), sample)
+            return
+        if self._onset is None:
+            self._begin(sample, marked=True)
+            self.counts.markers += 1
+            return
+        k = round((sample - self._onset) / self.length)
+        if abs(sample - (self._onset + k * self.length)) > self.tolerance:
+            self.counts.extra += 1
+            return
+        self.counts.markers += 1
+        if k == 0:
+            self._marked = True
+        elif k > 0:
+            self._ahead.append(sample)
+
+    def _new_spacing(self) -> bool:
+        """Whether the acquisition changed: the last four markers evenly spaced otherwise.
+
+        Not at the template's spacing, nor at a multiple of it (missed markers).
+        """
+        if len(self._seen) < 4:
+            return False
+        gaps = np.diff(self._seen)
+        if gaps.min() <= 2 * self.tolerance or np.ptp(gaps) > 2 * self.tolerance:
+            return False
+        k = max(1, round(gaps.mean() / self.length))
+        return abs(gaps.mean() - k * self.length) > self.tolerance
+
+    def process(self, chunk: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Correct ``chunk`` (``n_chans`` × ``n``), whose first sample is ``start``.
+
+        Chunks must follow one another (``start`` = the previous chunk's end).
+
+        Returns
+        -------
+        corrected : array (n_chans, n), float64
+        clean : array (n,), bool
+            False before the first marker and while the template is not ready.
+        """
+        x = np.asarray(chunk, dtype=float)
+        n = x.shape[1]
+        out = x.copy()
+        clean = np.zeros(n, bool)
+        i = 0
+        while i < n and self._onset is not None:
+            offset = start + i - self._onset
+            if offset < 0:  # before the first volume: as it came, flagged
+                i = min(n, i - offset)
+                continue
+            if offset >= self.length:  # this volume is over: the next one begins
+                self._next_volume()
+                continue
+            j = min(n, i + self.length - offset)
+            piece = x[:, i:j]
+            if self._past:
+                template = self._sum[:, offset : offset + j - i] / len(self._past)
+                fixed = piece - template
+                if not _misfit(piece, template, fixed):
+                    out[:, i:j] = fixed
+                    clean[i:j] = self.ready
+                elif not self._marked:
+                    # a volume without its marker whose samples the template does not
+                    # fit: the scanner stopped. Nothing is subtracted until a marker.
+                    self.counts.stops += 1
+                    self._begin(None, marked=False)
+                    break
+                else:  # the template does not fit a marked volume (the TR changed?)
+                    self.counts.misfits += 1
+                    self._fits = False  # nor does this volume belong in it
+            self._buf[:, offset : offset + j - i] = piece
+            if self._first is None:
+                self._first = offset
+            self._last = offset + j - i
+            i = j
+        return out, clean
+
+    def _next_volume(self) -> None:
+        """The current volume is over: into the template if whole; the next one begins."""
+        if self._first == 0 and self._last == self.length and self._fits:
+            seg = self._buf - self._buf.mean(axis=1, keepdims=True)
+            self._past.append(seg)
+            self._sum += seg
+            if len(self._past) > self.n_template:
+                self._sum -= self._past.popleft()
+            self._buf = np.zeros_like(self._buf)
+            self.counts.volumes += 1
+        if not self._marked:
+            self.counts.predicted += 1
+        nxt = self._onset + self.length
+        near = [m for m in self._ahead if abs(m - nxt) <= self.tolerance]
+        self._ahead = [m for m in self._ahead if m > nxt + self.tolerance]
+        self._begin(near[0] if near else nxt, marked=bool(near))
