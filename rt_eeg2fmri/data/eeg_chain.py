@@ -1,7 +1,8 @@
 """The EEG chain: one implementation of what the EEG goes through before a model sees it.
 
 channel mapping (montage interpolation of model channels the cap lacks) → units → finite
-check → gap fill → resample → band-pass, then (per window)
+check → gap fill → [gradient-artifact correction, in the scanner] → resample → band-pass,
+then (per window)
 :meth:`~rt_eeg2fmri.data.norm.NormStats.apply`.
 
 :class:`EEGChain` is pure numpy (no threads, no LSL, no files): the live source feeds it
@@ -108,6 +109,9 @@ class ChunkReport:
     clock_jumps : int
         Times the timestamps went back (the source's clock was reset); the samples from
         there on are re-stamped on the sample grid (see :meth:`EEGChain.process`).
+    uncorrected : int
+        With a gradient correction: input samples it did not flag clean (before the first
+        volume marker, while its template fills, where the template did not fit).
     """
 
     n_in: int = 0
@@ -115,6 +119,7 @@ class ChunkReport:
     gaps: int = 0
     samples_lost: int = 0
     clock_jumps: int = 0
+    uncorrected: int = 0
 
 
 class EEGChain:
@@ -157,6 +162,12 @@ class EEGChain:
         The source's name, for messages.
     kind : str
         What the source is, for messages (``"stream"``, ``"recording"``).
+    gradient : int | None
+        Correct the scanner's gradient artifact live (:class:`~rt_eeg2fmri.realtime.gradient.
+        LiveGradientCorrector`) with a template of this many past volumes, at the source's
+        rate before resampling; the volume markers come through :meth:`add_volume_marker`.
+    t_r : float | None
+        The volume spacing (s) for ``gradient``.
     """
 
     def __init__(
@@ -177,6 +188,8 @@ class EEGChain:
         max_fill: int | None = None,
         source: str = "EEG",
         kind: str = "stream",
+        gradient: int | None = None,
+        t_r: float | None = None,
     ) -> None:
         if preprocessing.sfreq is None:
             raise ValueError("EEGChain: 'preprocessing.sfreq' must be resolved (the model's rate).")
@@ -235,6 +248,18 @@ class EEGChain:
         self._clock_shift = 0.0  # added to the source's timestamps since its clock went back
         self._last_gap_log = -math.inf
         self._in_nan_burst = False
+        self.gradient = None
+        self._n_seen = 0  # input samples through the chain (zero-filled ones too)
+        self._anchor: tuple[float, int] | None = None  # (timestamp, sample) of the last one
+        self._early: list[float] = []  # markers given before any sample
+        if gradient:
+            from ..realtime.gradient import LiveGradientCorrector
+
+            if t_r is None or not t_r > 0:
+                raise ValueError(f"{source}: the gradient correction needs the TR, got {t_r!r}.")
+            self.gradient = LiveGradientCorrector(
+                n, round(t_r * self.sfreq_in), n_template=int(gradient)
+            )
 
     @classmethod
     def for_session(cls, preprocessing: Preprocessing, session, *, ch_names=None) -> EEGChain:
@@ -315,11 +340,35 @@ class EEGChain:
             if report.samples_lost and self.fill_gaps:
                 mapped, timestamps = self._zero_fill(mapped, timestamps, where, missing)
         data = mapped.T
+        if self.gradient is not None and data.shape[1]:
+            if self._early and timestamps is not None:
+                self._anchor = (float(timestamps[0]), self._n_seen)
+                for when in self._early:
+                    self.add_volume_marker(when)
+                self._early.clear()
+            data, clean = self.gradient.process(data, self._n_seen)
+            report.uncorrected = int(data.shape[1] - clean.sum())
+        self._n_seen += data.shape[1]
+        if timestamps is not None and data.shape[1]:
+            self._anchor = (float(timestamps[-1]), self._n_seen - 1)
         if self._resampler is not None:
             data, timestamps = self._resample(data, timestamps)
         if self._filter is not None:
             data = self._filter.process(data)
         return data, timestamps, report
+
+    def add_volume_marker(self, when: float) -> None:
+        """A scanner volume marker at time ``when`` (s, the EEG's timestamps' clock).
+
+        For the gradient correction; it may come before or after the samples it marks.
+        """
+        if self.gradient is None:
+            return
+        if self._anchor is None:  # no sample yet: placed by the first chunk's timestamps
+            self._early.append(float(when))
+            return
+        t, n = self._anchor
+        self.gradient.add_marker(n + round((when - t) * self.sfreq_in))
 
     def flush(self) -> np.ndarray:
         """The samples the resampler still holds, as if zeros followed (end of a recording).

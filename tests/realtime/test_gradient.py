@@ -158,3 +158,38 @@ def test_live_correction_is_within_3_db_of_mnes_offline(tmp_path):
     db_raw, db_off, db_on = db(x), db(offline.get_data(picks=picks)), db(online)
     assert db_off < db_raw - 5, (db_off, db_raw)
     assert db_on <= db_off + 3.0, (db_on, db_off)
+
+
+def test_the_eeg_chain_corrects_with_markers_given_by_time():
+    """EEGChain(gradient=N): volume markers by LSL time, chunks with timestamps, markers a
+    chunk late (the first one before any sample) — the samples the corrector alone gives."""
+    from rt_eeg2fmri.data import EEGChain, Preprocessing
+
+    sfreq, t_r = 100.0, 2.0  # 200 samples per volume
+    x, _, onsets = synthetic(n_volumes=12)
+    names = ["Fz", "Cz", "Pz"]
+    chain = EEGChain(
+        Preprocessing(sfreq=sfreq, winsize=4.0), ch_names=names, sfreq=sfreq, labels=names,
+        units=["V"] * 3, gradient=4, t_r=t_r,
+    )  # fmt: skip
+    t0 = 1000.0
+    stamps = t0 + np.arange(x.shape[1]) / sfreq
+    chain.add_volume_marker(t0 + onsets[0] / sfreq)
+    outs, uncorrected, given = [], 0, 1
+    for a in range(0, x.shape[1], 37):
+        out, _, report = chain.process(x[:, a : a + 37].T, stamps[a : a + 37])
+        outs.append(np.array(out))
+        uncorrected += report.uncorrected
+        while given < onsets.size and onsets[given] < a + 37:  # a chunk late
+            chain.add_volume_marker(t0 + onsets[given] / sfreq)
+            given += 1
+    ref = LiveGradientCorrector(3, 200, n_template=4)
+    ref.add_marker(onsets[0])
+    want, clean = run(ref, x, onsets[1:], delay=1)
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), want)
+    assert uncorrected == int((~clean).sum()) and chain.gradient.counts.markers == 12
+    with pytest.raises(ValueError, match="needs the TR"):
+        EEGChain(
+            Preprocessing(sfreq=sfreq, winsize=4.0), ch_names=names, sfreq=sfreq, labels=names,
+            units=["V"] * 3, gradient=4,
+        )  # fmt: skip
