@@ -24,7 +24,23 @@ def add_arguments(parser) -> None:
         "TR x sfreq received samples (deterministic)",
     )
     parser.add_argument(
-        "--trigger", default=None, help="marker stream NAME[:MARKER] for --sync trigger"
+        "--trigger",
+        default=None,
+        help="marker stream NAME[:MARKER] of the scanner's volume markers (--sync trigger, "
+        "--correct gradient)",
+    )
+    parser.add_argument(
+        "--correct",
+        default=None,
+        choices=("gradient",),
+        help="in-scanner EEG: subtract the gradient artifact live, on the --trigger markers "
+        "(a template of past volumes; windows it has not cleaned are flagged in the timing log)",
+    )
+    parser.add_argument(
+        "--correct-volumes",
+        type=int,
+        default=8,
+        help="--correct gradient: past volumes in the template (default 8)",
     )
     parser.add_argument(
         "--phase", type=float, default=0.0, help="--sync samples: offset of the volume grid (s)"
@@ -253,6 +269,8 @@ def _stream(args, nifti, timing, bids_root) -> int:
         adapt_minutes=args.adapt_minutes,
         adapt_gap=args.adapt_gap,
         save_adapted=args.save_adapted,
+        correct=(args.correct,) if args.correct else (),
+        gradient_volumes=args.correct_volumes,
         consumer_options={
             "allow_missing": args.allow_missing,
             "positions": _positions(args.montage),

@@ -14,6 +14,7 @@ testable alone; :meth:`Engine.from_checkpoint` builds them for the command line.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -63,6 +64,7 @@ class EngineStats:
     skipped: int = 0
     late: int = 0
     output_errors: int = 0
+    uncorrected: int = 0  # volumes whose window the gradient correction had not cleaned
     latencies: list = field(default_factory=list)
     compute: list = field(default_factory=list)
     write: list = field(default_factory=list)
@@ -78,6 +80,7 @@ class EngineStats:
             "skipped": self.skipped,
             "late": self.late,
             "output_errors": self.output_errors,
+            "uncorrected": self.uncorrected,
             "latency_p50_ms": pct(lat, 50),
             "latency_p99_ms": pct(lat, 99),
             "compute_p50_ms": pct(comp, 50),
@@ -107,9 +110,11 @@ class TriggerListener:
     spec : str
         ``NAME`` or ``NAME:MARKER`` — the marker stream's name and the marker that means
         "volume" (default ``R128``, compared case-insensitively, spaces ignored).
+    also : sequence of queues
+        Further queues every marker time is put in (the EEG chain's gradient correction).
     """
 
-    def __init__(self, spec: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, spec: str, *, timeout: float = 5.0, also=()) -> None:
         import pylsl
 
         name, _, marker = spec.partition(":")
@@ -124,6 +129,7 @@ class TriggerListener:
         self.inlet.time_correction(timeout=timeout)  # else the first pull waits ~0.6 s
         self.inlet.open_stream(timeout=timeout)
         self.times: queue.Queue = queue.Queue()
+        self._queues = [self.times, *also]  # also: e.g. the gradient correction's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="TriggerListener", daemon=True)
         self._thread.start()
@@ -135,7 +141,8 @@ class TriggerListener:
                 continue
             label = str(sample[0]).replace(" ", "").lower()
             if label == self.marker or label.endswith("/" + self.marker):
-                self.times.put(ts)
+                for q in self._queues:
+                    q.put(ts)
 
     def close(self) -> None:
         """Stop listening."""
@@ -181,6 +188,7 @@ class Engine:
         max_backlog: int = 2,
         adapter=None,
         save_adapted=None,
+        sync_on_triggers: bool = True,
     ) -> None:
         if int(max_backlog) < 1:
             raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
@@ -196,6 +204,7 @@ class Engine:
         self.calibrate_s = float(calibrate)
         self.max_backlog = int(max_backlog)
         self._make_triggers = triggers
+        self._sync_on_triggers = bool(sync_on_triggers)  # else the markers only correct
         self.stats = EngineStats()
         self.triggers = self.mirror = None
         self._window = np.empty((len(source.ch_names), self.n_times), np.float32)
@@ -236,6 +245,8 @@ class Engine:
         adapt_minutes: float | None = None,
         adapt_gap: float = 20.0,
         save_adapted=None,
+        correct=(),
+        gradient_volumes: int = 8,
     ) -> Engine:
         """The engine of a loaded checkpoint on an LSL source.
 
@@ -278,6 +289,12 @@ class Engine:
             Passed to :class:`~rt_eeg2fmri.realtime.inlet.EEGConsumer` (``allow_missing``,
             ``resample``, ``timeout``, ...).
         max_backlog : int
+        correct : sequence of str
+            In-scanner corrections in the EEG chain: ``("gradient",)`` subtracts the
+            gradient artifact live (:mod:`~rt_eeg2fmri.realtime.gradient`) on the volume
+            markers of ``trigger``, whatever ``sync`` is.
+        gradient_volumes : int
+            Past volumes in the gradient template.
         """
         from .inlet import EEGConsumer
 
@@ -285,10 +302,23 @@ class Engine:
             raise ValueError(
                 "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'."
             )
+        correct = tuple(correct or ())
+        if set(correct) - {"gradient"}:
+            raise ValueError(
+                f"'correct' can hold 'gradient' (the pulse correction runs offline only, with "
+                f"'rt-eeg2fmri correct'), got {list(correct)}."
+            )
+        if "gradient" in correct and not trigger:
+            raise ValueError(
+                "the gradient correction needs the scanner's volume markers: 'trigger' (the "
+                "marker stream NAME[:MARKER])."
+            )
         pre = checkpoint.preprocessing
         _check_calibrate(calibrate)  # before the ring is sized by it
         options = {"bufsize": max(40.0, pre.winsize + 10.0, float(calibrate) + 5.0)}
         options.update(consumer_options or {})
+        if "gradient" in correct:
+            options.update(gradient=gradient_volumes, t_r=checkpoint.t_r)
         consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)
         scheduler = make_scheduler(
             sync, t_r=checkpoint.t_r, winsize=pre.winsize, sfreq=pre.sfreq, phase=phase
@@ -321,8 +351,9 @@ class Engine:
             ],
         )
         triggers = None
-        if sync == "trigger":
-            triggers = lambda timeout: TriggerListener(trigger, timeout=timeout)  # noqa: E731
+        if sync == "trigger" or correct:
+            also = [consumer.volume_markers] if "gradient" in correct else []
+            triggers = lambda timeout: TriggerListener(trigger, timeout=timeout, also=also)  # noqa: E731
         adapter = None
         if adapt is not None:
             if adapt_minutes is None:
@@ -345,6 +376,7 @@ class Engine:
             max_backlog=max_backlog,
             adapter=adapter,
             save_adapted=save_adapted,
+            sync_on_triggers=sync == "trigger",
         )
 
     # -- set-up ------------------------------------------------------------------------
@@ -465,7 +497,9 @@ class Engine:
                 first_seen = True
             if self.triggers is not None:
                 while not self.triggers.times.empty():
-                    self.scheduler.add_trigger(self.triggers.times.get_nowait())
+                    t = self.triggers.times.get_nowait()
+                    if self._sync_on_triggers:
+                        self.scheduler.add_trigger(t)
                     self._n_triggers += 1
                 self._check_triggers(first_seen)
             due = self.scheduler.poll(n_written=n_written, latest_time=latest)
@@ -499,6 +533,12 @@ class Engine:
         summary["stopped"] = self._stop.is_set()  # by stop(): Ctrl-C, SIGTERM, the viewer
         if self.triggers is not None:
             summary["triggers"] = self._n_triggers
+        chain = self.consumer.chain
+        if chain is not None and chain.gradient is not None:
+            summary["gradient"] = {
+                **dataclasses.asdict(chain.gradient.counts),
+                "uncorrected_samples": self.consumer.health.uncorrected,
+            }
         if self.adapter is not None:
             a = self.adapter
             a.wait(30.0)  # a map being chosen (and saved) when the stream ended
@@ -598,6 +638,10 @@ class Engine:
         self._gaps_seen = health.gaps
         clock_jump = health.clock_jumps > self._jumps_seen
         self._jumps_seen = health.clock_jumps
+        # the window holds samples the gradient correction did not flag clean
+        dirty = health.last_uncorrected is not None and (
+            health.last_uncorrected >= t_end - self.n_times / self.sfreq
+        )
         latency = (publish - t_end) * 1e3
         self.stats.volumes += 1
         self.stats.late += int(late)
@@ -616,7 +660,9 @@ class Engine:
             gap=gap,
             clock_jump=clock_jump,
             adapt=adapt,
+            uncorrected=dirty if self.consumer.gradient else None,
         )
+        self.stats.uncorrected += int(bool(dirty))
         self.outputs.log(**row)
         if on_volume is not None:
             on_volume(due.index, volume, row)

@@ -19,10 +19,11 @@ over.
 
 Samples are flagged (``clean`` is False) before the first marker and until
 ``n_template`` whole volumes form the template; they are corrected with what template
-there is (from one volume on) but must not be taken as clean EEG. A piece of a volume
-that subtracting the template would make larger, not smaller, is passed on as it came and
-flagged (the template does not fit: the TR changed and the markers do not say so yet); in
-a volume predicted without its marker it means the scanner stopped, and nothing more is
+there is (from one volume on) but must not be taken as clean EEG. After a marker off the
+volume grid nothing is flagged clean until a marker on it (a spurious marker costs at most
+a volume of flags), and after two no volume joins the template (the TR is changing). A
+volume predicted without its marker whose first samples the template does not fit (the
+correction would add power, not remove it) means the scanner stopped: nothing is
 subtracted until a marker comes.
 """
 
@@ -54,9 +55,6 @@ class GradientCounts:
     stops : int
         Times the template did not fit where a volume was predicted without its marker
         (the scanner stopped): nothing is subtracted until the next marker.
-    misfits : int
-        Pieces of marked volumes that the template did not fit (subtracting it would
-        have added power): passed on as they came, flagged.
     """
 
     volumes: int = 0
@@ -65,18 +63,6 @@ class GradientCounts:
     extra: int = 0
     restarts: int = 0
     stops: int = 0
-    misfits: int = 0
-
-
-def _misfit(piece: np.ndarray, template: np.ndarray, fixed: np.ndarray) -> bool:
-    """Whether ``template`` does not fit ``piece``.
-
-    It does not when subtracting it adds power and it is no mere residue: a quarter of the
-    piece's power or more (in the quiet parts of a volume the template is the averaged EEG,
-    about 1/N of the piece's power).
-    """
-    p = np.vdot(piece, piece)
-    return bool(np.vdot(fixed, fixed) > 1.5 * p and np.vdot(template, template) > 0.25 * p)
 
 
 class LiveGradientCorrector:
@@ -115,12 +101,14 @@ class LiveGradientCorrector:
         self._sum = np.zeros((self.n_chans, length))
         self._buf = np.zeros((self.n_chans, length))
         self._ahead: list[int] = []  # markers of volumes still to come
+        self._doubt, self._n_doubts = False, 0  # markers off the grid since the last on it
         self._begin(onset, marked=onset is not None)
 
     def _begin(self, onset: int | None, *, marked: bool) -> None:
         self._onset, self._marked = onset, marked
         self._first = self._last = None  # offsets of the current volume seen so far
-        self._fits = True  # the template fitted every piece of it so far
+        self._fits = self._n_doubts < 2  # its timing is not in doubt: it may join the template
+        self._energy = np.zeros(4)  # corrected, raw and template power so far; samples
 
     @property
     def ready(self) -> bool:
@@ -146,9 +134,16 @@ class LiveGradientCorrector:
             return
         k = round((sample - self._onset) / self.length)
         if abs(sample - (self._onset + k * self.length)) > self.tolerance:
+            # off the volume grid: a spurious marker, or the TR changed. Until a marker on
+            # the grid, nothing is flagged clean; after two, no volume joins the template.
             self.counts.extra += 1
+            self._n_doubts += 1
+            self._doubt = True
+            if self._n_doubts >= 2:
+                self._fits = False
             return
         self.counts.markers += 1
+        self._doubt, self._n_doubts = False, 0
         if k == 0:
             self._marked = True
         elif k > 0:
@@ -196,24 +191,34 @@ class LiveGradientCorrector:
             if self._past:
                 template = self._sum[:, offset : offset + j - i] / len(self._past)
                 fixed = piece - template
-                if not _misfit(piece, template, fixed):
-                    out[:, i:j] = fixed
-                    clean[i:j] = self.ready
-                elif not self._marked:
-                    # a volume without its marker whose samples the template does not
-                    # fit: the scanner stopped. Nothing is subtracted until a marker.
+                if not self._marked and self._scanner_stopped(piece, template, fixed):
+                    # a volume without its marker that the template does not fit: the
+                    # scanner stopped. Nothing is subtracted until a marker comes.
                     self.counts.stops += 1
                     self._begin(None, marked=False)
                     break
-                else:  # the template does not fit a marked volume (the TR changed?)
-                    self.counts.misfits += 1
-                    self._fits = False  # nor does this volume belong in it
+                out[:, i:j] = fixed
+                clean[i:j] = self.ready and not self._doubt
             self._buf[:, offset : offset + j - i] = piece
             if self._first is None:
                 self._first = offset
             self._last = offset + j - i
             i = j
         return out, clean
+
+    def _scanner_stopped(self, piece, template, fixed) -> bool:
+        """Whether the template does not fit the current volume so far, over enough samples.
+
+        It does not when subtracting it adds half the power again or more and it is no mere
+        residue: a quarter of the samples' power or more (in the quiet parts of a volume
+        the template is the averaged EEG, about 1/N of their power).
+        """
+        acc = self._energy
+        acc += (np.vdot(fixed, fixed), np.vdot(piece, piece), np.vdot(template, template),
+                piece.shape[1])  # fmt: skip
+        if acc[3] < max(16, self.length // 20):
+            return False
+        return bool(acc[0] > 1.5 * acc[1] and acc[2] > 0.25 * acc[1])
 
     def _next_volume(self) -> None:
         """The current volume is over: into the template if whole; the next one begins."""

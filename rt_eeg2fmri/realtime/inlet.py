@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -73,6 +74,11 @@ class Health:
         Times the stream's timestamps went back (re-stamped on the sample grid).
     last_time : float | None
         Timestamp of the last sample received (LSL clock).
+    uncorrected : int
+        With the gradient correction: samples it did not flag clean.
+    last_uncorrected : float | None
+        Timestamp (LSL clock, at the model's rate) of the last output sample of a chunk
+        that held uncorrected samples: a window that reaches back to it is flagged.
     """
 
     state: str = "stopped"
@@ -85,6 +91,8 @@ class Health:
     nonfinite: int = 0
     clock_jumps: int = 0
     last_time: float | None = None
+    uncorrected: int = 0
+    last_uncorrected: float | None = None
 
 
 class EEGConsumer:
@@ -162,6 +170,8 @@ class EEGConsumer:
         stall_timeout: float = 1.0,
         dejitter: bool = False,
         fill_gaps: bool = True,
+        gradient: int | None = None,
+        t_r: float | None = None,
     ) -> None:
         from .ring import RingBuffer
 
@@ -198,6 +208,11 @@ class EEGConsumer:
         self.positions = None if positions is None else dict(positions)
         self.resample, self.recover, self.dejitter = bool(resample), bool(recover), bool(dejitter)
         self.fill_gaps = bool(fill_gaps)
+        if gradient is not None and (int(gradient) != gradient or gradient < 1):
+            raise ValueError(f"'gradient' must be an integer >= 1 (volumes), got {gradient!r}.")
+        self.gradient, self.t_r = gradient, t_r
+        #: Scanner volume-marker times (LSL clock) for the gradient correction; any thread.
+        self.volume_markers: queue.SimpleQueue = queue.SimpleQueue()
         self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
         self.stream_info = None  # full description of the connected stream
         self.chain: EEGChain | None = None
@@ -364,6 +379,8 @@ class EEGConsumer:
                 fill_gaps=self.fill_gaps,
                 max_fill=self.ring.capacity,
                 source=label,
+                gradient=self.gradient,
+                t_r=self.t_r,
             )
             if self.chain is not None:
                 chain.continue_after(self.chain)
@@ -440,6 +457,8 @@ class EEGConsumer:
         return k
 
     def _ingest(self, raw: np.ndarray, stamps: np.ndarray) -> None:
+        while not self.volume_markers.empty():
+            self.chain.add_volume_marker(self.volume_markers.get_nowait())
         data, times, report = self.chain.process(raw, stamps)
         with self._cond:  # the ring and the counters change together for wait_for()
             self.ring.write(data, times, channels_first=True)
@@ -451,6 +470,11 @@ class EEGConsumer:
             h.nonfinite += report.nonfinite
             h.clock_jumps += report.clock_jumps
             h.last_time = float(stamps[-1])
+            if report.uncorrected:
+                h.uncorrected += report.uncorrected
+                h.last_uncorrected = (
+                    h.last_time if times is None or not len(times) else float(times[-1])
+                )
             self._cond.notify_all()
 
     def _on_silence(self, silent_s: float) -> bool:

@@ -298,6 +298,7 @@ TIMING_COLUMNS = (
     "gap",
     "clock_jump",
     "adapt",
+    "uncorrected",
 )
 
 

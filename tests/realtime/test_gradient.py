@@ -47,7 +47,11 @@ def test_the_artifact_is_gone_once_the_template_is_ready_and_flagged_before():
     out, clean = run(c, x, onsets)
     ready_at = onsets[4]
     assert not clean[:ready_at].any() and clean[ready_at : onsets[-1] + L].all()
-    assert not clean[onsets[-1] + L :].any()  # after the last volume: no artifact, no flag
+    # after the last volume the next is predicted; within its first 16 samples the template
+    # is found not to fit (the scanner stopped) and nothing more is subtracted
+    end = onsets[-1] + L
+    assert not clean[end + 16 :].any() and c.counts.stops == 1
+    np.testing.assert_array_equal(out[:, end + 16 :], x[:, end + 16 :])
     np.testing.assert_array_equal(out[:, : onsets[0]], x[:, : onsets[0]])  # before: as it came
     seg = slice(ready_at, onsets[-1] + L)
     # what is left: the EEG, less its mean over the template's volumes, plus a per-volume offset
@@ -55,7 +59,6 @@ def test_the_artifact_is_gone_once_the_template_is_ready_and_flagged_before():
     resid -= resid.mean(axis=1, keepdims=True)
     assert np.sqrt((resid**2).mean()) < 0.7  # noise 1, artifact 100
     assert c.counts.volumes == 20 and c.counts.markers == 20 and c.counts.predicted == 0
-    assert c.counts.stops == 1  # the volume predicted after the last one had no artifact
 
 
 def test_late_missed_and_extra_markers_change_nothing():
@@ -67,7 +70,13 @@ def test_late_missed_and_extra_markers_change_nothing():
     c.add_marker(onsets[0])  # the first on time: samples before a marker cannot wait for it
     out, clean = run(c, x, missed[1:] + extra, delay=2)  # the others two chunks late
     np.testing.assert_allclose(out, ref)
-    np.testing.assert_array_equal(clean, ref_clean)
+    # after the extra marker nothing is clean until a marker on the grid (that of volume 8:
+    # volume 7's was lost), each given two chunks late
+    doubt = slice(extra[0] + 2 * 37 - extra[0] % 37, onsets[8] + 2 * 37 - onsets[8] % 37)
+    assert not clean[doubt].any() and ref_clean[doubt].all()
+    rest = np.ones(clean.size, bool)
+    rest[doubt] = False
+    np.testing.assert_array_equal(clean[rest], ref_clean[rest])
     assert c.counts.predicted == len(onsets) - len(missed)
     assert c.counts.extra == 1 and c.counts.restarts == 0
 
@@ -93,9 +102,12 @@ def test_a_tr_change_starts_the_template_over():
     out, clean = run(c, x, markers)
     assert c.counts.restarts == 1 and c.length == 150
     start_b = on_a[-1] + L
-    # the new template is ready three whole volumes after the third new marker
-    ready_at = start_b + (2 + 1 + 3) * 150
-    assert not clean[start_b:ready_at].any() and clean[ready_at : start_b + 12 * 150].all()
+    # the new template is ready three whole volumes after the fourth new marker; from the
+    # first marker off the old grid (the second new one, given with the chunk after it) no
+    # sample is flagged clean until then
+    ready_at = start_b + (3 + 3) * 150
+    first_doubt = (start_b + 150) // 37 * 37 + 37
+    assert not clean[first_doubt:ready_at].any() and clean[ready_at : start_b + 12 * 150].all()
     seg = slice(ready_at, start_b + 12 * 150)
     resid = out[:, seg] - eeg_b[:, seg.start - start_b : seg.stop - start_b]
     assert np.sqrt(((resid - resid.mean(axis=1, keepdims=True)) ** 2).mean()) < 0.8
@@ -193,3 +205,70 @@ def test_the_eeg_chain_corrects_with_markers_given_by_time():
             Preprocessing(sfreq=sfreq, winsize=4.0), ch_names=names, sfreq=sfreq, labels=names,
             units=["V"] * 3, gradient=4,
         )  # fmt: skip
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_stream_correct_gradient_over_lsl(tmp_path):
+    """A simulated in-scanner run replayed at 1 kHz with its scanner markers: the engine's
+    EEG chain subtracts the gradient artifact on the marker stream's markers; the windows
+    it has not cleaned yet are flagged in the timing log; the EEG the model sees equals the
+    same chain run offline once the template is ready."""
+    import uuid
+
+    import pandas as pd
+
+    from rt_eeg2fmri.checkpoint import load_checkpoint
+    from rt_eeg2fmri.data import EEGChain, read_session
+    from rt_eeg2fmri.realtime.engine import Engine
+    from rt_eeg2fmri.replay import Replay
+    from rt_eeg2fmri.sim import simulate_dataset
+    from tests.realtime.engine_helpers import tiny_checkpoint
+
+    root = simulate_dataset(
+        tmp_path / "ds", preset="tiny", seed=3, subjects=1, runs=1, volumes=16, sfreq=1000.0,
+        artifacts="gradient", progress=False,
+    )  # fmt: skip
+    session = read_session(root, subject="01")
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=4.0, t_r=2.0))
+    uid = f"grad-{uuid.uuid4().hex[:8]}"
+    replay = Replay(session, name=uid, speed=4.0, truth=False, source_id=uid)
+    replay.open()
+    engine = Engine.from_checkpoint(
+        ckpt, source=f"name:{replay.stream_names['eeg']}", sync="samples",
+        trigger=f"{replay.stream_names['markers']}:R128", correct=("gradient",),
+        gradient_volumes=3, outlet_name=None, timing=tmp_path / "timing.tsv", device="cpu",
+        consumer_options={"resample": True},
+    )  # fmt: skip
+    with engine:
+        assert replay.wait_for_consumers(10.0)
+        replay.start()
+        summary = engine.run(max_volumes=12, duration=30.0)
+        ring = engine.consumer.ring
+        n = ring.n_written
+        online = ring.latest(n)[0]
+    replay.stop()
+    grad = summary["gradient"]
+    assert summary["volumes"] == 12 and grad["markers"] >= 10 and grad["volumes"] >= 9, summary
+    assert grad["extra"] == 0 and grad["restarts"] == 0 and grad["uncorrected_samples"] > 0
+    timing = pd.read_csv(tmp_path / "timing.tsv", sep="\t")
+    flags = timing["uncorrected"].to_numpy()
+    # the first windows hold samples from before the template was ready; the last do not
+    assert flags[0] == 1 and flags[-1] == 0 and (np.diff(flags) <= 0).all(), flags
+    assert summary["uncorrected"] == flags.sum()
+
+    offline = EEGChain(
+        ckpt.preprocessing, ch_names=ckpt.ch_names, sfreq=session.sfreq,
+        labels=list(session.ch_names), units=[session.eeg_unit] * session.n_chans,
+        gradient=3, t_r=2.0,
+    )  # fmt: skip
+    for t in session.volume_onsets:
+        offline.add_volume_marker(float(t))
+    stamps = np.arange(session.n_times) / session.sfreq
+    outs = [
+        np.array(offline.process(session.eeg[:, a : a + 100].T, stamps[a : a + 100])[0])
+        for a in range(0, session.n_times, 100)
+    ]
+    want = np.concatenate(outs, axis=1)[:, :n]
+    last = slice(n - ckpt.n_times, n)  # the last window: its volumes are all corrected
+    np.testing.assert_allclose(online[:, last], want[:, last], rtol=1e-3, atol=1e-7)
