@@ -171,7 +171,8 @@ class LiveGradientCorrector:
         -------
         corrected : array (n_chans, n), float64
         clean : array (n,), bool
-            False before the first marker and while the template is not ready.
+            False before the first marker, while the template is not ready, while a marker
+            off the volume grid puts the timing in doubt, and once the scanner stopped.
         """
         x = np.asarray(chunk, dtype=float)
         n = x.shape[1]
