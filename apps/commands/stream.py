@@ -37,6 +37,14 @@ def add_arguments(parser) -> None:
         "(a template of past volumes; windows it has not cleaned are flagged in the timing log)",
     )
     parser.add_argument(
+        "--publish-eeg",
+        default=None,
+        metavar="NAME",
+        help="publish the EEG the model sees (after the chain: --correct, resampling, "
+        "band-pass; µV) as its own LSL stream NAME; with --correct a last channel 'Clean' "
+        "is 1 where the correction flagged the samples clean",
+    )
+    parser.add_argument(
         "--correct-volumes",
         type=int,
         default=8,
@@ -226,10 +234,12 @@ def run(args) -> int:
     locks = lock_outputs(files)  # a second writer of the same files is refused here
     try:
         check_new_outputs(files, overwrite=args.overwrite)
-        if not args.no_outlet:
-            from rt_eeg2fmri.realtime.resolve import check_name_free
+        from rt_eeg2fmri.realtime.resolve import check_name_free
 
+        if not args.no_outlet:
             check_name_free(args.name)
+        if args.publish_eeg:
+            check_name_free(args.publish_eeg, what="--publish-eeg")
         return _stream(args, nifti, timing, bids_root)
     finally:
         for lock in locks:
@@ -272,6 +282,7 @@ def _stream(args, nifti, timing, bids_root) -> int:
         correct=(args.correct,) if args.correct else (),
         gradient_volumes=args.correct_volumes,
         consumer_options={
+            "publish": args.publish_eeg,
             "allow_missing": args.allow_missing,
             "positions": _positions(args.montage),
             "units": args.units,

@@ -172,6 +172,7 @@ class EEGConsumer:
         fill_gaps: bool = True,
         gradient: int | None = None,
         t_r: float | None = None,
+        publish: str | None = None,
     ) -> None:
         from .ring import RingBuffer
 
@@ -213,6 +214,8 @@ class EEGConsumer:
         self.gradient, self.t_r = gradient, t_r
         #: Scanner volume-marker times (LSL clock) for the gradient correction; any thread.
         self.volume_markers: queue.SimpleQueue = queue.SimpleQueue()
+        self.publish = publish
+        self._eeg_outlet = None
         self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
         self.stream_info = None  # full description of the connected stream
         self.chain: EEGChain | None = None
@@ -273,6 +276,7 @@ class EEGConsumer:
         if self._inlet is not None:
             self._inlet.close_stream()
             self._inlet = None
+        self._eeg_outlet = None  # unpublished: the stream is gone from the network
         with self._cond:
             self._health.state = "stopped"
             self._cond.notify_all()
@@ -393,6 +397,8 @@ class EEGConsumer:
                     self.sfreq,
                     chain.latency * 1e3,
                 )
+        if self.publish and self._eeg_outlet is None:
+            self._eeg_outlet = self._open_eeg_outlet()
         n_pull = self.chunk_samples or max(16, math.ceil(0.1 * rate))
         self.stream_info = info
         self._label = label
@@ -456,10 +462,38 @@ class EEGConsumer:
         self._stamps[1:k] = rest
         return k
 
+    def _open_eeg_outlet(self):
+        """The outlet of the EEG the model sees (``publish``), after the chain.
+
+        The model's channels at its rate in µV; with the gradient correction a last channel
+        ``Clean`` is 1 where a chunk's samples were all flagged clean, else 0.
+        """
+        import pylsl
+
+        from ..replay.outlets import eeg_stream_info
+
+        names, types, units = list(self.ch_names), ["EEG"] * len(self.ch_names), None
+        if self.gradient:
+            names, types = [*names, "Clean"], [*types, "MISC"]
+            units = ["microvolts"] * len(self.ch_names) + ["boolean"]
+        info = eeg_stream_info(
+            self.publish, ch_names=names, sfreq=self.sfreq, source_id=f"rt-eeg2fmri:{self.publish}",
+            model="rt-eeg2fmri EEG chain" + (" (gradient artifact corrected)" if self.gradient else ""),
+            ch_types=types, units=units,
+        )  # fmt: skip
+        return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
+
     def _ingest(self, raw: np.ndarray, stamps: np.ndarray) -> None:
         while not self.volume_markers.empty():
             self.chain.add_volume_marker(self.volume_markers.get_nowait())
         data, times, report = self.chain.process(raw, stamps)
+        if self._eeg_outlet is not None and data.shape[1] and times is not None:
+            block = data * 1e6
+            if self.gradient:
+                block = np.vstack(
+                    [block, np.full((1, data.shape[1]), float(not report.uncorrected))]
+                )
+            self._eeg_outlet.push_chunk(np.ascontiguousarray(block.T, np.float32), float(times[-1]))
         with self._cond:  # the ring and the counters change together for wait_for()
             self.ring.write(data, times, channels_first=True)
             h = self._health

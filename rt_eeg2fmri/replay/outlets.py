@@ -51,6 +51,7 @@ def eeg_stream_info(
     model: str = "recorded session",
     source_file: str | None = None,
     ch_types=None,
+    units=None,
 ):
     """Describe an EEG stream the way amplifier software does.
 
@@ -70,6 +71,8 @@ def eeg_stream_info(
         ``desc/acquisition/source_file``: the replayed recording.
     ch_types : list of str | None
         Channel types; guessed from the labels by default (:func:`channel_type`).
+    units : list of str | None
+        Channel units; microvolts by default.
 
     Returns
     -------
@@ -85,11 +88,12 @@ def eeg_stream_info(
     info = pylsl.StreamInfo(name, "EEG", len(ch_names), sfreq, pylsl.cf_float32, source_id)
     desc = info.desc()
     channels = desc.append_child("channels")
-    for label, kind in zip(ch_names, ch_types, strict=True):
+    units = [EEG_UNIT] * len(ch_names) if units is None else list(units)
+    for label, kind, unit in zip(ch_names, ch_types, units, strict=True):
         ch = channels.append_child("channel")
         ch.append_child_value("label", label)
         ch.append_child_value("type", kind)
-        ch.append_child_value("unit", EEG_UNIT)
+        ch.append_child_value("unit", unit)
     acq = desc.append_child("acquisition")
     acq.append_child_value("manufacturer", MANUFACTURER)
     acq.append_child_value("model", model)

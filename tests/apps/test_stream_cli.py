@@ -482,3 +482,24 @@ def test_a_volume_stream_name_already_on_the_network_is_refused(model, uid, tmp_
     assert f"an LSL stream named '{uid}-pred' is already published" in err
     assert f"source_id='{uid}-other'" in err and "Choose another --name" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.lsl
+def test_correct_and_publish_eeg_are_checked_before_connecting(model, uid, tmp_path, capsys):
+    """--correct gradient needs the scanner's markers (--trigger); a --publish-eeg name
+    already on the network is refused like --name; nothing is written either way."""
+    code = main(["stream", "--model", str(model), "--correct", "gradient", "--out",
+                 str(tmp_path / "p.nii.gz"), "--source", "name:nobody", "--timeout", "1"])  # fmt: skip
+    assert code == 1
+    assert "the gradient correction needs the scanner's volume markers" in capsys.readouterr().err
+    info = pylsl.StreamInfo(f"{uid}-clean", "EEG", 1, 100.0, "float32", f"{uid}-other")
+    outlet = pylsl.StreamOutlet(info)
+    try:
+        code = main(["stream", "--model", str(model), "--publish-eeg", f"{uid}-clean", "--out",
+                     str(tmp_path / "p.nii.gz"), "--source", "name:nobody", "--timeout", "1",
+                     "--no-outlet"])  # fmt: skip
+    finally:
+        del outlet
+    err = capsys.readouterr().err
+    assert code == 1 and "Choose another --publish-eeg" in err
+    assert list(tmp_path.iterdir()) == []

@@ -213,10 +213,13 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     """A simulated in-scanner run replayed at 1 kHz with its scanner markers: the engine's
     EEG chain subtracts the gradient artifact on the marker stream's markers; the windows
     it has not cleaned yet are flagged in the timing log; the EEG the model sees equals the
-    same chain run offline once the template is ready."""
+    same chain run offline once the template is ready, and a pylsl inlet receives it
+    (``--publish-eeg``) with its clean flags."""
+    import time
     import uuid
 
     import pandas as pd
+    import pylsl
 
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.data import EEGChain, read_session
@@ -238,16 +241,26 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
         ckpt, source=f"name:{replay.stream_names['eeg']}", sync="samples",
         trigger=f"{replay.stream_names['markers']}:R128", correct=("gradient",),
         gradient_volumes=3, outlet_name=None, timing=tmp_path / "timing.tsv", device="cpu",
-        consumer_options={"resample": True},
+        consumer_options={"resample": True, "publish": f"{uid}-clean"},
     )  # fmt: skip
     with engine:
+        (info,) = pylsl.resolve_byprop("name", f"{uid}-clean", timeout=5.0)
+        inlet = pylsl.StreamInlet(info, max_buflen=60)
+        inlet.open_stream(timeout=5.0)
         assert replay.wait_for_consumers(10.0)
         replay.start()
         summary = engine.run(max_volumes=12, duration=30.0)
         ring = engine.consumer.ring
         n = ring.n_written
         online = ring.latest(n)[0]
+        time.sleep(0.3)
+        published, _ = inlet.pull_chunk(timeout=1.0, max_samples=100_000)
     replay.stop()
+    published = np.asarray(published)  # the stream went on after the ring was read
+    assert published.shape[0] >= n and published.shape[1] == len(ckpt.ch_names) + 1
+    np.testing.assert_allclose(published[:n, :-1].T * 1e-6, online, rtol=1e-5, atol=1e-12)
+    clean_flag = published[:, -1]
+    assert clean_flag[0] == 0 and clean_flag[-1] == 1 and set(clean_flag) == {0.0, 1.0}
     grad = summary["gradient"]
     assert summary["volumes"] == 12 and grad["markers"] >= 10 and grad["volumes"] >= 9, summary
     assert grad["extra"] == 0 and grad["restarts"] == 0 and grad["uncorrected_samples"] > 0
