@@ -19,6 +19,7 @@ READER_FLAGS = (
     "t_r",
     "bold_pattern",
     "eeg",
+    "correct",
 )
 
 
@@ -59,6 +60,13 @@ def add_reader_arguments(parser, *, marker_default: str | None = None) -> None:
     )
     group.add_argument("--bold-pattern", default=None, help="ds000116: BOLD glob, e.g. 'swa*.nii'")
     group.add_argument("--eeg", default=None, help="ds000116: rereferenced, noGA or auto")
+    group.add_argument(
+        "--correct",
+        default=None,
+        metavar="gradient,bcg",
+        help="BIDS: read in-scanner EEG corrected (gradient and/or pulse artifact, as "
+        "'rt-eeg2fmri correct' does)",
+    )
 
 
 def reader_options(args) -> dict:

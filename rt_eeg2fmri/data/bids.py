@@ -69,6 +69,7 @@ DEFAULTS = {
     "channels": None,
     "t_r": None,
     "eeg_derivatives": None,
+    "correct": None,
 }
 MATCH_KEYS = ("sub", "ses", "task", "acq", "run")
 BOLD_EXTENSIONS = (".nii", ".nii.gz")
@@ -80,7 +81,12 @@ def _options(options: dict) -> dict:
         raise TypeError(
             f"unknown BIDS reader option(s) {unknown}; valid options: {sorted(DEFAULTS)}."
         )
-    return {**DEFAULTS, **options}
+    opts = {**DEFAULTS, **options}
+    if opts["correct"] is not None:  # in-scanner EEG read corrected (data.correct)
+        from .correct import parse_corrections
+
+        opts["correct"] = ",".join(parse_corrections(opts["correct"]))
+    return opts
 
 
 def parse_name(path: Path) -> tuple[dict, str]:
@@ -675,6 +681,13 @@ def load_run(ref: RunRef) -> Session:
     """Load a BIDS run (see ``RunRef.load``)."""
     p = _prepare(ref)
     raw, picks = p["raw"], p["picks"]
+    if ref.options.get("correct"):
+        from .correct import correct_raw
+
+        todo = ref.options["correct"].split(",")
+        raw, _ = correct_raw(
+            raw, gradient="gradient" in todo, bcg="bcg" in todo, marker=ref.options["marker"]
+        )
     eeg = read_data(raw, picks, path=ref.files["eeg"])
     bold = read_bold_data(p["header"], start=p["bold_range"][0], stop=p["bold_range"][1])
     if "eeg_events" in ref.files:

@@ -25,6 +25,16 @@ from .eeg_io import scanner_onsets
 CORRECTIONS = ("gradient", "bcg")
 
 
+def parse_corrections(spec) -> tuple[str, ...]:
+    """``"gradient,bcg"`` (or a sequence) → the corrections asked for, checked."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [str(i).strip().lower() for i in items if str(i).strip()]
+    unknown = sorted(set(items) - set(CORRECTIONS))
+    if unknown or not items:
+        raise ValueError(f"corrections must be 'gradient', 'bcg' or 'gradient,bcg', got {spec!r}.")
+    return tuple(c for c in CORRECTIONS if c in items)
+
+
 @dataclass
 class CorrectionReport:
     """What a correction did.

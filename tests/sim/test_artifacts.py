@@ -183,3 +183,22 @@ def test_both_layouts_record_the_artifacts(tmp_path):
     ref = a.eeg[:, start:] - a.eeg[:, start:].mean(axis=0)
     np.testing.assert_allclose(b.eeg, ref, atol=1e-9)
     assert np.abs(b.eeg).max() > 2e-4  # the gradient artifact's hundreds of µV, not clean EEG
+
+
+def test_the_bids_reader_reads_in_scanner_eeg_corrected(scanner, capsys):
+    """Reader option ``correct`` (``--correct`` of info/train/evaluate/replay/calibrate):
+    the run's EEG as ``rt-eeg2fmri correct`` writes it; a bad value names what is allowed."""
+    from apps.cli import main
+    from rt_eeg2fmri.data import read_session
+    from rt_eeg2fmri.data.correct import correct_raw
+
+    art, _ = scanner
+    raw = read_session(art, subject="01")
+    fixed = read_session(art, subject="01", correct="gradient,bcg")
+    want, _ = correct_raw(_read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr"))
+    np.testing.assert_allclose(fixed.eeg, want.get_data(picks=fixed.ch_names), atol=1e-9)
+    assert fixed.ch_names == raw.ch_names and not np.allclose(fixed.eeg, raw.eeg)
+    with pytest.raises(ValueError, match="corrections must be 'gradient', 'bcg'"):
+        read_session(art, subject="01", correct="gradients")
+    assert main(["info", str(art), "--correct", "bcg,gradient"]) == 0
+    capsys.readouterr()
