@@ -14,8 +14,10 @@
 #
 # Every step has a time limit inside one overall deadline (GPU_CHECK_SECONDS, default 560),
 # so a slow step cannot take the others' logs with it; each step's output goes to
-# LOG_DIR/gpu_check.log as it runs. GPU_CHECK_QUICK=1 runs every step at a toy size (to try
-# the script on a CPU machine: the CUDA steps then run on the CPU or skip).
+# LOG_DIR/gpu_check.log as it runs. GPU_CHECK_STEPS picks steps (default: all of "tests
+# latency models training fold"), e.g. "tests latency fold" to give the fold the time the
+# benchmarks measured before would take. GPU_CHECK_QUICK=1 runs every step at a toy size
+# (to try the script on a CPU machine: the CUDA steps then run on the CPU or skip).
 #
 # Wheels (on a machine with pip and a registry, in the repository's root):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -29,6 +31,8 @@ mkdir -p "$LOG_DIR"
 LOG=$LOG_DIR/gpu_check.log
 PY=${PYTHON:-python3}
 QUICK=${GPU_CHECK_QUICK:-0}
+STEPS=" ${GPU_CHECK_STEPS:-tests latency models training fold} "
+want() { [[ $STEPS == *" $1 "* ]]; }
 DEADLINE=$((SECONDS + ${GPU_CHECK_SECONDS:-560}))
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check_work}
 export PYTHONUNBUFFERED=1 QT_QPA_PLATFORM=offscreen RT_EEG2FMRI_CACHE=$WORK/cache
@@ -78,22 +82,27 @@ CUDA=$("$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'c
 say "device for the CUDA steps: $CUDA"
 
 # 4a. the fold's data, simulated in the background while the GPU steps run
-if [[ $QUICK == 1 ]]; then
+SIM_PID=
+if ! want fold; then
+    :
+elif [[ $QUICK == 1 ]]; then
     SIM=(--preset tiny --subjects 3 --runs 2)
 else
     SIM=(--preset oddball --sfreq 250 --jobs $((NCPU - HALF)))
 fi
-say "BEGIN simulate (background): ${SIM[*]}"
-(
-    t0=$SECONDS
-    "${PIN_BG[@]}" "$PY" -m apps.cli simulate "${SIM[@]}" --out "$WORK/odd" --no-progress \
-        >"$WORK/simulate.log" 2>&1
-    echo "rc=$? in $((SECONDS - t0))s" >>"$WORK/simulate.log"
-) &
-SIM_PID=$!
+if want fold; then
+    say "BEGIN simulate (background): ${SIM[*]}"
+    (
+        t0=$SECONDS
+        "${PIN_BG[@]}" "$PY" -m apps.cli simulate "${SIM[@]}" --out "$WORK/odd" --no-progress \
+            >"$WORK/simulate.log" 2>&1
+        echo "rc=$? in $((SECONDS - t0))s" >>"$WORK/simulate.log"
+    ) &
+    SIM_PID=$!
+fi
 
 # 2. the gpu-marked tests (CUDA mirror, online == offline on CUDA, DDP + NCCL)
-step tests 150 "${PIN[@]}" "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests
+want tests && step tests 150 "${PIN[@]}" "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests
 
 # 3. benchmarks, CPU and CUDA side by side where a script measures both
 if [[ $QUICK == 1 ]]; then
@@ -101,21 +110,24 @@ if [[ $QUICK == 1 ]]; then
 else
     LAT=(--volumes 40 --speed 4) MOD=(--rates 250 1000 --repeats 100) TRN=(--batches 10)
 fi
-step latency 120 "${PIN[@]}" "$PY" benchmarks/bench_latency.py --devices "cpu,$CUDA" "${LAT[@]}" \
+want latency && step latency 120 "${PIN[@]}" "$PY" benchmarks/bench_latency.py --devices "cpu,$CUDA" "${LAT[@]}" \
     --json "$LOG_DIR/latency.json"
-step models 100 "${PIN[@]}" "$PY" benchmarks/bench_models.py --device "$CUDA" "${MOD[@]}"
-step training 110 "${PIN[@]}" "$PY" benchmarks/bench_training.py --device "$CUDA" --amp both \
+want models && step models 100 "${PIN[@]}" "$PY" benchmarks/bench_models.py --device "$CUDA" "${MOD[@]}"
+want training && step training 110 "${PIN[@]}" "$PY" benchmarks/bench_training.py --device "$CUDA" --amp both \
     "${TRN[@]}" --json "$LOG_DIR/training_cuda.json"
-step training_cpu 40 "${PIN[@]}" "$PY" benchmarks/bench_training.py --device cpu --models conv \
+want training && step training_cpu 40 "${PIN[@]}" "$PY" benchmarks/bench_training.py --device cpu --models conv \
     --batches 3 --json "$LOG_DIR/training_cpu.json"
 
 # 4b. one LOSO fold of conv (test subject 01, validation 02), the README table's settings
-say "waiting for the simulation"
-wait "$SIM_PID"
-cat "$WORK/simulate.log" >>"$LOG"
-[[ $QUICK == 1 ]] && FOLD=(--set winsize=8.0 --epochs 2) || FOLD=(--sfreq 250)
-step loso_fold 600 "$PY" -m apps.cli train --config configs/oddball_loso.toml --data "$WORK/odd" \
-    --out "$WORK/fold" --model conv --test-subjects 01 --device "$CUDA" --no-progress "${FOLD[@]}"
-cp "$WORK/fold/metrics.json" "$LOG_DIR/loso_metrics.json" 2>/dev/null
-cp "$WORK/fold/report.md" "$LOG_DIR/loso_report.md" 2>/dev/null
+if want fold; then
+    say "waiting for the simulation"
+    wait "$SIM_PID"
+    cat "$WORK/simulate.log" >>"$LOG"
+    [[ $QUICK == 1 ]] && FOLD=(--set winsize=8.0 --epochs 2) || FOLD=(--sfreq 250)
+    step loso_fold 600 "$PY" -m apps.cli train --config configs/oddball_loso.toml \
+        --data "$WORK/odd" --out "$WORK/fold" --model conv --test-subjects 01 \
+        --device "$CUDA" --no-progress "${FOLD[@]}"
+    cp "$WORK/fold/metrics.json" "$LOG_DIR/loso_metrics.json" 2>/dev/null
+    cp "$WORK/fold/report.md" "$LOG_DIR/loso_report.md" 2>/dev/null
+fi
 say "done"
