@@ -33,28 +33,37 @@ def init_from_env(device: str = "auto") -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
+def in_group() -> bool:
+    """Whether this process is in a process group (launched by ``torchrun`` and joined)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the process group; ``(0, 1)`` outside one."""
+    if in_group():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def backend() -> str | None:
     """The process group's backend (``nccl``, ``gloo``), or None outside one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if in_group():
         return str(torch.distributed.get_backend())
     return None
 
 
 def barrier() -> None:
     """Wait for every rank (no-op outside a process group)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if in_group():
         torch.distributed.barrier()
 
 
 def is_main() -> bool:
     """Whether this process writes outputs (rank 0, or not distributed)."""
-    return (
-        not (torch.distributed.is_available() and torch.distributed.is_initialized())
-        or torch.distributed.get_rank() == 0
-    )
+    return rank_and_world()[0] == 0
 
 
 def shutdown() -> None:
     """Leave the process group."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if in_group():
         torch.distributed.destroy_process_group()

@@ -23,6 +23,7 @@ from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.models import build_model
 
 from .config import TrainConfig
+from .distributed import in_group, rank_and_world
 from .splits import Split
 
 
@@ -41,16 +42,6 @@ def seed_everything(seed: int) -> None:
     """Seed numpy and torch; make CPU kernels deterministic."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _in_group() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _dist() -> tuple[int, int]:
-    if _in_group():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def model_args_for(cfg: TrainConfig, name: str) -> dict:
@@ -153,7 +144,7 @@ def _val_loss(model, dataset, indices, cfg, device, amp) -> float:
                 pred = model(x)
             total += float(((pred.float() - y) ** 2).sum())
             n += y.numel()
-    if _in_group():  # NCCL reduces CUDA tensors only
+    if in_group():  # NCCL reduces CUDA tensors only
         t = torch.tensor([total, n], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(t)
         total, n = float(t[0]), int(t[1])
@@ -188,7 +179,7 @@ def fit(
     """
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    rank, world = _dist()
+    rank, world = rank_and_world()
     model = build_for(dataset, cfg).to(device)
     if cfg.model == "ridge":
         return _fit_ridge(model, dataset, split, cfg, device)
@@ -196,7 +187,7 @@ def fit(
     model.to(device)
     amp = bool(cfg.amp and device.type == "cuda")
     net: nn.Module = model
-    if _in_group():  # also a world of one under torchrun, so that the DDP path runs
+    if in_group():  # also a world of one under torchrun, so that the DDP path runs
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
