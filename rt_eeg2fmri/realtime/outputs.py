@@ -150,8 +150,7 @@ class NiftiSeriesWriter:
             name[: -len(".nii.gz" if self.gz else ".nii")] + ".json"
         )
         self.sidecar = {"AcquisitionDuration": self.t_r, "SkullStripped": True, **(sidecar or {})}
-        self.n_volumes = 0
-        self.times: list[float] = []
+        self.times: list[float] = []  # one per volume in the file
         self.placeholders: list[int] = []
         self._synced = (-np.inf, 0)  # (monotonic time, n_volumes) of the last sync
         self._fh = _AppendOnly(self.path, "NIfTI output")
@@ -208,7 +207,7 @@ class NiftiSeriesWriter:
             chunks.append(gzip.compress(data, compresslevel=1, mtime=0) if self.gz else data)
         if self._fh.closed:
             raise OSError(f"the NIfTI output '{self.path}' is closed.")
-        before = (self._fh.end, self.n_volumes, len(self.times), len(self.placeholders))
+        before = (self._fh.end, self.n_volumes, len(self.placeholders))
         try:
             self._fh.append(b"".join(chunks))
             for _, when, placeholder in items:
@@ -217,15 +216,19 @@ class NiftiSeriesWriter:
                 self.times.append(float(when))
                 if placeholder:
                     self.placeholders.append(len(self.times) - 1)
-            self._fh.overwrite(self._header_member(len(self.times)), 0)
-            self.n_volumes = len(self.times)
+            self._fh.overwrite(self._header_member(self.n_volumes), 0)
             if self.clock() - self._synced[0] >= self.sync_every:
                 self._sync()
         except OSError:  # back to the last whole volume: header, data and sidecar agree
-            end, self.n_volumes, n_times, n_placeholders = before
-            del self.times[n_times:], self.placeholders[n_placeholders:]
+            end, n_volumes, n_placeholders = before
+            del self.times[n_volumes:], self.placeholders[n_placeholders:]
             self._rollback(end)
             raise
+
+    @property
+    def n_volumes(self) -> int:
+        """Volumes in the file."""
+        return len(self.times)
 
     def _sync(self) -> None:
         """Flush the data, then describe them in the sidecar."""
