@@ -249,8 +249,10 @@ class EEGChain:
         self._last_gap_log = -math.inf
         self._in_nan_burst = False
         self.gradient = None
-        self._n_seen = 0  # input samples through the chain (zero-filled ones too)
-        self._anchor: tuple[float, int] | None = None  # (timestamp, sample) of the last one
+        # for the gradient stage: input samples through it (zero-filled ones too), and the
+        # (timestamp, sample index) of the last one
+        self._n_seen = 0
+        self._anchor: tuple[float, int] | None = None
         self._early: list[float] = []  # markers given before any sample
         if gradient:
             from ..realtime.gradient import LiveGradientCorrector
@@ -341,21 +343,25 @@ class EEGChain:
                 mapped, timestamps = self._zero_fill(mapped, timestamps, where, missing)
         data = mapped.T
         if self.gradient is not None and data.shape[1]:
-            if self._early and timestamps is not None:
-                self._anchor = (float(timestamps[0]), self._n_seen)
-                for when in self._early:
-                    self.add_volume_marker(when)
-                self._early.clear()
-            data, clean = self.gradient.process(data, self._n_seen)
-            report.uncorrected = int(data.shape[1] - clean.sum())
-        self._n_seen += data.shape[1]
-        if timestamps is not None and data.shape[1]:
-            self._anchor = (float(timestamps[-1]), self._n_seen - 1)
+            data, report.uncorrected = self._correct_gradient(data, timestamps)
         if self._resampler is not None:
             data, timestamps = self._resample(data, timestamps)
         if self._filter is not None:
             data = self._filter.process(data)
         return data, timestamps, report
+
+    def _correct_gradient(self, data: np.ndarray, timestamps):
+        """The gradient stage: corrected samples and how many it did not flag clean."""
+        if self._early and timestamps is not None:
+            self._anchor = (float(timestamps[0]), self._n_seen)
+            for when in self._early:
+                self.add_volume_marker(when)
+            self._early.clear()
+        data, clean = self.gradient.process(data, self._n_seen)
+        self._n_seen += data.shape[1]
+        if timestamps is not None:
+            self._anchor = (float(timestamps[-1]), self._n_seen - 1)
+        return data, int(data.shape[1] - clean.sum())
 
     def add_volume_marker(self, when: float) -> None:
         """A scanner volume marker at time ``when`` (s, the EEG's timestamps' clock).
