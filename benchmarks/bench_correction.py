@@ -1,12 +1,14 @@
 """In-scanner EEG: how close the offline correction (MNE's AAS + OBS) brings it to the clean EEG.
 
 A simulated in-scanner run (``simulate --artifacts gradient,bcg``) keeps the clean EEG
-under its artifacts. Printed per setting (uncorrected, gradient only, pulse only, both, and
-the live gradient correction, causal, in 20 ms chunks with markers a chunk late):
+under its artifacts. Printed per setting (uncorrected, gradient only, pulse only, both, the
+live gradient correction alone and both live corrections as the stream's EEG chain runs
+them — causal, in 20 ms chunks with markers a chunk late, R-peaks found live):
 the residual power (corrected − clean) relative to the clean EEG in dB and the mean
 per-channel correlation with the clean EEG, both after a 1–40 Hz band-pass, over the
 scanned part of the run; and the seconds the correction took (CPU seconds for the live one,
-also per second of stream).
+also per second of stream). Then the CPU and the per-chunk time (the latency they add) of
+the EEG chain with and without both live corrections at 64 channels.
 
     python benchmarks/bench_correction.py --volumes 60 --sfreq 5000 [--scanner-sync off]
 """
@@ -98,6 +100,77 @@ def main() -> None:
                   f"samples flagged clean; CPU {1e3 * cpu / stream_s:.2f} ms per s of stream at "
                   f"{x.shape[0]} ch (≈ {1e3 * cpu / stream_s * 64 / x.shape[0]:.2f} ms at 64 ch); "
                   f"{live.counts}")  # fmt: skip
+        # both live, as the stream's EEG chain runs them: gradient (8 past volumes, the
+        # ECG channel too), then pulse (20 past beats, R-peaks found live on the ECG)
+        names = list(raw.ch_names)
+        onsets = (trs - raw.first_samp) / args.sfreq
+        full = raw.get_data()
+        out, flags, cpu = run_chain(full, names, clean.ch_names, onsets, args.sfreq, chunk)
+        rec = raw.copy().pick(clean.ch_names)
+        rec._data[:] = out
+        row("both live (causal: 8 past volumes, 20 past beats)", rec, cpu)
+        dirty = np.flatnonzero(~flags[span])  # the scanned samples from the last flagged on
+        tail = slice(span.start + (dirty[-1] + 1 if dirty.size else 0), span.stop)
+        print(f"  both live: {100 * flags[span].mean():.0f} % of the scanned samples flagged "
+              f"clean (from {tail.start / args.sfreq:.1f} s); CPU {1e3 * cpu / stream_s:.2f} ms "
+              f"per s of stream at {n_ch} ch")  # fmt: skip
+        both_off, _ = correct_raw(raw)
+        for name, rec_ in (("both offline", both_off), ("both live", rec)):
+            x_ = band(rec_.get_data(picks=clean.ch_names))[:, tail.start - span.start :]
+            t_ = truth[:, tail.start - span.start :]
+            print(f"  {name}, where the live templates are ready: "
+                  f"{10 * np.log10(((x_ - t_) ** 2).mean() / (t_**2).mean()):.1f} dB")  # fmt: skip
+        # CPU and the latency the corrections add, at 64 channels (the recording's channels
+        # repeated), per 100-ms chunk as the stream pulls: the chain with and without them
+        reps = -(-64 // n_ch)
+        big = np.vstack([np.tile(full[:-1], (reps, 1))[:64], full[-1:]])
+        big_names = [f"E{i}" for i in range(64)] + ["ECG"]
+        pull = int(args.sfreq * 0.1)
+        print(f"\n64 ch x {args.sfreq:g} Hz, {pull}-sample chunks (100 ms), {stream_s:.0f} s of "
+              "stream; chain to 250 Hz with a 1-40 Hz band-pass:\n")  # fmt: skip
+        print("| chain | CPU per s of stream (ms) | per chunk p50 (ms) | p99 (ms) |")
+        print("|---|---:|---:|---:|")
+        for label, correct in (("no correction", False), ("gradient + pulse", True)):
+            _, _, cpu, per = run_chain(big, big_names, big_names[:-1], onsets, args.sfreq, pull,
+                                       correct=correct, rate=250.0, times=True)  # fmt: skip
+            print(f"| {label} | {1e3 * cpu / stream_s:.1f} | {np.median(per):.2f} | "
+                  f"{np.percentile(per, 99):.2f} |")  # fmt: skip
+
+
+def run_chain(data, labels, model_names, onsets, sfreq, chunk, *, correct=True, rate=None,
+              times=False):  # fmt: skip
+    """The EEG chain (gradient + pulse correction) over ``data`` in chunks, markers a chunk late.
+
+    Returns the output (at ``rate``, default the input's, no band-pass unless ``rate``),
+    per-sample clean flags, CPU seconds, and (``times``) each chunk's CPU ms.
+    """
+    import numpy as np
+
+    from rt_eeg2fmri.data import EEGChain, Preprocessing
+
+    pre = (Preprocessing(sfreq=sfreq, winsize=4.0) if rate is None else
+           Preprocessing(sfreq=rate, winsize=4.0, l_freq=1.0, h_freq=40.0))  # fmt: skip
+    options = dict(gradient=8, t_r=float(np.median(np.diff(onsets))), pulse=20) if correct else {}
+    chain = EEGChain(pre, ch_names=model_names, sfreq=sfreq, labels=labels,
+                     units=["V"] * len(labels), **options)  # fmt: skip
+    stamps = np.arange(data.shape[1]) / sfreq
+    outs, flags, per, given = [], [], [], 0
+    t_all = time.process_time()
+    for a in range(0, data.shape[1], chunk):
+        t0 = time.process_time()
+        out, _, report = chain.process(data[:, a : a + chunk].T, stamps[a : a + chunk])
+        per.append(1e3 * (time.process_time() - t0))
+        n = min(chunk, data.shape[1] - a)
+        outs.append(np.array(out))
+        flags.append(np.full(n, report.uncorrected == 0))
+        while correct and given < onsets.size and onsets[given] < stamps[a + n - 1]:
+            chain.add_volume_marker(onsets[given])  # given with the chunk after its own
+            given += 1
+    cpu = time.process_time() - t_all
+    out = np.concatenate(outs, axis=1)
+    if times:
+        return out, np.concatenate(flags), cpu, np.array(per)
+    return out, np.concatenate(flags), cpu
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def add_reader_arguments(parser, *, marker_default: str | None = None) -> None:
         default=None,
         metavar="gradient,bcg",
         help="BIDS: read in-scanner EEG corrected (gradient and/or pulse artifact, as "
-        "'rt-eeg2fmri correct' does)",
+        "'rt-eeg2fmri correct' does; add 'live' for the stream's causal corrections)",
     )
 
 

@@ -13,6 +13,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bcg", action="store_true", help="correct the pulse artifact")
     parser.add_argument("--marker", default="R128", help="scanner volume marker (default R128)")
     parser.add_argument("--ecg", default=None, help="ECG channel (default: typed or named ECG)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="correct causally, as 'stream --correct' does (past volumes and heartbeats only)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
@@ -39,12 +44,14 @@ def run(args) -> int:
         bcg=args.bcg or both,
         marker=args.marker,
         ecg=args.ecg,
+        live=args.live,
     )
     _export(fixed, out)
+    how = (f"live, {report.flagged} samples flagged" if args.live else
+           f"{report.edge_volumes} at the ends with a shifted template")  # fmt: skip
     print(
-        f"corrected '{args.path}' → '{out}': gradient on {report.volumes} volumes "
-        f"({report.edge_volumes} at the ends with a shifted template), pulse artifact on "
-        f"{report.beats} beats" + (f" of '{report.ecg}'" if report.ecg else "")
+        f"corrected '{args.path}' → '{out}': gradient on {report.volumes} volumes ({how}), "
+        f"pulse artifact on {report.beats} beats" + (f" of '{report.ecg}'" if report.ecg else "")
     )
     return 0
 

@@ -32,9 +32,23 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--correct",
         default=None,
-        choices=("gradient",),
-        help="in-scanner EEG: subtract the gradient artifact live, on the --trigger markers "
-        "(a template of past volumes; windows it has not cleaned are flagged in the timing log)",
+        metavar="gradient,bcg",
+        help="in-scanner EEG, corrected live: 'gradient' subtracts the gradient artifact on the "
+        "--trigger markers (a template of past volumes), 'bcg' the pulse artifact on the "
+        "heartbeats of the stream's ECG channel (a template of past beats; gradient only while "
+        "the ECG lead is off); windows not cleaned yet are flagged in the timing log",
+    )
+    parser.add_argument(
+        "--ecg",
+        default=None,
+        metavar="NAME",
+        help="--correct bcg: the stream's ECG channel (default: the one labelled ECG*/EKG*)",
+    )
+    parser.add_argument(
+        "--correct-beats",
+        type=int,
+        default=20,
+        help="--correct bcg: past heartbeats in the template (default 20)",
     )
     parser.add_argument(
         "--publish-eeg",
@@ -206,12 +220,33 @@ def _outputs(args):
     return nifti, args.timing or timing, out
 
 
+def _corrections(args) -> tuple[str, ...]:
+    """``--correct`` checked: the corrections asked for (none without the flag)."""
+    if args.correct is None:
+        if args.ecg is not None:
+            raise ValueError(
+                "'--ecg' names the ECG channel of '--correct bcg', which is not asked for."
+            )
+        return ()
+    from rt_eeg2fmri.data.correct import LIVE, parse_corrections
+
+    try:  # a stream's corrections are the live ones anyway
+        return tuple(c for c in parse_corrections(args.correct) if c != LIVE)
+    except ValueError as err:
+        raise ValueError(f"'--correct': {err}") from None
+
+
 def _check_limits(args) -> None:
     """Numbers that make no run are refused before anything is touched, naming the flag."""
     import math
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
+    for flag, value in (("--correct-volumes", args.correct_volumes),
+                        ("--correct-beats", args.correct_beats)):  # fmt: skip
+        if value < 1:
+            raise ValueError(f"'{flag}' must be >= 1, got {value}.")
+    _corrections(args)
     if args.max_volumes is not None and args.max_volumes < 1:
         raise ValueError(f"'--max-volumes' must be >= 1, got {args.max_volumes}.")
     for flag, value in (("--duration", args.duration), ("--timeout", args.timeout)):
@@ -279,8 +314,10 @@ def _stream(args, nifti, timing, bids_root) -> int:
         adapt_minutes=args.adapt_minutes,
         adapt_gap=args.adapt_gap,
         save_adapted=args.save_adapted,
-        correct=(args.correct,) if args.correct else (),
+        correct=_corrections(args),
         gradient_volumes=args.correct_volumes,
+        pulse_beats=args.correct_beats,
+        ecg=args.ecg,
         consumer_options={
             "publish": args.publish_eeg,
             "allow_missing": args.allow_missing,

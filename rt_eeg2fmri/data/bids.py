@@ -686,8 +686,9 @@ def load_run(ref: RunRef) -> Session:
 
         todo = ref.options["correct"].split(",")
         raw, _ = correct_raw(
-            raw, gradient="gradient" in todo, bcg="bcg" in todo, marker=ref.options["marker"]
-        )
+            raw, gradient="gradient" in todo, bcg="bcg" in todo, marker=ref.options["marker"],
+            live="live" in todo,
+        )  # fmt: skip
     eeg = read_data(raw, picks, path=ref.files["eeg"])
     bold = read_bold_data(p["header"], start=p["bold_range"][0], stop=p["bold_range"][1])
     if "eeg_events" in ref.files:

@@ -152,6 +152,40 @@ def map_channels(
     return index
 
 
+ECG_PREFIXES = ("ECG", "EKG")  # how amplifiers and BIDS label an ECG lead
+
+
+def is_ecg_label(label: str | None) -> bool:
+    """Whether a channel label names an ECG lead (``ECG``, ``EKG``, ``ECG1``, ...)."""
+    return label is not None and str(label).strip().upper().startswith(ECG_PREFIXES)
+
+
+def ecg_column(
+    labels: Sequence[str | None] | None, name: str | None = None, *, stream: str = "stream"
+) -> tuple[int, str]:
+    """The column and label of a source's ECG channel: ``name``, else the one labelled ECG*/EKG*.
+
+    Raises
+    ------
+    ValueError
+        Naming the source and its labels, when there is no such channel.
+    """
+    found = list(labels or ())
+    if name is not None:
+        keys = [_key(label) for label in found]
+        if _key(name) in keys:
+            col = keys.index(_key(name))
+            return col, str(found[col])
+        raise ValueError(f"{stream}: the ECG channel {name!r} is not among its channels ({found}).")
+    cols = [i for i, label in enumerate(found) if is_ecg_label(label)]
+    if not cols:
+        raise ValueError(
+            f"{stream}: the pulse (BCG) correction needs an ECG channel; none is labelled "
+            f"ECG*/EKG* among its channels ({found}): name it with --ecg NAME."
+        )
+    return cols[0], str(found[cols[0]])
+
+
 def unit_scale(unit: str | None) -> float | None:
     """Volts per ``unit``.
 

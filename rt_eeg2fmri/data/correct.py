@@ -8,6 +8,10 @@
 - Pulse artifact: optimal basis sets (OBS, Niazy 2005), MNE's
   :func:`mne.preprocessing.apply_pca_obs`, on the R-peaks that MNE's
   :func:`mne.preprocessing.find_ecg_events` detects on the ECG channel.
+- ``live=True``: the causal corrections the stream runs (the EEG chain's gradient and
+  pulse stages: :mod:`rt_eeg2fmri.realtime.gradient`, :mod:`rt_eeg2fmri.realtime.pulse`),
+  over the recording in 100-ms chunks, so a recording shows what a live session would
+  have given (``--correct live``).
 
 :func:`correct_raw` returns the corrected recording and a report; ``rt-eeg2fmri correct``
 writes it as BrainVision.
@@ -20,19 +24,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._logging import logger
+from .channels import is_ecg_label
 from .eeg_io import scanner_onsets
 
 CORRECTIONS = ("gradient", "bcg")
+LIVE = "live"  # the causal corrections of the stream, not MNE's offline ones
 
 
 def parse_corrections(spec) -> tuple[str, ...]:
-    """``"gradient,bcg"`` (or a sequence) → the corrections asked for, checked."""
+    """``"gradient,bcg"`` (or a sequence) → the corrections asked for, checked.
+
+    ``live`` (alone: both corrections) asks for the stream's causal corrections; it comes
+    last in the result.
+    """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     items = [str(i).strip().lower() for i in items if str(i).strip()]
-    unknown = sorted(set(items) - set(CORRECTIONS))
+    unknown = sorted(set(items) - {*CORRECTIONS, LIVE})
     if unknown or not items:
-        raise ValueError(f"corrections must be 'gradient', 'bcg' or 'gradient,bcg', got {spec!r}.")
-    return tuple(c for c in CORRECTIONS if c in items)
+        raise ValueError(
+            f"corrections must be 'gradient', 'bcg' or 'gradient,bcg' (add 'live' for the "
+            f"stream's causal corrections), got {spec!r}."
+        )
+    if items == [LIVE]:
+        items = [*CORRECTIONS, LIVE]
+    return tuple(c for c in (*CORRECTIONS, LIVE) if c in items)
 
 
 @dataclass
@@ -49,6 +64,9 @@ class CorrectionReport:
         R-peaks used for the pulse artifact (0 without ``bcg``).
     ecg : str | None
         The ECG channel.
+    flagged : int
+        With ``live``: samples the live corrections did not flag clean (the first volumes
+        and beats, while their templates fill; the ECG lead off).
     notes : list of str
     """
 
@@ -56,6 +74,7 @@ class CorrectionReport:
     edge_volumes: int = 0
     beats: int = 0
     ecg: str | None = None
+    flagged: int = 0
     notes: list = field(default_factory=list)
 
 
@@ -67,7 +86,7 @@ def _ecg_channel(raw, ecg: str | None) -> str:
             )
         return ecg
     typed = [raw.ch_names[i] for i, t in enumerate(raw.get_channel_types()) if t == "ecg"]
-    named = [n for n in raw.ch_names if n.upper().startswith(("ECG", "EKG"))]
+    named = [n for n in raw.ch_names if is_ecg_label(n)]
     found = typed or named
     if not found:
         raise ValueError(
@@ -86,6 +105,9 @@ def correct_raw(
     ecg: str | None = None,
     window: tuple[int, int] = (4, 4),
     n_components: int = 4,
+    live: bool = False,
+    volumes: int = 8,
+    beats: int = 20,
 ):
     """Correct the gradient and/or pulse artifact of an in-scanner recording.
 
@@ -103,6 +125,9 @@ def correct_raw(
         Volumes before and after in each gradient template.
     n_components : int
         Principal components of the pulse artifact's optimal basis set.
+    live : bool
+        Correct as the stream does, causally (``volumes`` past volumes and ``beats`` past
+        heartbeats in the templates), instead of with MNE's offline functions.
 
     Returns
     -------
@@ -121,6 +146,9 @@ def correct_raw(
         ecg_name = _ecg_channel(raw, ecg)
         raw.set_channel_types({ecg_name: "ecg"}, on_unit_change="ignore")
     picks = mne.pick_types(raw.info, eeg=True, exclude=[])
+    if live:
+        return _correct_live(raw, picks, report, gradient=gradient, bcg=bcg, marker=marker,
+                             ecg=ecg_name, volumes=volumes, beats=beats)  # fmt: skip
     if gradient:
         onsets = scanner_onsets(raw, marker)
         if onsets.size < 2:
@@ -155,6 +183,50 @@ def correct_raw(
         report.beats,
         f" of {ecg_name!r}" if report.beats else "",
     )
+    return raw, report
+
+
+def _correct_live(raw, picks, report, *, gradient, bcg, marker, ecg, volumes, beats):
+    """``correct_raw(live=True)``: the EEG chain's causal stages over the recording."""
+    from .eeg_chain import EEGChain
+    from .preprocessing import Preprocessing
+
+    sfreq = float(raw.info["sfreq"])
+    names = [raw.ch_names[i] for i in picks]
+    labels = names + ([ecg] if bcg else [])
+    onsets = scanner_onsets(raw, marker) if gradient else np.zeros(0)
+    if gradient and onsets.size < 2:
+        raise ValueError(
+            f"the gradient correction needs the scanner's volume markers ({marker!r}); "
+            f"found {onsets.size}."
+        )
+    chain = EEGChain(
+        Preprocessing(sfreq=sfreq, winsize=1.0), ch_names=names, sfreq=sfreq, labels=labels,
+        units=["V"] * len(labels), gradient=volumes if gradient else None,
+        t_r=float(np.median(np.diff(onsets))) if gradient else None,
+        pulse=beats if bcg else None, ecg=ecg, fill_gaps=False, source=f"'{raw.filenames[0]}'",
+    )  # fmt: skip
+    for t in onsets:  # given ahead of their samples: each anchors its volume's onset
+        chain.add_volume_marker(float(t))
+    data = raw.get_data(picks=[raw.ch_names.index(c) for c in labels])
+    stamps = np.arange(data.shape[1]) / sfreq
+    step = max(1, round(0.1 * sfreq))  # 100-ms chunks, as the stream pulls
+    for a in range(0, data.shape[1], step):
+        out, _, chunk = chain.process(data[:, a : a + step].T, stamps[a : a + step])
+        raw._data[picks, a : a + out.shape[1]] = out
+        report.flagged += chunk.uncorrected
+    if gradient:
+        report.volumes = chain.gradient.counts.volumes
+    if bcg:
+        report.beats, report.ecg = chain.pulse.counts.beats, ecg
+        if chain.pulse.counts.lead_off:
+            report.notes.append(f"the ECG lead was off {chain.pulse.counts.lead_off} time(s)")
+    logger.info(
+        "Corrected live (causal): gradient on %d volumes, pulse artifact on %d beats; %.0f %% "
+        "of the samples flagged (templates filling%s).",
+        report.volumes, report.beats, 100 * report.flagged / max(1, data.shape[1]),
+        ", ECG lead off" if report.notes else "",
+    )  # fmt: skip
     return raw, report
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._logging import logger
-from .channels import map_channels, unit_scales
+from .channels import ecg_column, map_channels, unit_scales
 from .montage import MAX_DISTANCE, Montage, make_montage
 from .preprocessing import Preprocessing, same_rate
 from .resample import PolyphaseResampler
@@ -110,8 +110,12 @@ class ChunkReport:
         Times the timestamps went back (the source's clock was reset); the samples from
         there on are re-stamped on the sample grid (see :meth:`EEGChain.process`).
     uncorrected : int
-        With a gradient correction: input samples it did not flag clean (before the first
-        volume marker, while its template fills, where the template did not fit).
+        With an in-scanner correction: input samples it did not flag clean (gradient:
+        before the first volume marker, while its template fills, where the template did
+        not fit; pulse: before the first heartbeat, while its template fills, while the
+        ECG lead is off).
+    no_pulse : int
+        With the pulse correction: input samples it did not flag clean (of ``uncorrected``).
     """
 
     n_in: int = 0
@@ -120,6 +124,7 @@ class ChunkReport:
     samples_lost: int = 0
     clock_jumps: int = 0
     uncorrected: int = 0
+    no_pulse: int = 0
 
 
 class EEGChain:
@@ -168,6 +173,13 @@ class EEGChain:
         rate before resampling; the volume markers come through :meth:`add_volume_marker`.
     t_r : float | None
         The volume spacing (s) for ``gradient``.
+    pulse : int | None
+        Correct the pulse artifact (BCG) live (:class:`~rt_eeg2fmri.realtime.pulse.
+        LivePulseCorrector`) with a template of this many past heartbeats, found on the
+        source's ECG channel, at the source's rate after the gradient correction (which
+        corrects the ECG channel too).
+    ecg : str | None
+        The source's ECG channel for ``pulse`` (default: the one labelled ECG*/EKG*).
     """
 
     def __init__(
@@ -190,6 +202,8 @@ class EEGChain:
         kind: str = "stream",
         gradient: int | None = None,
         t_r: float | None = None,
+        pulse: int | None = None,
+        ecg: str | None = None,
     ) -> None:
         if preprocessing.sfreq is None:
             raise ValueError("EEGChain: 'preprocessing.sfreq' must be resolved (the model's rate).")
@@ -248,7 +262,16 @@ class EEGChain:
         self._clock_shift = 0.0  # added to the source's timestamps since its clock went back
         self._last_gap_log = -math.inf
         self._in_nan_burst = False
-        self.gradient = None
+        self.gradient = self.pulse = None
+        if pulse:
+            from ..realtime.pulse import LivePulseCorrector
+
+            self._ecg_col, name = ecg_column(labels, ecg, stream=source)
+            self._ecg_scale = float(unit_scales(units, np.array([self._ecg_col]), [name],
+                                                stream=source)[0])  # fmt: skip
+            self.pulse = LivePulseCorrector(
+                n, self.sfreq_in, n_template=int(pulse), source=f"{source} ECG {name!r}"
+            )
         # for the gradient stage: input samples through it (zero-filled ones too), and the
         # (timestamp, sample index) of the last one
         self._n_seen = 0
@@ -259,8 +282,8 @@ class EEGChain:
 
             if t_r is None or not t_r > 0:
                 raise ValueError(f"{source}: the gradient correction needs the TR, got {t_r!r}.")
-            self.gradient = LiveGradientCorrector(
-                n, round(t_r * self.sfreq_in), n_template=int(gradient)
+            self.gradient = LiveGradientCorrector(  # with the ECG channel last, if any
+                n + bool(self.pulse), round(t_r * self.sfreq_in), n_template=int(gradient)
             )
 
     @classmethod
@@ -331,6 +354,7 @@ class EEGChain:
             )
         k = raw.shape[0]
         report = ChunkReport(n_in=k)
+        ecg = self._ecg(raw) if self.pulse is not None else None
         mapped = self._map(raw)
         report.nonfinite = self._check_finite(mapped, timestamps)
         mapped *= self._scales[mapped.dtype]
@@ -340,28 +364,39 @@ class EEGChain:
             timestamps = self._unjump(np.asarray(timestamps, dtype=np.float64).reshape(-1), report)
             where, missing = self._check_gaps(timestamps, report)
             if report.samples_lost and self.fill_gaps:
+                if ecg is not None:
+                    ecg = self._zero_fill(ecg[:, None], timestamps, where, missing)[0][:, 0]
                 mapped, timestamps = self._zero_fill(mapped, timestamps, where, missing)
         data = mapped.T
-        if self.gradient is not None and data.shape[1]:
-            data, report.uncorrected = self._correct_gradient(data, timestamps)
+        if data.shape[1] and (self.gradient is not None or self.pulse is not None):
+            data = self._correct_artifacts(data, ecg, timestamps, report)
         if self._resampler is not None:
             data, timestamps = self._resample(data, timestamps)
         if self._filter is not None:
             data = self._filter.process(data)
         return data, timestamps, report
 
-    def _correct_gradient(self, data: np.ndarray, timestamps):
-        """The gradient stage: corrected samples and how many it did not flag clean."""
-        if self._early and timestamps is not None:
-            self._anchor = (float(timestamps[0]), self._n_seen)
-            for when in self._early:
-                self.add_volume_marker(when)
-            self._early.clear()
-        data, clean = self.gradient.process(data, self._n_seen)
-        self._n_seen += data.shape[1]
-        if timestamps is not None:
-            self._anchor = (float(timestamps[-1]), self._n_seen - 1)
-        return data, int(data.shape[1] - clean.sum())
+    def _correct_artifacts(self, data: np.ndarray, ecg, timestamps, report: ChunkReport):
+        """The in-scanner stages (gradient, then pulse): corrected samples; counts in ``report``."""
+        clean = np.ones(data.shape[1], bool)
+        if self.gradient is not None:
+            if self._early and timestamps is not None:
+                self._anchor = (float(timestamps[0]), self._n_seen)
+                for when in self._early:
+                    self.add_volume_marker(when)
+                self._early.clear()
+            both = data if ecg is None else np.vstack([data, ecg])
+            both, clean = self.gradient.process(both, self._n_seen)
+            data, ecg = (both, None) if ecg is None else (both[:-1], both[-1])
+            self._n_seen += data.shape[1]
+            if timestamps is not None:
+                self._anchor = (float(timestamps[-1]), self._n_seen - 1)
+        if self.pulse is not None:
+            data, beat_clean = self.pulse.process(data, ecg)
+            report.no_pulse = int(data.shape[1] - beat_clean.sum())
+            clean &= beat_clean
+        report.uncorrected = int(data.shape[1] - clean.sum())
+        return data
 
     def add_volume_marker(self, when: float) -> None:
         """A scanner volume marker at time ``when`` (s, the EEG's timestamps' clock).
@@ -438,6 +473,12 @@ class EEGChain:
         if self._missing.size:
             mapped[:, self._missing] = 0
         return mapped
+
+    def _ecg(self, raw: np.ndarray) -> np.ndarray:
+        """The ECG channel of ``raw`` in volts, float64 (not finite: 0, no beat there)."""
+        ecg = raw[:, self._ecg_col].astype(np.float64) * self._ecg_scale
+        ecg[~np.isfinite(ecg)] = 0.0
+        return ecg
 
     def _check_finite(self, mapped: np.ndarray, timestamps) -> int:
         finite = np.isfinite(mapped)

@@ -64,7 +64,8 @@ class EngineStats:
     skipped: int = 0
     late: int = 0
     output_errors: int = 0
-    uncorrected: int = 0  # volumes whose window the gradient correction had not cleaned
+    uncorrected: int = 0  # volumes whose window the in-scanner correction had not cleaned
+    no_pulse: int = 0  # of those, the pulse correction's (no template yet, ECG lead off)
     latencies: list = field(default_factory=list)
     compute: list = field(default_factory=list)
     write: list = field(default_factory=list)
@@ -81,6 +82,7 @@ class EngineStats:
             "late": self.late,
             "output_errors": self.output_errors,
             "uncorrected": self.uncorrected,
+            "no_pulse": self.no_pulse,
             "latency_p50_ms": pct(lat, 50),
             "latency_p99_ms": pct(lat, 99),
             "compute_p50_ms": pct(comp, 50),
@@ -247,6 +249,8 @@ class Engine:
         save_adapted=None,
         correct=(),
         gradient_volumes: int = 8,
+        pulse_beats: int = 20,
+        ecg: str | None = None,
     ) -> Engine:
         """The engine of a loaded checkpoint on an LSL source.
 
@@ -290,11 +294,17 @@ class Engine:
             ``resample``, ``timeout``, ...).
         max_backlog : int
         correct : sequence of str
-            In-scanner corrections in the EEG chain: ``("gradient",)`` subtracts the
+            In-scanner corrections in the EEG chain: ``"gradient"`` subtracts the
             gradient artifact live (:mod:`~rt_eeg2fmri.realtime.gradient`) on the volume
-            markers of ``trigger``, whatever ``sync`` is.
+            markers of ``trigger``, whatever ``sync`` is; ``"bcg"`` the pulse artifact
+            (:mod:`~rt_eeg2fmri.realtime.pulse`) on the heartbeats of the stream's ECG
+            channel.
         gradient_volumes : int
             Past volumes in the gradient template.
+        pulse_beats : int
+            Past heartbeats in the pulse template.
+        ecg : str | None
+            The stream's ECG channel (default: the one labelled ECG*/EKG*).
         """
         from .inlet import EEGConsumer
 
@@ -303,11 +313,8 @@ class Engine:
                 "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'."
             )
         correct = tuple(correct or ())
-        if set(correct) - {"gradient"}:
-            raise ValueError(
-                f"'correct' can hold 'gradient' (the pulse correction runs offline only, with "
-                f"'rt-eeg2fmri correct'), got {list(correct)}."
-            )
+        if set(correct) - {"gradient", "bcg"}:
+            raise ValueError(f"'correct' can hold 'gradient' and 'bcg', got {list(correct)}.")
         if "gradient" in correct and not trigger:
             raise ValueError(
                 "the gradient correction needs the scanner's volume markers: 'trigger' (the "
@@ -319,6 +326,8 @@ class Engine:
         options.update(consumer_options or {})
         if "gradient" in correct:
             options.update(gradient=gradient_volumes, t_r=checkpoint.t_r)
+        if "bcg" in correct:
+            options.update(pulse=pulse_beats, ecg=ecg)
         consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)
         scheduler = make_scheduler(
             sync, t_r=checkpoint.t_r, winsize=pre.winsize, sfreq=pre.sfreq, phase=phase
@@ -351,7 +360,7 @@ class Engine:
             ],
         )
         triggers = None
-        if sync == "trigger" or correct:
+        if sync == "trigger" or "gradient" in correct:
             also = [consumer.volume_markers] if "gradient" in correct else []
             triggers = lambda timeout: TriggerListener(trigger, timeout=timeout, also=also)  # noqa: E731
         adapter = None
@@ -539,6 +548,11 @@ class Engine:
                 **dataclasses.asdict(chain.gradient.counts),
                 "uncorrected_samples": self.consumer.health.uncorrected,
             }
+        if chain is not None and chain.pulse is not None:
+            summary["pulse"] = {
+                **dataclasses.asdict(chain.pulse.counts),
+                "uncorrected_samples": self.consumer.health.no_pulse,
+            }
         if self.adapter is not None:
             a = self.adapter
             a.wait(30.0)  # a map being chosen (and saved) when the stream ended
@@ -638,10 +652,10 @@ class Engine:
         self._gaps_seen = health.gaps
         clock_jump = health.clock_jumps > self._jumps_seen
         self._jumps_seen = health.clock_jumps
-        # the window holds samples the gradient correction did not flag clean
-        dirty = health.last_uncorrected is not None and (
-            health.last_uncorrected >= t_end - self.n_times / self.sfreq
-        )
+        # the window holds samples the in-scanner correction did not flag clean
+        since = t_end - self.n_times / self.sfreq
+        dirty = health.last_uncorrected is not None and health.last_uncorrected >= since
+        no_pulse = health.last_no_pulse is not None and health.last_no_pulse >= since
         latency = (publish - t_end) * 1e3
         self.stats.volumes += 1
         self.stats.late += int(late)
@@ -660,9 +674,11 @@ class Engine:
             gap=gap,
             clock_jump=clock_jump,
             adapt=adapt,
-            uncorrected=dirty if self.consumer.gradient else None,
+            uncorrected=dirty if self.consumer.gradient or self.consumer.pulse else None,
+            no_pulse=no_pulse if self.consumer.pulse else None,
         )
         self.stats.uncorrected += int(bool(dirty))
+        self.stats.no_pulse += int(bool(no_pulse))
         self.outputs.log(**row)
         if on_volume is not None:
             on_volume(due.index, volume, row)

@@ -215,8 +215,9 @@ class LiveGradientCorrector:
         the template is the averaged EEG, about 1/N of their power).
         """
         acc = self._energy
-        acc += (np.vdot(fixed, fixed), np.vdot(piece, piece), np.vdot(template, template),
-                piece.shape[1])  # fmt: skip
+        # einsum, not BLAS (vdot): a threaded BLAS spins its threads after every call,
+        # which costs the acquisition thread's core as much again
+        acc += (_power(fixed), _power(piece), _power(template), piece.shape[1])
         if acc[3] < max(16, self.length // 20):
             return False
         return bool(acc[0] > 1.5 * acc[1] and acc[2] > 0.25 * acc[1])
@@ -237,3 +238,8 @@ class LiveGradientCorrector:
         near = [m for m in self._ahead if abs(m - nxt) <= self.tolerance]
         self._ahead = [m for m in self._ahead if m > nxt + self.tolerance]
         self._begin(near[0] if near else nxt, marked=bool(near))
+
+
+def _power(a: np.ndarray) -> float:
+    """Sum of squares of ``a`` (2-D)."""
+    return float(np.einsum("ij,ij->", a, a))

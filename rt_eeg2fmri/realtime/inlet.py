@@ -75,10 +75,12 @@ class Health:
     last_time : float | None
         Timestamp of the last sample received (LSL clock).
     uncorrected : int
-        With the gradient correction: samples it did not flag clean.
+        With an in-scanner correction: samples it did not flag clean.
     last_uncorrected : float | None
         Timestamp (LSL clock, at the model's rate) of the last output sample of a chunk
         that held uncorrected samples: a window that reaches back to it is flagged.
+    no_pulse, last_no_pulse : int, float | None
+        The same for the pulse correction alone (no heartbeat template yet, ECG lead off).
     """
 
     state: str = "stopped"
@@ -93,6 +95,8 @@ class Health:
     last_time: float | None = None
     uncorrected: int = 0
     last_uncorrected: float | None = None
+    no_pulse: int = 0
+    last_no_pulse: float | None = None
 
 
 class EEGConsumer:
@@ -172,6 +176,8 @@ class EEGConsumer:
         fill_gaps: bool = True,
         gradient: int | None = None,
         t_r: float | None = None,
+        pulse: int | None = None,
+        ecg: str | None = None,
         publish: str | None = None,
     ) -> None:
         from .ring import RingBuffer
@@ -212,6 +218,9 @@ class EEGConsumer:
         if gradient is not None and (int(gradient) != gradient or gradient < 1):
             raise ValueError(f"'gradient' must be an integer >= 1 (volumes), got {gradient!r}.")
         self.gradient, self.t_r = gradient, t_r
+        if pulse is not None and (int(pulse) != pulse or pulse < 1):
+            raise ValueError(f"'pulse' must be an integer >= 1 (heartbeats), got {pulse!r}.")
+        self.pulse, self.ecg = pulse, ecg
         #: Scanner volume-marker times (LSL clock) for the gradient correction; any thread.
         self.volume_markers: queue.SimpleQueue = queue.SimpleQueue()
         self.publish = publish
@@ -385,6 +394,8 @@ class EEGConsumer:
                 source=label,
                 gradient=self.gradient,
                 t_r=self.t_r,
+                pulse=self.pulse,
+                ecg=self.ecg,
             )
             if self.chain is not None:
                 chain.continue_after(self.chain)
@@ -465,20 +476,22 @@ class EEGConsumer:
     def _open_eeg_outlet(self):
         """The outlet of the EEG the model sees (``publish``), after the chain.
 
-        The model's channels at its rate in µV; with the gradient correction a last channel
-        ``Clean`` is 1 where a chunk's samples were all flagged clean, else 0.
+        The model's channels at its rate in µV; with an in-scanner correction a last
+        channel ``Clean`` is 1 where a chunk's samples were all flagged clean, else 0.
         """
         import pylsl
 
         from ..replay.outlets import eeg_stream_info
 
         names, types, units = list(self.ch_names), ["EEG"] * len(self.ch_names), None
-        if self.gradient:
+        fixed = [a for a, on in (("gradient", self.gradient), ("pulse", self.pulse)) if on]
+        if fixed:
             names, types = [*names, "Clean"], [*types, "MISC"]
             units = ["microvolts"] * len(self.ch_names) + ["boolean"]
         info = eeg_stream_info(
             self.publish, ch_names=names, sfreq=self.sfreq, source_id=f"rt-eeg2fmri:{self.publish}",
-            model="rt-eeg2fmri EEG chain" + (" (gradient artifact corrected)" if self.gradient else ""),
+            model="rt-eeg2fmri EEG chain"
+            + (f" ({' and '.join(fixed)} artifacts corrected)" if fixed else ""),
             ch_types=types, units=units,
         )  # fmt: skip
         return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
@@ -489,7 +502,7 @@ class EEGConsumer:
         data, times, report = self.chain.process(raw, stamps)
         if self._eeg_outlet is not None and data.shape[1] and times is not None:
             block = data * 1e6
-            if self.gradient:
+            if self.gradient or self.pulse:
                 block = np.vstack(
                     [block, np.full((1, data.shape[1]), float(not report.uncorrected))]
                 )
@@ -504,11 +517,13 @@ class EEGConsumer:
             h.nonfinite += report.nonfinite
             h.clock_jumps += report.clock_jumps
             h.last_time = float(stamps[-1])
+            last = h.last_time if times is None or not len(times) else float(times[-1])
             if report.uncorrected:
                 h.uncorrected += report.uncorrected
-                h.last_uncorrected = (
-                    h.last_time if times is None or not len(times) else float(times[-1])
-                )
+                h.last_uncorrected = last
+            if report.no_pulse:
+                h.no_pulse += report.no_pulse
+                h.last_no_pulse = last
             self._cond.notify_all()
 
     def _on_silence(self, silent_s: float) -> bool:

@@ -302,6 +302,7 @@ TIMING_COLUMNS = (
     "clock_jump",
     "adapt",
     "uncorrected",
+    "no_pulse",
 )
 
 

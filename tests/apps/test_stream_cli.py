@@ -281,6 +281,37 @@ def test_stream_that_does_not_fit_the_model(model, uid, tmp_path, capsys, stream
     assert not (tmp_path / "pred.nii").exists()  # nothing written for a stream that does not fit
 
 
+@pytest.mark.lsl
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            [],
+            r"the pulse \(BCG\) correction needs an ECG channel; none is labelled ECG\*/EKG\* "
+            r"among its channels \(\['Fz', 'Cz', 'Pz', 'Oz', 'EOG'\]\): name it with --ecg NAME",
+        ),
+        (["--ecg", "ECG2"], r"the ECG channel 'ECG2' is not among its channels"),
+    ],
+    ids=["no-ecg", "wrong-name"],
+)
+def test_correct_bcg_needs_the_streams_ecg_channel(model, uid, tmp_path, capsys, flags, message):
+    """--correct bcg on a stream with no ECG channel (or not the one --ecg names) is an
+    error naming the stream and its channels, before anything is written."""
+    replay = _replay(uid, ch_names=[*CH, "EOG"])
+    try:
+        code = main(
+            ["stream", "--model", str(model), "--source", f"name:{uid}-EEG", "--no-outlet",
+             "--out", str(tmp_path / "pred.nii"), "--timeout", "5", "--device", "cpu",
+             "--correct", "bcg", *flags]
+        )  # fmt: skip
+    finally:
+        replay.stop()
+    err = capsys.readouterr().err
+    assert code == 1 and f"rt-eeg2fmri stream: error: stream '{uid}-EEG'" in err
+    assert re.search(message, err), err
+    assert not (tmp_path / "pred.nii").exists()
+
+
 class _Payload:
     """Unpickling this would create ``marker``: proof that nothing in the file ran."""
 
@@ -335,6 +366,16 @@ def test_corrupt_checkpoint_is_a_clear_error(model, tmp_path, capsys, make, mess
         (["--timeout", "nan"], "'--timeout' must be a positive number of seconds, got nan."),
         (["--phase", "nan"], "'--phase' must be a finite number of seconds, got nan."),
         (["--calibrate", "-1"], "'--calibrate' must be 0 to 3600 seconds of stream, got -1.0."),
+        (
+            ["--correct", "gradient,ecg"],
+            "'--correct': corrections must be 'gradient', 'bcg' or "
+            "'gradient,bcg' (add 'live' for the stream's causal corrections), got 'gradient,ecg'.",
+        ),
+        (
+            ["--ecg", "EKG"],
+            "'--ecg' names the ECG channel of '--correct bcg', which is not asked for.",
+        ),
+        (["--correct", "bcg", "--correct-beats", "0"], "'--correct-beats' must be >= 1, got 0."),
     ],
 )
 def test_limits_that_make_no_run_are_refused(model, capsys, tmp_path, flags, message):

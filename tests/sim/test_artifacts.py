@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import mne
@@ -202,3 +203,42 @@ def test_the_bids_reader_reads_in_scanner_eeg_corrected(scanner, capsys):
         read_session(art, subject="01", correct="gradients")
     assert main(["info", str(art), "--correct", "bcg,gradient"]) == 0
     capsys.readouterr()
+
+
+def test_correct_live_is_what_the_stream_would_have_given(scanner, tmp_path, capsys):
+    """``correct --live`` (and reader option ``correct=live``): the stream's causal
+    corrections over a recording — far closer to the clean EEG once their templates are
+    ready, the first samples flagged; the reader gives the same EEG."""
+    from apps.cli import main
+    from rt_eeg2fmri.data import read_session
+    from rt_eeg2fmri.data.correct import parse_corrections
+
+    assert parse_corrections("live") == ("gradient", "bcg", "live")
+    assert parse_corrections("bcg,live") == ("bcg", "live")
+    art, _ = scanner
+    path = art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr"
+    out = tmp_path / "live.vhdr"
+    assert main(["correct", str(path), "--out", str(out), "--live"]) == 0
+    said = capsys.readouterr().out
+    flagged = int(re.search(r"live, (\d+) samples flagged", said).group(1))
+    raw, fixed = _read(path), _read(out)
+    # flagged: before the first volume and after the last, and while the templates fill
+    # (8 volumes: 16 s; 20 beats: ~20 s after 2 s of learning the ECG)
+    onsets = np.array([a["onset"] for a in raw.annotations if a["description"].endswith("R128")])
+    outside = raw.n_times - round(24 * T_R * SFREQ)
+    assert outside + 16 * SFREQ < flagged < outside + 30 * SFREQ, said
+    clean = _read(
+        art / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{STEM}_desc-clean_eeg.vhdr"
+    )
+    ready = slice(round((onsets[0] + 30) * SFREQ), round((onsets[-1] + T_R) * SFREQ))
+
+    def error_db(rec):
+        band = lambda a: mne.filter.filter_data(a, SFREQ, 1.0, 40.0, verbose="error")[:, ready]  # noqa: E731
+        truth = band(clean.get_data())
+        return 10 * np.log10(((band(rec.get_data(picks=clean.ch_names)) - truth) ** 2).mean()
+                             / (truth**2).mean())  # fmt: skip
+
+    before, after = error_db(raw), error_db(fixed)
+    assert before > 5 and after < before - 5, (before, after)
+    session = read_session(art, subject="01", correct="live")
+    np.testing.assert_allclose(session.eeg, fixed.get_data(picks=session.ch_names), atol=2e-7)
