@@ -52,6 +52,8 @@ _LEAD_OFF_S = 2.0  # no beat for max(this, 2.5 RR): the lead is off
 _MAX_BEAT_S = 1.5  # the longest template (s after the R-peak)
 N_COMPONENTS = 4  # components of the past beats fitted to each beat
 _BLOCK_S = 0.01  # the fit is updated every 10 ms of a beat
+_FIT_HZ = 30.0  # the fit sees the EEG low-passed here (the pulse wave is slow; what is left
+# of the gradient artifact is not) and every sample at ~500 Hz
 PRIOR = 0.1  # a beat's fit starts at the mean of the past beats, weighing this much of a beat
 
 
@@ -93,7 +95,7 @@ class RPeakDetector:
     """
 
     def __init__(self, sfreq: float) -> None:
-        from ..data.eeg_chain import CausalBandpass
+        from ..data.filters import CausalBandpass
 
         self.sfreq = float(sfreq)
         self._filter = CausalBandpass(self.sfreq, l_freq=_BAND[0], h_freq=_BAND[1], n_chans=1)
@@ -241,10 +243,18 @@ class LivePulseCorrector:
         self.detector = RPeakDetector(self.sfreq)
         self.counts = PulseCounts()
         self.length = round(_MAX_BEAT_S * self.sfreq)
-        # the past beats, each less its mean (zero after its end), in a ring; their Gram
-        # matrix on every `_stride`-th sample (the artifact is slow)
+        # the past beats, each less its mean (zero after its end), in a ring; the same
+        # low-passed, every `_stride`-th sample, and their Gram matrix (the fit's)
+        from ..data.filters import CausalBandpass
+
         self._beats = np.zeros((self.n_template, self.n_chans, self.length), np.float32)
         self._stride = max(1, round(self.sfreq / 500.0))
+        n_low = -(-self.length // self._stride)
+        self._lowpass = CausalBandpass(self.sfreq, l_freq=None, h_freq=min(_FIT_HZ, 0.4 * self.sfreq),
+                                       n_chans=self.n_chans)  # fmt: skip
+        self._low_beats = np.zeros((self.n_template, self.n_chans, n_low))
+        self._low_buf = np.zeros((self.n_chans, n_low))
+        self._low_level = np.zeros((self.n_chans, 1))
         self._gram = np.zeros((self.n_template, self.n_template))
         self._n_beats = 0  # beats in the ring
         self._next = 0  # the ring's slot of the next beat
@@ -253,6 +263,7 @@ class LivePulseCorrector:
         self._whole = False  # the current beat's samples are all in _buf
         self._level = np.zeros((self.n_chans, 1))  # each channel's mean over the last beat
         self._basis: np.ndarray | None = None  # this beat's basis (p, n_chans, length)
+        self._low_basis: np.ndarray | None = None  # the same, low-passed and decimated
         self._ata = self._atb = None  # normal equations of this beat's fit so far
         self._coef = self._pending = None  # the fit now; the current block's equations
         self._block = max(1, round(_BLOCK_S * self.sfreq))
@@ -277,12 +288,13 @@ class LivePulseCorrector:
         start, n = self._n, x.shape[1]
         out = x.copy()
         clean = np.zeros(n, bool)
+        low = self._lowpass.process(x) if n else x
         peaks = self.detector.process(ecg)
         i = 0
         for peak, confirmed in [*peaks, (None, start + n)]:
             j = confirmed - start if peak is not None else n
             if self._onset is not None and not self.detector.lead_off and j > i:
-                self._correct(x, out, clean, i, j, start)
+                self._correct(x, low, out, clean, i, j, start)
             i = j
             if peak is not None:
                 self._new_beat(peak, start + j)
@@ -298,7 +310,7 @@ class LivePulseCorrector:
         self.counts.rejected = self.detector.rejected
         return out, clean
 
-    def _correct(self, x, out, clean, i: int, j: int, start: int) -> None:
+    def _correct(self, x, low, out, clean, i: int, j: int, start: int) -> None:
         """Subtract this beat's fit from samples ``i:j`` of the chunk (the current beat).
 
         The basis (:meth:`_start_fit`) is the past beats' first components; the fit of its
@@ -307,24 +319,32 @@ class LivePulseCorrector:
         the pulse wave varies from beat to beat in amplitude, shape and timing, and one
         wave moves every channel, so the coefficients are shared by the channels. They
         are refitted every ``_block`` samples of the beat, from the blocks before, so the
-        result does not depend on how the stream is chunked.
+        result does not depend on how the stream is chunked. The fit sees ``low`` (the
+        chunk low-passed) every ``_stride``-th sample of the beat: the pulse wave is slow,
+        and the residue of the gradient artifact, which is not, must not steer it.
         """
         a = start + i - self._onset
         b = min(a + j - i, self.length)
         if a >= b:
             return
         self._buf[:, a:b] = x[:, i : i + b - a]
+        s = self._stride
+        kept = np.arange(-(-a // s) * s, b, s)  # the beat's offsets the fit sees
+        self._low_buf[:, kept // s] = low[:, i + kept - a]
         if self._basis is None:
             return
         step, lo = self._block, a
         while lo < b:
             hi = min(b, (lo // step + 1) * step)
-            piece = x[:, i + lo - a : i + hi - a]
-            basis = self._basis[:, :, lo:hi].astype(float)
+            basis = self._basis[:, :, lo:hi]
             out[:, i + lo - a : i + hi - a] -= np.einsum("p,pcm->cm", self._coef, basis)
             if self._ata is not None:
-                self._pending[0] += np.einsum("pcm,qcm->pq", basis, basis)
-                self._pending[1] += np.einsum("pcm,cm->p", basis, piece - self._level)
+                q = slice(-(-lo // s), -(-hi // s))
+                seen = self._low_basis[:, :, q]
+                self._pending[0] += np.einsum("pcm,qcm->pq", seen, seen)
+                self._pending[1] += np.einsum(
+                    "pcm,cm->p", seen, self._low_buf[:, q] - self._low_level
+                )
                 if hi % step == 0:  # a whole block: into the fit
                     self._ata += self._pending[0]
                     self._atb += self._pending[1]
@@ -345,28 +365,34 @@ class LivePulseCorrector:
             length = min(length, self.length)
             carry = min(now - peak, self.length)
             tail = self._buf[:, peak - self._onset : peak - self._onset + carry].copy()
+            n_low = -(-length // self._stride)
             if length > 1:
-                self._level = self._buf[:, :length].mean(axis=1, keepdims=True)
-            if self._whole and length > 1:
-                self._add(self._buf[:, :length] - self._level)
+                level = self._buf[:, :length].mean(axis=1, keepdims=True)
+                low_level = self._low_buf[:, :n_low].mean(axis=1, keepdims=True)
+                if self._whole:
+                    self._add(self._buf[:, :length] - level, self._low_buf[:, :n_low] - low_level)
+                self._level, self._low_level = level, low_level
             self._buf[:, :carry] = 0.0
             self._buf[:, : tail.shape[1]] = tail
             self._whole = tail.shape[1] == carry
         else:
             self._buf[:] = 0.0
             self._whole = False  # its first samples came before the peak was known
+        # the new beat's first samples (before its peak was confirmed) are not in the fit
+        self._low_buf[:] = 0.0
         self._onset = peak
         if self._n_beats:
             self._start_fit(round(rr) if rr else self.length)
 
-    def _add(self, beat: np.ndarray) -> None:
-        """A whole past beat (less its mean) into the ring, over the oldest when full."""
-        k, n = self._next, beat.shape[1]
+    def _add(self, beat: np.ndarray, low: np.ndarray) -> None:
+        """A whole past beat (less its mean; and low-passed) into the ring, over the oldest."""
+        k = self._next
         self._beats[k] = 0.0
-        self._beats[k, :, :n] = beat
-        s = self._stride
-        new = self._beats[k, :, ::s]
-        dots = np.einsum("kcm,cm->k", self._beats[: max(self._n_beats, k + 1), :, ::s], new)
+        self._beats[k, :, : beat.shape[1]] = beat
+        self._low_beats[k] = 0.0
+        self._low_beats[k, :, : low.shape[1]] = low
+        new = self._low_beats[k]
+        dots = np.einsum("kcm,cm->k", self._low_beats[: max(self._n_beats, k + 1)], new)
         self._gram[k, : dots.size] = self._gram[: dots.size, k] = dots
         self._next = (k + 1) % self.n_template
         self._n_beats = min(self._n_beats + 1, self.n_template)
@@ -397,7 +423,8 @@ class LivePulseCorrector:
         if p == 0:
             self._ata, self._coef = None, np.ones(1)
             return
-        energy = np.maximum(w[::-1][:p], 1e-300) * self._stride * n / self.length
+        self._low_basis = np.einsum("kp,kcm->pcm", mix, self._low_beats[:k])
+        energy = np.maximum(w[::-1][:p], 1e-300) * n / self.length
         self._ata = self.prior * np.diag(energy)
         self._coef = mix.T @ mean
         self._atb = self._ata @ self._coef
