@@ -19,9 +19,10 @@ whole ECG, so it cannot run while the person is in the scanner. Here:
   principal components of those beats (across all channels: one pulse wave moves every
   electrode), fitted to the beat as its samples come in — a causal optimal basis set.
   The fit starts at the mean of the past beats (the moving-average template of Allen et
-  al. 1998) and is refitted every 10 ms of the beat from the samples before, so it
-  follows the beat's own amplitude, shape and timing as the wave unfolds, and the result
-  does not depend on how the stream is chunked. A beat's model starts when its R-peak is
+  al. 1998) and is refitted every 10 ms of the beat from the samples before (low-passed
+  at 30 Hz: what is left of the gradient artifact must not steer it), so it follows the
+  beat's own amplitude, shape and timing as the wave unfolds, and the result does not
+  depend on how the stream is chunked. A beat's model starts when its R-peak is
   confirmed; the few samples between the peak and its confirmation get the previous
   beat's (the pulse wave itself starts ~0.2 s after the R-peak). A beat joins the past
   beats when the next R-peak ends it.
