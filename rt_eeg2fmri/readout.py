@@ -3,6 +3,10 @@
 Shared by ``rt-eeg2fmri calibrate`` (offline, from a recording) and ``stream --adapt``
 (live, from the scanner's volumes): candidates are fitted on the first part of the
 person's minutes and one is chosen on the last part, after a gap (:func:`choose_readout`).
+
+The choice (:func:`pick`) keeps the base model unless a candidate beats it on the held-out
+volumes by more than one standard error of their paired difference: with a few minutes
+the held-out part is short, and the lowest MSE among many candidates there is often luck.
 """
 
 from __future__ import annotations
@@ -71,6 +75,46 @@ def scores(pred: np.ndarray, y: np.ndarray) -> dict:
     return {"mse": mse, "r_mean": float(pearson_columns(pred, y).mean())}
 
 
+def volume_errors(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each held-out volume's mean squared error, shape (n,)."""
+    return ((pred - y) ** 2).mean(axis=1)
+
+
+def paired_se(d: np.ndarray) -> float:
+    """Standard error of the mean of ``d`` (one value per volume, in time order).
+
+    Neighbouring volumes share most of their EEG window, so the count is shrunk by the
+    lag-1 autocorrelation: ``n (1 − ρ) / (1 + ρ)`` (ρ ≥ 0). Infinite below 3 volumes.
+    """
+    d = np.asarray(d, float)
+    if d.size < 3:
+        return float("inf")
+    c = d - d.mean()
+    power = float(c @ c)
+    rho = max(0.0, float(c[1:] @ c[:-1]) / power) if power > 0 else 0.0
+    n_eff = max(1.0, d.size * (1.0 - rho) / (1.0 + rho))
+    return float(np.sqrt(power / (d.size - 1) / n_eff))
+
+
+def pick(table: list, errors: list, base: int) -> int:
+    """The index of the candidate chosen on the held-out volumes.
+
+    The one with the lowest MSE among those whose per-volume errors are lower than the
+    base's (``base``: its index) by more than one standard error of the paired difference
+    (:func:`paired_se`); the base when none is. Each row of ``table`` gains ``"margin"``:
+    the mean error difference from the base in standard errors.
+    """
+    best = base
+    for i, e in enumerate(errors):
+        d = errors[base] - e
+        se = paired_se(d)
+        margin = float(d.mean() / se) if i != base and se > 0 else 0.0
+        table[i]["margin"] = margin if np.isfinite(margin) else 0.0
+        if i != base and margin > 1.0 and table[i]["mse"] < table[best]["mse"]:
+            best = i
+    return best
+
+
 def chronological_split(ends: np.ndarray, *, gap: float, val_fraction: float, t_r: float):
     """``(fit, val)`` masks over pairs whose volumes end at ``ends`` (s, increasing).
 
@@ -97,23 +141,28 @@ def choose_readout(preds: dict, y: np.ndarray, fit: np.ndarray, val: np.ndarray,
     Returns
     -------
     chosen : Candidate
+        By :func:`pick`, against the first candidate without a readout (the base).
     gain, bias : arrays of shape (n_voxels,)
         Refitted on ``fit | val``.
     table : list of dict
-        Every candidate with its held-out ``mse`` and ``r_mean``.
+        Every candidate with its held-out ``mse``, ``r_mean`` and ``margin``.
+    errors : list of arrays of shape (n_val,)
+        Every candidate's per-volume held-out error.
     """
     cands = cands if cands is not None else candidates(tuple(preds))
-    table = []
+    table, errors = [], []
     for c in cands:
         p = np.asarray(preds[c.norm], np.float64)
         gain, bias = fit_readout(p[fit], y[fit], c.readout, c.strength)
-        table.append({**c.__dict__, **scores(p[val] * gain + bias, y[val])})
-    best = min(range(len(cands)), key=lambda i: table[i]["mse"])
-    chosen = cands[best]
+        pred = p[val] * gain + bias
+        table.append({**c.__dict__, **scores(pred, y[val])})
+        errors.append(volume_errors(pred, y[val]))
+    base = next(i for i, c in enumerate(cands) if c.readout == "none")
+    chosen = cands[pick(table, errors, base)]
     both = fit | val
     p = np.asarray(preds[chosen.norm], np.float64)
     gain, bias = fit_readout(p[both], y[both], chosen.readout, chosen.strength)
-    return chosen, gain, bias, table
+    return chosen, gain, bias, table, errors
 
 
 def basis_coefficients(y: np.ndarray, basis: np.ndarray, offset: np.ndarray) -> np.ndarray:

@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from rt_eeg2fmri._logging import logger
-from rt_eeg2fmri.readout import choose_readout, chronological_split, fit_readout, scores
+from rt_eeg2fmri.readout import (
+    choose_readout,
+    chronological_split,
+    fit_readout,
+    pick,
+    scores,
+    volume_errors,
+)
 
 __all__ = ["calibrate", "calibration_split", "fit_readout", "scores"]
 
@@ -144,16 +151,21 @@ def calibrate(
         preds[k], feats[k] = _predict(ckpt.model, dataset.with_stats(s), every, head=head)
     y = dataset.get_targets(every).astype(np.float64)
     fit_mask = np.arange(every.size) < fit.size
-    chosen, gain, bias, table = choose_readout(preds, y, fit_mask, ~fit_mask)
+    chosen, gain, bias, table, errors = choose_readout(preds, y, fit_mask, ~fit_mask)
     model = Calibrated(ckpt.model, gain, bias)
+    base = next(
+        i for i, t in enumerate(table) if t["norm"] == "checkpoint" and t["readout"] == "none"
+    )
+    n_readout = len(table)
     if head is not None:  # the readout weights themselves: the basis head's coefficients
         alt = _coef_candidates(head, feats, y, fit_mask)
         table += alt["table"]
-        if alt["best"]["mse"] < min(t["mse"] for t in table if t["readout"] != "coef"):
-            chosen = alt["candidate"]
-            model = _with_coef(ckpt.model, *alt["weights"](chosen))
-    best = min(range(len(table)), key=lambda i: table[i]["mse"])  # the chosen one
-    base_val = next(t for t in table if t["norm"] == "checkpoint" and t["readout"] == "none")
+        errors += alt["errors"]
+    best = pick(table, errors, base)  # among both kinds; a readout one is choose_readout's
+    if best >= n_readout:
+        chosen = alt["candidates"][best - n_readout]
+        model = _with_coef(ckpt.model, *alt["weights"](chosen))
+    base_val = table[base]
     logger.info(
         "Calibration of subject %s: %s; held-out MSE %.4g (base %.4g), r %.3f (base %.3f).",
         subject,
@@ -229,19 +241,19 @@ def _coef_candidates(head, feats: dict, y: np.ndarray, fit: np.ndarray) -> dict:
     w0 = head.coef.weight.detach().double().numpy()
     b0 = head.coef.bias.detach().double().numpy()
     coef = basis_coefficients(y, basis, offset)
-    table, cands = [], []
+    table, cands, errors = [], [], []
     for norm, h in feats.items():
         for strength in STRENGTHS:
             w, b = fit_basis_readout(h[fit], coef[fit], w0, b0, strength)
             pred = (h[~fit] @ w.T + b) @ basis + offset
             cands.append(Candidate(norm, "coef", strength))
             table.append({**cands[-1].__dict__, **scores(pred, y[~fit])})
-    best = min(range(len(table)), key=lambda i: table[i]["mse"])
+            errors.append(volume_errors(pred, y[~fit]))
 
     def weights(c):  # refitted on every minute
         return fit_basis_readout(feats[c.norm], coef, w0, b0, c.strength)
 
-    return {"table": table, "best": table[best], "candidate": cands[best], "weights": weights}
+    return {"table": table, "errors": errors, "candidates": cands, "weights": weights}
 
 
 def _with_coef(model, w, b):

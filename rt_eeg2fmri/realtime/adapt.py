@@ -197,7 +197,7 @@ class OnlineAdapter:
             if fit.sum() >= MIN_FIT and val.sum() >= MIN_VAL:
                 p = np.stack([p for _, p, _ in self.pairs])
                 y = np.stack([y for _, _, y in self.pairs])
-                chosen, gain, bias, table = choose_readout({"stream": p}, y, fit, val)
+                chosen, gain, bias, table, _ = choose_readout({"stream": p}, y, fit, val)
                 self.map = (gain, bias)  # swapped whole: apply() sees the old or the new
                 summary.update(
                     chosen={**chosen.__dict__, "description": chosen.describe()},

@@ -150,3 +150,67 @@ def stream_replay(replay, *args, timeout: float = 90.0) -> tuple[int, str, str]:
         proc.kill()
         replay.stop()
     return proc.returncode, out, "".join(lines) + err
+
+
+def stream_in_scanner(session, ckpt, tmp_path, *, speed, max_volumes, duration, **engine):
+    """Replay ``session`` with its marker stream into an engine that corrects it live
+    (``engine``: ``correct``, ``gradient_volumes``, ``pulse_beats``) and publishes the EEG
+    it sees, read by a pylsl inlet.
+
+    Returns
+    -------
+    summary : dict
+    online : array (n_chans, n)
+        Every sample of the engine's ring (the EEG the model sees).
+    published : array (n_published, n_chans + 1)
+        What the inlet received of the published EEG (µV, and the ``Clean`` flags).
+    """
+    import time
+    import uuid
+
+    import pylsl
+
+    from rt_eeg2fmri.realtime.engine import Engine
+    from rt_eeg2fmri.replay import Replay
+
+    uid = f"mr-{uuid.uuid4().hex[:8]}"
+    replay = Replay(session, name=uid, speed=speed, truth=False, source_id=uid)
+    replay.open()
+    engine = Engine.from_checkpoint(
+        ckpt, source=f"name:{replay.stream_names['eeg']}", sync="samples",
+        trigger=f"{replay.stream_names['markers']}:R128", outlet_name=None,
+        timing=tmp_path / "timing.tsv", device="cpu",
+        consumer_options={"resample": True, "publish": f"{uid}-clean"}, **engine,
+    )  # fmt: skip
+    with engine:
+        (info,) = pylsl.resolve_byprop("name", f"{uid}-clean", timeout=5.0)
+        inlet = pylsl.StreamInlet(info, max_buflen=60)
+        inlet.open_stream(timeout=5.0)
+        assert replay.wait_for_consumers(10.0)
+        replay.start()
+        summary = engine.run(max_volumes=max_volumes, duration=duration)
+        ring = engine.consumer.ring
+        online = ring.latest(ring.n_written)[0]
+        time.sleep(0.3)
+        published, _ = inlet.pull_chunk(timeout=1.0, max_samples=100_000)
+    replay.stop()
+    return summary, online, np.asarray(published)
+
+
+def chain_offline(session, ckpt, *, step, **chain):
+    """``session`` through the checkpoint's EEG chain (``chain``: its corrections) in
+    chunks of ``step`` samples, every volume marker given ahead; the output."""
+    from rt_eeg2fmri.data import EEGChain
+
+    offline = EEGChain(
+        ckpt.preprocessing, ch_names=ckpt.ch_names, sfreq=session.sfreq,
+        labels=list(session.ch_names), units=[session.eeg_unit] * session.n_chans, **chain,
+    )  # fmt: skip
+    for t in session.volume_onsets:
+        offline.add_volume_marker(float(t))
+    stamps = np.arange(session.n_times) / session.sfreq
+    outs = [
+        np.array(offline.process(session.eeg[:, a : a + step].T, stamps[a : a + step])[0])
+        for a in range(0, session.n_times, step)
+    ]
+    return np.concatenate(outs, axis=1)

@@ -215,18 +215,12 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     it has not cleaned yet are flagged in the timing log; the EEG the model sees equals the
     same chain run offline once the template is ready, and a pylsl inlet receives it
     (``--publish-eeg``) with its clean flags."""
-    import time
-    import uuid
-
     import pandas as pd
-    import pylsl
 
     from rt_eeg2fmri.checkpoint import load_checkpoint
-    from rt_eeg2fmri.data import EEGChain, read_session
-    from rt_eeg2fmri.realtime.engine import Engine
-    from rt_eeg2fmri.replay import Replay
+    from rt_eeg2fmri.data import read_session
     from rt_eeg2fmri.sim import simulate_dataset
-    from tests.realtime.engine_helpers import tiny_checkpoint
+    from tests.realtime.engine_helpers import chain_offline, stream_in_scanner, tiny_checkpoint
 
     root = simulate_dataset(
         tmp_path / "ds", preset="tiny", seed=3, subjects=1, runs=1, volumes=16, sfreq=1000.0,
@@ -234,29 +228,11 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     )  # fmt: skip
     session = read_session(root, subject="01")
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=4.0, t_r=2.0))
-    uid = f"grad-{uuid.uuid4().hex[:8]}"
-    replay = Replay(session, name=uid, speed=4.0, truth=False, source_id=uid)
-    replay.open()
-    engine = Engine.from_checkpoint(
-        ckpt, source=f"name:{replay.stream_names['eeg']}", sync="samples",
-        trigger=f"{replay.stream_names['markers']}:R128", correct=("gradient",),
-        gradient_volumes=3, outlet_name=None, timing=tmp_path / "timing.tsv", device="cpu",
-        consumer_options={"resample": True, "publish": f"{uid}-clean"},
+    summary, online, published = stream_in_scanner(
+        session, ckpt, tmp_path, speed=4.0, max_volumes=12, duration=30.0,
+        correct=("gradient",), gradient_volumes=3,
     )  # fmt: skip
-    with engine:
-        (info,) = pylsl.resolve_byprop("name", f"{uid}-clean", timeout=5.0)
-        inlet = pylsl.StreamInlet(info, max_buflen=60)
-        inlet.open_stream(timeout=5.0)
-        assert replay.wait_for_consumers(10.0)
-        replay.start()
-        summary = engine.run(max_volumes=12, duration=30.0)
-        ring = engine.consumer.ring
-        n = ring.n_written
-        online = ring.latest(n)[0]
-        time.sleep(0.3)
-        published, _ = inlet.pull_chunk(timeout=1.0, max_samples=100_000)
-    replay.stop()
-    published = np.asarray(published)  # the stream went on after the ring was read
+    n = online.shape[1]  # the stream went on after the ring was read
     assert published.shape[0] >= n and published.shape[1] == len(ckpt.ch_names) + 1
     np.testing.assert_allclose(published[:n, :-1].T * 1e-6, online, rtol=1e-5, atol=1e-12)
     clean_flag = published[:, -1]
@@ -270,18 +246,6 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     assert flags[0] == 1 and flags[-1] == 0 and (np.diff(flags) <= 0).all(), flags
     assert summary["uncorrected"] == flags.sum()
 
-    offline = EEGChain(
-        ckpt.preprocessing, ch_names=ckpt.ch_names, sfreq=session.sfreq,
-        labels=list(session.ch_names), units=[session.eeg_unit] * session.n_chans,
-        gradient=3, t_r=2.0,
-    )  # fmt: skip
-    for t in session.volume_onsets:
-        offline.add_volume_marker(float(t))
-    stamps = np.arange(session.n_times) / session.sfreq
-    outs = [
-        np.array(offline.process(session.eeg[:, a : a + 100].T, stamps[a : a + 100])[0])
-        for a in range(0, session.n_times, 100)
-    ]
-    want = np.concatenate(outs, axis=1)[:, :n]
+    want = chain_offline(session, ckpt, step=100, gradient=3, t_r=2.0)[:, :n]
     last = slice(n - ckpt.n_times, n)  # the last window: its volumes are all corrected
     np.testing.assert_allclose(online[:, last], want[:, last], rtol=1e-3, atol=1e-7)

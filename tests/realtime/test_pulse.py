@@ -219,20 +219,14 @@ def test_stream_corrects_both_artifacts_of_a_5_khz_replay(tmp_path):
     (nothing lost at 5 kHz); the heartbeats it found are those MNE finds offline; the timing
     log flags the windows from before the pulse template was ready; a pylsl inlet receives
     the corrected EEG with its clean flags."""
-    import time
-    import uuid
 
     import mne
     import pandas as pd
-    import pylsl
 
     from rt_eeg2fmri.checkpoint import load_checkpoint
-    from rt_eeg2fmri.data import EEGChain
-    from rt_eeg2fmri.realtime.engine import Engine
-    from rt_eeg2fmri.replay import Replay
     from rt_eeg2fmri.replay.sources import load_recording
     from rt_eeg2fmri.sim import simulate_dataset
-    from tests.realtime.engine_helpers import tiny_checkpoint
+    from tests.realtime.engine_helpers import chain_offline, stream_in_scanner, tiny_checkpoint
 
     root = simulate_dataset(
         tmp_path / "ds", preset="tiny", seed=6, subjects=1, runs=1, volumes=22, sfreq=5000.0,
@@ -242,28 +236,11 @@ def test_stream_corrects_both_artifacts_of_a_5_khz_replay(tmp_path):
     session = load_recording(vhdr)
     assert session.sfreq == 5000.0 and session.ch_names[-1] == "ECG"
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=4.0, t_r=2.0))
-    uid = f"bcg-{uuid.uuid4().hex[:8]}"
-    replay = Replay(session, name=uid, speed=3.0, truth=False, source_id=uid)
-    replay.open()
-    engine = Engine.from_checkpoint(
-        ckpt, source=f"name:{replay.stream_names['eeg']}", sync="samples",
-        trigger=f"{replay.stream_names['markers']}:R128", correct=("gradient", "bcg"),
-        gradient_volumes=3, pulse_beats=6, outlet_name=None, timing=tmp_path / "timing.tsv",
-        device="cpu", consumer_options={"resample": True, "publish": f"{uid}-clean"},
+    summary, online, published = stream_in_scanner(
+        session, ckpt, tmp_path, speed=3.0, max_volumes=18, duration=40.0,
+        correct=("gradient", "bcg"), gradient_volumes=3, pulse_beats=6,
     )  # fmt: skip
-    with engine:
-        (info,) = pylsl.resolve_byprop("name", f"{uid}-clean", timeout=5.0)
-        inlet = pylsl.StreamInlet(info, max_buflen=60)
-        inlet.open_stream(timeout=5.0)
-        assert replay.wait_for_consumers(10.0)
-        replay.start()
-        summary = engine.run(max_volumes=18, duration=40.0)
-        ring = engine.consumer.ring
-        n = ring.n_written
-        online = ring.latest(n)[0]
-        time.sleep(0.3)
-        published, _ = inlet.pull_chunk(timeout=1.0, max_samples=100_000)
-    replay.stop()
+    n = online.shape[1]
     assert summary["volumes"] == 18 and summary["samples_lost"] == 0, summary
     pulse, grad = summary["pulse"], summary["gradient"]
     assert grad["extra"] == 0 and grad["restarts"] == 0 and grad["markers"] >= 16, grad
@@ -284,24 +261,10 @@ def test_stream_corrects_both_artifacts_of_a_5_khz_replay(tmp_path):
     assert (dirty >= no_pulse).all() and dirty[-1] == 0
     assert summary["no_pulse"] == no_pulse.sum() and summary["uncorrected"] == dirty.sum()
 
-    published = np.asarray(published)
     assert published.shape[1] == len(ckpt.ch_names) + 1 and published.shape[0] >= n
     np.testing.assert_allclose(published[:n, :-1].T * 1e-6, online, rtol=1e-5, atol=1e-12)
     assert published[0, -1] == 0 and published[n - 1, -1] == 1
 
-    offline = EEGChain(
-        ckpt.preprocessing, ch_names=ckpt.ch_names, sfreq=session.sfreq,
-        labels=list(session.ch_names), units=[session.eeg_unit] * session.n_chans,
-        gradient=3, t_r=2.0, pulse=6,
-    )  # fmt: skip
-    for t in session.volume_onsets:
-        offline.add_volume_marker(float(t))
-    stamps = np.arange(session.n_times) / session.sfreq
-    step = 500  # 0.1 s, as the consumer pulls
-    outs = [
-        np.array(offline.process(session.eeg[:, a : a + step].T, stamps[a : a + step])[0])
-        for a in range(0, session.n_times, step)
-    ]
-    want = np.concatenate(outs, axis=1)[:, :n]
+    want = chain_offline(session, ckpt, step=500, gradient=3, t_r=2.0, pulse=6)[:, :n]
     last = slice(n - ckpt.n_times, n)  # the last window: both templates ready
     np.testing.assert_allclose(online[:, last], want[:, last], rtol=1e-3, atol=1e-7)
