@@ -67,9 +67,10 @@ class PulseCounts:
     beats : int
         R-peaks found.
     template_beats : int
-        Beats added to the template.
+        Whole beats added to the past beats the correction is made of.
     rejected : int
-        Peaks above the threshold but too tall to be a beat (noise on the lead).
+        Peaks above the threshold that are no beat: far taller than the last beats, or
+        not standing out of the lead's level (noise on the lead).
     long_intervals : int
         Beats that came more than 1.6 median intervals after the one before (a beat
         missed, or an arrhythmia): the interval is cut to 1.2 median intervals in the
