@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -128,23 +126,11 @@ def test_live_correction_is_within_3_db_of_mnes_offline(tmp_path):
     import mne
 
     from rt_eeg2fmri.data.correct import correct_raw
-    from rt_eeg2fmri.sim import simulate_dataset
+    from tests.realtime.engine_helpers import simulated_in_scanner
 
     sfreq, n_template = 2500.0, 8
-    root = simulate_dataset(
-        tmp_path / "ds", preset="tiny", seed=5, subjects=1, runs=1, volumes=30, sfreq=sfreq,
-        artifacts="gradient", progress=False,
-    )  # fmt: skip
-    stem = "sub-01_task-auditory_run-1"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        raw = mne.io.read_raw_brainvision(
-            root / "sub-01" / "eeg" / f"{stem}_eeg.vhdr", preload=True, verbose="error"
-        )
-        clean = mne.io.read_raw_brainvision(
-            root / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{stem}_desc-clean_eeg.vhdr",
-            preload=True, verbose="error",
-        )  # fmt: skip
+    raw, clean = simulated_in_scanner(tmp_path / "ds", seed=5, volumes=30, sfreq=sfreq,
+                                      artifacts="gradient")  # fmt: skip
     picks = clean.ch_names
     onsets = np.round(
         np.array([a["onset"] for a in raw.annotations if a["description"].endswith("R128")]) * sfreq

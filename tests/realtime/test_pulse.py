@@ -74,21 +74,11 @@ def test_live_correction_is_within_3_db_of_mnes_offline_obs(tmp_path):
     import mne
 
     from rt_eeg2fmri.data.correct import correct_raw
-    from rt_eeg2fmri.sim import simulate_dataset
+    from tests.realtime.engine_helpers import simulated_in_scanner
 
     sfreq = 1000.0
-    root = simulate_dataset(tmp_path / "ds", preset="tiny", seed=4, subjects=1, runs=1,
-                            volumes=45, sfreq=sfreq, artifacts="bcg", progress=False)  # fmt: skip
-    stem = "sub-01_task-auditory_run-1"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        raw = mne.io.read_raw_brainvision(
-            root / "sub-01" / "eeg" / f"{stem}_eeg.vhdr", preload=True, verbose="error"
-        )
-        clean = mne.io.read_raw_brainvision(
-            root / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{stem}_desc-clean_eeg.vhdr",
-            preload=True, verbose="error",
-        )  # fmt: skip
+    raw, clean = simulated_in_scanner(tmp_path / "ds", seed=4, volumes=45, sfreq=sfreq,
+                                      artifacts="bcg")  # fmt: skip
     picks = clean.ch_names
     x, ecg = raw.get_data(picks=picks), raw.get_data(picks=["ECG"])[0]
     c = LivePulseCorrector(len(picks), sfreq, n_template=20)
