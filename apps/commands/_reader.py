@@ -20,6 +20,7 @@ READER_FLAGS = (
     "bold_pattern",
     "eeg",
     "correct",
+    "keep_bad",
 )
 
 
@@ -66,6 +67,14 @@ def add_reader_arguments(parser, *, marker_default: str | None = None) -> None:
         metavar="gradient,bcg",
         help="BIDS: read in-scanner EEG corrected (gradient and/or pulse artifact, as "
         "'rt-eeg2fmri correct' does; add 'live' for the stream's causal corrections)",
+    )
+    group.add_argument(
+        "--keep-bad",
+        action="store_const",
+        const=True,
+        default=None,
+        help="BIDS: keep the windows that overlap spans annotated BAD_* (default: left out, "
+        "as MNE does; 'correct --live' annotates what its templates had not cleaned)",
     )
 
 

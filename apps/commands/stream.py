@@ -340,6 +340,9 @@ def _stream(args, nifti, timing, bids_root) -> int:
             )
             if row.get("adapt", "off") != "off":
                 line += f" | adapt {engine.adapter.phase} ({len(engine.adapter.pairs)} pairs)"
+            if row.get("uncorrected") is not None:  # --correct: windows not flagged clean
+                this = " (this one)" if row["uncorrected"] else ""
+                line += f" | uncorrected {s['uncorrected']}{this}"
             print(
                 ("\r" + line) if interactive else line,
                 end="" if interactive else "\n",

@@ -31,6 +31,12 @@ BOLD that differs only by ``acq`` is used).
 - EEG channels: those of type ``EEG`` in ``*_channels.tsv`` when present (every name
   must exist in the EEG file), else those MNE types as EEG; option ``channels`` picks
   names explicitly.
+- Spans annotated bad (``BAD_*``, MNE's convention; ``correct --live`` annotates the
+  samples its templates had not cleaned ``BAD_uncorrected``) become the session's
+  ``bad_spans``: the windows that overlap them are left out of training and scoring.
+  Option ``keep_bad`` keeps them.
+- Option ``ecg``: the ECG channels (typed ECG, or labelled ECG*/EKG*) are kept too, after
+  the EEG ones (``replay`` of a dataset folder sets it, for the live pulse correction).
 - BOLD is reoriented to RAS+ so SPM's flipped-x 3 mm files land on ``GRID_AFFINE``.
 """
 
@@ -46,11 +52,13 @@ import pandas as pd
 from .._checks import check_positive
 from .._logging import log_once, logger
 from ._nifti import read_bold_data, read_bold_header
+from .channels import is_ecg_label
 from .dataset import RunInfo, RunRef
 from .eeg_io import (
     EEG_EXTENSIONS,
     align_volumes,
     annotation_events,
+    bad_spans,
     eeg_picks,
     open_raw,
     read_data,
@@ -70,6 +78,8 @@ DEFAULTS = {
     "t_r": None,
     "eeg_derivatives": None,
     "correct": None,
+    "keep_bad": False,
+    "ecg": False,
 }
 MATCH_KEYS = ("sub", "ses", "task", "acq", "run")
 BOLD_EXTENSIONS = (".nii", ".nii.gz")
@@ -540,6 +550,19 @@ def _run_t_r(ref: RunRef, header) -> float:
 
 
 def _picks(ref: RunRef, raw) -> list[int]:
+    picks = _eeg_picks(ref, raw)
+    if ref.options["ecg"]:  # the ECG channels too, last (replay: the live pulse correction)
+        types = _channel_types(ref.files["channels"]) if "channels" in ref.files else {}
+        kinds = raw.get_channel_types()
+        picks += [
+            i for i, name in enumerate(raw.ch_names)
+            if i not in picks and (str(types.get(name, "")).strip().upper() in ("ECG", "EKG")
+                                   or kinds[i] == "ecg" or is_ecg_label(name))
+        ]  # fmt: skip
+    return picks
+
+
+def _eeg_picks(ref: RunRef, raw) -> list[int]:
     opts, eeg_path = ref.options, ref.files["eeg"]
     if opts["channels"] is not None or "channels" not in ref.files:
         return eeg_picks(raw, path=eeg_path, channels=opts["channels"])
@@ -714,4 +737,5 @@ def load_run(ref: RunRef) -> Session:
         session=ref.session,
         source={k: str(v) for k, v in ref.files.items()},
         positions=read_electrodes(ref.files["electrodes"]) if "electrodes" in ref.files else None,
+        bad_spans=None if ref.options.get("keep_bad") else bad_spans(raw),
     )

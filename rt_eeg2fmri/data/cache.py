@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 import shutil
 import time
@@ -44,7 +45,8 @@ from .pairs import PairDataset, run_file
 from .preprocessing import Preprocessing
 from .windows import window_pairs
 
-CACHE_FORMAT_VERSION = 2  # 2: the EEG chain (streaming resampler, causal band-pass)
+CACHE_FORMAT_VERSION = 3  # 2: the EEG chain (streaming resampler, causal band-pass)
+# 3: windows that overlap spans annotated bad are left out
 _HASH_BLOCK = 1 << 20  # 1 MiB
 _MEDIAN_BLOCK_BYTES = 64 << 20  # bound of the per-subject median working set
 
@@ -324,18 +326,19 @@ def _write(
         y = bold_chain.series(session.bold, mask, affine=session.affine)
         if pre.target == "psc":  # median_ratio: once the subject's median is known
             bold_chain.targets(y, t_r=session.t_r, out=y)
-        in_sfreq, onsets, events, t_r = (
+        in_sfreq, onsets, events, t_r, bad = (
             session.sfreq,
             session.volume_onsets,
             session.events,
             session.t_r,
+            session.bad_spans,
         )
         n_volumes, raw = session.n_volumes, session.eeg
         del session
         eeg = chain.run(raw)
         del raw
         acc = accs.setdefault(ref.subject, _Accumulator(pre.norm))
-        acc.update(eeg)
+        acc.update(_good_samples(eeg, bad, pre.sfreq))
         if last_of[ref.subject] == i:
             stats[ref.subject] = accs.pop(ref.subject).result(params["ch_names"]).to_dict()
         np.save(folder / run_file(i, "eeg"), np.ascontiguousarray(eeg, dtype=np.float32))
@@ -349,7 +352,17 @@ def _write(
             n_times=eeg.shape[1],
             winsize=pre.winsize,
             skip=params["skip"],
+            bad_spans=bad,
         )
+        n_bad = 0
+        if bad is not None and len(bad):
+            every = window_pairs(onsets, t_r=t_r, sfreq=pre.sfreq, n_times=eeg.shape[1],
+                                 winsize=pre.winsize, skip=params["skip"])  # fmt: skip
+            n_bad = len(every) - len(wp)
+            logger.info(
+                "%s: %d of %d windows overlap spans annotated bad (%.1f s in all) and are "
+                "left out.", ref.name, n_bad, len(every), float(np.sum(bad[:, 1] - bad[:, 0])),
+            )  # fmt: skip
         if len(wp) == 0:
             logger.warning(
                 "%s gives no (window, volume) pair: %d volumes, %.1f s of EEG, winsize %g s.",
@@ -367,6 +380,7 @@ def _write(
                 "run": ref.run,
                 "session": ref.session,
                 "n_pairs": len(wp),
+                "n_bad_windows": n_bad,
                 "n_times": int(eeg.shape[1]),
                 "n_volumes": int(n_volumes),
                 "sfreq_in": float(in_sfreq),
@@ -400,6 +414,16 @@ def _write(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def _good_samples(eeg: np.ndarray, bad: np.ndarray | None, sfreq: float) -> np.ndarray:
+    """``eeg`` without the samples of spans annotated bad (for the normalisation statistics)."""
+    if bad is None or not len(bad):
+        return eeg
+    keep = np.ones(eeg.shape[1], bool)
+    for a, b in bad:
+        keep[max(0, math.floor(a * sfreq)) : max(0, math.ceil(b * sfreq))] = False
+    return eeg[:, keep]
 
 
 def _warn_pooled_tr(where: str, t_r: float, ref0: dict) -> None:

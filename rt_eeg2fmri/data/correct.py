@@ -11,7 +11,8 @@
 - ``live=True``: the causal corrections the stream runs (the EEG chain's gradient and
   pulse stages: :mod:`rt_eeg2fmri.realtime.gradient`, :mod:`rt_eeg2fmri.realtime.pulse`),
   over the recording in 100-ms chunks, so a recording shows what a live session would
-  have given (``--correct live``).
+  have given (``--correct live``). The samples they flag (templates filling, ECG lead
+  off) are annotated ``BAD_uncorrected``.
 
 :func:`correct_raw` returns the corrected recording and a report; ``rt-eeg2fmri correct``
 writes it as BrainVision.
@@ -66,7 +67,9 @@ class CorrectionReport:
         The ECG channel.
     flagged : int
         With ``live``: samples the live corrections did not flag clean (the first volumes
-        and beats, while their templates fill; the ECG lead off).
+        and beats, while their templates fill; the ECG lead off), annotated
+        ``BAD_uncorrected``, so the windows that hold them are left out of training and
+        scoring as MNE leaves out bad spans.
     notes : list of str
     """
 
@@ -211,10 +214,13 @@ def _correct_live(raw, picks, report, *, gradient, bcg, marker, ecg, volumes, be
     data = raw.get_data(picks=[raw.ch_names.index(c) for c in labels])
     stamps = np.arange(data.shape[1]) / sfreq
     step = max(1, round(0.1 * sfreq))  # 100-ms chunks, as the stream pulls
+    clean = np.ones(data.shape[1], bool)
     for a in range(0, data.shape[1], step):
         out, _, chunk = chain.process(data[:, a : a + step].T, stamps[a : a + step])
         raw._data[picks, a : a + out.shape[1]] = out
-        report.flagged += chunk.uncorrected
+        clean[a : a + out.shape[1]] = chunk.clean
+    report.flagged = int(clean.size - clean.sum())
+    _annotate_flagged(raw, clean)
     if gradient:
         report.volumes = chain.gradient.counts.volumes
     if bcg:
@@ -228,6 +234,22 @@ def _correct_live(raw, picks, report, *, gradient, bcg, marker, ecg, volumes, be
         ", ECG lead off" if report.notes else "",
     )  # fmt: skip
     return raw, report
+
+
+FLAGGED = "BAD_uncorrected"  # the annotation of the samples the live corrections flagged
+
+
+def _annotate_flagged(raw, clean: np.ndarray) -> None:
+    """Annotate each run of flagged samples ``BAD_uncorrected`` (left out of windows)."""
+    edges = np.flatnonzero(np.diff(np.r_[0, (~clean).astype(np.int8), 0]))
+    starts, stops = edges[0::2], edges[1::2]
+    if not starts.size:
+        return
+    sfreq = raw.info["sfreq"]
+    shift = raw.first_time if raw.annotations.orig_time is not None else 0.0
+    raw.annotations.append(
+        starts / sfreq + shift, (stops - starts) / sfreq, [FLAGGED] * starts.size
+    )
 
 
 def _aas(data: np.ndarray, samples: np.ndarray, window: tuple[int, int]):

@@ -58,6 +58,9 @@ class ChunkReport:
         ECG lead is off).
     no_pulse : int
         With the pulse correction: input samples it did not flag clean (of ``uncorrected``).
+    clean : array of shape (n,) of bool | None
+        With an in-scanner correction: which samples it flagged clean (the input's samples,
+        after gap filling).
     """
 
     n_in: int = 0
@@ -67,6 +70,7 @@ class ChunkReport:
     clock_jumps: int = 0
     uncorrected: int = 0
     no_pulse: int = 0
+    clean: np.ndarray | None = None
 
 
 class EEGChain:
@@ -338,6 +342,7 @@ class EEGChain:
             report.no_pulse = int(data.shape[1] - beat_clean.sum())
             clean &= beat_clean
         report.uncorrected = int(data.shape[1] - clean.sum())
+        report.clean = clean
         return data
 
     def add_volume_marker(self, when: float) -> None:

@@ -51,6 +51,33 @@ def _annotation_times(raw) -> np.ndarray:
     return onset - raw.first_time if ann.orig_time is not None else onset
 
 
+def bad_spans(raw) -> np.ndarray:
+    """Spans annotated bad (MNE's convention: a description starting with ``bad``).
+
+    The description's last ``/``-separated token counts, so BrainVision's
+    ``Comment/BAD_uncorrected`` is bad too. Overlapping spans are merged.
+
+    Returns
+    -------
+    spans : array of shape (n_spans, 2)
+        ``[start, stop)`` in seconds from the first sample of ``raw``, sorted.
+    """
+    ann = raw.annotations
+    hit = np.array([marker_name(d).startswith("bad") for d in ann.description], dtype=bool)
+    if not hit.any():
+        return np.zeros((0, 2))
+    start = _annotation_times(raw)[hit]
+    stop = start + np.asarray(ann.duration, dtype=float)[hit]
+    order = np.argsort(start)
+    spans = []
+    for a, b in zip(start[order], stop[order], strict=True):
+        if spans and a <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    return np.asarray(spans, dtype=float)
+
+
 def scanner_onsets(raw_or_annotations, marker: str = "R128") -> np.ndarray:
     """Onsets of the scanner volume markers.
 
@@ -96,7 +123,7 @@ def annotation_events(raw, *, marker: str | None = "R128") -> pd.DataFrame:
     for t, dur, desc in zip(times, ann.duration, ann.description, strict=True):
         name = marker_name(desc)
         low = str(desc).strip().lower()
-        if name == key or not name or low.startswith(_NOT_EVENTS):
+        if name == key or not name or low.startswith(_NOT_EVENTS) or name.startswith("bad"):
             continue
         label = re.sub(r"\s+", "", str(desc).rsplit("/", 1)[-1])
         rows.append((float(t), float(dur), label))

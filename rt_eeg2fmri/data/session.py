@@ -68,6 +68,9 @@ class Session:
     positions : dict of str to array of shape (3,) | None
         Electrode positions of the EEG channels (e.g. a BIDS ``electrodes.tsv``), in the
         recording's own frame and units; ``None``: the 10-05 positions of the names.
+    bad_spans : array of shape (n_spans, 2) | None
+        ``[start, stop)`` in seconds on the EEG clock of spans annotated bad (MNE's
+        ``BAD_*``); windows that overlap one are left out of training and scoring.
     """
 
     eeg: np.ndarray
@@ -86,6 +89,7 @@ class Session:
     eeg_unit: str = "V"
     source: dict = field(default_factory=dict)
     positions: dict | None = None
+    bad_spans: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = self._where("eeg")
@@ -107,6 +111,14 @@ class Session:
                 f"{self.ch_names[ch]!r} at {t / self.sfreq:.3f} s)."
             )
         self.events = _check_events(self.events, where=self._where("events"))
+        if self.bad_spans is not None:
+            spans = np.asarray(self.bad_spans, dtype=float).reshape(-1, 2)
+            if not np.isfinite(spans).all() or (spans[:, 1] < spans[:, 0]).any():
+                raise ValueError(
+                    f"{where}: bad spans must be finite [start, stop) pairs with stop >= "
+                    f"start, got {spans.tolist()[:3]}."
+                )
+            self.bad_spans = spans
         if self.bold is not None:
             self._check_bold()
 

@@ -51,6 +51,7 @@ def window_pairs(
     n_times: int,
     winsize: float = 30.0,
     skip: int | None = None,
+    bad_spans: np.ndarray | None = None,
 ) -> WindowIndex:
     """Pair each volume with the ``winsize`` seconds of EEG ending at the end of its acquisition.
 
@@ -70,6 +71,9 @@ def window_pairs(
         Volumes dropped at the start of the run (warm-up); default ``ceil(winsize / t_r)``,
         so a 170-volume run at TR 2 s gives 155 pairs. Volumes whose window does not lie
         inside the EEG are dropped as well.
+    bad_spans : array of shape (n_spans, 2) | None
+        ``[start, stop)`` in seconds of spans annotated bad; a window that overlaps one is
+        dropped (as MNE's ``reject_by_annotation``).
 
     Returns
     -------
@@ -85,4 +89,7 @@ def window_pairs(
     start = stop - length
     volume = np.arange(onsets.size)
     ok = (volume >= skip) & (start >= 0) & (stop <= n_times)
+    if bad_spans is not None:
+        for a, b in np.asarray(bad_spans, dtype=float).reshape(-1, 2):
+            ok &= (stop <= math.floor(a * sfreq)) | (start >= math.ceil(b * sfreq))
     return WindowIndex(volume=volume[ok], start=start[ok], stop=stop[ok])

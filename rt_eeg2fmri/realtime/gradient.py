@@ -3,11 +3,14 @@
 The offline correction (:mod:`rt_eeg2fmri.data.correct`, MNE's ``GradientRemover``)
 averages the four volumes before and the four after each one, so it cannot run while the
 scanner does. :class:`LiveGradientCorrector` uses only the past: the template of volume
-``v`` is the mean of the ``n_template`` volumes before it, each with its own mean removed,
-and it is subtracted sample by sample as the samples arrive — no sample waits for the
-rest of its volume. Removing each volume's mean (rather than MNE's linear detrend, which
-needs the whole volume) leaves a constant offset per volume in the output, which the
-band-pass after it removes.
+``v`` is the mean of the ``n_template`` volumes before it, and it is subtracted sample by
+sample as the samples arrive — no sample waits for the rest of its volume. The template
+keeps the volumes' means: the artifact has an offset of its own (tens of µV, steady from
+volume to volume), which MNE's per-volume linear detrend removes offline but which needs
+the whole volume to estimate. Subtracting the past volumes' mean removes it causally, with
+the EEG's slowest part (a moving average over ``n_template`` volumes, a high-pass near
+``1 / (n_template · TR)``); a model without a high-pass of its own would otherwise see the
+offset as a shift of every channel.
 
 Volume onsets come from the scanner's markers (:meth:`LiveGradientCorrector.add_marker`,
 as absolute sample indices). Once one marker is known, the next onsets are predicted at
@@ -225,7 +228,7 @@ class LiveGradientCorrector:
     def _next_volume(self) -> None:
         """The current volume is over: into the template if whole; the next one begins."""
         if self._first == 0 and self._last == self.length and self._fits:
-            seg = self._buf - self._buf.mean(axis=1, keepdims=True)
+            seg = self._buf
             self._past.append(seg)
             self._sum += seg
             if len(self._past) > self.n_template:

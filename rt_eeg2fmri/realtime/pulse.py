@@ -264,8 +264,9 @@ class LivePulseCorrector:
         self._onset: int | None = None  # the current beat's R-peak
         self._whole = False  # the current beat's samples are all in _buf
         self._level = np.zeros((self.n_chans, 1))  # each channel's mean over the last beat
-        self._basis: np.ndarray | None = None  # this beat's basis (p, n_chans, length)
-        self._low_basis: np.ndarray | None = None  # the same, low-passed and decimated
+        self._mix: np.ndarray | None = None  # this beat's basis: past beats → components
+        self._weights: np.ndarray | None = None  # the fit now, as weights of the past beats
+        self._low_basis: np.ndarray | None = None  # the basis, low-passed and decimated
         self._ata = self._atb = None  # normal equations of this beat's fit so far
         self._coef = self._pending = None  # the fit now; the current block's equations
         self._block = max(1, round(_BLOCK_S * self.sfreq))
@@ -333,13 +334,16 @@ class LivePulseCorrector:
         s = self._stride
         kept = np.arange(-(-a // s) * s, b, s)  # the beat's offsets the fit sees
         self._low_buf[:, kept // s] = low[:, i + kept - a]
-        if self._basis is None:
+        if self._mix is None:
             return
         step, lo = self._block, a
+        past = self._beats[: self._mix.shape[0]]
         while lo < b:
             hi = min(b, (lo // step + 1) * step)
-            basis = self._basis[:, :, lo:hi]
-            out[:, i + lo - a : i + hi - a] -= np.einsum("p,pcm->cm", self._coef, basis)
+            # the fit (p components) is a weighting of the k past beats: applied to the
+            # samples as they come, never the whole basis at once (no per-beat spike)
+            fit = np.einsum("k,kcm->cm", self._weights, past[:, :, lo:hi])
+            out[:, i + lo - a : i + hi - a] -= fit
             if self._ata is not None:
                 q = slice(-(-lo // s), -(-hi // s))
                 seen = self._low_basis[:, :, q]
@@ -352,6 +356,7 @@ class LivePulseCorrector:
                     self._atb += self._pending[1]
                     self._pending = [np.zeros_like(self._ata), np.zeros_like(self._atb)]
                     self._coef = np.linalg.solve(self._ata, self._atb)
+                    self._weights = (self._mix @ self._coef).astype(np.float32)
             lo = hi
         clean[i : i + b - a] = self.ready
 
@@ -404,30 +409,23 @@ class LivePulseCorrector:
         """The current beat's basis (the past beats' first components) and its prior fit.
 
         The prior is the mean of the past beats, weighing as ``prior`` of the ``n``
-        samples of a typical beat.
+        samples of a typical beat. The basis is kept as its mix of the past beats (``k`` ×
+        ``p``); :meth:`_correct` applies the fit to the past beats' samples as they are
+        needed, so no beat starts with a product over all of them.
         """
-        from threadpoolctl import threadpool_limits
-
         k = self._n_beats
         mean = np.full(k, 1.0 / k)
         p = min(self.n_components, k)
-        past = self._beats[:k].reshape(k, -1)
         if p == 0:
-            mix = mean[:, None]
-        else:
-            w, v = np.linalg.eigh(self._gram[:k, :k])
-            mix = v[:, ::-1][:, :p]  # orthonormal: the beats' principal directions
-        # one BLAS thread: a threaded BLAS spins its threads after the call, taking the
-        # cores the stream's other threads need for as long again
-        with threadpool_limits(1, user_api="blas"):
-            basis = mix.T.astype(np.float32) @ past
-        self._basis = basis.reshape(mix.shape[1], self.n_chans, -1)
-        if p == 0:
-            self._ata, self._coef = None, np.ones(1)
+            self._mix, self._coef, self._ata = mean[:, None], np.ones(1), None
+            self._weights = mean.astype(np.float32)
             return
-        self._low_basis = np.einsum("kp,kcm->pcm", mix, self._low_beats[:k])
+        w, v = np.linalg.eigh(self._gram[:k, :k])
+        self._mix = v[:, ::-1][:, :p]  # orthonormal: the beats' principal directions
+        self._low_basis = np.einsum("kp,kcm->pcm", self._mix, self._low_beats[:k])
         energy = np.maximum(w[::-1][:p], 1e-300) * n / self.length
         self._ata = self.prior * np.diag(energy)
-        self._coef = mix.T @ mean
+        self._coef = self._mix.T @ mean
+        self._weights = (self._mix @ self._coef).astype(np.float32)
         self._atb = self._ata @ self._coef
         self._pending = [np.zeros_like(self._ata), np.zeros_like(self._atb)]

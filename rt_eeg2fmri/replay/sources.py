@@ -26,7 +26,8 @@ def load_recording(
     ----------
     path : path-like
         A dataset folder (BIDS, ds000116 legacy, simulator output: one run is selected
-        with ``subject``/``task``/``run``/``session``), an ``.xdf`` recording, or any
+        with ``subject``/``task``/``run``/``session``; a BIDS run keeps its ECG channels,
+        last, for the live pulse correction), an ``.xdf`` recording, or any
         EEG file MNE reads (BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set``, FIF).
     subject, task, run, session : str | None
         Run selection in a dataset folder (without ``sub-`` etc. prefixes).
@@ -68,9 +69,14 @@ def load_recording(
 def _dataset_run(root: Path, **options) -> Session:
     try:
         from ..data import read_session
+        from ..data.dataset import detect_layout
     except ImportError as err:
         raise RuntimeError(f"cannot read the dataset '{root}': no dataset reader ({err}).") from err
-    return read_session(root, **{k: v for k, v in options.items() if v is not None})
+    options = {k: v for k, v in options.items() if v is not None}
+    layout = options.get("layout", "auto")
+    if (detect_layout(root) if layout == "auto" else layout) == "bids":
+        options.setdefault("ecg", True)  # published too: the live pulse correction needs it
+    return read_session(root, **options)
 
 
 def _eeg_file(path: Path, *, marker: str) -> Session:

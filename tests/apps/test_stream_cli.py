@@ -544,3 +544,21 @@ def test_correct_and_publish_eeg_are_checked_before_connecting(model, uid, tmp_p
     err = capsys.readouterr().err
     assert code == 1 and "Choose another --publish-eeg" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.lsl
+def test_the_status_line_counts_the_windows_not_yet_corrected(model, uid):
+    """With ``--correct``, each volume's status line says how many windows so far held
+    samples the corrections had not flagged clean, and whether this one did."""
+    replay = _replay(uid, speed=4.0)
+    code, out, err, _, _ = _stream_replay(
+        model, uid, replay, "--no-outlet", "--timeout", "30", "--max-volumes", "8",
+        "--correct", "gradient", "--trigger", f"{uid}-Markers:R128", "--correct-volumes", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    lines = [line for line in re.split(r"[\r\n]", err) if line.startswith("volume")]
+    assert lines and len(lines) == summary["volumes"], err
+    assert "| uncorrected 1 (this one)" in lines[0], lines[0]
+    assert f"| uncorrected {summary['uncorrected']}" in lines[-1], lines[-1]
+    assert not lines[-1].endswith("(this one)") and 0 < summary["uncorrected"] < len(lines)

@@ -467,3 +467,35 @@ def test_cosine_drifts_match_spm():
     assert np.corrcoef(out[:, 1], series[:, 1])[0, 1] > 0.99  # a 20 s signal stays
     with pytest.raises(ValueError, match=r"\(n_volumes, n_voxels\)"):
         remove_drifts(np.zeros(5), 2.0, 0.01)
+
+
+def test_windows_over_bad_spans_are_left_out(tmp_path):
+    """A span annotated ``BAD_*`` (MNE's convention; BrainVision gives ``Bad/BAD_…``) takes
+    the windows that overlap it out of the pairs and its samples out of the normalisation
+    statistics; reader option ``keep_bad`` keeps them."""
+    root = tmp_path / "bids"
+    paths = _write(root, "01", "1")
+    vmrk = paths["eeg"].with_suffix(".vmrk")
+    n_marks = vmrk.read_text().count("\nMk")
+    # 8–11 s bad, with a 1-V glitch under it (the .eeg is float32 µV, multiplexed)
+    vmrk.write_text(vmrk.read_text() + f"Mk{n_marks + 1}=Bad,BAD_glitch,{round(8 * SFREQ) + 1},"
+                    f"{round(3 * SFREQ)},0\n")  # fmt: skip
+    data = np.memmap(paths["eeg"].with_suffix(".eeg"), np.float32, "r+").reshape(-1, 4)
+    data[round(9 * SFREQ) : round(10 * SFREQ)] = 1e6
+    data.flush()
+    del data
+    runs = find_runs(root)
+    session = runs[0].load()
+    np.testing.assert_allclose(session.bad_spans, [[8.0, 11.0]])
+    assert "BAD_glitch" not in set(session.events["trial_type"])
+    ds = _build(runs, tmp_path)
+    # volume k's window is [2k - 1, 2k + 3) s: k = 3, 4, 5 overlap 8–11 s
+    np.testing.assert_array_equal(ds.volume, [2, 6, 7, 8, 9, 10, 11])
+    assert ds.runs[0]["n_pairs"] == 7 and ds.runs[0]["n_bad_windows"] == 3
+    good = np.delete(session.eeg, np.s_[round(8 * SFREQ) : round(11 * SFREQ)], axis=1)
+    want = channel_stats([good], ch_names=ds.ch_names)
+    np.testing.assert_allclose(ds.stats["01"].center, want.center, rtol=1e-6)
+    np.testing.assert_allclose(ds.stats["01"].scale, want.scale, rtol=1e-6)
+    kept = _build(find_runs(root, keep_bad=True), tmp_path)
+    assert len(kept) == 10 and kept.runs[0]["n_bad_windows"] == 0
+    assert kept.stats["01"].scale.min() > 100 * want.scale.max()  # the glitch is in

@@ -28,3 +28,16 @@ def test_bad_parameters():
         window_pairs(np.arange(3.0), t_r=2.0, sfreq=100.0, n_times=10, winsize=0)
     with pytest.raises(ValueError, match="'skip' must be >= 0"):
         window_pairs(np.arange(3.0), t_r=2.0, sfreq=100.0, n_times=10, skip=-1)
+
+
+def test_windows_overlapping_bad_spans_are_dropped():
+    onsets = np.arange(10) * 2.0
+    every = window_pairs(onsets, t_r=2.0, sfreq=100.0, n_times=2000, winsize=4.0)
+    # window k: [2k - 2, 2k + 2) s
+    wp = window_pairs(onsets, t_r=2.0, sfreq=100.0, n_times=2000, winsize=4.0,
+                      bad_spans=[[6.0, 6.0], [13.5, 14.0]])  # fmt: skip
+    assert set(every.volume) - set(wp.volume) == {3, 6, 7}
+    # a span that touches a window's edge does not overlap it
+    edge = window_pairs(onsets, t_r=2.0, sfreq=100.0, n_times=2000, winsize=4.0,
+                        bad_spans=[[10.0, 12.0]])  # fmt: skip
+    assert set(every.volume) - set(edge.volume) == {5, 6}

@@ -212,6 +212,7 @@ def test_correct_live_is_what_the_stream_would_have_given(scanner, tmp_path, cap
     from apps.cli import main
     from rt_eeg2fmri.data import read_session
     from rt_eeg2fmri.data.correct import parse_corrections
+    from rt_eeg2fmri.data.eeg_io import bad_spans
 
     assert parse_corrections("live") == ("gradient", "bcg", "live")
     assert parse_corrections("bcg,live") == ("bcg", "live")
@@ -240,5 +241,27 @@ def test_correct_live_is_what_the_stream_would_have_given(scanner, tmp_path, cap
 
     before, after = error_db(raw), error_db(fixed)
     assert before > 5 and after < before - 5, (before, after)
+    # the flagged samples are annotated BAD_uncorrected (BrainVision: Comment/BAD_uncorrected)
+    spans = bad_spans(fixed)
+    assert spans[0, 0] == 0 and spans[-1, 1] == raw.n_times / SFREQ
+    assert abs(round((spans[:, 1] - spans[:, 0]).sum() * SFREQ) - flagged) <= len(spans)
     session = read_session(art, subject="01", correct="live")
     np.testing.assert_allclose(session.eeg, fixed.get_data(picks=session.ch_names), atol=2e-7)
+    np.testing.assert_allclose(session.bad_spans, spans, atol=1 / SFREQ)
+
+
+def test_a_dataset_replay_keeps_the_ecg_channel(scanner):
+    """``replay DATASET`` publishes a BIDS run's ECG channel (typed ECG in channels.tsv)
+    after its EEG, so the stream's pulse correction finds it; training reads EEG only."""
+    from rt_eeg2fmri.data import read_session
+    from rt_eeg2fmri.data.channels import ecg_column
+    from rt_eeg2fmri.replay.sources import load_recording
+
+    art, _ = scanner
+    eeg = read_session(art, subject="01")
+    played = load_recording(art, subject="01")
+    assert "ECG" not in eeg.ch_names and played.ch_names == [*eeg.ch_names, "ECG"]
+    np.testing.assert_array_equal(played.eeg[:-1], eeg.eeg)
+    want = _read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr").get_data(picks=["ECG"])[0]
+    np.testing.assert_allclose(played.eeg[-1], want, atol=1e-9)
+    assert ecg_column(played.ch_names) == (len(eeg.ch_names), "ECG")
