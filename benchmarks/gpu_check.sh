@@ -10,7 +10,8 @@
 # 3. bench_latency.py on CPU and CUDA side by side; bench_models.py on CUDA;
 #    bench_training.py on CUDA in fp32 and bf16 (and conv on the CPU, the same run);
 # 4. one leave-one-subject-out fold of conv at the oddball shape (16 subjects × 6 runs,
-#    simulated here at 250 Hz while steps 2-3 run on other cores), timed end to end.
+#    simulated here at 250 Hz while steps 2-3 run on other cores), timed end to end; then
+#    bench_loading.py on its window cache (batches one by one vs prepared on threads).
 #
 # Every step has a time limit inside one overall deadline (GPU_CHECK_SECONDS, default 560),
 # so a slow step cannot take the others' logs with it; each step's output goes to
@@ -124,10 +125,15 @@ if want fold; then
     wait "$SIM_PID"
     cat "$WORK/simulate.log" >>"$LOG"
     [[ $QUICK == 1 ]] && FOLD=(--set winsize=8.0 --epochs 2) || FOLD=(--sfreq 250)
+    [[ $QUICK == 1 ]] && LOAD=(--set winsize=8.0) || LOAD=(--set sfreq=250)
     step loso_fold 600 "$PY" -m apps.cli train --config configs/oddball_loso.toml \
         --data "$WORK/odd" --out "$WORK/fold" --model conv --test-subjects 01 \
         --device "$CUDA" --no-progress "${FOLD[@]}"
     cp "$WORK/fold/metrics.json" "$LOG_DIR/loso_metrics.json" 2>/dev/null
     cp "$WORK/fold/report.md" "$LOG_DIR/loso_report.md" 2>/dev/null
+    # the loop's data ceiling on the fold's window cache: batches prepared one by one vs
+    # ahead on threads into page-locked memory
+    step loading 90 "$PY" benchmarks/bench_loading.py --config configs/oddball_loso.toml \
+        --data "$WORK/odd" "${LOAD[@]}" --device "$CUDA" --threads 0,1,2,4,8 --repeats 1
 fi
 say "done"

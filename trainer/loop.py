@@ -84,17 +84,71 @@ def build_for(dataset, cfg: TrainConfig) -> nn.Module:
     return model
 
 
-def iterate_batches(dataset, indices: np.ndarray, batch_size: int, *, device, shuffle_seed=None):
-    """Yield ``(x, y)`` tensors on ``device`` for ``indices`` in batches."""
+def loader_threads(device) -> int:
+    """Threads that prepare batches ahead of the training loop.
+
+    None on the CPU, where the model's own threads need the cores; on CUDA up to 8 (the
+    cores less one), so the GPU is not kept waiting on ``get_batch``.
+    """
+    if torch.device(device).type != "cuda":
+        return 0
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 2) - 1))
+
+
+def iterate_batches(
+    dataset, indices: np.ndarray, batch_size: int, *, device, shuffle_seed=None, threads: int = 0
+):
+    """Yield ``(x, y)`` tensors on ``device`` for ``indices`` in batches.
+
+    ``threads`` > 0 prepares up to ``threads + 1`` batches ahead on that many threads
+    (``get_batch``'s array work releases the GIL), in page-locked memory on CUDA so the
+    copies to the GPU are asynchronous; the batches and their order are the same.
+    """
     idx = np.asarray(indices)
     if shuffle_seed is not None:
         idx = np.random.default_rng(shuffle_seed).permutation(idx)
-    for i in range(0, idx.size, batch_size):
-        x, y = dataset.get_batch(idx[i : i + batch_size])
-        yield (
-            torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True),
-            torch.from_numpy(np.ascontiguousarray(y)).to(device, non_blocking=True),
-        )
+    device = torch.device(device)
+    starts = range(0, idx.size, batch_size)
+    if threads <= 0:
+        for i in starts:
+            x, y = dataset.get_batch(idx[i : i + batch_size])
+            yield (
+                torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True),
+                torch.from_numpy(np.ascontiguousarray(y)).to(device, non_blocking=True),
+            )
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pin = device.type == "cuda"
+
+    def load(i: int):
+        rows = idx[i : i + batch_size]
+        x = torch.empty((rows.size, dataset.n_chans, dataset.n_times), pin_memory=pin)
+        y = torch.empty((rows.size, dataset.n_voxels), pin_memory=pin)
+        dataset.get_batch(rows, out=(x.numpy(), y.numpy()))
+        return x, y
+
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="batches")
+    todo, ahead = iter(starts), deque()
+    try:
+        for i in todo:
+            ahead.append(pool.submit(load, i))
+            if len(ahead) > threads:
+                break
+        while ahead:
+            x, y = ahead.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append(pool.submit(load, nxt))
+            # from page-locked memory the copies are queued on the stream; the caching
+            # host allocator keeps each block until its copy is done
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @torch.no_grad()
@@ -137,13 +191,17 @@ def _fit_ridge(model, dataset, split: Split, cfg: TrainConfig, device) -> FitRes
 
 def _val_loss(model, dataset, indices, cfg, device, amp) -> float:
     model.eval()
-    total, n = 0.0, 0
+    total, n = torch.zeros((), dtype=torch.float64, device=device), 0
+    batches = iterate_batches(
+        dataset, indices, cfg.batch_size, device=device, threads=loader_threads(device)
+    )
     with torch.no_grad():
-        for x, y in iterate_batches(dataset, indices, cfg.batch_size, device=device):
+        for x, y in batches:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 pred = model(x)
-            total += float(((pred.float() - y) ** 2).sum())
+            total += ((pred.float() - y) ** 2).sum()
             n += y.numel()
+    total = float(total)
     if in_group():  # NCCL reduces CUDA tensors only
         t = torch.tensor([total, n], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(t)
@@ -216,15 +274,18 @@ def fit(
             break
         net.train()
         batches = iterate_batches(
-            dataset, train_idx, cfg.batch_size, device=device, shuffle_seed=cfg.seed * 1000 + epoch
-        )
+            dataset, train_idx, cfg.batch_size, device=device,
+            shuffle_seed=cfg.seed * 1000 + epoch, threads=loader_threads(device),
+        )  # fmt: skip
         n_batches = math.ceil(train_idx.size / cfg.batch_size)
         if cfg.max_batches:
             n_batches = min(n_batches, cfg.max_batches)
         bar = _progress(
             n_batches, f"{split.name} epoch {epoch + 1}/{cfg.epochs}", progress and rank == 0
         )
-        total, count = 0.0, 0
+        # the loss summed on the device: reading it every step would make the CPU wait for
+        # the GPU before it queues the next batch
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
         for b, (x, y) in enumerate(batches):
             if b >= n_batches:
                 break
@@ -235,11 +296,14 @@ def fit(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            total += float(loss.detach()) * y.shape[0]
+            total += loss.detach() * y.shape[0]
             count += y.shape[0]
             bar.update(1)
-            bar.set_postfix(loss=f"{total / count:.4g}")
+            if b % 20 == 0 or b == n_batches - 1:
+                bar.set_postfix(loss=f"{float(total) / count:.4g}")
+        batches.close()  # stops the threads preparing batches beyond max_batches
         bar.close()
+        total = float(total)
         sched.step()
         val_loss = _val_loss(model, dataset, split.val, cfg, device, amp)
         history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss})
