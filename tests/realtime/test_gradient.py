@@ -237,3 +237,75 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     want = chain_offline(session, ckpt, step=100, gradient=3, t_r=2.0)[:, :n]
     last = slice(n - ckpt.n_times, n)  # the last window: its volumes are all corrected
     np.testing.assert_allclose(online[:, last], want[:, last], rtol=1e-3, atol=1e-7)
+
+
+def _shifted(volume: np.ndarray, by: float) -> np.ndarray:
+    """``volume`` delayed by ``by`` samples (a phase ramp: periodic, band-limited)."""
+    k = np.arange(volume.shape[1] // 2 + 1)
+    spec = np.fft.rfft(volume, axis=1) * np.exp(-2j * np.pi * k * by / volume.shape[1])
+    return np.fft.irfft(spec, n=volume.shape[1], axis=1)
+
+
+def _smooth_artifact(rng, n_chans=3, length=L, harmonics=(1, 50)):
+    """A volume-locked artifact 100x the EEG whose power sits in these harmonics."""
+    spec = np.zeros((n_chans, length // 2 + 1), complex)
+    lo, hi = harmonics
+    spec[:, lo:hi] = rng.standard_normal((n_chans, hi - lo)) + 1j * rng.standard_normal(
+        (n_chans, hi - lo)
+    )
+    art = np.fft.irfft(spec, n=length, axis=1)
+    return 100 * art / art.std()
+
+
+def _residual_db(out, eeg, seg):
+    resid = out[:, seg] - eeg[:, seg]
+    return 10 * np.log10((resid**2).mean() / (eeg[:, seg] ** 2).mean())
+
+
+def test_drifting_clocks_are_aligned_to_a_fraction_of_a_sample(monkeypatch):
+    """The EEG clock 0.3 samples per volume slow against the scanner's (markers on the EEG's
+    sample grid): each volume's artifact is measured to a fraction of a sample and the past
+    volumes are shifted to the next one's timing; a plain mean would blur them."""
+    import rt_eeg2fmri.realtime.gradient as gradient
+
+    rng = np.random.default_rng(5)
+    art, n_vol, lead = _smooth_artifact(rng), 30, 40
+    eeg = rng.standard_normal((3, lead + n_vol * L + 20))
+    x = eeg.copy()
+    onsets = lead + L * np.arange(n_vol)
+    for v, o in enumerate(onsets):
+        x[:, o : o + L] += _shifted(art, 0.3 * v)  # 9 samples late by the last volume
+    seg = slice(onsets[8], onsets[-1] + L)
+    aligned, clean = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
+    monkeypatch.setattr(gradient, "ALIGN_MIN", np.inf)
+    plain, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
+    assert clean[seg].all()
+    # what is left: about the 1/8 of the EEG any mean of 8 volumes holds (-9 dB)
+    assert _residual_db(aligned, eeg, seg) < -7 < 10 < _residual_db(plain, eeg, seg)
+
+
+def test_what_does_not_repeat_from_volume_to_volume_stays_out_of_the_template(monkeypatch):
+    """Slow waves 5x the EEG that are not locked to the volumes (as the pulse artifact is
+    not), below the artifact's band: the plain mean of the past volumes carries 1/N of
+    them, which the correction would add back; the gated template leaves them out."""
+    import rt_eeg2fmri.realtime.gradient as gradient
+
+    rng = np.random.default_rng(6)
+    art, n_vol, lead = _smooth_artifact(rng, harmonics=(12, 80)), 30, 40
+    n = lead + n_vol * L + 20
+    spec = np.zeros((3, n // 2 + 1), complex)
+    slow = slice(1, n // L * 6)  # below 6 cycles per volume
+    spec[:, slow] = rng.standard_normal((3, slow.stop - 1)) * np.exp(
+        2j * np.pi * rng.uniform(size=(3, slow.stop - 1))
+    )
+    wave = np.fft.irfft(spec, n=n, axis=1)
+    eeg = rng.standard_normal((3, n)) + 5 * wave / wave.std()  # what is not the artifact
+    x = eeg.copy()
+    onsets = lead + L * np.arange(n_vol)
+    for o in onsets:
+        x[:, o : o + L] += art
+    seg = slice(onsets[8], onsets[-1] + L)
+    gated, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
+    monkeypatch.setattr(gradient, "GATE", 0.0)
+    plain, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
+    assert _residual_db(gated, eeg, seg) < _residual_db(plain, eeg, seg) - 6
