@@ -50,6 +50,7 @@ subtracted until a marker comes.
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,24 +117,27 @@ class LiveGradientCorrector:
         self.tolerance = int(tolerance)
         self.counts = GradientCounts()
         self._seen: list[int] = []  # the last markers, whatever they matched
+        self._pool: ThreadPoolExecutor | None = None  # makes the templates, a volume ahead
         self._restart(int(volume_samples), None)
 
     def _restart(self, length: int, onset: int | None) -> None:
         """An empty template for volumes of ``length`` samples, the first at ``onset``."""
+        if getattr(self, "_coming", None) is not None:
+            self._coming.result()  # the template in the works uses the state reset here
+        self._coming: Future | None = None  # the next volume's template, in the works
+        self._current: _Template | None = None  # the current volume's
         self.length = length
         # the past volumes' spectra (complex64), their sum and the sum of their powers; the
         # template (the gated mean) is made from them once per volume
         self._past: deque[np.ndarray] = deque()
         self._sum = np.zeros((self.n_chans, length // 2 + 1), np.complex128)
         self._power = np.zeros((self.n_chans, length // 2 + 1))
-        self._template = np.zeros((self.n_chans, length))
         # sub-sample timing: each past volume's number and where its artifact began
         # (fractional samples); its spectrum is kept aligned to the first volume's timing
         self._timing: deque[tuple[int, int, float]] = deque()  # number, onset, artifact's
         self._ramp = 2j * np.pi * np.arange(length // 2 + 1) / length
         self._fit_k = slice(1, max(2, length // 8))  # harmonics the timing is measured on
         self._origin: int | None = None  # the onset of the template's first volume
-        self._reference = np.zeros_like(self._sum)  # the current template's spectrum
         self._buf = np.zeros((self.n_chans, length))
         self._ahead: list[int] = []  # markers of volumes still to come
         self._doubt, self._n_doubts = False, 0  # markers off the grid since the last on it
@@ -147,8 +151,8 @@ class LiveGradientCorrector:
 
     @property
     def ready(self) -> bool:
-        """Whether the template holds ``n_template`` whole volumes."""
-        return len(self._past) >= self.n_template
+        """Whether the current volume's template holds ``n_template`` whole volumes."""
+        return self._current is not None and self._current.n >= self.n_template
 
     def add_marker(self, sample: int) -> None:
         """A volume marker at absolute sample index ``sample``.
@@ -224,8 +228,8 @@ class LiveGradientCorrector:
                 continue
             j = min(n, i + self.length - offset)
             piece = x[:, i:j]
-            if self._past:
-                template = self._template[:, offset : offset + j - i]
+            if self._current is not None:
+                template = self._current.wave[:, offset : offset + j - i]
                 fixed = piece - template
                 if not self._marked and self._scanner_stopped(piece, template, fixed):
                     # a volume without its marker that the template does not fit: the
@@ -258,9 +262,16 @@ class LiveGradientCorrector:
         return bool(acc[0] > 1.5 * acc[1] and acc[2] > 0.25 * acc[1])
 
     def _next_volume(self) -> None:
-        """The current volume is over: into the template if whole; the next one begins."""
+        """The current volume is over: into the template if whole; the next one begins.
+
+        The templates are made on a worker thread, a volume ahead, so the end of a volume
+        (where the model's window ends) costs the stream nothing: the template of volume
+        ``v + 1`` is the one made while volume ``v`` came in, from the volumes up to
+        ``v - 1`` (two before it; the first only, from the first volume, is made at once).
+        """
+        joined = None
         if self._first == 0 and self._last == self.length and self._fits:
-            self._join(self._onset)
+            joined = (self._buf, self._onset, self._current)
             self._buf = np.zeros_like(self._buf)
             self.counts.volumes += 1
         if not self._marked:
@@ -269,28 +280,43 @@ class LiveGradientCorrector:
         near = [m for m in self._ahead if abs(m - nxt) <= self.tolerance]
         self._ahead = [m for m in self._ahead if m > nxt + self.tolerance]
         self._begin(near[0] if near else nxt, marked=bool(near))
-        if self._past:
-            self._make_template(self._onset)
+        if self._coming is None and joined is not None:  # nothing in the works: now
+            self._coming = _done(self._work(joined, self._onset))
+            joined = None
+        if self._coming is not None:
+            self._current = _moved(self._coming.result(), self._onset, self._ramp)
+        if self._past or joined is not None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="gradient-template")
+            self._coming = self._pool.submit(self._work, joined, self._onset + self.length)
 
-    def _join(self, onset: int) -> None:
-        """The volume in ``_buf`` (begun at sample ``onset``) into the template.
+    def _work(self, joined, onset: int) -> _Template | None:
+        """(On the worker) ``joined`` into the past volumes; the template of ``onset``'s."""
+        if joined is not None:
+            self._join(*joined)
+        return self._template(onset) if self._past else None
 
-        Where its artifact began is measured to a fraction of a sample: from where the past
-        volumes' timing predicted it, by the slope of the phase of its cross-spectrum with
-        the template it was corrected with, over the low harmonics.
+    def _join(self, buf: np.ndarray, onset: int, used: _Template | None) -> None:
+        """A whole volume (begun at sample ``onset``) into the past volumes.
+
+        Where its artifact began is measured to a fraction of a sample: from where the
+        template it was corrected with (``used``) put it, by the slope of the phase of
+        their cross-spectrum over the low harmonics.
         """
-        spec = np.fft.rfft(self._buf, axis=1)
+        spec = np.fft.rfft(buf, axis=1)
         at = float(onset)
-        if self._past:
+        if used is not None:
             k = self._fit_k
-            cross = np.einsum("ck,ck->k", spec[:, k], np.conj(self._reference[:, k]))
+            cross = np.einsum("ck,ck->k", spec[:, k], np.conj(used.spectrum[:, k]))
             w, phase = np.abs(cross), np.angle(cross)
             ks = np.arange(k.start, k.start + phase.size)
             denom = float(np.sum(w * ks**2))
             late = (
                 -self.length / (2 * np.pi) * float(np.sum(w * ks * phase)) / denom if denom else 0.0
             )
-            at = self._predict(onset) + float(np.clip(late, -1.0, 1.0))
+            at = used.at + float(np.clip(late, -1.0, 1.0))
+        elif self._past:
+            at = self._predict(onset)
         if self._origin is None:
             self._origin = onset
         self._past.append(spec.astype(np.complex64))
@@ -324,7 +350,7 @@ class LiveGradientCorrector:
         slope, at0 = self._line()
         return at0 + slope * self._number(onset)
 
-    def _make_template(self, onset: int) -> None:
+    def _template(self, onset: int) -> _Template:
         """The template of the volume begun at ``onset``: the past volumes, shifted and gated.
 
         Each past volume is shifted to where this volume's artifact should begin. With the EEG clock locked to the scanner's every volume's artifact begins on the
@@ -343,8 +369,8 @@ class LiveGradientCorrector:
                 "vck,vk->ck", np.asarray(self._past), np.exp(-np.outer(lag, self._ramp))
             )
             mean /= n
-        self._reference = mean
-        self._template = np.fft.irfft(self._gate(mean, n), n=self.length, axis=1)
+        wave = np.fft.irfft(self._gate(mean, n), n=self.length, axis=1)
+        return _Template(onset, onset + due, n, wave, mean)
 
     def _gate(self, mean: np.ndarray, n: int) -> np.ndarray:
         """The mean, each harmonic kept as far as it repeats from volume to volume.
@@ -364,6 +390,38 @@ class LiveGradientCorrector:
         with np.errstate(divide="ignore", invalid="ignore"):
             gain = np.clip(1.0 - GATE * spread / (n * m2), 0.0, 1.0)
         return mean * np.nan_to_num(gain)
+
+
+@dataclass
+class _Template:
+    """A volume's template.
+
+    Where the volume begins (sample) and its artifact (fractional sample), how many past
+    volumes made it, the template and its (ungated) spectrum.
+    """
+
+    onset: int
+    at: float
+    n: int
+    wave: np.ndarray
+    spectrum: np.ndarray
+
+
+def _moved(t: _Template | None, onset: int, ramp: np.ndarray) -> _Template | None:
+    """``t`` for a volume that began at ``onset`` instead (a marker ahead moved it).
+
+    The artifact stays where ``t`` put it.
+    """
+    if t is None or t.onset == onset:
+        return t
+    m = onset - t.onset
+    return _Template(onset, t.at, t.n, np.roll(t.wave, -m, axis=1), t.spectrum * np.exp(ramp * m))
+
+
+def _done(value) -> Future:
+    future = Future()
+    future.set_result(value)
+    return future
 
 
 def _power(a: np.ndarray) -> float:

@@ -44,7 +44,7 @@ def test_the_artifact_is_gone_once_the_template_is_ready_and_flagged_before():
     x, eeg, onsets = synthetic()
     c = LiveGradientCorrector(3, L, n_template=4)
     out, clean = run(c, x, onsets)
-    ready_at = onsets[4]
+    ready_at = onsets[5]  # volume v's template is made from the volumes up to v - 2
     assert not clean[:ready_at].any() and clean[ready_at : onsets[-1] + L].all()
     # after the last volume the next is predicted; within its first 16 samples the template
     # is found not to fit (the scanner stopped) and nothing more is subtracted
@@ -102,10 +102,10 @@ def test_a_tr_change_starts_the_template_over():
     out, clean = run(c, x, markers)
     assert c.counts.restarts == 1 and c.length == 150
     start_b = on_a[-1] + L
-    # the new template is ready three whole volumes after the fourth new marker; from the
-    # first marker off the old grid (the second new one, given with the chunk after it) no
-    # sample is flagged clean until then
-    ready_at = start_b + (3 + 3) * 150
+    # the new template is ready four whole volumes after the fourth new marker (volume v's
+    # template is made from the volumes up to v - 2); from the first marker off the old grid
+    # (the second new one, given with the chunk after it) no sample is flagged clean until then
+    ready_at = start_b + (3 + 4) * 150
     first_doubt = (start_b + 150) // 37 * 37 + 37
     assert not clean[first_doubt:ready_at].any() and clean[ready_at : start_b + 12 * 150].all()
     seg = slice(ready_at, start_b + 12 * 150)
@@ -142,10 +142,10 @@ def test_live_correction_is_within_3_db_of_mnes_offline(tmp_path):
     x = raw.get_data(picks=picks)
     live = LiveGradientCorrector(len(picks), length, n_template=n_template)
     online, flags = run(live, x, onsets, chunk=int(sfreq * 0.02), delay=1)  # 20 ms chunks
-    # the first marker came a chunk late: the first volume is not whole, so the template is
-    # ready one volume later
-    seg = slice(onsets[n_template + 1], onsets[-1] + length)
-    assert flags[seg].all() and not flags[: onsets[n_template + 1]].any()
+    # the first marker came a chunk late: the first volume is not whole, so the template
+    # (volume v's from the volumes up to v - 2) is ready two volumes after n_template
+    seg = slice(onsets[n_template + 2], onsets[-1] + length)
+    assert flags[seg].all() and not flags[: onsets[n_template + 2]].any()
 
     def band(a):
         return mne.filter.filter_data(a[:, seg], sfreq, 1.0, 40.0, verbose="error")
@@ -275,7 +275,7 @@ def test_drifting_clocks_are_aligned_to_a_fraction_of_a_sample(monkeypatch):
     onsets = lead + L * np.arange(n_vol)
     for v, o in enumerate(onsets):
         x[:, o : o + L] += _shifted(art, 0.3 * v)  # 9 samples late by the last volume
-    seg = slice(onsets[8], onsets[-1] + L)
+    seg = slice(onsets[10], onsets[-1] + L)
     aligned, clean = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
     monkeypatch.setattr(gradient, "ALIGN_MIN", np.inf)
     plain, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
@@ -304,7 +304,7 @@ def test_what_does_not_repeat_from_volume_to_volume_stays_out_of_the_template(mo
     onsets = lead + L * np.arange(n_vol)
     for o in onsets:
         x[:, o : o + L] += art
-    seg = slice(onsets[8], onsets[-1] + L)
+    seg = slice(onsets[10], onsets[-1] + L)
     gated, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
     monkeypatch.setattr(gradient, "GATE", 0.0)
     plain, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
