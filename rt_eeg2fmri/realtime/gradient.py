@@ -38,8 +38,9 @@ volume's: missed markers) mean the acquisition changed (a new TR): the template 
 over.
 
 Samples are flagged (``clean`` is False) before the first marker and until
-``n_template`` whole volumes form the template; they are corrected with what template
-there is (from one volume on) but must not be taken as clean EEG. After a marker off the
+``n_template`` whole volumes form the template (volume ``v``'s is made from the volumes up
+to ``v - 2``, on a worker thread while ``v - 1`` comes in); they are corrected with what
+template there is (from the second volume on) but must not be taken as clean EEG. After a marker off the
 volume grid nothing is flagged clean until a marker on it (a spurious marker costs at most
 a volume of flags), and after two no volume joins the template (the TR is changing). A
 volume predicted without its marker whose first samples the template does not fit (the
