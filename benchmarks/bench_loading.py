@@ -1,9 +1,9 @@
 """Training batches per second: prepared one by one vs ahead on threads (``iterate_batches``).
 
 The trainer reads each batch with ``PairDataset.get_batch`` (windows cut from the
-memory-mapped cache and normalised). On a GPU that is the training loop's bottleneck, so
-on CUDA the loop prepares batches ahead on threads (``trainer.loop.loader_threads``).
-This prints the windows/s of reading every window of a dataset once, in shuffled order,
+memory-mapped cache and normalised). On a GPU that was the training loop's bottleneck;
+the loop can prepare batches ahead on threads (``--set loader_threads=N``, into
+page-locked memory on CUDA). This prints the windows/s of reading every window of a dataset once, in shuffled order,
 with 0 (one by one, in the loop's thread), 1, 2 and 4 threads, side by side in one run,
 each the median of ``--repeats`` passes, and the ratio to 0 threads. No model runs: it is
 the ceiling the data puts on training throughput.

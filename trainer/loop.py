@@ -84,20 +84,6 @@ def build_for(dataset, cfg: TrainConfig) -> nn.Module:
     return model
 
 
-def loader_threads(device) -> int:
-    """Threads that prepare batches ahead of the training loop.
-
-    None on the CPU, where the model's own threads need the cores; on CUDA up to 8 (the
-    cores less one), so the GPU is not kept waiting on ``get_batch``.
-    """
-    if torch.device(device).type != "cuda":
-        return 0
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 2) - 1))
-
-
 def iterate_batches(
     dataset, indices: np.ndarray, batch_size: int, *, device, shuffle_seed=None, threads: int = 0
 ):
@@ -193,7 +179,7 @@ def _val_loss(model, dataset, indices, cfg, device, amp) -> float:
     model.eval()
     total, n = torch.zeros((), dtype=torch.float64, device=device), 0
     batches = iterate_batches(
-        dataset, indices, cfg.batch_size, device=device, threads=loader_threads(device)
+        dataset, indices, cfg.batch_size, device=device, threads=cfg.loader_threads
     )
     with torch.no_grad():
         for x, y in batches:
@@ -257,7 +243,7 @@ def fit(
     start_epoch, stale = 0, 0
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
-        if state.get("config") == cfg.to_dict() and state.get("split") == split.name:
+        if _same_run(state.get("config"), cfg) and state.get("split") == split.name:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -275,7 +261,7 @@ def fit(
         net.train()
         batches = iterate_batches(
             dataset, train_idx, cfg.batch_size, device=device,
-            shuffle_seed=cfg.seed * 1000 + epoch, threads=loader_threads(device),
+            shuffle_seed=cfg.seed * 1000 + epoch, threads=cfg.loader_threads,
         )  # fmt: skip
         n_batches = math.ceil(train_idx.size / cfg.batch_size)
         if cfg.max_batches:
@@ -324,6 +310,12 @@ def fit(
     if best[2] is not None:
         model.load_state_dict(best[2])
     return FitResult(model.eval(), best[0], best[1], history, time.perf_counter() - t0)
+
+
+def _same_run(saved: dict | None, cfg: TrainConfig) -> bool:
+    """Whether a saved training state is of this config (the loader's threads aside)."""
+    mine = {k: v for k, v in cfg.to_dict().items() if k != "loader_threads"}
+    return saved is not None and {k: v for k, v in saved.items() if k != "loader_threads"} == mine
 
 
 def _save_state(path, model, opt, sched, cfg, split, epoch, history, stale, best) -> None:

@@ -72,7 +72,8 @@ def test_training_is_deterministic_on_cpu(tiny_bids, tmp_path):
     ds = load_dataset(tiny_bids, _cfg().preprocessing, progress=False)
     (split,) = loso_splits(ds.subject, test_subjects=["01"])
     a = fit(ds, split, _cfg(), progress=False)
-    b = fit(ds, split, _cfg(), progress=False)
+    b = fit(ds, split, _cfg(loader_threads=2), progress=False)  # batches read ahead: the same
+    assert a.history == b.history
     for (k, va), vb in zip(
         a.model.state_dict().items(), b.model.state_dict().values(), strict=True
     ):
