@@ -364,15 +364,23 @@ class LiveGradientCorrector:
         n = len(self._past)
         slope, at0 = self._line()
         due = at0 + slope * self._number(onset) - onset  # how late its artifact begins
-        lag = np.array([due - (at0 + slope * u - start) for u, start, _ in self._timing])
+        # how late each past volume's artifact began: measured, and on the line
+        measured = np.array([at - start for _, start, at in self._timing])
+        fitted = np.array([at0 + slope * u - start for u, start, _ in self._timing])
+        lag = due - fitted
         if np.abs(lag).max() < ALIGN_MIN:
             mean = (self._sum * (1.0 / n)).astype(np.complex64)
+            late = float(measured.mean())  # where the plain mean's artifact begins
         else:
             shifts = np.exp(-np.outer(lag, self._ramp)).astype(np.complex64)
             mean = np.einsum("vck,vk->ck", np.asarray(self._past), shifts)
             mean *= 1.0 / n
+            late = due + float((measured - fitted).mean())
+        # the template's own timing, against which the volume it corrects is measured: a
+        # prediction in its place would add its error to every measurement, and the line
+        # would wander off (locked clocks would be shifted after a few minutes)
         wave = np.fft.irfft(self._gate(mean, n), n=self.length, axis=1)
-        return _Template(onset, onset + due, n, wave, mean)
+        return _Template(onset, onset + late, n, wave, mean)
 
     def _gate(self, mean: np.ndarray, n: int) -> np.ndarray:
         """The mean, each harmonic kept as far as it repeats from volume to volume.

@@ -309,3 +309,33 @@ def test_what_does_not_repeat_from_volume_to_volume_stays_out_of_the_template(mo
     monkeypatch.setattr(gradient, "GATE", 0.0)
     plain, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
     assert _residual_db(gated, eeg, seg) < _residual_db(plain, eeg, seg) - 6
+
+
+def test_locked_clocks_keep_their_timing_however_long_the_run(monkeypatch):
+    """With locked clocks each template's timing (where its artifact begins, against which
+    the next volume is measured) stays where the artifact is over 120 volumes, and the
+    correction is the plain gated mean's, sample for sample. A template that took the
+    line's prediction for its own timing added the prediction's error to every
+    measurement, and the timing wandered off (0.14 samples in 120 volumes here)."""
+    import rt_eeg2fmri.realtime.gradient as gradient
+
+    rng = np.random.default_rng(1)
+    art, n_vol = _smooth_artifact(rng), 120
+    x = 3 * rng.standard_normal((3, 40 + n_vol * L + 20))
+    onsets = 40 + L * np.arange(n_vol)
+    for o in onsets:
+        x[:, o : o + L] += art
+    c = LiveGradientCorrector(3, L, n_template=8)
+    timing, make = [], c._template
+
+    def recorded(onset):
+        t = make(onset)
+        timing.append(t.at - onset)
+        return t
+
+    monkeypatch.setattr(c, "_template", recorded)
+    out, _ = run(c, x, onsets)
+    assert len(timing) >= n_vol - 2 and np.abs(timing).max() < 0.02, np.round(timing[::10], 3)
+    monkeypatch.setattr(gradient, "ALIGN_MIN", np.inf)
+    plain, _ = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
+    np.testing.assert_array_equal(out, plain)
