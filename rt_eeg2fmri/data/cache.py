@@ -100,6 +100,10 @@ def fingerprint(runs: list[RunRef], params: dict, *, memo_path: Path | None = No
     h.update(
         json.dumps({"format": CACHE_FORMAT_VERSION, "params": params}, sort_keys=True).encode()
     )
+    if any("live" in str(ref.options.get("correct") or "") for ref in runs):
+        from .correct import LIVE_VERSION  # EEG read through the live corrections' code
+
+        h.update(f"live-corrections {LIVE_VERSION}".encode())
     for ref in runs:
         files = {}
         for key, path in sorted(ref.files.items()):

@@ -30,6 +30,9 @@ from .eeg_io import scanner_onsets
 
 CORRECTIONS = ("gradient", "bcg")
 LIVE = "live"  # the causal corrections of the stream, not MNE's offline ones
+# the live corrections' version: window caches of EEG read with them are keyed on it, so a
+# cache built by an older version is not reused (3: gated, aligned gradient template)
+LIVE_VERSION = 3
 
 
 def parse_corrections(spec) -> tuple[str, ...]:

@@ -499,3 +499,19 @@ def test_windows_over_bad_spans_are_left_out(tmp_path):
     kept = _build(find_runs(root, keep_bad=True), tmp_path)
     assert len(kept) == 10 and kept.runs[0]["n_bad_windows"] == 0
     assert kept.stats["01"].scale.min() > 100 * want.scale.max()  # the glitch is in
+
+
+def test_a_cache_of_live_corrected_eeg_is_keyed_on_the_live_corrections_version(
+    runs, dataset_dir, monkeypatch
+):
+    """EEG read through the live corrections (``correct=live``) changes with their code: a
+    new version of it must not reuse a cache the old one built; other caches stay put."""
+    import rt_eeg2fmri.data.correct as correct
+    from rt_eeg2fmri.data.cache import fingerprint
+
+    live = find_runs(dataset_dir, correct="live")
+    offline = find_runs(dataset_dir, correct="gradient,bcg")
+    before = fingerprint(live, {}), fingerprint(offline, {}), fingerprint(runs, {})
+    monkeypatch.setattr(correct, "LIVE_VERSION", correct.LIVE_VERSION + 1)
+    after = fingerprint(live, {}), fingerprint(offline, {}), fingerprint(runs, {})
+    assert after[0] != before[0] and after[1:] == before[1:]
