@@ -40,9 +40,9 @@ over.
 Samples are flagged (``clean`` is False) before the first marker and until
 ``n_template`` whole volumes form the template (volume ``v``'s is made from the volumes up
 to ``v - 2``, on a worker thread while ``v - 1`` comes in); they are corrected with what
-template there is (from the second volume on) but must not be taken as clean EEG. After a marker off the
-volume grid nothing is flagged clean until a marker on it (a spurious marker costs at most
-a volume of flags), and after two no volume joins the template (the TR is changing). A
+template there is (from the second volume on) but must not be taken as clean EEG. After a
+marker off the volume grid nothing is flagged clean until a marker on it (a spurious
+marker costs at most a volume of flags), and after two no volume joins the template (the TR is changing). A
 volume predicted without its marker whose first samples the template does not fit (the
 correction would add power, not remove it) means the scanner stopped: nothing is
 subtracted until a marker comes.
@@ -132,9 +132,9 @@ class LiveGradientCorrector:
         # template (the gated mean) is made from them once per volume
         self._past: deque[np.ndarray] = deque()
         self._sum = np.zeros((self.n_chans, length // 2 + 1), np.complex128)
-        self._power = np.zeros((self.n_chans, length // 2 + 1))
-        # sub-sample timing: each past volume's number and where its artifact began
-        # (fractional samples); its spectrum is kept aligned to the first volume's timing
+        self._sum_power = np.zeros((self.n_chans, length // 2 + 1))
+        # sub-sample timing: each past volume's number, onset and where its artifact
+        # began (a fractional sample); the spectra are kept as they came
         self._timing: deque[tuple[int, int, float]] = deque()  # number, onset, artifact's
         self._ramp = 2j * np.pi * np.arange(length // 2 + 1) / length
         self._fit_k = slice(1, max(2, length // 8))  # harmonics the timing is measured on
@@ -281,11 +281,11 @@ class LiveGradientCorrector:
         near = [m for m in self._ahead if abs(m - nxt) <= self.tolerance]
         self._ahead = [m for m in self._ahead if m > nxt + self.tolerance]
         self._begin(near[0] if near else nxt, marked=bool(near))
-        if self._coming is None and joined is not None:  # nothing in the works: now
-            self._coming = _done(self._work(joined, self._onset))
-            joined = None
         if self._coming is not None:
             self._current = _moved(self._coming.result(), self._onset, self._ramp)
+        elif joined is not None:  # nothing in the works (the first volume): made now
+            self._current = self._work(joined, self._onset)
+            joined = None
         if self._past or joined is not None:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="gradient-template")
@@ -322,15 +322,15 @@ class LiveGradientCorrector:
             at = self._predict(onset)
         if self._origin is None:
             self._origin = onset
-        self._past.append(spec.astype(np.complex64))
+        self._past.append(spec)  # complex64: the rfft of float32
         self._timing.append((self._number(onset), onset, at))
         self._sum += spec
-        self._power += spec.real**2 + spec.imag**2
+        self._sum_power += spec.real**2 + spec.imag**2
         if len(self._past) > self.n_template:
             old = self._past.popleft()
             self._timing.popleft()
             self._sum -= old
-            self._power -= old.real**2 + old.imag**2
+            self._sum_power -= old.real**2 + old.imag**2
 
     def _number(self, onset: int) -> int:
         """The volume's number since the template's first."""
@@ -356,8 +356,9 @@ class LiveGradientCorrector:
     def _template(self, onset: int) -> _Template:
         """The template of the volume begun at ``onset``: the past volumes, shifted and gated.
 
-        Each past volume is shifted to where this volume's artifact should begin. With the EEG clock locked to the scanner's every volume's artifact begins on the
-        same sub-sample phase and the volumes are averaged as they are. Otherwise (the
+        Each past volume is shifted to where this volume's artifact should begin. With the
+        EEG clock locked to the scanner's every volume's artifact begins on the same
+        sub-sample phase and the volumes are averaged as they are. Otherwise (the
         past volumes' artifacts, on the line through their timing, would lie more than
         ``ALIGN_MIN`` samples apart from this one's) each is shifted by a phase ramp.
         """
@@ -399,7 +400,7 @@ class LiveGradientCorrector:
         gain = mean.real**2 + mean.imag**2
         gain *= n
         np.maximum(gain, np.finfo(np.float32).tiny, out=gain)  # no mean: gated out
-        np.divide(self._power, gain, out=gain, casting="unsafe")
+        np.divide(self._sum_power, gain, out=gain, casting="unsafe")
         gain -= 1.0
         gain *= -GATE / (n - 1)
         gain += 1.0
@@ -431,12 +432,6 @@ def _moved(t: _Template | None, onset: int, ramp: np.ndarray) -> _Template | Non
         return t
     m = onset - t.onset
     return _Template(onset, t.at, t.n, np.roll(t.wave, -m, axis=1), t.spectrum * np.exp(ramp * m))
-
-
-def _done(value) -> Future:
-    future = Future()
-    future.set_result(value)
-    return future
 
 
 def _power(a: np.ndarray) -> float:

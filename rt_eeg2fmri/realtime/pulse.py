@@ -417,7 +417,7 @@ class LivePulseCorrector:
         mean = np.full(k, 1.0 / k)
         p = min(self.n_components, k)
         if p == 0:
-            self._mix, self._coef, self._ata = mean[:, None], np.ones(1), None
+            self._mix, self._ata = mean[:, None], None  # the plain mean: nothing fitted
             self._weights = mean.astype(np.float32)
             return
         w, v = np.linalg.eigh(self._gram[:k, :k])
