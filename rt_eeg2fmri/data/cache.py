@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import os
 import shutil
 import time
@@ -43,7 +42,7 @@ from .eeg_chain import EEGChain
 from .norm import _Accumulator
 from .pairs import PairDataset, run_file
 from .preprocessing import Preprocessing
-from .windows import window_pairs
+from .windows import span_samples, window_pairs
 
 CACHE_FORMAT_VERSION = 3  # 2: the EEG chain (streaming resampler, causal band-pass)
 # 3: windows that overlap spans annotated bad are left out
@@ -349,19 +348,12 @@ def _write(
         np.save(folder / run_file(i, "targets"), y)
         np.save(folder / run_file(i, "onsets"), np.asarray(onsets, dtype=np.float64))
         events.to_csv(folder / run_file(i, "events"), sep="\t", index=False)
-        wp = window_pairs(
-            onsets,
-            t_r=t_r,
-            sfreq=pre.sfreq,
-            n_times=eeg.shape[1],
-            winsize=pre.winsize,
-            skip=params["skip"],
-            bad_spans=bad,
-        )
+        grid = dict(t_r=t_r, sfreq=pre.sfreq, n_times=eeg.shape[1], winsize=pre.winsize,
+                    skip=params["skip"])  # fmt: skip
+        wp = window_pairs(onsets, **grid, bad_spans=bad)
         n_bad = 0
         if bad is not None and len(bad):
-            every = window_pairs(onsets, t_r=t_r, sfreq=pre.sfreq, n_times=eeg.shape[1],
-                                 winsize=pre.winsize, skip=params["skip"])  # fmt: skip
+            every = window_pairs(onsets, **grid)
             n_bad = len(every) - len(wp)
             logger.info(
                 "%s: %d of %d windows overlap spans annotated bad (%.1f s in all) and are "
@@ -425,8 +417,8 @@ def _good_samples(eeg: np.ndarray, bad: np.ndarray | None, sfreq: float) -> np.n
     if bad is None or not len(bad):
         return eeg
     keep = np.ones(eeg.shape[1], bool)
-    for a, b in bad:
-        keep[max(0, math.floor(a * sfreq)) : max(0, math.ceil(b * sfreq))] = False
+    for a, b in span_samples(bad, sfreq):
+        keep[max(0, a) : max(0, b)] = False
     return eeg[:, keep]
 
 

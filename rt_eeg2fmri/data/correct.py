@@ -244,15 +244,14 @@ FLAGGED = "BAD_uncorrected"  # the annotation of the samples the live correction
 
 def _annotate_flagged(raw, clean: np.ndarray) -> None:
     """Annotate each run of flagged samples ``BAD_uncorrected`` (left out of windows)."""
-    edges = np.flatnonzero(np.diff(np.r_[0, (~clean).astype(np.int8), 0]))
-    starts, stops = edges[0::2], edges[1::2]
-    if not starts.size:
+    from ..volume_stream import encode_mask  # run-length encoding: (start, length) pairs
+
+    runs = encode_mask(~clean).reshape(-1, 2)
+    if not runs.size:
         return
     sfreq = raw.info["sfreq"]
     shift = raw.first_time if raw.annotations.orig_time is not None else 0.0
-    raw.annotations.append(
-        starts / sfreq + shift, (stops - starts) / sfreq, [FLAGGED] * starts.size
-    )
+    raw.annotations.append(runs[:, 0] / sfreq + shift, runs[:, 1] / sfreq, [FLAGGED] * len(runs))
 
 
 def _aas(data: np.ndarray, samples: np.ndarray, window: tuple[int, int]):

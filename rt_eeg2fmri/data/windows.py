@@ -38,6 +38,14 @@ def default_skip(winsize: float, t_r: float) -> int:
     return math.ceil(round(winsize / t_r, 9))
 
 
+def span_samples(spans, sfreq: float) -> np.ndarray:
+    """``[start, stop)`` spans in seconds → the samples that hold them, ``(n_spans, 2)`` int."""
+    spans = np.asarray(spans, dtype=float).reshape(-1, 2)
+    return np.column_stack([np.floor(spans[:, 0] * sfreq), np.ceil(spans[:, 1] * sfreq)]).astype(
+        np.int64
+    )
+
+
 def window_samples(winsize: float, sfreq: float) -> int:
     """Number of EEG samples in a window of ``winsize`` seconds."""
     return round(check_positive(winsize, "winsize") * check_positive(sfreq, "sfreq"))
@@ -90,6 +98,6 @@ def window_pairs(
     volume = np.arange(onsets.size)
     ok = (volume >= skip) & (start >= 0) & (stop <= n_times)
     if bad_spans is not None:
-        for a, b in np.asarray(bad_spans, dtype=float).reshape(-1, 2):
-            ok &= (stop <= math.floor(a * sfreq)) | (start >= math.ceil(b * sfreq))
+        for a, b in span_samples(bad_spans, sfreq):
+            ok &= (stop <= a) | (start >= b)
     return WindowIndex(volume=volume[ok], start=start[ok], stop=stop[ok])

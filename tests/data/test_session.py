@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rt_eeg2fmri.data.session import Session
 from tests.conftest import make_session
 
 
@@ -57,3 +58,11 @@ def test_events_sorted_and_typed():
     assert list(s.events["trial_type"]) == ["a", "b"]
     with pytest.raises(ValueError, match="lacks column"):
         make_session(events={"onset": [1.0]})
+
+
+def test_bad_spans_must_be_finite_and_ordered():
+    with pytest.raises(ValueError, match=r"bad spans must be finite \[start, stop\) pairs"):
+        Session(eeg=np.zeros((2, 100)), sfreq=100.0, ch_names=["Fz", "Cz"],
+                bad_spans=[[0.5, 0.2]])  # fmt: skip
+    ok = Session(eeg=np.zeros((2, 100)), sfreq=100.0, ch_names=["Fz", "Cz"], bad_spans=[0.1, 0.3])
+    np.testing.assert_array_equal(ok.bad_spans, [[0.1, 0.3]])
