@@ -2,7 +2,8 @@
 
 Shared by ``rt-eeg2fmri calibrate`` (offline, from a recording) and ``stream --adapt``
 (live, from the scanner's volumes): candidates are fitted on the first part of the
-person's minutes and one is chosen on the last part, after a gap (:func:`choose_readout`).
+person's minutes and one is chosen on the last part, after a gap
+(:func:`~rt_eeg2fmri.adaptation.choose`, which also offers the model's HRF timing).
 
 The choice (:func:`pick`) keeps the base model unless a candidate beats it on the held-out
 volumes by more than one standard error of their paired difference: with a few minutes
@@ -27,13 +28,15 @@ class Candidate:
     """One way of adapting: which statistics, which readout, how strongly pulled to base."""
 
     norm: str  # "checkpoint" | "subject"
-    readout: str  # "none" | "bias" | "affine"
+    readout: str  # "none" | "bias" | "affine" | "coef"
     strength: float | None = None
+    hrf_stretch: float = 1.0  # the learned HRF stretched in time (calibrate only)
 
     def describe(self) -> str:
         """Readable summary, e.g. ``subject statistics, readout affine (strength 3)``."""
         s = f"{self.norm} statistics, readout {self.readout}"
-        return s + (f" (strength {self.strength:g})" if self.strength is not None else "")
+        s += f" (strength {self.strength:g})" if self.strength is not None else ""
+        return s + (f", HRF stretched {self.hrf_stretch:g}×" if self.hrf_stretch != 1 else "")
 
 
 def candidates(norms=("checkpoint", "subject")) -> list[Candidate]:
@@ -128,28 +131,12 @@ def chronological_split(ends: np.ndarray, *, gap: float, val_fraction: float, t_
     return fit, val
 
 
-def choose_readout(preds: dict, y: np.ndarray, fit: np.ndarray, val: np.ndarray, cands=None):
-    """Fit every candidate on ``fit``, score it on ``val``, refit the best on both.
+def score_readouts(preds: dict, y: np.ndarray, fit: np.ndarray, val: np.ndarray, cands: list):
+    """``(table, errors)``: each candidate fitted on ``fit`` and scored on ``val``.
 
-    Parameters
-    ----------
-    preds : dict of str to array of shape (n, n_voxels)
-        The model's predictions under each normalisation (``"checkpoint"``, ``"subject"``).
-    y : array of shape (n, n_voxels)
-    fit, val : bool arrays of shape (n,)
-
-    Returns
-    -------
-    chosen : Candidate
-        By :func:`pick`, against the first candidate without a readout (the base).
-    gain, bias : arrays of shape (n_voxels,)
-        Refitted on ``fit | val``.
-    table : list of dict
-        Every candidate with its held-out ``mse``, ``r_mean`` and ``margin``.
-    errors : list of arrays of shape (n_val,)
-        Every candidate's per-volume held-out error.
+    ``table`` holds each candidate's fields with its held-out ``mse`` and ``r_mean``;
+    ``errors`` its per-volume held-out errors (:func:`volume_errors`).
     """
-    cands = cands if cands is not None else candidates(tuple(preds))
     table, errors = [], []
     for c in cands:
         p = np.asarray(preds[c.norm], np.float64)
@@ -157,12 +144,7 @@ def choose_readout(preds: dict, y: np.ndarray, fit: np.ndarray, val: np.ndarray,
         pred = p[val] * gain + bias
         table.append({**c.__dict__, **scores(pred, y[val])})
         errors.append(volume_errors(pred, y[val]))
-    base = next(i for i, c in enumerate(cands) if c.readout == "none")
-    chosen = cands[pick(table, errors, base)]
-    both = fit | val
-    p = np.asarray(preds[chosen.norm], np.float64)
-    gain, bias = fit_readout(p[both], y[both], chosen.readout, chosen.strength)
-    return chosen, gain, bias, table, errors
+    return table, errors
 
 
 def basis_coefficients(y: np.ndarray, basis: np.ndarray, offset: np.ndarray) -> np.ndarray:

@@ -1,11 +1,12 @@
 """Adapt a checkpoint to one person from a few minutes of their paired recording.
 
-Candidates, compared on held-out minutes: the EEG normalisation (the person's own
-statistics or the checkpoint's), times a per-voxel affine map of the output
-(``gain ⊙ prediction + bias``) or — for models with a basis head (the default conv) — the
-readout weights themselves (the head's coefficient layer, refitted on the person's
-targets), each shrunk toward the base model with a strength picked on the held-out
-minutes. The recording's calibration minutes are split chronologically: the
+Candidates (:mod:`rt_eeg2fmri.adaptation`), compared on held-out minutes: the EEG
+normalisation (the person's own statistics or the checkpoint's), times the haemodynamic
+timing (the base model's learned HRF, or it stretched in time to fit the person), times a
+per-voxel affine map of the output (``gain ⊙ prediction + bias``) or — for models with a
+basis head (the default conv) — the readout weights themselves (the head's coefficient
+layer, refitted on the person's targets), each shrunk toward the base model with a
+strength picked on the held-out minutes. The recording's calibration minutes are split chronologically: the
 first part fits every candidate, the last part (after a gap of at least ``gap`` seconds,
 so no target of the fit is within 20 s of one scored) picks the best; the chosen one is
 then refitted on all the minutes. Nothing here sees the data a calibrated checkpoint is
@@ -20,14 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from rt_eeg2fmri._logging import logger
-from rt_eeg2fmri.readout import (
-    choose_readout,
-    chronological_split,
-    fit_readout,
-    pick,
-    scores,
-    volume_errors,
-)
+from rt_eeg2fmri.adaptation import choose, head_features
+from rt_eeg2fmri.readout import chronological_split, fit_readout, scores
 
 __all__ = ["calibrate", "calibration_split", "fit_readout", "scores"]
 
@@ -109,7 +104,6 @@ def calibrate(
     """
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.data.norm import _Accumulator
-    from rt_eeg2fmri.models import Calibrated
 
     from .data import load_dataset
     from .evaluate import check_grid
@@ -145,26 +139,10 @@ def calibrate(
     every = np.concatenate([fit, val])
     subject_stats = _subject_stats(dataset, every, ckpt, _Accumulator)
     stats = {"checkpoint": ckpt.norm_stats, "subject": subject_stats}
-    head = _basis_head(ckpt.model)
-    preds, feats = {}, {}
-    for k, s in stats.items():  # one pass: the outputs, and the head's input when it has one
-        preds[k], feats[k] = _predict(ckpt.model, dataset.with_stats(s), every, head=head)
     y = dataset.get_targets(every).astype(np.float64)
     fit_mask = np.arange(every.size) < fit.size
-    chosen, gain, bias, table, errors = choose_readout(preds, y, fit_mask, ~fit_mask)
-    model = Calibrated(ckpt.model, gain, bias)
-    base = next(
-        i for i, t in enumerate(table) if t["norm"] == "checkpoint" and t["readout"] == "none"
-    )
-    n_readout = len(table)
-    if head is not None:  # the readout weights themselves: the basis head's coefficients
-        alt = _coef_candidates(head, feats, y, fit_mask)
-        table += alt["table"]
-        errors += alt["errors"]
-    best = pick(table, errors, base)  # among both kinds; a readout one is choose_readout's
-    if best >= n_readout:
-        chosen = alt["candidates"][best - n_readout]
-        model = _with_coef(ckpt.model, *alt["weights"](chosen))
+    predicts = {norm: _predictor(dataset.with_stats(s), every) for norm, s in stats.items()}
+    chosen, model, table, best, base = choose(predicts, ckpt.model, y, fit_mask)
     base_val = table[base]
     logger.info(
         "Calibration of subject %s: %s; held-out MSE %.4g (base %.4g), r %.3f (base %.3f).",
@@ -194,79 +172,18 @@ def calibrate(
     return summary
 
 
-def _basis_head(model):
-    """The model's basis head (conv's default), when it has one and is not calibrated."""
-    from rt_eeg2fmri.models import BasisHead, Calibrated
+def _predictor(view, indices):
+    """``predict(model, rows)`` of :mod:`rt_eeg2fmri.adaptation` over ``view``'s pairs.
 
-    if isinstance(model, Calibrated):
-        return None
-    head = getattr(model, "head", None)
-    return head if isinstance(head, BasisHead) else None
-
-
-def _predict(model, dataset, indices, *, head=None):
-    """``(predictions, features)`` for ``indices``, on the CPU, in one pass.
-
-    ``features`` is the input of ``head`` (the model's last hidden features), or ``None``
-    without one.
+    It returns the outputs for the pairs ``indices[rows]`` on the CPU, and the input of the
+    model's basis head (``None`` without one).
     """
-    import torch
-
     from .loop import predict
 
-    grabbed = []
-    hook = None
-    if head is not None:
-        hook = head.register_forward_hook(lambda m, inp, o: grabbed.append(inp[0].detach()))
-    try:
-        pred = predict(model, dataset, indices, device="cpu")
-    finally:
-        if hook is not None:
-            hook.remove()
-    return pred, (torch.cat(grabbed).double().numpy() if grabbed else None)
+    def run(model, rows):
+        return head_features(model, lambda: predict(model, view, indices[rows], device="cpu"))
 
-
-def _coef_candidates(head, feats: dict, y: np.ndarray, fit: np.ndarray) -> dict:
-    """Refit the basis head's coefficient layer per person, for each statistics and strength."""
-    from rt_eeg2fmri.readout import (
-        STRENGTHS,
-        Candidate,
-        basis_coefficients,
-        fit_basis_readout,
-        scores,
-    )
-
-    basis = head.basis.detach().double().numpy()
-    offset = head.offset.detach().double().numpy()
-    w0 = head.coef.weight.detach().double().numpy()
-    b0 = head.coef.bias.detach().double().numpy()
-    coef = basis_coefficients(y, basis, offset)
-    table, cands, errors = [], [], []
-    for norm, h in feats.items():
-        for strength in STRENGTHS:
-            w, b = fit_basis_readout(h[fit], coef[fit], w0, b0, strength)
-            pred = (h[~fit] @ w.T + b) @ basis + offset
-            cands.append(Candidate(norm, "coef", strength))
-            table.append({**cands[-1].__dict__, **scores(pred, y[~fit])})
-            errors.append(volume_errors(pred, y[~fit]))
-
-    def weights(c):  # refitted on every minute
-        return fit_basis_readout(feats[c.norm], coef, w0, b0, c.strength)
-
-    return {"table": table, "errors": errors, "candidates": cands, "weights": weights}
-
-
-def _with_coef(model, w, b):
-    """A copy of ``model`` whose basis head's coefficient layer is ``(w, b)``."""
-    import copy
-
-    import torch
-
-    out = copy.deepcopy(model)
-    with torch.no_grad():
-        out.head.coef.weight.copy_(torch.as_tensor(w, dtype=out.head.coef.weight.dtype))
-        out.head.coef.bias.copy_(torch.as_tensor(b, dtype=out.head.coef.bias.dtype))
-    return out
+    return run
 
 
 def _subject_stats(dataset, indices, ckpt, accumulator):

@@ -94,8 +94,9 @@ def add_arguments(parser) -> None:
         "--adapt",
         default=None,
         metavar="TRUTH_STREAM",
-        help="adapt the readout live to the scanner's volumes on this volume stream (name:X), "
-        "in the model's target units (replay --model M.pt sends them), then freeze",
+        help="adapt the model live to the scanner's volumes on this volume stream (name:X), "
+        "in the model's target units (replay --model M.pt sends them), then freeze: a running "
+        "per-voxel map, then calibrate's choice (HRF timing, readout) on the pairs",
     )
     parser.add_argument(
         "--adapt-minutes", type=float, default=None, help="minutes of live adaptation (--adapt)"

@@ -311,8 +311,42 @@ class ConvEncoder(nn.Module):
             )
         self.convs = nn.Sequential(*layers)
         self.n_frames = length
+        #: seconds per envelope bin when ``proj`` maps the band-power course directly (a
+        #: learned HRF per filter; :meth:`stretch_hrf`), else ``None``
+        self.bin_seconds = (
+            s0 * factor / sfreq if envelope_rate is not None and len(channels) == 1 else None
+        )
         self.eval_chunk = 64
         self.proj = nn.Linear(channels[-1] * length, emb_dim)
+
+    def stretch_hrf(self, factor: float) -> None:
+        """Stretch the learned HRF in time, in place: ``w'(lag) = w(lag / factor) / factor``.
+
+        ``proj`` weighs each filter's band-power course over the window's bins; read as a
+        function of the lag before the window's end, it is the response BOLD follows. A
+        person whose haemodynamic response peaks later than the training subjects' (HRF
+        peaks vary from about 4 to 8 s) is fitted by ``factor > 1``. The weights are
+        interpolated linearly between bin centres (zero past the window) and divided by
+        ``factor``, which keeps each response's area.
+        """
+        if self.bin_seconds is None:
+            raise ValueError(
+                "stretch_hrf needs an encoder whose projection reads the band-power envelope "
+                "(envelope_rate set, no blocks after the stem)."
+            )
+        if not factor > 0:
+            raise ValueError(f"the HRF stretch must be positive, got {factor!r}.")
+        n = self.n_frames
+        lag = (np.arange(n)[::-1] + 0.5) * self.bin_seconds  # bin j's centre before the end
+        order = np.argsort(lag)
+        warp = np.stack(  # warp[j', j]: weight of old bin j in new bin j'
+            [np.interp(lag / factor, lag[order], np.eye(n)[j][order], 0.0, 0.0) for j in range(n)],
+            axis=1,
+        )
+        w = self.proj.weight
+        m = torch.as_tensor(warp / factor, dtype=w.dtype, device=w.device)
+        with torch.no_grad():
+            w.copy_((w.reshape(w.shape[0], -1, n) @ m.T).reshape(w.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (N, n_times) single-channel series to (N, emb_dim)."""

@@ -1,4 +1,4 @@
-"""Live adaptation: the scanner's volumes adapt the model's readout, then it freezes.
+"""Live adaptation: the scanner's volumes adapt the model to the person, then it freezes.
 
 ``stream --adapt TRUTH_STREAM --adapt-minutes M``: while the scanner's real-time export
 (a volume stream; the replay's truth stream stands in for one) sends the measured
@@ -6,10 +6,12 @@ volumes in the model's target units, each prediction is paired with the volume o
 same window end, and a per-voxel gain and offset — the readout of ``calibrate``, pulled
 toward the base model — is refitted after every pair and applied to what the stream
 publishes. After M minutes the same choice as ``calibrate`` is made on the collected pairs
-(the candidates fitted on the first three quarters, chosen on the last quarter after a gap,
-refitted on all), the map freezes, the truth stream is let go, and the stream goes on from
-EEG alone. Phases, in the timing log's ``adapt`` column: ``waiting`` (no pair yet: the
-base model's output), ``adapting`` (the running map), ``frozen``.
+(:func:`~rt_eeg2fmri.adaptation.choose`: the haemodynamic timing, the per-voxel maps and
+the readout weights, fitted on the first three quarters, chosen on the last quarter after
+a gap, refitted on all) from the model's input windows, kept while adapting; the truth
+stream is let go, and the stream goes on from EEG alone with the chosen model. Phases, in
+the timing log's ``adapt`` column: ``waiting`` (no pair yet: the base model's output),
+``adapting`` (the running map), ``frozen``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._logging import logger
-from ..readout import affine_readout, choose_readout, chronological_split
+from ..readout import affine_readout, chronological_split
 
 RUNNING_STRENGTH = 3.0  # the running map's pull toward the base model (a middle candidate)
 MIN_FIT, MIN_VAL = 12, 6
@@ -58,11 +60,17 @@ class OnlineAdapter:
         self._torch: dict = {}  # (device, dtype) -> (the map it was made from, tensors)
         self.phase = "waiting"
         self._t0: float | None = None
-        self._preds: dict[float, np.ndarray] = {}
+        self._preds: dict[float, tuple] = {}  # window end -> (prediction, input window)
         self._truth: dict[float, np.ndarray] = {}
-        self.pairs: list[tuple[float, np.ndarray, np.ndarray]] = []
+        #: ``(window end, prediction, measured volume, input window or None)``
+        self.pairs: list[tuple] = []
         self.inlet = self.meta = None
         self.chosen: dict | None = None
+        #: the chosen model when it is not the base model under a per-voxel map (another
+        #: HRF timing or readout weights): the stream takes it (:meth:`take_model`)
+        self.adapted = None
+        self._pending = None
+        self._swapped = False
         self._save_to = None
         self.saved = None
 
@@ -106,10 +114,13 @@ class OnlineAdapter:
             self.inlet = None
 
     # -- per volume -----------------------------------------------------------------------
-    def observe(self, pred, t_end: float) -> str:
+    def observe(self, pred, t_end: float, window=None) -> str:
         """Record the raw in-mask prediction (array or tensor) of the window ending at ``t_end``.
 
-        Returns the phase the volume belongs to (before this call's update).
+        ``window``: the model's input (the normalised window, array or tensor), kept while
+        adapting so that the choice at freezing can run the model's variants on it; without
+        it only the per-voxel maps are candidates. Returns the phase the volume belongs to
+        (before this call's update).
         """
         phase = self.phase
         if phase == "frozen":
@@ -118,7 +129,9 @@ class OnlineAdapter:
             self._t0 = t_end
         if hasattr(pred, "cpu"):  # a tensor: copied to the host only while adapting
             pred = pred.float().cpu().numpy()
-        self._preds[round(t_end, 4)] = np.asarray(pred, np.float64).ravel()
+        if window is not None:  # the engine's buffer is reused: a copy on the host
+            window = _host_copy(window)
+        self._preds[round(t_end, 4)] = (np.asarray(pred, np.float64).ravel(), window)
         self._pull()
         self._pair()
         if self._n >= 3 and self.phase == "waiting":
@@ -144,9 +157,9 @@ class OnlineAdapter:
             k = int(np.argmin(np.abs(truth_ts - t_end)))
             if abs(truth_ts[k] - t_end) > tol:
                 continue
-            p, y = self._preds.pop(t_end), self._truth.pop(float(truth_ts[k]))
+            (p, x), y = self._preds.pop(t_end), self._truth.pop(float(truth_ts[k]))
             truth_ts = np.delete(truth_ts, k)
-            self.pairs.append((t_end, p, y))
+            self.pairs.append((t_end, p, y, x))
             self._sums += (p, y, p * p, p * y)
             self._n += 1
             self._refit()
@@ -192,13 +205,10 @@ class OnlineAdapter:
         n = len(self.pairs)
         summary = {"pairs": n, "minutes": self.minutes, "gap_s": self.gap}
         if n:
-            ends = np.array([t for t, _, _ in self.pairs]) - self._t0
+            ends = np.array([pair[0] for pair in self.pairs]) - self._t0
             fit, val = chronological_split(ends, gap=self.gap, val_fraction=0.25, t_r=self.t_r)
             if fit.sum() >= MIN_FIT and val.sum() >= MIN_VAL:
-                p = np.stack([p for _, p, _ in self.pairs])
-                y = np.stack([y for _, _, y in self.pairs])
-                chosen, gain, bias, table, _ = choose_readout({"stream": p}, y, fit, val)
-                self.map = (gain, bias)  # swapped whole: apply() sees the old or the new
+                chosen, table = self._choose_model(fit, val)
                 summary.update(
                     chosen={**chosen.__dict__, "description": chosen.describe()},
                     candidates=table,
@@ -223,9 +233,63 @@ class OnlineAdapter:
             path, stats = self._save_to
             self.save(path, stats)
 
+    def _choose_model(self, fit: np.ndarray, val: np.ndarray):
+        """Choose among the candidates on the pairs ``fit | val``; ``(chosen, table)``."""
+        import copy
+        import time
+
+        import torch
+
+        from ..adaptation import choose, head_features
+
+        t0 = time.perf_counter()
+        rows = np.flatnonzero(fit | val)
+        pairs = [self.pairs[i] for i in rows]
+        p = np.stack([pair[1] for pair in pairs])
+        y = np.stack([pair[2] for pair in pairs])
+        windows = None
+        if all(pair[3] is not None for pair in pairs):
+            windows = torch.stack([pair[3] for pair in pairs])
+        model = self.checkpoint.model
+        if windows is not None:  # the choice runs its own copy, on the host
+            model = copy.deepcopy(model).cpu().eval()
+
+        @torch.inference_mode()
+        def predict(m, idx):
+            if windows is None:  # the predictions the stream made: the base model's only
+                return p[idx], None
+
+            def run():
+                return torch.cat([m(windows[idx[k : k + 32]]) for k in range(0, idx.size, 32)])
+
+            out, feat = head_features(m, run)
+            return out.double().numpy(), feat
+
+        chosen, adapted, table, _, _ = choose(
+            {"stream": predict}, model, y, fit[rows], timing=windows is not None
+        )
+        if chosen.readout == "coef" or chosen.hrf_stretch != 1.0:
+            self.adapted = self._pending = adapted  # the stream swaps it in (take_model)
+        else:  # a per-voxel map of the base model: swapped whole, apply() sees old or new
+            self.map = (adapted.out_gain.double().numpy(), adapted.out_bias.double().numpy())
+        logger.info("Adaptation choice: %d candidates in %.1f s.", len(table),
+                    time.perf_counter() - t0)  # fmt: skip
+        return chosen, table
+
+    def take_model(self):
+        """The chosen model once it replaces the base model, else ``None`` (once).
+
+        The stream runs it from the next window on; its own readout is in it, so the
+        adapter's map is no longer applied.
+        """
+        model, self._pending = self._pending, None
+        if model is not None:
+            self._swapped = True
+        return model
+
     def apply(self, pred):
         """``gain ⊙ pred + bias`` (numpy array or torch tensor, on its device)."""
-        if self.phase == "waiting":
+        if self.phase == "waiting" or self._swapped:
             return pred
         current = self.map
         if isinstance(pred, np.ndarray):
@@ -264,9 +328,18 @@ class OnlineAdapter:
         calibration = {"live": True, "base_checkpoint": str(ck.path), **self.chosen}
         ck.save_adapted(
             path,
-            Calibrated(ck.model, *self.map),
+            self.adapted if self.adapted is not None else Calibrated(ck.model, *self.map),
             norm_stats=norm_stats,
             metadata={"calibration": calibration},
         )
         self.saved = str(path)
         logger.info("Adapted checkpoint written to '%s'.", path)
+
+
+def _host_copy(window):
+    """A float32 tensor on the host holding a copy of ``window`` (array or tensor)."""
+    import torch
+
+    if isinstance(window, torch.Tensor):
+        return window.detach().to("cpu", torch.float32, copy=True)
+    return torch.tensor(np.asarray(window), dtype=torch.float32)

@@ -630,6 +630,8 @@ class Engine:
             return
         stop, window = got
         t0 = clock()
+        if self.adapter is not None and (adapted := self.adapter.take_model()) is not None:
+            self.mapper.set_model(adapted)  # the adaptation's choice: another HRF or readout
         pred = self.mapper.predict(window)
         if due.t_end is not None:
             t_end = due.t_end
@@ -640,7 +642,7 @@ class Engine:
             if self.save_adapted and not self._adapted_saved:
                 self._adapted_saved = True  # written by the adapter once its map is chosen
                 self.adapter.save_when_frozen(self.save_adapted, self.mapper.norm_stats)
-            adapt = self.adapter.observe(pred, t_end)
+            adapt = self.adapter.observe(pred, t_end, window=self.mapper.last_input)
             pred = self.adapter.apply(pred)
         volume = self.mapper.volume(pred)
         t1 = clock()

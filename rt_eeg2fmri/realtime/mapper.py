@@ -46,6 +46,15 @@ class Mapper:
         self._x = torch.empty((self.n_chans, self.n_times), device=self.device)
         self.set_stats(checkpoint.norm_stats)
 
+    def set_model(self, model) -> None:
+        """Predict with ``model`` from now on (the same checkpoint adapted: same shapes)."""
+        self.model = model.to(self.device).eval()
+
+    @property
+    def last_input(self) -> torch.Tensor:
+        """The model's input for the last window (normalised; a buffer reused each call)."""
+        return self._x
+
     def set_stats(self, stats: NormStats) -> None:
         """Normalise with ``stats`` (the model's channels, in its order)."""
         if not isinstance(stats, NormStats):

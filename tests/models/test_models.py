@@ -229,3 +229,28 @@ def test_eval_chunking_is_exact(name):
         model.encoder.eval_chunk = 3  # 20 channel series in chunks of 3
         chunked = model(x)
     torch.testing.assert_close(chunked, whole)
+
+
+def test_stretching_the_learned_hrf_moves_its_peak_and_keeps_its_area():
+    cfg = {"n_chans": 2, "n_times": 3000, "sfreq": 100.0, "n_voxels": 10}
+    enc = build_model("conv", cfg).encoder
+    n, dt = enc.n_frames, enc.bin_seconds
+    assert dt == pytest.approx(0.5)
+    lag = (np.arange(n)[::-1] + 0.5) * dt  # proj's bins, window end last
+    hrf = np.exp(-0.5 * ((lag - 5.0) / 1.5) ** 2)  # a response peaking 5 s before the end
+    with torch.no_grad():
+        enc.proj.weight.copy_(torch.as_tensor(np.tile(hrf, (8, 16)), dtype=torch.float32))
+    before = enc.proj.weight.detach().clone()
+    enc.stretch_hrf(1.0)
+    torch.testing.assert_close(enc.proj.weight, before)
+    enc.stretch_hrf(1.4)
+    w = enc.proj.weight.detach().numpy().reshape(8, 16, n)
+    assert np.allclose(w, w[:1, :1])  # every filter and output alike
+    assert lag[np.argmax(w[0, 0])] == pytest.approx(7.0, abs=dt / 2)
+    assert w[0, 0].sum() == pytest.approx(hrf.sum(), rel=0.01)
+    blocks = build_model("conv", {**cfg, "channels": [4, 8]}).encoder
+    assert blocks.bin_seconds is None
+    with pytest.raises(ValueError, match="band-power envelope"):
+        blocks.stretch_hrf(1.2)
+    with pytest.raises(ValueError, match="must be positive"):
+        enc.stretch_hrf(0.0)

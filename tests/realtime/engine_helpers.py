@@ -26,9 +26,13 @@ def tiny_checkpoint(
     t_r: float = 0.5,
     scale: float = 1e-5,
     seed: int = 0,
+    channels=(4, 8),
     **preprocessing,
 ):
     """Save a small conv checkpoint (mask: the grid minus its first x-slab); return the path.
+
+    ``channels``: the encoder's feature maps (one entry: the band-power envelope feeds a
+    learned HRF, which adaptation can stretch).
 
     The normalisation statistics are centre 0 and ``scale`` volts for every channel;
     ``preprocessing`` fields (``l_freq``, ``h_freq``, ...) join the checkpoint's record.
@@ -44,7 +48,7 @@ def tiny_checkpoint(
             "sfreq": sfreq,
             "n_voxels": int(mask.sum()),
             "grid_shape": list(GRID),
-            "channels": [4, 8],
+            "channels": list(channels),
             "emb_dim": 8,
             "n_basis": 4,
             "hidden": 16,

@@ -56,10 +56,12 @@ def test_stream_adapts_then_freezes_and_saves(tmp_path, uid):
     assert phases[0] == "waiting" and phases[-1] == "frozen" and "adapting" in phases
     order = {"waiting": 0, "adapting": 1, "frozen": 2}
     assert all(order[a] <= order[b] for a, b in itertools.pairwise(phases))
-    # the adapted checkpoint is an ordinary checkpoint of the base model and the map
+    # the adapted checkpoint is an ordinary checkpoint: the base model and a per-voxel map,
+    # or the conv with its own readout weights
     adapted = load_checkpoint(tmp_path / "adapted.pt")
-    assert isinstance(adapted.model, Calibrated)
     cal = adapted.metadata["calibration"]
+    assert {c["readout"] for c in cal["candidates"]} == {"none", "bias", "affine", "coef"}
+    assert isinstance(adapted.model, Calibrated) == (cal["chosen"]["readout"] != "coef")
     assert cal["live"] is True and cal["pairs"] == adapt["pairs"]
     assert cal["chosen"]["description"] and cal["base_checkpoint"] == str(model)
     # once frozen, the stream's volumes are the base model's through the frozen map
@@ -85,6 +87,43 @@ def test_adapter_freezes_and_chooses_like_calibrate(tmp_path, rng):
     np.testing.assert_allclose(a.bias, 1.5, atol=0.05)
     p = rng.standard_normal(n_vox).astype(np.float32)
     np.testing.assert_allclose(a.apply(p), gain * p + 1.5, rtol=0.05, atol=0.1)
+
+
+def test_adapter_fits_a_later_haemodynamic_response_and_hands_the_stream_its_model(tmp_path, rng):
+    """The person's volumes follow the model's learned HRF stretched 1.4× (times a gain):
+    at freezing, the choice runs the model's variants on the kept input windows, fits the
+    stretch, and the stream takes the adapted model, whose own readout replaces the map."""
+    import torch
+
+    from rt_eeg2fmri.adaptation import stretched
+
+    path = tiny_checkpoint(tmp_path / "m.pt", sfreq=SFREQ, t_r=T_R, winsize=12.0, channels=[4])
+    ckpt = load_checkpoint(path)
+    later = stretched(ckpt.model, 1.4).eval()
+    a = OnlineAdapter("name:none", checkpoint=ckpt, minutes=1.0, gap=2.0)
+    for k in range(130):
+        t = 10.0 + k * T_R
+        x = torch.as_tensor(rng.standard_normal((len(CH), 1200)), dtype=torch.float32)
+        with torch.no_grad():
+            p, y = ckpt.model(x[None])[0], later(x[None])[0].double().numpy()
+        a._truth[t] = 2.0 * y + 0.5
+        a.observe(p, t, window=x)
+    assert a.phase == "frozen" and a.wait(60.0)
+    chosen = a.chosen["chosen"]
+    assert chosen["hrf_stretch"] == 1.4, a.chosen["candidates"]
+    model = a.take_model()
+    assert model is not None and a.take_model() is None  # handed over once
+    x = torch.as_tensor(rng.standard_normal((1, len(CH), 1200)), dtype=torch.float32)
+    with torch.no_grad():
+        want = 2.0 * later(x)[0] + 0.5
+        np.testing.assert_allclose(model(x)[0], want, rtol=0.02, atol=0.02 * float(want.std()))
+    p = rng.standard_normal(int(ckpt.mask.sum())).astype(np.float32)
+    np.testing.assert_array_equal(a.apply(p), p)  # the model's own readout, no map on top
+    a.save(tmp_path / "a.pt", ckpt.norm_stats)
+    saved = load_checkpoint(tmp_path / "a.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(saved.model(x), model(x))
+    assert saved.metadata["calibration"]["chosen"]["hrf_stretch"] == 1.4
 
 
 def test_adapt_option_errors(tmp_path, capsys):

@@ -279,3 +279,39 @@ def _check_the_choice(summary):
     want = min(beating, key=lambda c: c["mse"]) if beating else held["base"]
     assert held["chosen"] == want
     assert held["chosen"]["mse"] <= held["base"]["mse"]
+
+
+def test_a_later_haemodynamic_response_is_fitted_by_stretching_the_learned_hrf(base, tmp_path):
+    """A person whose BOLD follows the model's learned HRF stretched 1.4× in time: the
+    fitted stretch is 1.4, and the stretched candidates are judged with the others."""
+    from rt_eeg2fmri.adaptation import fit_stretch, stretched
+    from trainer.calibrate import _predictor, calibrate
+
+    root, _ = base
+    cfg = TrainConfig.from_dict(
+        dict(model="conv", model_args={"channels": [4], "emb_dim": 4, "hidden": 16,
+             "n_basis": 4}, winsize=4.0, epochs=1, batch_size=8, max_batches=3, split="loso",
+             test_subjects=["01"], device="cpu")
+    )  # fmt: skip
+    train_and_evaluate(root, cfg, tmp_path / "run", progress=False)
+    conv = tmp_path / "run" / "loso-sub-01" / "conv.pt"
+    ckpt = load_checkpoint(conv)
+    data = load_dataset(root, ckpt.preprocessing, subjects=["01"], ch_names=ckpt.ch_names,
+                        mask=ckpt.mask, progress=False).with_stats(ckpt.norm_stats)  # fmt: skip
+    idx = np.arange(len(data))
+    y = predict(stretched(ckpt.model, 1.4), data, idx).astype(np.float64)
+    fit = idx < 80
+    factor, model = fit_stretch(_predictor(data, idx), ckpt.model, y, fit)
+    assert factor == 1.4
+    torch.testing.assert_close(
+        model.encoder.proj.weight, stretched(ckpt.model, 1.4).encoder.proj.weight
+    )
+    info = calibrate(conv, root, subject="01", runs=["1"], out=tmp_path / "c.pt", progress=False)
+    stretches = {c["hrf_stretch"] for c in info["candidates"]}
+    assert 1.0 in stretches and len(stretches) <= 3  # the base, and one fitted per statistics
+    assert all(c["readout"] in ("none", "bias", "affine", "coef") for c in info["candidates"])
+    _check_the_choice(info)
+    cal = load_checkpoint(tmp_path / "c.pt")  # stretched or not, an ordinary checkpoint
+    chosen = info["chosen"]["hrf_stretch"]
+    want = stretched(ckpt.model, chosen) if chosen != 1.0 else ckpt.model
+    torch.testing.assert_close(cal.model.encoder.proj.weight, want.encoder.proj.weight)
