@@ -28,16 +28,18 @@ def _run_entry(ref: RunRef, *, winsize: float, full: bool) -> tuple[dict, object
         "files": {k: str(v) for k, v in ref.files.items()},
         "error": None,
     }
+    bad = None
     try:
         info = ref.header()
-        if full:
-            ref.load()  # the checks that need the samples (NaN/Inf, events, ...)
+        if full:  # the checks that need the samples (NaN/Inf, events, ...), and bad spans
+            bad = ref.load().bad_spans
     except _READ_ERRORS as err:
         entry["error"] = str(err)
         return entry, None
-    pairs = window_pairs(
-        info.volume_onsets, t_r=info.t_r, sfreq=info.sfreq, n_times=info.n_times, winsize=winsize
-    )
+    grid = dict(t_r=info.t_r, sfreq=info.sfreq, n_times=info.n_times, winsize=winsize)
+    pairs = window_pairs(info.volume_onsets, **grid, bad_spans=bad)
+    if bad is not None and len(bad):  # as training: windows over BAD_* spans are left out
+        entry["n_bad_windows"] = len(window_pairs(info.volume_onsets, **grid)) - len(pairs)
     entry.update(
         n_chans=len(info.ch_names),
         sfreq=info.sfreq,
@@ -72,7 +74,9 @@ def summarize(
     winsize : float
         EEG window (s) used to count training pairs.
     full : bool
-        Also load every run completely (catches NaN samples and bad events; slower).
+        Also load every run completely (catches NaN samples and bad events; slower). The
+        pairs then leave out windows over ``BAD_*`` spans as training does (unless the
+        reader option ``keep_bad``), and a run's ``n_bad_windows`` counts them.
     **options
         Reader options and run selection (see ``find_runs``).
 
@@ -230,6 +234,7 @@ def format_summary(summary: dict) -> str:
             f"  {r['name']:<{width}}  {r['n_chans']:>3} ch  {r['sfreq']:>6g} Hz  "
             f"{r['duration_s']:>8.1f} s  {r['n_volumes']:>4} vol  TR {r['t_r']:g} s  "
             f"{timing}  {r['n_pairs']} pairs"
+            + (f" ({r['n_bad_windows']} over bad spans left out)" if r.get("n_bad_windows") else "")
         )
     problems = s["problems"]
     lines += ["", f"Problems ({len(problems)}):" if problems else "Problems: none"]

@@ -499,6 +499,13 @@ def test_windows_over_bad_spans_are_left_out(tmp_path):
     kept = _build(find_runs(root, keep_bad=True), tmp_path)
     assert len(kept) == 10 and kept.runs[0]["n_bad_windows"] == 0
     assert kept.stats["01"].scale.min() > 100 * want.scale.max()  # the glitch is in
+    # `info --full` counts the pairs training will have
+    from rt_eeg2fmri.data.summary import format_summary, summarize
+
+    summary = summarize(root, winsize=WIN, full=True)
+    assert summary["n_pairs"] == 7 and summary["runs"][0]["n_bad_windows"] == 3
+    assert "7 pairs (3 over bad spans left out)" in format_summary(summary)
+    assert summarize(root, winsize=WIN, full=True, keep_bad=True)["n_pairs"] == 10
 
 
 def test_a_cache_of_live_corrected_eeg_is_keyed_on_the_live_corrections_version(
