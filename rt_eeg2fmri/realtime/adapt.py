@@ -65,6 +65,7 @@ class OnlineAdapter:
         #: ``(window end, prediction, measured volume, input window or None)``
         self.pairs: list[tuple] = []
         self.inlet = self.meta = None
+        self._buf: np.ndarray | None = None
         self.chosen: dict | None = None
         #: the chosen model when it is not the base model under a per-voxel map (another
         #: HRF timing or readout weights): the stream takes it (:meth:`take_model`)
@@ -143,9 +144,11 @@ class OnlineAdapter:
     def _pull(self) -> None:
         if self.inlet is None:
             return
-        samples, stamps = self.inlet.pull_chunk(timeout=0.0, max_samples=64)
-        for sample, ts in zip(samples or [], stamps or [], strict=False):
-            volume = self.meta.to_volume(np.asarray(sample, np.float32))
+        if self._buf is None:  # liblsl writes the samples into it: no Python lists
+            self._buf = np.empty((8, self.meta.n_voxels), np.float32)
+        _, stamps = self.inlet.pull_chunk(timeout=0.0, max_samples=8, dest_obj=self._buf)
+        for sample, ts in zip(self._buf, stamps or [], strict=False):
+            volume = self.meta.to_volume(sample)
             self._truth[float(ts)] = np.asarray(volume[self.mask], np.float64)
 
     def _pair(self) -> None:
