@@ -133,7 +133,7 @@ def options(predict: Predict, model, y, fit, *, norm: str, stretch: float = 1.0)
     head = basis_head(model)
     pred, feat = predict(model, np.arange(y.shape[0]))
     pred = np.asarray(pred, np.float64)
-    cands = [Candidate(c.norm, c.readout, c.strength, stretch) for c in candidates((norm,))]
+    cands = candidates((norm,), hrf_stretch=stretch)
     table, errors = score_readouts({norm: pred}, y, fit, ~fit, cands)
 
     def readout(c):

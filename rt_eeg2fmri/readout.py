@@ -30,7 +30,7 @@ class Candidate:
     norm: str  # "checkpoint" | "subject"
     readout: str  # "none" | "bias" | "affine" | "coef"
     strength: float | None = None
-    hrf_stretch: float = 1.0  # the learned HRF stretched in time (calibrate only)
+    hrf_stretch: float = 1.0  # the learned HRF stretched in time (rt_eeg2fmri.adaptation)
 
     def describe(self) -> str:
         """Readable summary, e.g. ``subject statistics, readout affine (strength 3)``."""
@@ -39,10 +39,10 @@ class Candidate:
         return s + (f", HRF stretched {self.hrf_stretch:g}×" if self.hrf_stretch != 1 else "")
 
 
-def candidates(norms=("checkpoint", "subject")) -> list[Candidate]:
+def candidates(norms=("checkpoint", "subject"), hrf_stretch: float = 1.0) -> list[Candidate]:
     """Every candidate: no change, a per-voxel offset, and gain + offset at each strength."""
-    out = [Candidate(n, "none") for n in norms] + [Candidate(n, "bias") for n in norms]
-    return out + [Candidate(n, "affine", s) for n in norms for s in STRENGTHS]
+    out = [Candidate(n, r, None, hrf_stretch) for r in ("none", "bias") for n in norms]
+    return out + [Candidate(n, "affine", s, hrf_stretch) for n in norms for s in STRENGTHS]
 
 
 def fit_readout(p: np.ndarray, y: np.ndarray, readout: str, strength: float | None):

@@ -6,11 +6,12 @@ timing (the base model's learned HRF, or it stretched in time to fit the person)
 per-voxel affine map of the output (``gain ⊙ prediction + bias``) or — for models with a
 basis head (the default conv) — the readout weights themselves (the head's coefficient
 layer, refitted on the person's targets), each shrunk toward the base model with a
-strength picked on the held-out minutes. The recording's calibration minutes are split chronologically: the
-first part fits every candidate, the last part (after a gap of at least ``gap`` seconds,
-so no target of the fit is within 20 s of one scored) picks the best; the chosen one is
-then refitted on all the minutes. Nothing here sees the data a calibrated checkpoint is
-later scored on, when ``evaluate`` is given the person's other runs.
+strength picked on the held-out minutes. The recording's calibration minutes are split
+chronologically: the first part fits every candidate, the last part (after a gap of at
+least ``gap`` seconds, so no target of the fit is within 20 s of one scored) picks the
+best; the chosen one is then refitted on all the minutes. Nothing here sees the data a
+calibrated checkpoint is later scored on, when ``evaluate`` is given the person's other
+runs.
 """
 
 from __future__ import annotations

@@ -42,10 +42,10 @@ Samples are flagged (``clean`` is False) before the first marker and until
 to ``v - 2``, on a worker thread while ``v - 1`` comes in); they are corrected with what
 template there is (from the second volume on) but must not be taken as clean EEG. After a
 marker off the volume grid nothing is flagged clean until a marker on it (a spurious
-marker costs at most a volume of flags), and after two no volume joins the template (the TR is changing). A
-volume predicted without its marker whose first samples the template does not fit (the
-correction would add power, not remove it) means the scanner stopped: nothing is
-subtracted until a marker comes.
+marker costs at most a volume of flags), and after two no volume joins the template (the
+TR is changing). A volume predicted without its marker whose first samples the template
+does not fit (the correction would add power, not remove it) means the scanner stopped:
+nothing is subtracted until a marker comes.
 """
 
 from __future__ import annotations
