@@ -162,7 +162,11 @@ def add_arguments(parser) -> None:
         help="refuse a stream whose rate differs from the model's instead of resampling it",
     )
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for the stream"
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the stream at the start, and for its source to come back "
+        "when it is gone from the network (then the stream ends; what it wrote is complete)",
     )
     parser.add_argument("--max-volumes", type=int, default=None, help="stop after N volumes")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
@@ -319,6 +323,7 @@ def _stream(args, nifti, timing, bids_root) -> int:
         gradient_volumes=args.correct_volumes,
         pulse_beats=args.correct_beats,
         ecg=args.ecg,
+        lost_timeout=args.timeout,
         consumer_options={
             "publish": args.publish_eeg,
             "allow_missing": args.allow_missing,

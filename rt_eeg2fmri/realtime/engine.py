@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_positive
 from .._logging import logger
 from .mapper import Mapper
 from .outputs import Outputs
@@ -176,6 +177,10 @@ class Engine:
         Due volumes computed in one go even when they do not fit in half a TR at the
         recent inference time; older ones are skipped (counted and logged), so work never
         queues without bound.
+    lost_timeout : float | None
+        Seconds the source may stay gone from the network before :meth:`run` ends (its
+        outputs complete up to then); ``None``: wait for it to come back for as long as
+        the run lasts.
     """
 
     def __init__(
@@ -191,6 +196,7 @@ class Engine:
         adapter=None,
         save_adapted=None,
         sync_on_triggers: bool = True,
+        lost_timeout: float | None = None,
     ) -> None:
         if int(max_backlog) < 1:
             raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
@@ -222,6 +228,10 @@ class Engine:
         self.adapter = adapter
         self.save_adapted = save_adapted
         self._adapted_saved = False
+        if lost_timeout is not None:
+            check_positive(lost_timeout, "lost_timeout")
+        self.lost_timeout = lost_timeout
+        self._lost_since: float | None = None
 
     @classmethod
     def from_checkpoint(
@@ -251,6 +261,7 @@ class Engine:
         gradient_volumes: int = 8,
         pulse_beats: int = 20,
         ecg: str | None = None,
+        lost_timeout: float | None = None,
     ) -> Engine:
         """The engine of a loaded checkpoint on an LSL source.
 
@@ -305,6 +316,8 @@ class Engine:
             Past heartbeats in the pulse template.
         ecg : str | None
             The stream's ECG channel (default: the one labelled ECG*/EKG*).
+        lost_timeout : float | None
+            Seconds the source may stay gone before the run ends (``None``: no limit).
         """
         from .inlet import EEGConsumer
 
@@ -386,6 +399,7 @@ class Engine:
             adapter=adapter,
             save_adapted=save_adapted,
             sync_on_triggers=sync == "trigger",
+            lost_timeout=lost_timeout,
         )
 
     # -- set-up ------------------------------------------------------------------------
@@ -497,6 +511,8 @@ class Engine:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 break
+            if self._source_gone_too_long():
+                break
             ring = self.consumer.ring
             self.consumer.wait_for(ring.n_written + 1, timeout=0.02)
             n_written, latest = ring.n_written, ring.latest_time
@@ -540,6 +556,9 @@ class Engine:
         summary = self.stats.summary(self.consumer.health)
         summary["failed_outputs"] = list(self.outputs.failed)
         summary["stopped"] = self._stop.is_set()  # by stop(): Ctrl-C, SIGTERM, the viewer
+        summary["source_gone"] = self._lost_since is not None and self._gone_s() > (
+            self.lost_timeout or np.inf
+        )
         if self.triggers is not None:
             summary["triggers"] = self._n_triggers
         chain = self.consumer.chain
@@ -563,6 +582,29 @@ class Engine:
                 "saved": a.saved,
             }
         return summary
+
+    def _gone_s(self) -> float:
+        return time.monotonic() - self._lost_since if self._lost_since is not None else 0.0
+
+    def _source_gone_too_long(self) -> bool:
+        """Whether the source has been gone for more than ``lost_timeout`` (logged once)."""
+        if self.lost_timeout is None:
+            return False
+        if self.consumer.health.state != "lost":
+            self._lost_since = None
+            return False
+        if self._lost_since is None:
+            self._lost_since = time.monotonic()
+        if self._gone_s() <= self.lost_timeout:
+            return False
+        src = self.consumer.source
+        logger.error(
+            "The EEG source %r has been gone from the network for %.0f s (more than the "
+            "timeout, --timeout): stopping. Every volume until then is written.",
+            src if isinstance(src, str) else src.name(),
+            self._gone_s(),
+        )
+        return True
 
     def _check_triggers(self, flowing: bool) -> None:
         """Warn once when the EEG flows but the trigger stream has sent no volume marker."""

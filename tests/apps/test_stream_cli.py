@@ -132,6 +132,34 @@ def test_sigterm_prints_the_summary_and_exits_0(model, uid):
 
 
 @pytest.mark.lsl
+def test_a_replay_that_ends_first_ends_the_stream_after_the_timeout(model, uid, tmp_path):
+    """The scripted replay + stream of a user: the replay's process ends (its outlets go)
+    before ``--max-volumes``; the stream stops ``--timeout`` later with exit status 0."""
+    replay = _replay(uid, speed=4.0)  # 10 s of session in 2.5 s
+    proc = _stream(
+        "--model", model, "--source", f"name:{uid}-EEG", "--sync", "samples", "--device",
+        "cpu", "--no-outlet", "--out", tmp_path / "pred.nii", "--max-volumes", "1000",
+        "--timeout", "2", "--quiet",
+    )  # fmt: skip
+    try:
+        lines = wait_for_line(proc, "streaming conv")
+        replay.start()
+        assert replay.wait(30.0)
+        replay.stop()  # what the replay's process exiting does: its outlets disappear
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        replay.stop()
+    err = "".join(lines) + err
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["source_gone"] and summary["state"] == "lost", summary
+    assert summary["volumes"] >= 10, summary  # ~16 windows of 2 s in 10 s at a 0.5 s TR
+    assert "has been gone from the network" in err and "--timeout" in err
+    assert nib.load(tmp_path / "pred.nii").shape[-1] == summary["volumes"] + summary["skipped"]
+
+
+@pytest.mark.lsl
 def test_a_stream_at_another_rate_is_resampled_by_default(model, uid, tmp_path):
     replay = _replay(uid, sfreq=2 * SFREQ, speed=4.0)  # an amplifier at twice the model's rate
     code, out, err, _, _ = _stream_replay(

@@ -106,6 +106,35 @@ def test_source_killed_and_restarted_with_the_same_source_id(ckpt, uid, tmp_path
 
 
 @pytest.mark.lsl
+def test_a_source_gone_for_longer_than_the_timeout_ends_the_run(ckpt, uid, tmp_path, rt_log):
+    """A replay that ends before ``max_volumes``: the run stops ``lost_timeout`` after the
+    source left the network, with every volume until then written, instead of waiting on."""
+    session = make_session(n_chans=4, sfreq=SFREQ, n_volumes=20, t_r=T_R, ch_names=CH, seed=1)
+    source = Replay(session, name=uid, source_id=uid, truth=False)
+    source.open()
+    engine = _engine(ckpt, f"name:{uid}-EEG", timing=tmp_path / "timing.tsv", lost_timeout=1.0)
+    with engine:
+        assert source.wait_for_consumers(10.0, kinds=["eeg"])
+        source.start()
+        threading.Timer(3.0, source.stop).start()  # the amplifier software dies at 3 s
+        t0 = time.monotonic()
+        summary = engine.run(max_volumes=1000, duration=30.0)
+        took = time.monotonic() - t0
+    assert summary["source_gone"] and not summary["stopped"], summary
+    assert 3.0 + 1.0 < took < 15.0, took  # gone at 3 s, noticed within ~1 s, 1 s timeout
+    assert summary["volumes"] >= 2 and summary["state"] == "lost", summary
+    timing = pd.read_csv(tmp_path / "timing.tsv", sep="\t", na_values="n/a")
+    assert len(timing) == summary["volumes"] + summary["skipped"]
+    gone = [r.getMessage() for r in rt_log.records if "gone from the network" in r.getMessage()]
+    assert len(gone) == 1 and f"'name:{uid}-EEG'" in gone[0] and "--timeout" in gone[0]
+
+
+def test_engine_rejects_a_nonpositive_lost_timeout(ckpt, uid):
+    with pytest.raises(ValueError, match="lost_timeout"):
+        _engine(ckpt, f"name:{uid}", lost_timeout=0.0)
+
+
+@pytest.mark.lsl
 def test_nonfinite_samples_give_finite_volumes(ckpt, uid, rt_log):
     n, nan_runs = 800, [(250, 300, 1, np.nan), (320, 330, 2, np.inf), (330, 331, 0, -np.inf)]
     spec = dict(
