@@ -100,7 +100,9 @@ def main() -> None:
     # task-event regression, fitted on the other subjects' test runs (leave-one-subject-out)
     tests = [r["name"] for r in full.runs if r["subject"] in subjects]
     tests = [n for n in tests if n not in {_first(full, s) for s in subjects}]
-    res = evaluate_checkpoint(model, args.data, stats="checkpoint", runs=tests, progress=False)
+    res = evaluate_checkpoint(
+        model, args.data, stats="checkpoint", runs=tests, progress=False, ssim=False
+    )
     events = res["metrics"]["events"]
     with tempfile.TemporaryDirectory() as tmp:
         for s in subjects:
@@ -108,7 +110,7 @@ def main() -> None:
             first, others = _first(full, s), names[1:]
             if not others:
                 raise SystemExit(f"subject {s} has one run: nothing to score calibration on.")
-            kw = dict(subjects=[s], runs=others, progress=False)
+            kw = dict(subjects=[s], runs=others, progress=False, ssim=False)
             for stats in ("checkpoint", "subject"):
                 res = evaluate_checkpoint(model, args.data, stats=stats, **kw)
                 add(

@@ -159,6 +159,7 @@ def evaluate_checkpoint(
     truth=None,
     roi=None,
     roi_labels=None,
+    ssim: bool = True,
 ) -> dict:
     """Score a checkpoint on the pairs of a dataset, beside the baselines.
 
@@ -188,6 +189,8 @@ def evaluate_checkpoint(
     roi, roi_labels : path-like | None
         An atlas (label image or one mask) and its look-up table: adds ``regions``, the
         mean voxelwise r of every model (and of the noise ceiling) in each region.
+    ssim : bool
+        Also compute each model's mean SSIM over the volumes (the slowest metric).
 
     Returns
     -------
@@ -229,7 +232,7 @@ def evaluate_checkpoint(
         raise ValueError(f"'{data}': no (window, volume) pairs for a {ckpt.winsize:g} s window.")
     preds = cross_subject_baselines(view, idx)
     preds[ckpt.model_name] = predict(ckpt.model, view, idx, device=ckpt.device)
-    res = score(view, idx, preds, truth_targets=truth_targets(dataset, truth))
+    res = score(view, idx, preds, truth_targets=truth_targets(dataset, truth), ssim=ssim)
     out = {
         "checkpoint": str(ckpt.path),
         "model": ckpt.model_name,

@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", default=None, help="also write the result as JSON to this file")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--no-ssim", action="store_true", help="leave out SSIM (the slowest metric) from the table"
+    )
     add_roi_arguments(parser)
     add_truth_argument(parser)
     add_reader_arguments(parser)
@@ -58,6 +61,7 @@ def run(args) -> int:
         truth=args.truth,
         roi=args.roi,
         roi_labels=args.roi_labels,
+        ssim=not args.no_ssim,
     )
     print(
         f"{res['model']} on {res['n_pairs']} pairs of {', '.join(map(repr, args.data))} (subjects "

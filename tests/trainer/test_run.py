@@ -167,6 +167,12 @@ def test_evaluate_checkpoint_on_any_dataset(tiny_bids, tmp_path, capsys):
         assert f"| {name} |" in text
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["n_pairs"] == 6 * 20 and res["metrics"]["conv"]["mse"] > 0
+    assert "| SSIM |" in text and "ssim" in res["metrics"]["conv"]
+    rc = main(["evaluate", "--model", str(ckpt), "--data", str(tiny_bids), "--no-progress",
+               "--no-ssim", "--json", str(tmp_path / "n.json")])  # fmt: skip
+    assert rc == 0 and "SSIM" not in capsys.readouterr().out
+    fast = json.loads((tmp_path / "n.json").read_text())["metrics"]
+    assert "ssim" not in fast["conv"] and fast["conv"]["mse"] == res["metrics"]["conv"]["mse"]
 
 
 def test_evaluate_channel_mismatch(tiny_bids, tmp_path, capsys):
