@@ -6,10 +6,10 @@
 :class:`~rt_eeg2fmri.data.bold.BoldChain` of the targets) and writes continuous ``.npy``
 arrays that ``PairDataset`` opens with ``np.load(mmap_mode="r")``. The folder is named by
 a content fingerprint (the input files' bytes, the resolved record, the mask, the warm-up
-and :data:`CACHE_FORMAT_VERSION`) and
-appears atomically (built in a temporary folder, then renamed), so a build that is
-interrupted is never trusted, and a second call with the same inputs reuses the cache
-without loading anything.
+and :data:`CACHE_FORMAT_VERSION`); a cache that other code built (:func:`code_version` of
+the modules in :data:`CODE`) is rebuilt. It appears atomically (built in a temporary
+folder, then renamed), so a build that is interrupted is never trusted, and a second call
+with the same inputs reuses the cache without loading anything.
 
 Layout of a cache folder::
 
@@ -24,6 +24,7 @@ Layout of a cache folder::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -46,11 +47,26 @@ from .windows import span_samples, window_pairs
 
 CACHE_FORMAT_VERSION = 3  # 2: the EEG chain (streaming resampler, causal band-pass)
 # 3: windows that overlap spans annotated bad are left out
+#: The code that makes a cache's contents (package-relative): a cache built by other code
+#: (an upgrade, a fix) is rebuilt, not reused
+CODE = ("data", "realtime/gradient.py", "realtime/pulse.py", "hrf.py", "grid.py")
 _HASH_BLOCK = 1 << 20  # 1 MiB
 _MEDIAN_BLOCK_BYTES = 64 << 20  # bound of the per-subject median working set
 
 
 # -- fingerprint ---------------------------------------------------------------------------
+@functools.cache
+def code_version() -> str:
+    """Hash of the source of :data:`CODE`: what read, corrected and preprocessed the data."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.blake2b(digest_size=10)
+    for rel in CODE:
+        path = root / rel
+        for f in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def file_hash(path: str | Path, *, memo: dict | None = None) -> str:
     """blake2b of a file's bytes, streamed in 1 MiB blocks.
 
@@ -153,12 +169,18 @@ def _mask_key(mask: np.ndarray | None) -> str:
 
 
 # -- building ------------------------------------------------------------------------------
-def _cache_valid(folder: Path, fp: str) -> bool:
+def _cache_meta(folder: Path) -> dict | None:
     try:
-        meta = json.loads((folder / "meta.json").read_text())
+        return json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError):
+        return None
+
+
+def _cache_valid(folder: Path, fp: str) -> bool:
+    meta = _cache_meta(folder)
+    if meta is None or meta.get("fingerprint") != fp:
         return False
-    if meta.get("fingerprint") != fp or meta.get("format_version") != CACHE_FORMAT_VERSION:
+    if meta.get("format_version") != CACHE_FORMAT_VERSION or meta.get("code") != code_version():
         return False
     names = ["mask.npy", "pairs.npy"]
     for i in range(len(meta.get("runs", []))):
@@ -251,7 +273,15 @@ def build_cache(
         logger.info("Reusing the window cache '%s'.", final)
         return PairDataset(final)
     if final.exists():
-        logger.warning("Rebuilding the incomplete or unreadable cache '%s'.", final)
+        meta = _cache_meta(final) or {}
+        if meta.get("fingerprint") == fp and meta.get("code") != code_version():
+            logger.info(
+                "Rebuilding the window cache '%s': another version of the preprocessing "
+                "code built it.",
+                final,
+            )
+        else:
+            logger.warning("Rebuilding the incomplete or unreadable cache '%s'.", final)
         stale = cache_root / f".stale-{fp}-{uuid.uuid4().hex[:8]}"
         os.replace(final, stale)
         shutil.rmtree(stale, ignore_errors=True)
@@ -398,6 +428,7 @@ def _write(
     shape0, affine0, _ = ref0["grid"]
     meta = {
         "format_version": CACHE_FORMAT_VERSION,
+        "code": code_version(),
         "fingerprint": fp,
         "params": params,
         "preprocessing": pre.to_dict(),

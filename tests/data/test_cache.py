@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import tracemalloc
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -195,6 +196,32 @@ def test_fingerprint_tracks_content_and_parameters(dataset_dir, tmp_path, loads)
     changed = _build(runs, tmp_path)
     assert changed.fingerprint != base and len(loads) == n + 4
     assert set(changed.events(2)["trial_type"]) == {"novel"}
+
+
+def test_a_cache_built_by_other_preprocessing_code_is_rebuilt(runs, tmp_path, loads, caplog):
+    """An upgrade or a fix of the code that reads and preprocesses the data must not reuse
+    what the old code cached: the cache records its code's hash and is rebuilt, in place,
+    when the hash differs (the data fingerprint stays the data's)."""
+    import logging
+
+    import rt_eeg2fmri.data.cache as cache
+
+    first = _build(runs, tmp_path)
+    meta = json.loads((first.path / "meta.json").read_text())
+    assert meta["code"] == cache.code_version() and len(loads) == 4
+    # the hash covers the sources of the data path (a readable file per module listed)
+    root = Path(cache.__file__).resolve().parents[1]
+    assert all((root / rel).exists() for rel in cache.CODE)
+    meta["code"] = "0" * 20  # what another version of the code wrote
+    (first.path / "meta.json").write_text(json.dumps(meta))
+    with caplog.at_level(logging.INFO, logger="rt_eeg2fmri"):
+        again = _build(runs, tmp_path)
+    assert len(loads) == 8 and again.path == first.path
+    assert again.fingerprint == first.fingerprint
+    assert json.loads((again.path / "meta.json").read_text())["code"] == cache.code_version()
+    assert "another version of the preprocessing code built it" in caplog.text
+    _build(runs, tmp_path)
+    assert len(loads) == 8  # and then reused
 
 
 def test_file_hash_memo_skips_unchanged_files(tmp_path):
