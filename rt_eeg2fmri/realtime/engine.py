@@ -31,6 +31,9 @@ from .outputs import Outputs
 from .roi import Regions
 from .scheduler import Due, Scheduler, make_scheduler
 
+#: How far (s) a window's last timestamp may be ahead of its arrival on the LSL clock before
+#: the stream's clock is taken to run faster than it (latency is then counted from arrival)
+CLOCK_AHEAD_S = 0.05
 #: Longest normalisation calibration (s): its samples are held in the ring buffer at once.
 MAX_CALIBRATE_S = 3600.0
 
@@ -57,8 +60,9 @@ class Skip:
 class EngineStats:
     """Counters and times of a run, in ms.
 
-    ``latencies``: LSL publish − window end; ``compute``: data ready → LSL publish;
-    ``write``: appending to the NIfTI series (on its own thread, after publishing).
+    ``latencies``: LSL publish − window end (or − the window's arrival, for a stream whose
+    clock runs ahead of LSL's); ``compute``: data ready → LSL publish; ``write``: appending
+    to the NIfTI series (on its own thread, after publishing).
     """
 
     volumes: int = 0
@@ -700,7 +704,11 @@ class Engine:
         since = t_end - self.n_times / self.sfreq
         dirty = health.last_uncorrected is not None and health.last_uncorrected >= since
         no_pulse = health.last_no_pulse is not None and health.last_no_pulse >= since
-        latency = (publish - t_end) * 1e3
+        arrived = self.consumer.arrival_of(stop)
+        # a stream whose clock runs ahead of the LSL clock (a replay faster than real time):
+        # its window end is not a time of this clock, the arrival of its last sample is
+        ahead = arrived is not None and t_end - 1.0 / self.sfreq > arrived + CLOCK_AHEAD_S
+        latency = (publish - (arrived if ahead else t_end)) * 1e3
         self.stats.volumes += 1
         self.stats.late += int(late)
         self.stats.latencies.append(latency)
@@ -708,6 +716,7 @@ class Engine:
         row = dict(
             volume=due.index,
             window_end=t_end,
+            window_arrived=arrived,
             data_ready=data_ready,
             inference_start=t0,
             inference_end=t1,

@@ -30,6 +30,8 @@ import math
 import queue
 import threading
 import time
+from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +44,7 @@ from ..data.preprocessing import Preprocessing, same_rate
 from .resolve import describe_stream, lsl_timeout, resolve_eeg_stream
 
 _POLL_S = 0.05  # longest wait of one pull: the stop flag is checked this often
+_ARRIVALS = 4096  # chunks whose arrival time is kept (minutes of stream at ~10 pulls/s)
 STATES = ("stopped", "ok", "stalled", "lost")
 # numpy dtype of each numeric LSL channel format (pylsl's cf_float32 ... cf_int64)
 _NP_DTYPES = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}
@@ -238,6 +241,8 @@ class EEGConsumer:
         self._inlet = None
         self._uid: str | None = None
         self._error: BaseException | None = None
+        #: ``(ring.n_written after a chunk, LSL clock when it was pulled)``, oldest first
+        self._arrivals: deque = deque(maxlen=_ARRIVALS)
 
     # -- public -------------------------------------------------------------------------
     @property
@@ -245,6 +250,18 @@ class EEGConsumer:
         """A snapshot of the counters."""
         with self._cond:
             return dataclasses.replace(self._health)
+
+    def arrival_of(self, n_samples: int) -> float | None:
+        """LSL clock time at which the ring's ``n_samples``-th sample was pulled, if known.
+
+        ``None`` when it has not arrived yet or arrived too long ago to be remembered.
+        """
+        with self._cond:
+            marks = list(self._arrivals)
+        i = bisect_left(marks, n_samples, key=lambda m: m[0])
+        if i == len(marks) or (i == 0 and len(marks) == _ARRIVALS):  # older ones forgotten
+            return None
+        return marks[i][1]
 
     @property
     def running(self) -> bool:
@@ -428,6 +445,7 @@ class EEGConsumer:
             while not self._stop.is_set():
                 try:
                     k = self._pull_into(inlet)
+                    arrived = pylsl.local_clock()
                 except pylsl.util.LostError:
                     inlet = self._on_lost()
                     if inlet is None:
@@ -441,7 +459,7 @@ class EEGConsumer:
                     if state != "ok":
                         self._on_resume(state, new_source)
                         new_source = False
-                    self._ingest(self._pull[:k], self._stamps[:k])
+                    self._ingest(self._pull[:k], self._stamps[:k], arrived=arrived)
                 elif now - last_data > self.stall_timeout and now >= next_check:
                     new_source |= self._on_silence(now - last_data)
                     next_check = now + self.stall_timeout
@@ -496,7 +514,7 @@ class EEGConsumer:
         )  # fmt: skip
         return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
 
-    def _ingest(self, raw: np.ndarray, stamps: np.ndarray) -> None:
+    def _ingest(self, raw: np.ndarray, stamps: np.ndarray, *, arrived: float | None = None) -> None:
         while not self.volume_markers.empty():
             self.chain.add_volume_marker(self.volume_markers.get_nowait())
         data, times, report = self.chain.process(raw, stamps)
@@ -509,6 +527,8 @@ class EEGConsumer:
             self._eeg_outlet.push_chunk(np.ascontiguousarray(block.T, np.float32), float(times[-1]))
         with self._cond:  # the ring and the counters change together for wait_for()
             self.ring.write(data, times, channels_first=True)
+            if arrived is not None and data.shape[1]:
+                self._arrivals.append((self.ring.n_written, arrived))
             h = self._health
             h.samples += report.n_in
             h.chunks += 1

@@ -291,6 +291,7 @@ class NiftiSeriesWriter:
 TIMING_COLUMNS = (
     "volume",
     "window_end",
+    "window_arrived",
     "data_ready",
     "inference_start",
     "inference_end",
@@ -331,7 +332,9 @@ class _TsvFile:
 class TimingLog(_TsvFile):
     """Per-TR timing log as a TSV, one row per scheduled volume, on disk after every row.
 
-    Times are LSL clock seconds; ``latency_ms`` is publish − window end.
+    Times are LSL clock seconds; ``window_arrived`` is when the window's last sample was
+    pulled; ``latency_ms`` is publish − window end, or publish − window arrived when the
+    stream's clock runs ahead of the LSL clock (a replay faster than real time).
     """
 
     what = "timing log"
