@@ -371,6 +371,7 @@ class Engine:
                 labels=roi_labels,
             ),
             roi_name=roi_name,
+            clean_flag=bool(correct),
             sources=[
                 Path(checkpoint.path).resolve().as_uri(),
                 f"lsl:{source}" if isinstance(source, str) else f"lsl:{source.name()}",
@@ -691,19 +692,19 @@ class Engine:
             adapt = self.adapter.observe(pred, t_end, window=self.mapper.last_input)
             pred = self.adapter.apply(pred)
         volume = self.mapper.volume(pred)
-        t1 = clock()
-        self.outputs.publish(volume, t_end)
-        publish = clock()  # the volume is out; the NIfTI series is written on a thread
-        self.outputs.store(volume, t_end, due.index)
         health = self.consumer.health
-        gap = health.gaps > self._gaps_seen
-        self._gaps_seen = health.gaps
-        clock_jump = health.clock_jumps > self._jumps_seen
-        self._jumps_seen = health.clock_jumps
         # the window holds samples the in-scanner correction did not flag clean
         since = t_end - self.n_times / self.sfreq
         dirty = health.last_uncorrected is not None and health.last_uncorrected >= since
         no_pulse = health.last_no_pulse is not None and health.last_no_pulse >= since
+        t1 = clock()
+        self.outputs.publish(volume, t_end, clean=not dirty)
+        publish = clock()  # the volume is out; the NIfTI series is written on a thread
+        self.outputs.store(volume, t_end, due.index)
+        gap = health.gaps > self._gaps_seen
+        self._gaps_seen = health.gaps
+        clock_jump = health.clock_jumps > self._jumps_seen
+        self._jumps_seen = health.clock_jumps
         arrived = self.consumer.arrival_of(stop)
         # a stream whose clock runs ahead of the LSL clock (a replay faster than real time):
         # its window end is not a time of this clock, the arrival of its last sample is

@@ -476,6 +476,10 @@ class Outputs:
         ``roi_name`` and written to :func:`~rt_eeg2fmri.realtime.roi.roi_path` of ``nifti``.
     roi_name : str | None
         Name of the ROI stream (default ``<outlet_name>-ROI``, or ``rt-eeg2fmri-ROI``).
+    clean_flag : bool
+        The EEG is corrected live: the ROI stream gains a last channel ``Clean`` (1 when
+        every sample of the volume's window was flagged clean, else 0) and the ROI table a
+        ``clean`` column, so neurofeedback can leave out volumes of uncorrected EEG.
     """
 
     def __init__(
@@ -495,8 +499,10 @@ class Outputs:
         sources: list | None = None,
         roi=None,
         roi_name: str | None = None,
+        clean_flag: bool = False,
     ) -> None:
         self.grid_shape = tuple(int(s) for s in grid_shape)
+        self.clean_flag = bool(clean_flag)
         self.bids_root = None if bids_root is None else Path(bids_root)
         self.sources = list(sources or [])
         self.roi = roi
@@ -549,11 +555,14 @@ class Outputs:
                 t_r=self.t_r,
                 source_id=f"rt-eeg2fmri-roi-{self.roi_name}",
                 units=self.units,
+                clean=self.clean_flag,
             )
             self.roi_outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
             logger.info("%s: publishing on '%s'.", self.roi.describe(), self.roi_name)
             if self.nifti_path:
-                self.roi_log = RoiLog(roi_path(self.nifti_path), self.roi.names)
+                self.roi_log = RoiLog(
+                    roi_path(self.nifti_path), self.roi.names, clean=self.clean_flag
+                )
         if self.bids_root is not None:
             write_derivative_description(self.bids_root)
         if self.nifti_path:
@@ -593,14 +602,19 @@ class Outputs:
         left = self.outlet is not None or self.roi_outlet is not None or writing
         return wanted and not left and bool(self.failed)
 
-    def publish(self, volume: np.ndarray, t_end: float) -> None:
-        """Push ``volume`` on the outlet, stamped with its window end."""
+    def publish(self, volume: np.ndarray, t_end: float, *, clean: bool | None = None) -> None:
+        """Push ``volume`` on the outlet, stamped with its window end.
+
+        ``clean``: whether its window was flagged clean (with ``clean_flag``).
+        """
         if self.outlet is not None:
             # push_chunk hands liblsl the array's buffer; push_sample would box every voxel
             # into a Python float (~25 ms for the MNI grid)
             self.outlet.push_chunk(volume.reshape(1, -1), t_end)
         if self.roi is not None:
             self._roi_means = self.roi.means(volume)
+            if self.clean_flag:
+                self._roi_means = np.append(self._roi_means, float(bool(clean)))
             self.roi_outlet.push_sample(self._roi_means, t_end)
 
     def store(self, volume: np.ndarray, t_end: float, index: int) -> None:
@@ -623,8 +637,8 @@ class Outputs:
             if self._placeholder is None:
                 self._placeholder = np.zeros(self.grid_shape, np.float32)
             self.writer.put(self._placeholder, t_end, index, placeholder=True)
-        n_regions = len(self.roi.names) if self.roi is not None else 0
-        self._write("roi_log", lambda log: log.write(index, t_end, np.full(n_regions, np.nan)))
+        n_cols = len(self.roi.names) + self.clean_flag if self.roi is not None else 0
+        self._write("roi_log", lambda log: log.write(index, t_end, np.full(n_cols, np.nan)))
 
     def log(self, **row) -> None:
         """One row of the timing log."""
@@ -653,15 +667,16 @@ class Outputs:
 
 
 class RoiLog(_TsvFile):
-    """The ROI time series as a TSV: ``volume``, ``window_end`` and one column per region.
+    """The ROI time series as a TSV: ``volume``, ``window_end``, one column per region.
 
-    A row is on disk after every volume, so the file is complete up to the last volume.
+    With ``clean=True`` a last column ``clean`` (1 or 0, as the ROI stream's ``Clean``
+    channel). A row is on disk after every volume, so the file is complete up to the last volume.
     """
 
     what = "ROI time series"
 
-    def __init__(self, path, names: list[str]) -> None:
-        super().__init__(path, ["volume", "window_end", *names])
+    def __init__(self, path, names: list[str], *, clean: bool = False) -> None:
+        super().__init__(path, ["volume", "window_end", *names, *(["clean"] if clean else [])])
 
     def write(self, index: int, t_end: float, means: np.ndarray) -> None:
         """One row."""

@@ -164,11 +164,18 @@ class Regions:
         return f"{self.n_regions} ROI(s) from '{self.path}': " + ", ".join(parts)
 
 
-def roi_stream_info(name: str, regions: Regions, *, t_r: float, source_id: str, units: str):
-    """``pylsl.StreamInfo`` of the ROI stream: one labelled channel per region, rate 1/TR."""
+def roi_stream_info(
+    name: str, regions: Regions, *, t_r: float, source_id: str, units: str, clean: bool = False
+):
+    """``pylsl.StreamInfo`` of the ROI stream: one labelled channel per region, rate 1/TR.
+
+    ``clean``: a last channel ``Clean`` (type MISC, unit boolean), 1 when the volume's EEG
+    window was flagged clean by the live corrections, else 0.
+    """
     import pylsl
 
-    info = pylsl.StreamInfo(name, "ROI", regions.n_regions, 1.0 / t_r, pylsl.cf_float32, source_id)
+    n = regions.n_regions + bool(clean)
+    info = pylsl.StreamInfo(name, "ROI", n, 1.0 / t_r, pylsl.cf_float32, source_id)
     chans = info.desc().append_child("channels")
     for region, n in zip(regions.names, regions.n_voxels, strict=True):
         ch = chans.append_child("channel")
@@ -176,6 +183,10 @@ def roi_stream_info(name: str, regions: Regions, *, t_r: float, source_id: str, 
         ch.append_child_value("unit", units)
         ch.append_child_value("type", "ROI")
         ch.append_child_value("voxels", str(int(n)))
+    if clean:
+        ch = chans.append_child("channel")
+        for key, value in (("label", "Clean"), ("unit", "boolean"), ("type", "MISC")):
+            ch.append_child_value(key, value)
     info.desc().append_child_value("atlas", str(regions.path))
     return info
 

@@ -156,10 +156,13 @@ def stream_replay(replay, *args, timeout: float = 90.0) -> tuple[int, str, str]:
     return proc.returncode, out, "".join(lines) + err
 
 
-def stream_in_scanner(session, ckpt, tmp_path, *, speed, max_volumes, duration, **engine):
+def stream_in_scanner(
+    session, ckpt, tmp_path, *, speed, max_volumes, duration, roi_samples=None, **engine
+):
     """Replay ``session`` with its marker stream into an engine that corrects it live
     (``engine``: ``correct``, ``gradient_volumes``, ``pulse_beats``) and publishes the EEG
-    it sees, read by a pylsl inlet.
+    it sees, read by a pylsl inlet. With ``engine["roi"]`` the ROI stream is read by
+    another inlet, its samples appended to the list ``roi_samples``.
 
     Returns
     -------
@@ -180,6 +183,8 @@ def stream_in_scanner(session, ckpt, tmp_path, *, speed, max_volumes, duration, 
     uid = f"mr-{uuid.uuid4().hex[:8]}"
     replay = Replay(session, name=uid, speed=speed, truth=False, source_id=uid)
     replay.open()
+    if engine.get("roi") is not None:
+        engine["roi_name"] = f"{uid}-ROI"
     engine = Engine.from_checkpoint(
         ckpt, source=f"name:{replay.stream_names['eeg']}", sync="samples",
         trigger=f"{replay.stream_names['markers']}:R128", outlet_name=None,
@@ -190,6 +195,11 @@ def stream_in_scanner(session, ckpt, tmp_path, *, speed, max_volumes, duration, 
         (info,) = pylsl.resolve_byprop("name", f"{uid}-clean", timeout=5.0)
         inlet = pylsl.StreamInlet(info, max_buflen=60)
         inlet.open_stream(timeout=5.0)
+        roi_inlet = None
+        if roi_samples is not None:
+            (info,) = pylsl.resolve_byprop("name", f"{uid}-ROI", timeout=5.0)
+            roi_inlet = pylsl.StreamInlet(info, max_buflen=60)
+            roi_inlet.open_stream(timeout=5.0)
         assert replay.wait_for_consumers(10.0)
         replay.start()
         summary = engine.run(max_volumes=max_volumes, duration=duration)
@@ -197,6 +207,8 @@ def stream_in_scanner(session, ckpt, tmp_path, *, speed, max_volumes, duration, 
         online = ring.latest(ring.n_written)[0]
         time.sleep(0.3)
         published, _ = inlet.pull_chunk(timeout=1.0, max_samples=100_000)
+        if roi_inlet is not None:
+            roi_samples += roi_inlet.pull_chunk(timeout=1.0, max_samples=1000)[0]
     replay.stop()
     return summary, online, np.asarray(published)
 

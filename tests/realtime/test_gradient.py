@@ -203,12 +203,19 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     it has not cleaned yet are flagged in the timing log; the EEG the model sees equals the
     same chain run offline once the template is ready, and a pylsl inlet receives it
     (``--publish-eeg``) with its clean flags."""
+    import nibabel as nib
     import pandas as pd
 
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.data import read_session
     from rt_eeg2fmri.sim import simulate_dataset
-    from tests.realtime.engine_helpers import chain_offline, stream_in_scanner, tiny_checkpoint
+    from tests.realtime.engine_helpers import (
+        AFFINE,
+        GRID,
+        chain_offline,
+        stream_in_scanner,
+        tiny_checkpoint,
+    )
 
     root = simulate_dataset(
         tmp_path / "ds", preset="tiny", seed=3, subjects=1, runs=1, volumes=16, sfreq=1000.0,
@@ -216,9 +223,14 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     )  # fmt: skip
     session = read_session(root, subject="01")
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=4.0, t_r=2.0))
+    atlas = np.zeros(GRID, np.int16)
+    atlas[1:, :2] = 1  # one region: its mean, then the Clean channel
+    nib.save(nib.Nifti1Image(atlas, AFFINE), tmp_path / "roi.nii.gz")
+    roi = []
     summary, online, published = stream_in_scanner(
         session, ckpt, tmp_path, speed=4.0, max_volumes=12, duration=30.0,
-        correct=("gradient",), gradient_volumes=3,
+        correct=("gradient",), gradient_volumes=3, roi=tmp_path / "roi.nii.gz",
+        nifti=tmp_path / "pred.nii", roi_samples=roi,
     )  # fmt: skip
     n = online.shape[1]  # the stream went on after the ring was read
     assert published.shape[0] >= n and published.shape[1] == len(ckpt.ch_names) + 1
@@ -233,6 +245,14 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     # the first windows hold samples from before the template was ready; the last do not
     assert flags[0] == 1 and flags[-1] == 0 and (np.diff(flags) <= 0).all(), flags
     assert summary["uncorrected"] == flags.sum()
+    # the ROI stream (read by pylsl) and its table carry the same flag per volume
+    roi = np.asarray(roi)
+    assert roi.shape == (12, 2)
+    np.testing.assert_array_equal(roi[:, 1], 1 - flags)
+    table = pd.read_csv(tmp_path / "pred_roi.tsv", sep="\t")
+    assert list(table.columns) == ["volume", "window_end", "roi", "clean"]
+    np.testing.assert_array_equal(table["clean"], 1 - flags)
+    np.testing.assert_allclose(table["roi"], roi[:, 0], rtol=1e-5)
 
     want = chain_offline(session, ckpt, step=100, gradient=3, t_r=2.0)[:, :n]
     last = slice(n - ckpt.n_times, n)  # the last window: its volumes are all corrected
