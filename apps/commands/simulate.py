@@ -50,7 +50,8 @@ def add_arguments(parser) -> None:
         "--artifacts",
         default=None,
         help="in-scanner artifacts added to the EEG: gradient, bcg or gradient,bcg (the clean "
-        "EEG goes to derivatives/simulation, an ECG channel is recorded)",
+        "EEG goes to derivatives/simulation, an ECG channel is recorded, with the gradient "
+        "artifact too when both are asked for)",
     )
     parser.add_argument(
         "--scanner-sync",

@@ -163,9 +163,11 @@ def correct_raw(
                 f"found {onsets.size}."
             )
         samples = np.round(onsets * raw.info["sfreq"]).astype(int)
-        data = raw.get_data(picks)
-        fixed, n_edge = _aas(data, samples, window)
-        raw._data[picks] = fixed
+        # the ECG lead carries the gradient artifact too: corrected first, its R-peaks are
+        # found under the artifact (as the live chain does)
+        both = list(picks) + ([raw.ch_names.index(ecg_name)] if ecg_name else [])
+        fixed, n_edge = _aas(raw.get_data(both), samples, window)
+        raw._data[both] = fixed
         report.volumes, report.edge_volumes = int(samples.size), n_edge
     if bcg:
         peaks, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name=ecg_name, verbose="error")

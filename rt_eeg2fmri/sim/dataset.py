@@ -492,6 +492,12 @@ def add_artifacts(eeg, config: SimConfig, model, beats, rng, *, t_start: float):
         out += pulse_artifact(rng, beats, topo, grid)
         ecg = ecg_trace(beats, t_start=t_start, n_times=n_times, sfreq=config.sfreq)
         ecg = ecg + 20e-6 * rng.standard_normal(n_times)
+        if "gradient" in config.artifacts:  # the ECG lead is in the scanner too (drawn last,
+            # so the EEG of a seed is the same with or without it)
+            ecg = (
+                ecg
+                + (gradient_mix(rng, 1) @ waves)[0] * motion_drift(rng, 1, n_times, config.sfreq)[0]
+            )
     return out.astype(np.float32), ecg
 
 
