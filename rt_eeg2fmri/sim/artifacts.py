@@ -62,6 +62,16 @@ class Acquisition:
         """Duration of one slice on the scanner's clock (s)."""
         return self.t_r / self.n_slices
 
+    def on_eeg_clock(self, onsets: np.ndarray) -> np.ndarray:
+        """Volume onsets at the scanner's pace (``k · t_r`` from the first) on the EEG clock.
+
+        The same with locked clocks; ever earlier with a scanner clock that runs fast.
+        """
+        onsets = np.asarray(onsets, float)
+        if self.sync or not onsets.size:
+            return onsets
+        return onsets[0] + (onsets - onsets[0]) / (1.0 + self.clock_ppm * 1e-6)
+
 
 @dataclass(frozen=True)
 class SampleGrid:
@@ -138,7 +148,7 @@ def gradient_artifact(volume_onsets: np.ndarray, acq: Acquisition, grid: SampleG
         rate = 1.0 + acq.clock_ppm * 1e-6
         slice_s = acq.slice_s / rate
         t = t_start + np.arange(n_fine) / fine_hz
-        for onset in onsets[0] + (onsets - onsets[0]) / rate:
+        for onset in acq.on_eeg_clock(onsets):
             a, b = np.searchsorted(t, [onset, onset + acq.n_slices * slice_s])
             if a < b:
                 phase = _phase(t[a:b] - onset, slice_s) * rate

@@ -24,6 +24,7 @@ import pandas as pd
 from .._checks import check_option
 from .._logging import logger
 from ..grid import GRID_SHAPE
+from .artifacts import Acquisition
 from .bold import epi_baseline, region_atlas, region_blobs, synthesize_bold
 from .design import NEURAL_SFREQ, neural_drive
 from .eeg import ecg_trace, head_model, heartbeats, synthesize_eeg
@@ -518,7 +519,12 @@ def _write_bids_run(
     if ecg is not None:
         data = np.concatenate([data, ecg[None, first:].astype(np.float32)])
         names.append(ECG_CHANNEL)
-    volume_onsets = lead + np.arange(config.n_volumes) * t_r
+    # the scanner's markers, where the EEG clock saw each volume begin (a scanner clock that
+    # runs fast with --scanner-sync off: ever earlier than the nominal grid)
+    acq = Acquisition(t_r=t_r, n_slices=GRID_SHAPE[2], sync=config.scanner_sync)
+    volume_onsets = (
+        np.round((lead + acq.on_eeg_clock(np.arange(config.n_volumes) * t_r)) * sfreq) / sfreq
+    )
     eeg_events = events_table(drive.events, shift=lead, sfreq=sfreq)
     markers = dict(sfreq=sfreq, events=eeg_events, volume_onsets=volume_onsets,
                    reference=model.reference)  # fmt: skip

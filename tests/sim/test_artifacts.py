@@ -64,6 +64,33 @@ def test_locked_clocks_repeat_every_volume_and_drifting_ones_do_not():
     assert np.corrcoef(off[1], off[10])[0, 1] < 0.9  # 37 ppm: ~3 samples off after 9 TRs
 
 
+def test_with_drifting_clocks_the_markers_follow_the_scanner(tmp_path):
+    """``--scanner-sync off``: the scanner clock runs 37 ppm fast, so its volume markers land
+    ever earlier than the nominal grid on the EEG clock — where each volume's gradient
+    artifact begins, not where a locked scanner's would."""
+    kw = dict(preset="tiny", seed=4, subjects=1, runs=1, volumes=24, sfreq=SFREQ,
+              artifacts="gradient", progress=False)  # fmt: skip
+    drift = simulate_dataset(tmp_path / "off", scanner_sync=False, **kw)
+    raw = _read(drift / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr")
+    events, ids = mne.events_from_annotations(raw, verbose="error")
+    marks = events[events[:, 2] == ids["Response/R128"], 0] - raw.first_samp
+    nominal = marks[0] + np.round(np.arange(24) * T_R * SFREQ).astype(int)
+    late = nominal - marks  # samples the nominal grid is late by: 23 TRs × 37 ppm × 5 kHz
+    assert (
+        late[0] == 0 and late[-1] == round(23 * T_R * 37e-6 * SFREQ) and (np.diff(late) >= 0).all()
+    )
+    # each marker starts its volume's artifact: the last volume cut at its marker is like
+    # the second one (up to the sub-sample phases the drift gives every slice: r 0.36);
+    # cut on the nominal grid, 8 samples off, it is not (r -0.10)
+    x, n = raw.get_data(picks=[0])[0], round(T_R * SFREQ)
+
+    def r(a, b):
+        return np.corrcoef(x[a : a + n], x[b : b + n])[0, 1]
+
+    at_marks, at_grid = r(marks[1], marks[-1]), r(nominal[1], nominal[-1])
+    assert at_marks > at_grid + 0.3, (at_marks, at_grid)
+
+
 def test_the_clean_eeg_is_the_truth_under_the_artifacts(scanner):
     art, plain = scanner
     raw = _read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr")
