@@ -32,8 +32,10 @@ domain (the volume's harmonics):
 Volume onsets come from the scanner's markers (:meth:`LiveGradientCorrector.add_marker`,
 as absolute sample indices). Once one marker is known, the next onsets are predicted at
 the volume spacing, so a sample is corrected when it arrives even if its marker comes
-later or never (a missed marker). A marker far from every predicted onset is an extra
-one and is ignored; four in a row evenly spaced at another spacing (not a multiple of the
+later or never (a missed marker). The volume grid stays where the first marker put it;
+each marker is expected where the last one lay against it, so markers that walk off the
+grid with a scanner clock that drifts (spacings of N and N - 1 samples) are followed. A
+marker far from where the next ones are expected is an extra one and is ignored; four in a row evenly spaced at another spacing (not a multiple of the
 volume's: missed markers) mean the acquisition changed (a new TR): the template starts
 over.
 
@@ -141,6 +143,12 @@ class LiveGradientCorrector:
         self._origin: int | None = None  # the onset of the template's first volume
         self._buf = np.zeros((self.n_chans, length))
         self._ahead: list[int] = []  # markers of volumes still to come
+        # where the markers lie against the volume grid (samples): with a scanner clock
+        # that drifts against the EEG's they walk off it a fraction of a sample per
+        # volume. The grid stays (the artifact's drift is measured and aligned to a
+        # fraction of a sample; moving the grid would leave samples of no volume or of
+        # two); each marker is expected where the last one lay.
+        self._phase = 0
         self._doubt, self._n_doubts = False, 0  # markers off the grid since the last on it
         self._begin(onset, marked=onset is not None)
 
@@ -170,10 +178,11 @@ class LiveGradientCorrector:
             return
         if self._onset is None:
             self._begin(sample, marked=True)
+            self._phase = 0
             self.counts.markers += 1
             return
-        k = round((sample - self._onset) / self.length)
-        if abs(sample - (self._onset + k * self.length)) > self.tolerance:
+        k = round((sample - self._onset - self._phase) / self.length)
+        if abs(sample - (self._onset + self._phase + k * self.length)) > self.tolerance:
             # off the volume grid: a spurious marker, or the TR changed. Until a marker on
             # the grid, nothing is flagged clean; after two, no volume joins the template.
             self.counts.extra += 1
@@ -184,6 +193,7 @@ class LiveGradientCorrector:
             return
         self.counts.markers += 1
         self._doubt, self._n_doubts = False, 0
+        self._phase = sample - (self._onset + k * self.length)
         if k == 0:
             self._marked = True
         elif k > 0:
@@ -278,9 +288,11 @@ class LiveGradientCorrector:
         if not self._marked:
             self.counts.predicted += 1
         nxt = self._onset + self.length
-        near = [m for m in self._ahead if abs(m - nxt) <= self.tolerance]
-        self._ahead = [m for m in self._ahead if m > nxt + self.tolerance]
-        self._begin(near[0] if near else nxt, marked=bool(near))
+        near = [m for m in self._ahead if abs(m - nxt - self._phase) <= self.tolerance]
+        self._ahead = [m for m in self._ahead if m > nxt + self._phase + self.tolerance]
+        if near:
+            self._phase = near[0] - nxt
+        self._begin(nxt, marked=bool(near))
         if self._coming is not None:
             self._current = _moved(self._coming.result(), self._onset, self._ramp)
         elif joined is not None:  # nothing in the works (the first volume): made now

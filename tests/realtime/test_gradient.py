@@ -304,6 +304,32 @@ def test_drifting_clocks_are_aligned_to_a_fraction_of_a_sample(monkeypatch):
     assert _residual_db(aligned, eeg, seg) < -7 < 10 < _residual_db(plain, eeg, seg)
 
 
+@pytest.mark.parametrize("delay", [0, 1])
+def test_markers_that_walk_off_the_volume_grid_with_the_scanner_clock_are_followed(delay):
+    """A real recording with unlocked clocks: the scanner's markers are where the EEG clock
+    saw each volume begin, so their spacing is 200 or 199 samples and they walk 0.3 samples
+    per volume off the volume grid (9 by the last volume), with the artifact. Given ahead
+    of their samples or a chunk late, every one is taken (none is an extra, the scanner is
+    not taken to have stopped before the end), and the artifact is gone as with markers on the grid."""
+    rng = np.random.default_rng(5)
+    art, n_vol, lead = _smooth_artifact(rng), 30, 40
+    eeg = rng.standard_normal((3, lead + n_vol * L + 20))
+    x = eeg.copy()
+    grid = lead + L * np.arange(n_vol)
+    for v, o in enumerate(grid):
+        x[:, o : o + L] += _shifted(art, -0.3 * v)  # the scanner runs fast: ever earlier
+    markers = np.round(lead + (L - 0.3) * np.arange(n_vol)).astype(int)
+    assert set(np.diff(markers)) == {199, 200} and grid[-1] - markers[-1] == 9
+    c = LiveGradientCorrector(3, L, n_template=8)
+    out, clean = run(c, x, markers, delay=delay)
+    # (the one stop: after the last volume, where the recording ends)
+    assert c.counts.extra == 0 and c.counts.stops == 1 and c.counts.restarts == 0, c.counts
+    assert c.counts.markers == n_vol and c.counts.volumes >= n_vol - 1
+    seg = slice(grid[10], grid[-1] + L - 10)
+    assert clean[seg].all()
+    assert _residual_db(out, eeg, seg) < -7  # about the 1/8 of the EEG a mean of 8 holds
+
+
 def test_what_does_not_repeat_from_volume_to_volume_stays_out_of_the_template(monkeypatch):
     """Slow waves 5x the EEG that are not locked to the volumes (as the pulse artifact is
     not), below the artifact's band: the plain mean of the past volumes carries 1/N of
