@@ -81,6 +81,10 @@ class EncoderConfig(ModelConfig):
         When set, the stem is a linear filter bank whose log band power over bins of
         ``1 / envelope_rate`` s feeds the blocks (the band-power envelope BOLD follows);
         ``None`` keeps the plain CNN stem (norm + GELU at ``frame_rate``).
+    evoked : int
+        With ``envelope_rate`` and no blocks after the stem: this many more learned filters
+        whose *signed* mean over each bin joins the band power (the slow, phase-locked
+        potentials that band power cannot see, such as the motor potential; 0: none).
     norm : str
         ``batch``, ``group`` or ``none``.
     """
@@ -91,11 +95,13 @@ class EncoderConfig(ModelConfig):
     stem_seconds: float = 0.25
     frame_rate: float = 50.0
     envelope_rate: float | None = 2.0
+    evoked: int = 0
     norm: str = "batch"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ints(self, "channels", "kernel", "stride")
+        check_ints(self, "evoked", minimum=0)
         check_choice(self, "norm", NORMS)
         self.stem_seconds = check_positive(self.stem_seconds, "stem_seconds")
         self.frame_rate = check_positive(self.frame_rate, "frame_rate")
@@ -121,6 +127,7 @@ class EncoderConfig(ModelConfig):
             stem_seconds=self.stem_seconds,
             frame_rate=self.frame_rate,
             envelope_rate=self.envelope_rate,
+            evoked=self.evoked,
         )
 
 
@@ -249,6 +256,20 @@ class BandPower(nn.Module):
         return torch.log(power + self.eps)
 
 
+class BinMean(nn.Module):
+    """Signed mean of each feature map over bins of ``factor`` frames.
+
+    Maps (N, C, L) to (N, C, L // factor); the bins end at the window's end.
+    """
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return decimate(x.float(), self.factor, x.shape[-1] // self.factor)
+
+
 class ConvEncoder(nn.Module):
     """1-D CNN applied to one channel at a time (weights shared across channels).
 
@@ -284,6 +305,7 @@ class ConvEncoder(nn.Module):
         stem_seconds: float = 0.1,
         frame_rate: float = 50.0,
         envelope_rate: float | None = None,
+        evoked: int = 0,
     ) -> None:
         super().__init__()
         k0 = max(1, round(stem_seconds * sfreq))
@@ -316,8 +338,20 @@ class ConvEncoder(nn.Module):
         self.bin_seconds = (
             s0 * factor / sfreq if envelope_rate is not None and len(channels) == 1 else None
         )
+        self.evoked = None
+        if evoked:
+            if self.bin_seconds is None:
+                raise ValueError(
+                    f"'evoked' ({evoked}) needs an encoder whose projection reads the bins "
+                    "(envelope_rate set, no blocks after the stem)."
+                )
+            self.evoked = nn.Sequential(  # signed bin means of their own filters
+                nn.Conv1d(1, evoked, k0, stride=s0, bias=False),
+                BinMean(factor),
+                make_norm(norm, evoked),
+            )
         self.eval_chunk = 64
-        self.proj = nn.Linear(channels[-1] * length, emb_dim)
+        self.proj = nn.Linear((channels[-1] + evoked) * length, emb_dim)
 
     def stretch_hrf(self, factor: float) -> None:
         """Stretch the learned HRF in time, in place: ``w'(lag) = w(lag / factor) / factor``.
@@ -351,7 +385,11 @@ class ConvEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (N, n_times) single-channel series to (N, emb_dim)."""
         if self.training or x.shape[0] <= self.eval_chunk:
-            return self.proj(self.convs(x.unsqueeze(1)).flatten(1))
+            x = x.unsqueeze(1)
+            feats = self.convs(x)
+            if self.evoked is not None:
+                feats = torch.cat([feats, self.evoked(x)], dim=1)
+            return self.proj(feats.flatten(1))
         # evaluation: chunks keep the stem's activations in cache (3-4× the throughput of
         # one large batch on CPU); training keeps one chunk so BatchNorm sees the batch
         return torch.cat([self(part) for part in x.split(self.eval_chunk)])

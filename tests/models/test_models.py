@@ -254,3 +254,26 @@ def test_stretching_the_learned_hrf_moves_its_peak_and_keeps_its_area():
         blocks.stretch_hrf(1.2)
     with pytest.raises(ValueError, match="must be positive"):
         enc.stretch_hrf(0.0)
+
+
+def test_the_evoked_filters_see_the_sign_that_band_power_cannot():
+    """Band power is blind to a potential's sign: a window and its negative give the same
+    volume. ``evoked`` filters add signed bin means, so the two differ; they are read
+    through the same learned HRF (stretched with it), and need the envelope encoder."""
+    cfg = {"n_chans": 2, "n_times": 3000, "sfreq": 100.0, "n_voxels": 10}
+    x = torch.randn(3, 2, 3000)
+    torch.manual_seed(0)
+    plain = build_model("conv", cfg).eval()
+    torch.testing.assert_close(plain(x), plain(-x))
+    evoked = build_model("conv", {**cfg, "evoked": 4}).eval()
+    assert not torch.allclose(evoked(x), evoked(-x))
+    enc = evoked.encoder
+    assert enc.proj.in_features == (16 + 4) * enc.n_frames
+    before = evoked(x)
+    enc.stretch_hrf(1.3)  # the evoked rows of the projection are bins too
+    assert not torch.allclose(evoked(x), before)
+    assert torch.isfinite(evoked(x)).all()
+    with pytest.raises(ValueError, match="'evoked' .* needs an encoder"):
+        build_model("conv", {**cfg, "evoked": 2, "channels": [4, 8]})
+    with pytest.raises(ValueError, match="'evoked' must be int"):
+        build_model("conv", {**cfg, "evoked": -1})
