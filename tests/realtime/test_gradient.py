@@ -277,6 +277,19 @@ def _smooth_artifact(rng, n_chans=3, length=L, harmonics=(1, 50)):
     return 100 * art / art.std()
 
 
+def _drifting(per_volume: float, n_vol: int = 30, lead: int = 40):
+    """``(x, eeg, grid)``: EEG plus an artifact shifted ``per_volume`` samples more in each
+    volume of the grid ``lead + L·k`` (a scanner clock drifting against the EEG's)."""
+    rng = np.random.default_rng(5)
+    art = _smooth_artifact(rng)
+    eeg = rng.standard_normal((3, lead + n_vol * L + 20))
+    x = eeg.copy()
+    grid = lead + L * np.arange(n_vol)
+    for v, o in enumerate(grid):
+        x[:, o : o + L] += _shifted(art, per_volume * v)
+    return x, eeg, grid
+
+
 def _residual_db(out, eeg, seg):
     resid = out[:, seg] - eeg[:, seg]
     return 10 * np.log10((resid**2).mean() / (eeg[:, seg] ** 2).mean())
@@ -288,13 +301,7 @@ def test_drifting_clocks_are_aligned_to_a_fraction_of_a_sample(monkeypatch):
     volumes are shifted to the next one's timing; a plain mean would blur them."""
     import rt_eeg2fmri.realtime.gradient as gradient
 
-    rng = np.random.default_rng(5)
-    art, n_vol, lead = _smooth_artifact(rng), 30, 40
-    eeg = rng.standard_normal((3, lead + n_vol * L + 20))
-    x = eeg.copy()
-    onsets = lead + L * np.arange(n_vol)
-    for v, o in enumerate(onsets):
-        x[:, o : o + L] += _shifted(art, 0.3 * v)  # 9 samples late by the last volume
+    x, eeg, onsets = _drifting(0.3)  # 9 samples late by the last volume
     seg = slice(onsets[10], onsets[-1] + L)
     aligned, clean = run(LiveGradientCorrector(3, L, n_template=8), x, onsets)
     monkeypatch.setattr(gradient, "ALIGN_MIN", np.inf)
@@ -310,14 +317,10 @@ def test_markers_that_walk_off_the_volume_grid_with_the_scanner_clock_are_follow
     saw each volume begin, so their spacing is 200 or 199 samples and they walk 0.3 samples
     per volume off the volume grid (9 by the last volume), with the artifact. Given ahead
     of their samples or a chunk late, every one is taken (none is an extra, the scanner is
-    not taken to have stopped before the end), and the artifact is gone as with markers on the grid."""
-    rng = np.random.default_rng(5)
-    art, n_vol, lead = _smooth_artifact(rng), 30, 40
-    eeg = rng.standard_normal((3, lead + n_vol * L + 20))
-    x = eeg.copy()
-    grid = lead + L * np.arange(n_vol)
-    for v, o in enumerate(grid):
-        x[:, o : o + L] += _shifted(art, -0.3 * v)  # the scanner runs fast: ever earlier
+    not taken to have stopped before the end), and the artifact is gone as with markers on
+    the grid."""
+    x, eeg, grid = _drifting(-0.3)  # the scanner runs fast: ever earlier
+    n_vol, lead = grid.size, grid[0]
     markers = np.round(lead + (L - 0.3) * np.arange(n_vol)).astype(int)
     assert set(np.diff(markers)) == {199, 200} and grid[-1] - markers[-1] == 9
     c = LiveGradientCorrector(3, L, n_template=8)
