@@ -236,6 +236,7 @@ class Engine:
             check_positive(lost_timeout, "lost_timeout")
         self.lost_timeout = lost_timeout
         self._lost_since: float | None = None
+        self._gave_up = False  # the run ended on a source gone for lost_timeout
 
     @classmethod
     def from_checkpoint(
@@ -561,9 +562,7 @@ class Engine:
         summary = self.stats.summary(self.consumer.health)
         summary["failed_outputs"] = list(self.outputs.failed)
         summary["stopped"] = self._stop.is_set()  # by stop(): Ctrl-C, SIGTERM, the viewer
-        summary["source_gone"] = self._lost_since is not None and self._gone_s() > (
-            self.lost_timeout or np.inf
-        )
+        summary["source_gone"] = self._gave_up
         if self.triggers is not None:
             summary["triggers"] = self._n_triggers
         chain = self.consumer.chain
@@ -588,9 +587,6 @@ class Engine:
             }
         return summary
 
-    def _gone_s(self) -> float:
-        return time.monotonic() - self._lost_since if self._lost_since is not None else 0.0
-
     def _source_gone_too_long(self) -> bool:
         """Whether the source has been gone for more than ``lost_timeout`` (logged once)."""
         if self.lost_timeout is None:
@@ -598,16 +594,18 @@ class Engine:
         if self.consumer.health.state != "lost":
             self._lost_since = None
             return False
+        now = time.monotonic()
         if self._lost_since is None:
-            self._lost_since = time.monotonic()
-        if self._gone_s() <= self.lost_timeout:
+            self._lost_since = now
+        if now - self._lost_since <= self.lost_timeout:
             return False
+        self._gave_up = True
         src = self.consumer.source
         logger.error(
             "The EEG source %r has been gone from the network for %.0f s (more than the "
             "timeout, --timeout): stopping. Every volume until then is written.",
             src if isinstance(src, str) else src.name(),
-            self._gone_s(),
+            now - self._lost_since,
         )
         return True
 

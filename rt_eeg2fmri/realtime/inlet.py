@@ -30,7 +30,6 @@ import math
 import queue
 import threading
 import time
-from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 
@@ -256,12 +255,15 @@ class EEGConsumer:
 
         ``None`` when it has not arrived yet or arrived too long ago to be remembered.
         """
-        with self._cond:
-            marks = list(self._arrivals)
-        i = bisect_left(marks, n_samples, key=lambda m: m[0])
-        if i == len(marks) or (i == 0 and len(marks) == _ARRIVALS):  # older ones forgotten
-            return None
-        return marks[i][1]
+        found, older = None, False
+        with self._cond:  # newest first: a volume's window ends among the last chunks
+            for written, arrived in reversed(self._arrivals):
+                if written < n_samples:
+                    older = True
+                    break
+                found = arrived
+            full = len(self._arrivals) == _ARRIVALS
+        return found if older or not full else None  # else older chunks are forgotten
 
     @property
     def running(self) -> bool:

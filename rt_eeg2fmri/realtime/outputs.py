@@ -670,7 +670,8 @@ class RoiLog(_TsvFile):
     """The ROI time series as a TSV: ``volume``, ``window_end``, one column per region.
 
     With ``clean=True`` a last column ``clean`` (1 or 0, as the ROI stream's ``Clean``
-    channel). A row is on disk after every volume, so the file is complete up to the last volume.
+    channel). A row is on disk after every volume, so the file is complete up to the last
+    volume.
     """
 
     what = "ROI time series"

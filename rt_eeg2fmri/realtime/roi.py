@@ -174,8 +174,8 @@ def roi_stream_info(
     """
     import pylsl
 
-    n = regions.n_regions + bool(clean)
-    info = pylsl.StreamInfo(name, "ROI", n, 1.0 / t_r, pylsl.cf_float32, source_id)
+    n_chans = regions.n_regions + bool(clean)
+    info = pylsl.StreamInfo(name, "ROI", n_chans, 1.0 / t_r, pylsl.cf_float32, source_id)
     chans = info.desc().append_child("channels")
     for region, n in zip(regions.names, regions.n_voxels, strict=True):
         ch = chans.append_child("channel")

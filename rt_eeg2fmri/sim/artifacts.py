@@ -62,6 +62,11 @@ class Acquisition:
         """Duration of one slice on the scanner's clock (s)."""
         return self.t_r / self.n_slices
 
+    @property
+    def rate(self) -> float:
+        """Scanner seconds per EEG second: 1 with locked clocks."""
+        return 1.0 if self.sync else 1.0 + self.clock_ppm * 1e-6
+
     def on_eeg_clock(self, onsets: np.ndarray) -> np.ndarray:
         """Volume onsets at the scanner's pace (``k · t_r`` from the first) on the EEG clock.
 
@@ -70,7 +75,7 @@ class Acquisition:
         onsets = np.asarray(onsets, float)
         if self.sync or not onsets.size:
             return onsets
-        return onsets[0] + (onsets - onsets[0]) / (1.0 + self.clock_ppm * 1e-6)
+        return onsets[0] + (onsets - onsets[0]) / self.rate
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def gradient_artifact(volume_onsets: np.ndarray, acq: Acquisition, grid: SampleG
             if a < b:
                 out[:, a:b] = volume[:, a - k : b - k]
     else:  # the scanner's clock runs fast: every slice lands on another sub-sample phase
-        rate = 1.0 + acq.clock_ppm * 1e-6
+        rate = acq.rate
         slice_s = acq.slice_s / rate
         t = t_start + np.arange(n_fine) / fine_hz
         for onset in acq.on_eeg_clock(onsets):

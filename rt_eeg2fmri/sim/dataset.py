@@ -466,10 +466,14 @@ def _simulate_subject(out: Path, config: SimConfig, seed: int, layout: str, s: i
             on_run()
 
 
+def _acquisition(config: SimConfig) -> Acquisition:
+    """The EPI acquisition of every simulated run (its clock locked or not to the EEG's)."""
+    return Acquisition(t_r=config.t_r, n_slices=GRID_SHAPE[2], sync=config.scanner_sync)
+
+
 def add_artifacts(eeg, config: SimConfig, model, beats, rng, *, t_start: float):
     """``(eeg + the configured in-scanner artifacts, the ECG lead or None)`` of one run."""
     from .artifacts import (
-        Acquisition,
         SampleGrid,
         gradient_artifact,
         gradient_mix,
@@ -482,7 +486,7 @@ def add_artifacts(eeg, config: SimConfig, model, beats, rng, *, t_start: float):
     grid = SampleGrid(config.sfreq, t_start, n_times)
     out = eeg.copy()
     if "gradient" in config.artifacts:
-        acq = Acquisition(t_r=config.t_r, n_slices=GRID_SHAPE[2], sync=config.scanner_sync)
+        acq = _acquisition(config)
         onsets = np.arange(config.n_volumes) * config.t_r
         waves = gradient_artifact(onsets, acq, grid)
         drift = motion_drift(rng, n_chans, n_times, config.sfreq)
@@ -521,10 +525,8 @@ def _write_bids_run(
         names.append(ECG_CHANNEL)
     # the scanner's markers, where the EEG clock saw each volume begin (a scanner clock that
     # runs fast with --scanner-sync off: ever earlier than the nominal grid)
-    acq = Acquisition(t_r=t_r, n_slices=GRID_SHAPE[2], sync=config.scanner_sync)
-    volume_onsets = (
-        np.round((lead + acq.on_eeg_clock(np.arange(config.n_volumes) * t_r)) * sfreq) / sfreq
-    )
+    nominal = np.arange(config.n_volumes) * t_r
+    volume_onsets = np.round((lead + _acquisition(config).on_eeg_clock(nominal)) * sfreq) / sfreq
     eeg_events = events_table(drive.events, shift=lead, sfreq=sfreq)
     markers = dict(sfreq=sfreq, events=eeg_events, volume_onsets=volume_onsets,
                    reference=model.reference)  # fmt: skip
