@@ -9,8 +9,10 @@ person's paired volumes and scored on the last part (:mod:`rt_eeg2fmri.readout`)
   a learned HRF (the default conv), that HRF stretched in time by the factor that fits the
   fit part best (:func:`fit_stretch`; HRF peaks vary from about 4 to 8 s between people);
 - the readout: none, a per-voxel offset, a per-voxel gain and offset pulled toward the base
-  model, or — for a model with a basis head — the head's coefficient layer refitted on the
-  person's targets, pulled toward the base layer; each at the strengths of
+  model, for a model with a learned HRF a per-voxel gain, offset and haemodynamic delay
+  (:class:`~rt_eeg2fmri.models.Calibrated`'s slope; regions differ in delay by about a
+  second), or — for a model with a basis head — the head's coefficient layer refitted on
+  the person's targets, pulled toward the base layer; each at the strengths of
   :data:`~rt_eeg2fmri.readout.STRENGTHS`.
 
 :func:`choose` keeps the base model unless a candidate beats it on the held-out volumes by
@@ -31,6 +33,7 @@ from .readout import (
     basis_coefficients,
     candidates,
     fit_basis_readout,
+    fit_delay_readout,
     fit_readout,
     pick,
     score_readouts,
@@ -120,7 +123,9 @@ def fit_stretch(predict: Predict, model, y: np.ndarray, fit: np.ndarray) -> tupl
     return best[1], best[2]
 
 
-def options(predict: Predict, model, y, fit, *, norm: str, stretch: float = 1.0) -> list:
+def options(
+    predict: Predict, model, y, fit, *, norm: str, stretch: float = 1.0, timing: bool = True
+) -> list:
     """Every readout of ``model`` under one normalisation: ``(candidate, row, errors, build)``.
 
     ``row`` holds the candidate's fields and its held-out scores, ``errors`` its per-volume
@@ -140,6 +145,8 @@ def options(predict: Predict, model, y, fit, *, norm: str, stretch: float = 1.0)
         return lambda: Calibrated(model, *fit_readout(pred, y, c.readout, c.strength))
 
     out = [(c, t, e, readout(c)) for c, t, e in zip(cands, table, errors, strict=True)]
+    if timing:
+        out += delay_options(predict, model, pred, y, fit, norm=norm, stretch=stretch)
     if head is None or feat is None:
         return out
     basis = head.basis.detach().double().cpu().numpy()
@@ -160,6 +167,32 @@ def options(predict: Predict, model, y, fit, *, norm: str, stretch: float = 1.0)
     return out
 
 
+def delay_options(predict: Predict, model, pred, y, fit, *, norm: str, stretch: float) -> list:
+    """The per-voxel delay readouts of ``model`` (outputs ``pred``), as :func:`options` gives them.
+
+    None unless ``model`` has a learned HRF (:func:`~rt_eeg2fmri.models.can_delay`).
+    """
+    from .models import Calibrated, can_delay
+
+    if not can_delay(model):
+        return []
+    n = model.config.n_voxels
+    derivative = Calibrated(model, np.zeros(n), np.zeros(n), slope=np.ones(n))
+    dp = np.asarray(predict(derivative, np.arange(y.shape[0]))[0], np.float64)
+
+    def build(strength):
+        return lambda: Calibrated(model, *fit_delay_readout(pred, dp, y, strength))
+
+    out = []
+    for strength in STRENGTHS:
+        gain, bias, slope = fit_delay_readout(pred[fit], dp[fit], y[fit], strength)
+        p = pred[~fit] * gain + dp[~fit] * slope + bias
+        c = Candidate(norm, "delay", strength, stretch)
+        row = {**c.__dict__, **scores(p, y[~fit])}
+        out.append((c, row, volume_errors(p, y[~fit]), build(strength)))
+    return out
+
+
 def choose(predicts: dict, model, y: np.ndarray, fit: np.ndarray, *, timing: bool = True):
     """Fit every candidate on ``fit``, choose on the rest, refit the chosen one on all.
 
@@ -174,7 +207,8 @@ def choose(predicts: dict, model, y: np.ndarray, fit: np.ndarray, *, timing: boo
     fit : bool array of shape (n,)
         The fit part; the rest is held out.
     timing : bool
-        Also offer the fitted HRF stretch, when the model has a learned HRF.
+        Also offer the fitted HRF stretch and the per-voxel delays, when the model has a
+        learned HRF (``predict`` must then run the models it is given).
 
     Returns
     -------
@@ -194,7 +228,7 @@ def choose(predicts: dict, model, y: np.ndarray, fit: np.ndarray, *, timing: boo
         for stretch, m in variants:
             if stretch == 1.0 and m is not model:
                 continue  # the fitted timing is the base model's: nothing new
-            out += options(predict, m, y, fit, norm=norm, stretch=stretch)
+            out += options(predict, m, y, fit, norm=norm, stretch=stretch, timing=timing)
     table, errors = [o[1] for o in out], [o[2] for o in out]
     base = 0  # the first normalisation's model without a readout: options' first row
     best = pick(table, errors, base)

@@ -233,6 +233,9 @@ def save_checkpoint(
             "gain": model.out_gain.detach().cpu().clone(),
             "bias": model.out_bias.detach().cpu().clone(),
         }
+        if model.out_slope is not None:  # a per-voxel haemodynamic delay
+            calibration["slope"] = model.out_slope.detach().cpu().clone()
+            calibration["delay_step"] = model.step
         model = model.base
     name = getattr(model, "name", None)
     config = getattr(model, "config", None)
@@ -432,7 +435,8 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
 
         try:
             cal = ckpt["calibration"]
-            model = Calibrated(model, cal["gain"], cal["bias"])
+            delay = {"slope": cal["slope"], "step": cal["delay_step"]} if "slope" in cal else {}
+            model = Calibrated(model, cal["gain"], cal["bias"], **delay)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"'{path}': malformed calibration: {err}") from None
     if isinstance(map_location, str | torch.device):

@@ -28,9 +28,14 @@ class Candidate:
     """One way of adapting: which statistics, which readout, how strongly pulled to base."""
 
     norm: str  # "checkpoint" | "subject"
-    readout: str  # "none" | "bias" | "affine" | "coef"
+    readout: str  # "none" | "bias" | "affine" | "delay" | "coef"
     strength: float | None = None
     hrf_stretch: float = 1.0  # the learned HRF stretched in time (rt_eeg2fmri.adaptation)
+
+    @property
+    def changes_model(self) -> bool:
+        """Whether the adapted model is more than a per-voxel gain and offset of the base."""
+        return self.readout in ("delay", "coef") or self.hrf_stretch != 1.0
 
     def describe(self) -> str:
         """Readable summary, e.g. ``subject statistics, readout affine (strength 3)``."""
@@ -70,6 +75,26 @@ def affine_readout(pm, ym, spp, spy, strength: float):
     lam = strength * max(float(np.mean(spp)), 1e-12)
     gain = (spy + lam) / (spp + lam)
     return gain, ym - gain * pm
+
+
+def fit_delay_readout(p, dp, y, strength: float):
+    """Per-voxel ``(gain, bias, slope)`` mapping ``p`` and its delay derivative ``dp`` to ``y``.
+
+    A ridge regression per voxel of ``y`` on ``p`` and ``dp`` (each (n, n_voxels)): the
+    gain pulled toward 1 as in :func:`fit_readout`, the slope (the voxel's extra delay
+    times its gain) toward 0, each with penalty ``strength ×`` the mean energy of its
+    centred regressor.
+    """
+    pm, dm, ym = p.mean(axis=0), dp.mean(axis=0), y.mean(axis=0)
+    pc, dc, yc = p - pm, dp - dm, y - ym
+    spp, sdd, spd = (pc * pc).sum(axis=0), (dc * dc).sum(axis=0), (pc * dc).sum(axis=0)
+    lg = strength * max(float(np.mean(spp)), 1e-12)
+    ld = strength * max(float(np.mean(sdd)), 1e-12)
+    a, c = spp + lg, sdd + ld
+    r1, r2 = (pc * yc).sum(axis=0) + lg, (dc * yc).sum(axis=0)
+    det = a * c - spd * spd  # > 0: both penalties are positive
+    gain, slope = (r1 * c - spd * r2) / det, (a * r2 - spd * r1) / det
+    return gain, ym - gain * pm - slope * dm, slope
 
 
 def scores(pred: np.ndarray, y: np.ndarray) -> dict:

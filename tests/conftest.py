@@ -69,3 +69,40 @@ def make_session(
 @pytest.fixture
 def small_session() -> Session:
     return make_session()
+
+
+def smooth_hrf(model, seed: int = 0):
+    """``model`` (a conv with a learned HRF) with SPM's canonical HRF as that HRF, in place.
+
+    Each projection row weighs every filter's band-power course by the canonical response
+    times a random amplitude: a smooth response like a trained model's, so shifting it
+    by a fraction of a second changes the prediction as a delayed BOLD response would.
+    """
+    import torch
+
+    from rt_eeg2fmri.hrf import spm_hrf
+
+    enc = model.encoder
+    lag = (np.arange(enc.n_frames)[::-1] + 0.5) * enc.bin_seconds
+    hrf = np.interp(lag, np.arange(320) * 0.1, spm_hrf(0.1)[:320], right=0.0)
+    w = enc.proj.weight
+    amp = np.random.default_rng(seed).standard_normal((w.shape[0], w.shape[1] // enc.n_frames, 1))
+    with torch.no_grad():
+        w.copy_(torch.as_tensor((amp * hrf).reshape(w.shape), dtype=w.dtype))
+    return model
+
+
+def delayed_outputs(model, x, delays) -> np.ndarray:
+    """The outputs of ``model`` on ``x`` with voxel v's learned HRF ``delays[v]`` s later."""
+    import copy
+
+    import torch
+
+    out = np.zeros((x.shape[0], len(delays)))
+    for d in sorted(set(delays)):
+        m = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            m.encoder.proj.weight.copy_(model.encoder.warped_weight(shift=float(d)))
+            cols = np.flatnonzero(np.asarray(delays) == d)
+            out[:, cols] = m(x).double().numpy()[:, cols]
+    return out

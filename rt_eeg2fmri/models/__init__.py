@@ -4,7 +4,7 @@ Every model maps EEG windows (B, n_chans, n_times) to in-mask voxels (B, n_voxel
 see :func:`build_model` and :data:`MODELS`.
 """
 
-from .calibrated import Calibrated
+from .calibrated import Calibrated, can_delay
 from .conv import ConvConfig, ConvNet
 from .fc import FCConfig, FCNet
 from .heads import BasisHead, FullHead
@@ -29,6 +29,7 @@ __all__ = [
     "SliceTransformer",
     "TransformerConfig",
     "build_model",
+    "can_delay",
     "make_config",
     "n_params",
 ]

@@ -363,36 +363,50 @@ class ConvEncoder(nn.Module):
         interpolated linearly between bin centres (zero past the window) and divided by
         ``factor``, which keeps each response's area.
         """
-        if self.bin_seconds is None:
-            raise ValueError(
-                "stretch_hrf needs an encoder whose projection reads the band-power envelope "
-                "(envelope_rate set, no blocks after the stem)."
-            )
         if not factor > 0:
             raise ValueError(f"the HRF stretch must be positive, got {factor!r}.")
+        w = self.proj.weight
+        with torch.no_grad():
+            w.copy_(self.warped_weight(factor=factor))
+
+    def warped_weight(self, *, factor: float = 1.0, shift: float = 0.0) -> torch.Tensor:
+        """``proj``'s weights with the learned HRF warped in time; ``proj`` is unchanged.
+
+        ``w'(lag) = w((lag - shift) / factor) / factor``: ``shift`` (s) delays the response
+        (``> 0``: BOLD follows the EEG later); see :meth:`stretch_hrf` for ``factor``.
+        """
+        if self.bin_seconds is None:
+            raise ValueError(
+                "warping the HRF needs an encoder whose projection reads the band-power "
+                "envelope (envelope_rate set, no blocks after the stem)."
+            )
         n = self.n_frames
         lag = (np.arange(n)[::-1] + 0.5) * self.bin_seconds  # bin j's centre before the end
         order = np.argsort(lag)
+        source = (lag - shift) / factor
         warp = np.stack(  # warp[j', j]: weight of old bin j in new bin j'
-            [np.interp(lag / factor, lag[order], np.eye(n)[j][order], 0.0, 0.0) for j in range(n)],
+            [np.interp(source, lag[order], np.eye(n)[j][order], 0.0, 0.0) for j in range(n)],
             axis=1,
         )
-        w = self.proj.weight
+        w = self.proj.weight.detach()
         m = torch.as_tensor(warp / factor, dtype=w.dtype, device=w.device)
-        with torch.no_grad():
-            w.copy_((w.reshape(w.shape[0], -1, n) @ m.T).reshape(w.shape))
+        return (w.reshape(w.shape[0], -1, n) @ m.T).reshape(w.shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map (N, n_times) single-channel series to (N, emb_dim)."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What ``proj`` reads: (N, n_times) single-channel series to (N, n_features)."""
         if self.training or x.shape[0] <= self.eval_chunk:
             x = x.unsqueeze(1)
             feats = self.convs(x)
             if self.evoked is not None:
                 feats = torch.cat([feats, self.evoked(x)], dim=1)
-            return self.proj(feats.flatten(1))
+            return feats.flatten(1)
         # evaluation: chunks keep the stem's activations in cache (3-4× the throughput of
         # one large batch on CPU); training keeps one chunk so BatchNorm sees the batch
-        return torch.cat([self(part) for part in x.split(self.eval_chunk)])
+        return torch.cat([self.features(part) for part in x.split(self.eval_chunk)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, n_times) single-channel series to (N, emb_dim)."""
+        return self.proj(self.features(x))
 
 
 class FCEncoder(nn.Module):

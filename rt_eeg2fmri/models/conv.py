@@ -78,3 +78,19 @@ class ConvNet(VoxelModel):
         b, c, t = x.shape
         emb = self.encoder(x.reshape(b * c, t)).reshape(b, -1)
         return self.head(self.hidden(emb))
+
+    def hrf_variants(self, x: torch.Tensor, weights: list) -> list:
+        """The outputs (B, n_voxels) with each of ``weights`` as the encoder's projection.
+
+        The filter bank runs once for all of them. With weights from
+        :meth:`ConvEncoder.warped_weight` they are this model with its learned HRF shifted
+        or stretched (:class:`~rt_eeg2fmri.models.Calibrated`'s delay readout).
+        """
+        self.check_input(x)
+        b, c, t = x.shape
+        feats = self.encoder.features(x.reshape(b * c, t))
+        bias = self.encoder.proj.bias
+        return [
+            self.head(self.hidden(torch.nn.functional.linear(feats, w, bias).reshape(b, -1)))
+            for w in weights
+        ]

@@ -271,7 +271,7 @@ class OnlineAdapter:
         chosen, adapted, table, _, _ = choose(
             {"stream": predict}, model, y, fit[rows], timing=windows is not None
         )
-        if chosen.readout == "coef" or chosen.hrf_stretch != 1.0:
+        if chosen.changes_model:
             self.adapted = self._pending = adapted  # the stream swaps it in (take_model)
         else:  # a per-voxel map of the base model: swapped whole, apply() sees old or new
             self.map = (adapted.out_gain.double().numpy(), adapted.out_bias.double().numpy())

@@ -277,3 +277,42 @@ def test_the_evoked_filters_see_the_sign_that_band_power_cannot():
         build_model("conv", {**cfg, "evoked": 2, "channels": [4, 8]})
     with pytest.raises(ValueError, match="'evoked' must be int"):
         build_model("conv", {**cfg, "evoked": -1})
+
+
+def test_the_delay_slope_is_the_derivative_of_the_learned_hrf_shifted_later():
+    """``Calibrated`` with a slope: the identity map reproduces the base model; the slope
+    alone is the central difference of the model with its HRF shifted ±0.5 s; a shift by
+    one bin moves every HRF weight one bin back; a model without a learned HRF refuses."""
+    import copy
+
+    from rt_eeg2fmri.models import Calibrated, can_delay
+    from rt_eeg2fmri.models.calibrated import DELAY_STEP
+
+    from ..conftest import smooth_hrf
+
+    cfg = {"n_chans": 2, "n_times": 1200, "sfreq": 100.0, "n_voxels": 10}
+    torch.manual_seed(0)
+    model = smooth_hrf(build_model("conv", cfg).eval())
+    assert can_delay(model) and not can_delay(build_model("conv", {**cfg, "channels": [4, 8]}))
+    x = torch.randn(5, 2, 1200)
+    ones, zeros = torch.ones(10), torch.zeros(10)
+    with torch.no_grad():
+        torch.testing.assert_close(Calibrated(model, ones, zeros, slope=zeros)(x), model(x))
+        shifted = {}
+        for s in (DELAY_STEP, -DELAY_STEP):
+            m = copy.deepcopy(model)
+            m.encoder.proj.weight.copy_(model.encoder.warped_weight(shift=s))
+            shifted[s] = m(x)
+        want = (shifted[DELAY_STEP] - shifted[-DELAY_STEP]) / (2 * DELAY_STEP)
+        got = Calibrated(model, zeros, zeros, slope=ones)(x)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        assert got.abs().max() > 0
+    enc = model.encoder  # shifting by one bin (0.5 s at 2 Hz) moves the weights one bin
+    w = enc.proj.weight.reshape(enc.proj.out_features, -1, enc.n_frames)
+    later = enc.warped_weight(shift=enc.bin_seconds).reshape(w.shape)
+    torch.testing.assert_close(later[..., :-1], w[..., 1:])
+    assert (later[..., -1] == 0).all()  # nothing is known of the response before lag 0
+    ridge = make_model("ridge")
+    with pytest.raises(ValueError, match="a delay slope needs an uncalibrated base model"):
+        Calibrated(ridge, np.ones(ridge.config.n_voxels), np.zeros(ridge.config.n_voxels),
+                   slope=np.zeros(ridge.config.n_voxels))  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 
 from apps.cli import main
 from rt_eeg2fmri.checkpoint import load_checkpoint
-from rt_eeg2fmri.models import Calibrated
+from rt_eeg2fmri.models import Calibrated, can_delay
 from rt_eeg2fmri.realtime.adapt import OnlineAdapter
 from rt_eeg2fmri.replay import Replay
 from tests.conftest import make_session
@@ -60,7 +60,8 @@ def test_stream_adapts_then_freezes_and_saves(tmp_path, uid):
     # or the conv with its own readout weights
     adapted = load_checkpoint(tmp_path / "adapted.pt")
     cal = adapted.metadata["calibration"]
-    assert {c["readout"] for c in cal["candidates"]} == {"none", "bias", "affine", "coef"}
+    readouts = {"none", "bias", "affine", "coef"} | ({"delay"} if can_delay(ckpt.model) else set())
+    assert {c["readout"] for c in cal["candidates"]} == readouts
     assert isinstance(adapted.model, Calibrated) == (cal["chosen"]["readout"] != "coef")
     assert cal["live"] is True and cal["pairs"] == adapt["pairs"]
     assert cal["chosen"]["description"] and cal["base_checkpoint"] == str(model)
@@ -124,6 +125,40 @@ def test_adapter_fits_a_later_haemodynamic_response_and_hands_the_stream_its_mod
     with torch.no_grad():
         torch.testing.assert_close(saved.model(x), model(x))
     assert saved.metadata["calibration"]["chosen"]["hrf_stretch"] == 1.4
+
+
+def test_adapter_fits_per_voxel_delays_and_hands_the_stream_its_model(tmp_path, rng):
+    """The person's regions answer 0.5 s earlier or later than the model's learned HRF: the
+    live choice takes the delay readout, the stream runs it, and it is saved as is."""
+    import torch
+
+    from tests.conftest import delayed_outputs, smooth_hrf
+
+    path = tiny_checkpoint(tmp_path / "m.pt", sfreq=SFREQ, t_r=T_R, winsize=12.0, channels=[4])
+    ckpt = load_checkpoint(path)
+    smooth_hrf(ckpt.model)
+    delays = np.resize([-0.5, 0.5], int(ckpt.mask.sum()))
+    a = OnlineAdapter("name:none", checkpoint=ckpt, minutes=1.0, gap=2.0)
+    level = 1.0 + 0.8 * np.sin(2 * np.pi * np.arange(1200) / SFREQ / 17.0)
+    for k in range(130):
+        t = 10.0 + k * T_R
+        x = torch.as_tensor(rng.standard_normal((len(CH), 1200)) * np.roll(level, 37 * k),
+                            dtype=torch.float32)  # fmt: skip
+        with torch.no_grad():
+            p = ckpt.model(x[None])[0]
+        a._truth[t] = 2.0 * delayed_outputs(ckpt.model, x[None], delays)[0] + 0.5
+        a.observe(p, t, window=x)
+    assert a.phase == "frozen" and a.wait(60.0)
+    assert a.chosen["chosen"]["readout"] == "delay", a.chosen["candidates"]
+    model = a.take_model()
+    assert isinstance(model, Calibrated) and model.out_slope is not None
+    fitted = (model.out_slope / model.out_gain).numpy()
+    assert np.median(fitted[delays < 0]) < -0.3 and np.median(fitted[delays > 0]) > 0.3
+    a.save(tmp_path / "a.pt", ckpt.norm_stats)
+    saved = load_checkpoint(tmp_path / "a.pt")
+    x = torch.as_tensor(rng.standard_normal((2, len(CH), 1200)), dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(saved.model(x), model(x))
 
 
 def test_adapt_option_errors(tmp_path, capsys):

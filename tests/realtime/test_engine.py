@@ -13,7 +13,7 @@ import torch
 
 from rt_eeg2fmri.checkpoint import load_checkpoint, save_checkpoint
 from rt_eeg2fmri.data import NormStats, Preprocessing
-from rt_eeg2fmri.models import build_model
+from rt_eeg2fmri.models import Calibrated, build_model
 from rt_eeg2fmri.realtime.engine import Engine
 from rt_eeg2fmri.replay import Replay
 from rt_eeg2fmri.volume_stream import parse_volume_stream_info
@@ -33,6 +33,11 @@ def session():
 
 @pytest.fixture
 def checkpoint(tmp_path, session):
+    return _checkpoint(tmp_path, session)
+
+
+def _checkpoint(tmp_path, session, *, delay: bool = False):
+    """A conv checkpoint; with ``delay``, calibrated with per-voxel gains, offsets and delays."""
     torch.manual_seed(0)
     mask = np.ones(GRID, bool)
     mask[0] = False
@@ -49,6 +54,10 @@ def checkpoint(tmp_path, session):
         },
     )
     model.set_mask(torch.as_tensor(mask))
+    if delay:
+        rng = np.random.default_rng(1)
+        n = int(mask.sum())
+        model = Calibrated(model, rng.uniform(0.5, 2, n), rng.normal(0, 1, n), rng.normal(0, 1, n))
     center = session.eeg.mean(axis=1).astype(float)
     scale = session.eeg.std(axis=1).astype(float)
     path = save_checkpoint(
@@ -99,9 +108,12 @@ def _stream(ckpt, session, *, n_volumes=3, trigger=False, **engine_kw):
 
 @pytest.mark.lsl
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
-def test_samples_sync_online_equals_offline(checkpoint, session, tmp_path, device):
+@pytest.mark.parametrize("model", ["base", "per-voxel delays"])
+def test_samples_sync_online_equals_offline(session, tmp_path, device, model):
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs CUDA")
+    checkpoint = _checkpoint(tmp_path, session, delay=model != "base")
+    assert isinstance(checkpoint.model, Calibrated) == (model != "base")
     n_times, step = checkpoint.n_times, round(T_R * SFREQ)
     first = round(LEAD * SFREQ) % step
     while first < n_times:

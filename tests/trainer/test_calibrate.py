@@ -235,7 +235,7 @@ def test_a_basis_head_model_gets_readout_weight_candidates(base, tmp_path):
     conv = tmp_path / "run" / "loso-sub-01" / "conv.pt"
     info = calibrate(conv, root, subject="01", runs=["1"], out=tmp_path / "c.pt", progress=False)
     readouts = {c["readout"] for c in info["candidates"]}
-    assert readouts == {"none", "bias", "affine", "coef"}
+    assert readouts == {"none", "bias", "affine", "coef"}  # no learned HRF: no delay
     _check_the_choice(info)
     cal = load_checkpoint(tmp_path / "c.pt")
     base_ckpt = load_checkpoint(conv)
@@ -309,9 +309,57 @@ def test_a_later_haemodynamic_response_is_fitted_by_stretching_the_learned_hrf(b
     info = calibrate(conv, root, subject="01", runs=["1"], out=tmp_path / "c.pt", progress=False)
     stretches = {c["hrf_stretch"] for c in info["candidates"]}
     assert 1.0 in stretches and len(stretches) <= 3  # the base, and one fitted per statistics
-    assert all(c["readout"] in ("none", "bias", "affine", "coef") for c in info["candidates"])
+    readouts = {c["readout"] for c in info["candidates"]}
+    assert readouts == {"none", "bias", "affine", "delay", "coef"}  # a learned HRF: delays
     _check_the_choice(info)
     cal = load_checkpoint(tmp_path / "c.pt")  # stretched or not, an ordinary checkpoint
     chosen = info["chosen"]["hrf_stretch"]
     want = stretched(ckpt.model, chosen) if chosen != 1.0 else ckpt.model
     torch.testing.assert_close(cal.model.encoder.proj.weight, want.encoder.proj.weight)
+
+
+def test_per_voxel_haemodynamic_delays_are_fitted_by_the_delay_readout(tmp_path, rng):
+    """A person whose regions answer earlier or later than the model's learned HRF (each
+    voxel's response shifted by −0.75 to +0.75 s, times a gain): the delay readout is
+    chosen, its per-voxel delays follow the planted ones, and the calibrated checkpoint
+    loads with them and predicts what was fitted; pulled hard, it is the base model."""
+    from rt_eeg2fmri.adaptation import choose
+    from rt_eeg2fmri.readout import fit_delay_readout
+    from tests.conftest import delayed_outputs, smooth_hrf
+    from tests.realtime.engine_helpers import tiny_checkpoint
+
+    path = tiny_checkpoint(tmp_path / "m.pt", sfreq=50.0, t_r=1.0, winsize=12.0, channels=[4])
+    ckpt = load_checkpoint(path)
+    model = smooth_hrf(ckpt.model)
+    n = int(ckpt.mask.sum())
+    delays = np.resize([-0.75, -0.25, 0.25, 0.75], n)
+    # a slowly varying band power, as EEG rhythms wax and wane over seconds
+    t = np.arange(600)[:, None, None] + np.arange(4)[None, :, None] * 7.0
+    level = 1.0 + 0.8 * np.sin(2 * np.pi * (t + np.arange(600)[None, None, :] / 50) / 23.0)
+    x = torch.as_tensor(rng.standard_normal((200, 4, 600)) * level[:200], dtype=torch.float32)
+    y = 2.0 * delayed_outputs(model, x, delays) + 0.5
+
+    @torch.no_grad()
+    def run(m, rows):
+        return m(x[rows]).double().numpy(), None
+
+    fit = np.arange(200) < 150
+    chosen, adapted, table, _, _ = choose({"checkpoint": run}, model, y, fit)
+    assert {"delay", "affine"} <= {row["readout"] for row in table}
+    assert chosen.readout == "delay", [(r["readout"], r["mse"]) for r in table]
+    assert isinstance(adapted, Calibrated) and adapted.out_slope is not None
+    fitted = (adapted.out_slope / adapted.out_gain).numpy()
+    for d in np.unique(delays):  # first order in the delay: close for small ones, then below
+        got = np.median(fitted[delays == d])
+        assert np.sign(got) == np.sign(d) and abs(got - d) < 0.3, (d, got)
+    ckpt.save_adapted(tmp_path / "c.pt", adapted, norm_stats=ckpt.norm_stats, metadata={})
+    cal = load_checkpoint(tmp_path / "c.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(cal.model(x[:8]), adapted(x[:8]))
+    assert cal.model.step == 0.5
+    with torch.no_grad():
+        p = model(x).double().numpy()
+        dp = Calibrated(model, np.zeros(n), np.zeros(n), slope=np.ones(n))(x).double().numpy()
+    gain, _, slope = fit_delay_readout(p, dp, y, 1e9)  # pulled onto the base model
+    np.testing.assert_allclose(gain, 1.0, atol=1e-3)
+    np.testing.assert_allclose(slope, 0.0, atol=1e-3 * np.abs(dp).max())
