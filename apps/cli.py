@@ -50,6 +50,11 @@ PARAMETER_FLAGS = {
     "'save_adapted' needs 'adapt' (the truth stream to adapt to)": (
         "'--save-adapted' needs '--adapt TRUTH_STREAM'"
     ),
+    "'adapt_delays' needs 'adapt' (the truth stream to adapt to)": (
+        "'--adapt-delays' needs '--adapt TRUTH_STREAM'"
+    ),
+    "'adapt_delays'": "'--adapt-delays'",
+    "'delays'": "'--delays'",
 }
 
 

@@ -9,9 +9,9 @@ person's paired volumes and scored on the last part (:mod:`rt_eeg2fmri.readout`)
   a learned HRF (the default conv), that HRF stretched in time by the factor that fits the
   fit part best (:func:`fit_stretch`; HRF peaks vary from about 4 to 8 s between people);
 - the readout: none, a per-voxel offset, a per-voxel gain and offset pulled toward the base
-  model, for a model with a learned HRF a per-voxel gain, offset and haemodynamic delay
-  (:class:`~rt_eeg2fmri.models.Calibrated`'s slope; regions differ in delay by about a
-  second), or — for a model with a basis head — the head's coefficient layer refitted on
+  model, on request (``delays``) for a model with a learned HRF a per-voxel gain, offset
+  and haemodynamic delay (:class:`~rt_eeg2fmri.models.Calibrated`'s slope; regions differ
+  in delay by about a second), or — for a model with a basis head — the head's coefficient layer refitted on
   the person's targets, pulled toward the base layer; each at the strengths of
   :data:`~rt_eeg2fmri.readout.STRENGTHS`.
 
@@ -124,7 +124,7 @@ def fit_stretch(predict: Predict, model, y: np.ndarray, fit: np.ndarray) -> tupl
 
 
 def options(
-    predict: Predict, model, y, fit, *, norm: str, stretch: float = 1.0, timing: bool = True
+    predict: Predict, model, y, fit, *, norm: str, stretch: float = 1.0, delays: bool = False
 ) -> list:
     """Every readout of ``model`` under one normalisation: ``(candidate, row, errors, build)``.
 
@@ -145,7 +145,7 @@ def options(
         return lambda: Calibrated(model, *fit_readout(pred, y, c.readout, c.strength))
 
     out = [(c, t, e, readout(c)) for c, t, e in zip(cands, table, errors, strict=True)]
-    if timing:
+    if delays:
         out += delay_options(predict, model, pred, y, fit, norm=norm, stretch=stretch)
     if head is None or feat is None:
         return out
@@ -193,7 +193,15 @@ def delay_options(predict: Predict, model, pred, y, fit, *, norm: str, stretch: 
     return out
 
 
-def choose(predicts: dict, model, y: np.ndarray, fit: np.ndarray, *, timing: bool = True):
+def choose(
+    predicts: dict,
+    model,
+    y: np.ndarray,
+    fit: np.ndarray,
+    *,
+    timing: bool = True,
+    delays: bool = False,
+):
     """Fit every candidate on ``fit``, choose on the rest, refit the chosen one on all.
 
     Parameters
@@ -207,8 +215,12 @@ def choose(predicts: dict, model, y: np.ndarray, fit: np.ndarray, *, timing: boo
     fit : bool array of shape (n,)
         The fit part; the rest is held out.
     timing : bool
-        Also offer the fitted HRF stretch and the per-voxel delays, when the model has a
-        learned HRF (``predict`` must then run the models it is given).
+        Also offer the fitted HRF stretch, when the model has a learned HRF (``predict``
+        must then run the models it is given).
+    delays : bool
+        With ``timing``, also offer per-voxel haemodynamic delays (:func:`delay_options`;
+        off by default: on simulated cohorts they were chosen in 1 of 24 calibrations and
+        lifted nothing, README *Calibrating to a person*).
 
     Returns
     -------
@@ -228,7 +240,8 @@ def choose(predicts: dict, model, y: np.ndarray, fit: np.ndarray, *, timing: boo
         for stretch, m in variants:
             if stretch == 1.0 and m is not model:
                 continue  # the fitted timing is the base model's: nothing new
-            out += options(predict, m, y, fit, norm=norm, stretch=stretch, timing=timing)
+            out += options(predict, m, y, fit, norm=norm, stretch=stretch,
+                           delays=timing and delays)  # fmt: skip
     table, errors = [o[1] for o in out], [o[2] for o in out]
     base = 0  # the first normalisation's model without a readout: options' first row
     best = pick(table, errors, base)

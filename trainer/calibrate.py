@@ -23,6 +23,7 @@ import numpy as np
 
 from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.adaptation import choose, head_features
+from rt_eeg2fmri.models.calibrated import NO_DELAY, can_delay, describe_model
 from rt_eeg2fmri.readout import chronological_split, fit_readout, scores
 
 __all__ = ["calibrate", "calibration_split", "fit_readout", "scores"]
@@ -71,6 +72,7 @@ def calibrate(
     minutes: float | None = None,
     gap: float = 20.0,
     val_fraction: float = 0.25,
+    delays: bool = False,
     reader: dict | None = None,
     progress: bool = True,
 ) -> dict:
@@ -94,6 +96,8 @@ def calibrate(
         Seconds between the last fit volume and the first held-out one.
     val_fraction : float
         Fraction of the minutes held out to choose the candidate.
+    delays : bool
+        Also offer per-voxel haemodynamic delays (a model with a learned HRF only).
     reader : dict | None
         Dataset-reader options.
 
@@ -115,6 +119,8 @@ def calibrate(
         raise ValueError(f"'val_fraction' must be in (0, 1), got {val_fraction!r}.")
     ckpt = load_checkpoint(ckpt_path, map_location="cpu")
     where = f"calibrating '{ckpt.path}' on subject {subject!r} of '{data}'"
+    if delays and not can_delay(ckpt.model):
+        raise ValueError(f"{where}: 'delays' {NO_DELAY} ({describe_model(ckpt.model)}).")
     try:
         dataset = load_dataset(
             data,
@@ -143,7 +149,7 @@ def calibrate(
     y = dataset.get_targets(every).astype(np.float64)
     fit_mask = np.arange(every.size) < fit.size
     predicts = {norm: _predictor(dataset.with_stats(s), every) for norm, s in stats.items()}
-    chosen, model, table, best, base = choose(predicts, ckpt.model, y, fit_mask)
+    chosen, model, table, best, base = choose(predicts, ckpt.model, y, fit_mask, delays=delays)
     base_val = table[base]
     logger.info(
         "Calibration of subject %s: %s; held-out MSE %.4g (base %.4g), r %.3f (base %.3f).",

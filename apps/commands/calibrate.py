@@ -31,6 +31,11 @@ def add_arguments(parser) -> None:
         default=20.0,
         help="seconds between fitted and held-out volumes (default 20)",
     )
+    parser.add_argument(
+        "--delays",
+        action="store_true",
+        help="also offer a per-voxel haemodynamic delay (models with a learned HRF)",
+    )
     parser.add_argument("--out", required=True, help="the calibrated checkpoint (.pt)")
     parser.add_argument("--no-progress", action="store_true")
     add_reader_arguments(parser)
@@ -49,6 +54,7 @@ def run(args) -> int:
         runs=args.runs.split(",") if args.runs else None,
         minutes=args.minutes,
         gap=args.gap,
+        delays=args.delays,
         reader=reader_options(args),
         progress=not args.no_progress,
     )

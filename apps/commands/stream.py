@@ -108,6 +108,11 @@ def add_arguments(parser) -> None:
         help="seconds between fitted and held-out volumes when the map freezes (default 20)",
     )
     parser.add_argument(
+        "--adapt-delays",
+        action="store_true",
+        help="the final choice also offers a per-voxel haemodynamic delay (--adapt)",
+    )
+    parser.add_argument(
         "--save-adapted", default=None, help="write the adapted checkpoint here when it freezes"
     )
     parser.add_argument("--subject", default="01", help="BIDS --out folder: subject label")
@@ -318,6 +323,7 @@ def _stream(args, nifti, timing, bids_root) -> int:
         adapt=args.adapt,
         adapt_minutes=args.adapt_minutes,
         adapt_gap=args.adapt_gap,
+        adapt_delays=args.adapt_delays,
         save_adapted=args.save_adapted,
         correct=_corrections(args),
         gradient_volumes=args.correct_volumes,

@@ -14,6 +14,24 @@ from torch import nn
 DELAY_STEP = 0.5
 
 
+#: What :func:`can_delay` asks of a model, as error messages say it
+NO_DELAY = (
+    "needs a model whose encoder reads the band-power envelope through a learned HRF "
+    "(conv with envelope_rate set and no blocks after the filter bank), uncalibrated"
+)
+
+
+def describe_model(model) -> str:
+    """``conv``, ``calibrated conv``, ``conv with 2 encoder stages``...: what a model is."""
+    if isinstance(model, Calibrated):
+        return f"calibrated {describe_model(model.base)}"
+    name = getattr(model, "name", type(model).__name__)
+    channels = getattr(getattr(model, "config", None), "channels", None)
+    if name == "conv" and channels is not None and len(channels) > 1:
+        return f"conv with {len(channels)} encoder stages"
+    return name
+
+
 def can_delay(model) -> bool:
     """Whether ``model`` offers a per-voxel haemodynamic delay (:class:`Calibrated`'s slope).
 

@@ -38,17 +38,27 @@ class OnlineAdapter:
         Stream minutes of adaptation, from the first prediction.
     gap : float
         Seconds between fitted and held-out volumes in the final choice.
+    delays : bool
+        The final choice also offers per-voxel haemodynamic delays.
     timeout : float
         Seconds to wait for the stream.
     """
 
     def __init__(self, source: str, *, checkpoint, minutes: float, gap: float = 20.0,
-                 timeout: float = 10.0) -> None:  # fmt: skip
+                 delays: bool = False, timeout: float = 10.0) -> None:  # fmt: skip
         if not minutes > 0:
             raise ValueError(f"'adapt_minutes' must be positive, got {minutes!r}.")
         if gap < 0:
             raise ValueError(f"'adapt_gap' must be >= 0 seconds, got {gap!r}.")
         self.source, self.minutes, self.gap, self.timeout = source, float(minutes), gap, timeout
+        self.delays = bool(delays)
+        from ..models.calibrated import NO_DELAY, can_delay, describe_model
+
+        if self.delays and not can_delay(checkpoint.model):
+            raise ValueError(
+                f"'adapt_delays' {NO_DELAY} ('{checkpoint.path}': "
+                f"{describe_model(checkpoint.model)})."
+            )
         self.checkpoint = checkpoint
         self.mask = np.asarray(checkpoint.mask, bool)
         self.t_r = float(checkpoint.t_r)
@@ -269,7 +279,12 @@ class OnlineAdapter:
             return out.double().numpy(), feat
 
         chosen, adapted, table, _, _ = choose(
-            {"stream": predict}, model, y, fit[rows], timing=windows is not None
+            {"stream": predict},
+            model,
+            y,
+            fit[rows],
+            timing=windows is not None,
+            delays=self.delays,
         )
         if chosen.changes_model:
             self.adapted = self._pending = adapted  # the stream swaps it in (take_model)

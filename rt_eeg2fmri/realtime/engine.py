@@ -261,6 +261,7 @@ class Engine:
         adapt: str | None = None,
         adapt_minutes: float | None = None,
         adapt_gap: float = 20.0,
+        adapt_delays: bool = False,
         save_adapted=None,
         correct=(),
         gradient_volumes: int = 8,
@@ -299,6 +300,8 @@ class Engine:
         adapt, adapt_minutes, adapt_gap : str, float, float
             Live adaptation (:mod:`~rt_eeg2fmri.realtime.adapt`): the measured-volume
             stream, its minutes and the gap of the final choice.
+        adapt_delays : bool
+            The final choice also offers per-voxel haemodynamic delays.
         save_adapted : path-like | None
             Where the adapted checkpoint is written when the map freezes.
         calibrate : float
@@ -390,10 +393,12 @@ class Engine:
 
             adapter = OnlineAdapter(
                 adapt, checkpoint=checkpoint, minutes=adapt_minutes, gap=adapt_gap,
-                timeout=(consumer_options or {}).get("timeout", 10.0),
+                delays=adapt_delays, timeout=(consumer_options or {}).get("timeout", 10.0),
             )  # fmt: skip
         elif save_adapted is not None:
             raise ValueError("'save_adapted' needs 'adapt' (the truth stream to adapt to).")
+        elif adapt_delays:
+            raise ValueError("'adapt_delays' needs 'adapt' (the truth stream to adapt to).")
         return cls(
             consumer,
             scheduler,

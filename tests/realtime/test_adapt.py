@@ -18,7 +18,7 @@ import pytest
 
 from apps.cli import main
 from rt_eeg2fmri.checkpoint import load_checkpoint
-from rt_eeg2fmri.models import Calibrated, can_delay
+from rt_eeg2fmri.models import Calibrated
 from rt_eeg2fmri.realtime.adapt import OnlineAdapter
 from rt_eeg2fmri.replay import Replay
 from tests.conftest import make_session
@@ -60,8 +60,7 @@ def test_stream_adapts_then_freezes_and_saves(tmp_path, uid):
     # or the conv with its own readout weights
     adapted = load_checkpoint(tmp_path / "adapted.pt")
     cal = adapted.metadata["calibration"]
-    readouts = {"none", "bias", "affine", "coef"} | ({"delay"} if can_delay(ckpt.model) else set())
-    assert {c["readout"] for c in cal["candidates"]} == readouts
+    assert {c["readout"] for c in cal["candidates"]} == {"none", "bias", "affine", "coef"}
     assert isinstance(adapted.model, Calibrated) == (cal["chosen"]["readout"] != "coef")
     assert cal["live"] is True and cal["pairs"] == adapt["pairs"]
     assert cal["chosen"]["description"] and cal["base_checkpoint"] == str(model)
@@ -138,7 +137,7 @@ def test_adapter_fits_per_voxel_delays_and_hands_the_stream_its_model(tmp_path, 
     ckpt = load_checkpoint(path)
     smooth_hrf(ckpt.model)
     delays = np.resize([-0.5, 0.5], int(ckpt.mask.sum()))
-    a = OnlineAdapter("name:none", checkpoint=ckpt, minutes=1.0, gap=2.0)
+    a = OnlineAdapter("name:none", checkpoint=ckpt, minutes=1.0, gap=2.0, delays=True)
     level = 1.0 + 0.8 * np.sin(2 * np.pi * np.arange(1200) / SFREQ / 17.0)
     for k in range(130):
         t = 10.0 + k * T_R
@@ -168,6 +167,14 @@ def test_adapt_option_errors(tmp_path, capsys):
     assert main(["stream", "--model", str(model), "--save-adapted", str(tmp_path / "a.pt"),
                  "--timeout", "0.1"]) == 1  # fmt: skip
     assert "'--save-adapted' needs '--adapt TRUTH_STREAM'" in capsys.readouterr().err
+    assert main(["stream", "--model", str(model), "--adapt-delays", "--timeout", "0.1"]) == 1
+    assert "'--adapt-delays' needs '--adapt TRUTH_STREAM'" in capsys.readouterr().err
+    two = tiny_checkpoint(tmp_path / "two.pt", sfreq=SFREQ, t_r=T_R)  # two encoder stages
+    assert main(["stream", "--model", str(two), "--adapt", "name:x", "--adapt-minutes", "1",
+                 "--adapt-delays", "--timeout", "0.1"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "'--adapt-delays' needs a model whose encoder reads" in err
+    assert "two.pt': conv with 2 encoder stages" in err
     assert main(["stream", "--model", str(model), "--adapt", "name:x", "--adapt-minutes", "0",
                  "--timeout", "0.1"]) == 1  # fmt: skip
     assert "'--adapt-minutes' must be positive" in capsys.readouterr().err

@@ -117,6 +117,10 @@ def test_calibrate_errors(base, tmp_path, capsys):
     assert "too few minutes: 0.30 min" in err and "--minutes" in err
     assert main([*args, "--subject", "01", "--minutes", "-1"]) == 1
     assert "'--minutes' must be positive" in capsys.readouterr().err
+    assert main([*args, "--subject", "01", "--delays"]) == 1  # a ridge has no learned HRF
+    err = capsys.readouterr().err
+    assert "'--delays' needs a model whose encoder reads the band-power envelope" in err
+    assert "ridge.pt" in err and "(ridge)" in err
     # a checkpoint of another grid
     other = tmp_path / "other"
     write_bids_run(other, sub="01", ch_names=CH, sfreq=50.0, n_volumes=60, t_r=1.0, grid=(4, 4, 4))
@@ -310,7 +314,13 @@ def test_a_later_haemodynamic_response_is_fitted_by_stretching_the_learned_hrf(b
     stretches = {c["hrf_stretch"] for c in info["candidates"]}
     assert 1.0 in stretches and len(stretches) <= 3  # the base, and one fitted per statistics
     readouts = {c["readout"] for c in info["candidates"]}
-    assert readouts == {"none", "bias", "affine", "delay", "coef"}  # a learned HRF: delays
+    assert readouts == {"none", "bias", "affine", "coef"}  # delays only when asked for
+    assert main(["calibrate", "--model", str(conv), "--data", str(root), "--subject", "01",
+                 "--runs", "1", "--delays", "--out", str(tmp_path / "d.pt"),
+                 "--no-progress"]) == 0  # fmt: skip
+    meta = load_checkpoint(tmp_path / "d.pt").metadata["calibration"]
+    assert {c["readout"] for c in meta["candidates"]} == {*readouts, "delay"}
+    _check_the_choice(meta)
     _check_the_choice(info)
     cal = load_checkpoint(tmp_path / "c.pt")  # stretched or not, an ordinary checkpoint
     chosen = info["chosen"]["hrf_stretch"]
@@ -344,7 +354,8 @@ def test_per_voxel_haemodynamic_delays_are_fitted_by_the_delay_readout(tmp_path,
         return m(x[rows]).double().numpy(), None
 
     fit = np.arange(200) < 150
-    chosen, adapted, table, _, _ = choose({"checkpoint": run}, model, y, fit)
+    assert "delay" not in {row["readout"] for row in choose({"checkpoint": run}, model, y, fit)[2]}
+    chosen, adapted, table, _, _ = choose({"checkpoint": run}, model, y, fit, delays=True)
     assert {"delay", "affine"} <= {row["readout"] for row in table}
     assert chosen.readout == "delay", [(r["readout"], r["mse"]) for r in table]
     assert isinstance(adapted, Calibrated) and adapted.out_slope is not None
