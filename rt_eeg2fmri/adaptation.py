@@ -193,6 +193,25 @@ def delay_options(predict: Predict, model, pred, y, fit, *, norm: str, stretch: 
     return out
 
 
+def base_once(predict: Predict, model, n: int) -> Predict:
+    """``predict`` that runs the base ``model`` once, on all ``n`` pairs, and reuses that.
+
+    The fitted HRF stretch scores the base model on the fit part and the readouts use it
+    on every pair: one pass serves both.
+    """
+    memo: list = []
+
+    def run(m, rows):
+        if m is not model:
+            return predict(m, rows)
+        if not memo:
+            memo.append(predict(model, np.arange(n)))
+        pred, feat = memo[0]
+        return np.asarray(pred)[rows], None if feat is None else np.asarray(feat)[rows]
+
+    return run
+
+
 def choose(
     predicts: dict,
     model,
@@ -234,6 +253,7 @@ def choose(
     """
     out = []
     for norm, predict in predicts.items():
+        predict = base_once(predict, model, y.shape[0])
         variants = [(1.0, model)]
         if timing and can_stretch(model):
             variants.append(fit_stretch(predict, model, y, fit))

@@ -374,3 +374,24 @@ def test_per_voxel_haemodynamic_delays_are_fitted_by_the_delay_readout(tmp_path,
     gain, _, slope = fit_delay_readout(p, dp, y, 1e9)  # pulled onto the base model
     np.testing.assert_allclose(gain, 1.0, atol=1e-3)
     np.testing.assert_allclose(slope, 0.0, atol=1e-3 * np.abs(dp).max())
+
+
+def test_the_choice_runs_the_base_model_once_per_normalisation(tmp_path, rng):
+    """The fitted stretch and the readouts share one pass of the base model over all pairs."""
+    from rt_eeg2fmri.adaptation import choose
+    from tests.realtime.engine_helpers import tiny_checkpoint
+
+    path = tiny_checkpoint(tmp_path / "m.pt", sfreq=50.0, t_r=1.0, winsize=12.0, channels=[4])
+    model = load_checkpoint(path).model
+    x = torch.as_tensor(rng.standard_normal((60, 4, 600)), dtype=torch.float32)
+    y = rng.standard_normal((60, model.config.n_voxels))
+    calls = []
+
+    @torch.no_grad()
+    def run(m, rows):
+        calls.append((m is model, len(rows)))
+        return m(x[rows]).double().numpy(), None
+
+    choose({"checkpoint": run}, model, y, np.arange(60) < 40)
+    assert [c for c in calls if c[0]] == [(True, 60)]  # once, on every pair
+    assert len(calls) > 2  # and the stretched models, each on the fit part
