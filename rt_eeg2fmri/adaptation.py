@@ -11,9 +11,9 @@ person's paired volumes and scored on the last part (:mod:`rt_eeg2fmri.readout`)
 - the readout: none, a per-voxel offset, a per-voxel gain and offset pulled toward the base
   model, on request (``delays``) for a model with a learned HRF a per-voxel gain, offset
   and haemodynamic delay (:class:`~rt_eeg2fmri.models.Calibrated`'s slope; regions differ
-  in delay by about a second), or — for a model with a basis head — the head's coefficient layer refitted on
-  the person's targets, pulled toward the base layer; each at the strengths of
-  :data:`~rt_eeg2fmri.readout.STRENGTHS`.
+  in delay by about a second), or — for a model with a basis head — the head's
+  coefficient layer refitted on the person's targets, pulled toward the base layer; each
+  at the strengths of :data:`~rt_eeg2fmri.readout.STRENGTHS`.
 
 :func:`choose` keeps the base model unless a candidate beats it on the held-out volumes by
 more than one standard error (:func:`~rt_eeg2fmri.readout.pick`), then refits the chosen one

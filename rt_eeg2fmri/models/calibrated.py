@@ -70,8 +70,7 @@ class Calibrated(nn.Module):
         if slope is not None:
             if not can_delay(base):
                 raise ValueError(
-                    "Calibrated: a delay slope needs an uncalibrated base model with a learned "
-                    f"HRF (conv with envelope_rate and no blocks), got {type(base).__name__}."
+                    f"Calibrated: a delay slope {NO_DELAY}, got {describe_model(base)}."
                 )
             if not step > 0:
                 raise ValueError(f"Calibrated: the delay step must be positive, got {step!r}.")

@@ -313,6 +313,6 @@ def test_the_delay_slope_is_the_derivative_of_the_learned_hrf_shifted_later():
     torch.testing.assert_close(later[..., :-1], w[..., 1:])
     assert (later[..., -1] == 0).all()  # nothing is known of the response before lag 0
     ridge = make_model("ridge")
-    with pytest.raises(ValueError, match="a delay slope needs an uncalibrated base model"):
+    with pytest.raises(ValueError, match="a delay slope needs a model whose encoder .* got ridge"):
         Calibrated(ridge, np.ones(ridge.config.n_voxels), np.zeros(ridge.config.n_voxels),
                    slope=np.zeros(ridge.config.n_voxels))  # fmt: skip
