@@ -31,6 +31,12 @@ def main() -> None:
     ap.add_argument("--channels", default="34")
     ap.add_argument("--scanner-sync", choices=("on", "off"), default="on")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=0.0,
+        help="only the gap measurement: seconds of the stream lost, twice",
+    )
     args = ap.parse_args()
 
     import mne
@@ -69,6 +75,9 @@ def main() -> None:
             print(f"| {name} | {db:.1f} | {r:.3f} | {seconds:.1f} |")
 
         n_ch = len(clean.ch_names)
+        if args.gap:
+            onsets = (trs - raw.first_samp) / args.sfreq
+            return gap_rows(raw.get_data(), list(raw.ch_names), clean, onsets, args)
         print(f"{args.volumes} volumes, {n_ch} channels at {args.sfreq:g} Hz, "
               f"scanner sync {args.scanner_sync}\n")  # fmt: skip
         print("| setting | residual vs clean (dB, 1–40 Hz) | r with clean | correction s |")
@@ -138,15 +147,68 @@ def main() -> None:
                   f"{np.percentile(per, 99):.2f} |")  # fmt: skip
 
 
+def gap_rows(data, labels, clean, onsets, args) -> None:
+    """Both live corrections with ``args.gap`` s of the stream lost twice, beside no loss.
+
+    The losses begin 25 s and 55 s into the scanned run (the templates are ready). Printed
+    per loss: the lost samples flagged clean and the largest output there, then the
+    residual against the clean EEG (1–40 Hz) in spans after it, with and without the loss
+    (the lost samples themselves are scored as the clean EEG, so a band-pass does not
+    spread them into the spans).
+    """
+    import mne
+    import numpy as np
+
+    sfreq, chunk = args.sfreq, int(args.sfreq * 0.02)
+    names = clean.ch_names
+    losses = [(onsets[0] + t, onsets[0] + t + args.gap) for t in (25.0, 55.3)]
+    drop = np.zeros(data.shape[1], bool)
+    for a, b in losses:
+        drop[int(a * sfreq) : int(b * sfreq)] = True
+    ref, _, _ = run_chain(data, labels, names, onsets, sfreq, chunk, per_sample=True)
+    got, got_clean, _ = run_chain(data, labels, names, onsets, sfreq, chunk, per_sample=True,
+                                  drop=drop)  # fmt: skip
+    truth = clean.get_data()
+    scored = np.where(drop, truth, got)
+    band = lambda a: mne.filter.filter_data(a, sfreq, 1.0, 40.0, verbose="error")  # noqa: E731
+    t_, r_, g_ = band(truth), band(ref), band(scored)
+
+    def db(x, span):
+        return 10 * np.log10(((x[:, span] - t_[:, span]) ** 2).mean() / (t_[:, span] ** 2).mean())
+
+    print(
+        f"{len(onsets)} volumes, {len(names)} channels at {sfreq:g} Hz; {args.gap:g} s lost "
+        "twice; both live corrections (8 past volumes, 20 past beats), 20 ms chunks\n"
+    )
+    print(
+        "| loss at | lost samples flagged clean | largest output there | span after | "
+        "residual, no loss | residual, with the loss | flagged clean, with the loss |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|")
+    for a, b in losses:
+        lost = slice(int(a * sfreq), int(b * sfreq))
+        head = (f"| {a:.1f} s | {100 * got_clean[lost].mean():.0f} % | "
+                f"{1e6 * np.abs(got[:, lost]).max():.0f} µV |")  # fmt: skip
+        for lo, hi in ((0, 2), (2, 5), (5, 20)):
+            span = slice(int((b + lo) * sfreq), int((b + hi) * sfreq))
+            print(
+                f"{head} {lo}–{hi} s | {db(r_, span):.1f} dB | {db(g_, span):.1f} dB | "
+                f"{100 * got_clean[span].mean():.0f} % |"
+            )
+            head = "| | | |"
+
+
 def run_chain(data, labels, model_names, onsets, sfreq, chunk, *, correct=True, rate=None,
-              times=False):  # fmt: skip
+              times=False, per_sample=False, drop=None):  # fmt: skip
     """The EEG chain (gradient + pulse correction) over ``data`` in chunks, markers a chunk late.
 
     Returns the output (at ``rate``, default the input's, no band-pass unless ``rate``),
-    per-sample clean flags, CPU seconds (every thread), and (``times``) each chunk's CPU ms
+    per-sample clean flags (a chunk's samples clean if all are; ``per_sample``: as the
+    corrections flagged each), CPU seconds (every thread), and (``times``) each chunk's CPU ms
     on the calling thread — the stream's acquisition thread; the gradient templates are
     made on a worker thread a volume ahead (fed faster than real time, the chain waits for
-    them; in a stream they are ready seconds before).
+    them; in a stream they are ready seconds before). ``drop`` (bool per sample): samples
+    never sent (gaps in the timestamps, which the chain fills with zeros).
     """
     import numpy as np
 
@@ -161,12 +223,15 @@ def run_chain(data, labels, model_names, onsets, sfreq, chunk, *, correct=True, 
     outs, flags, per, given = [], [], [], 0
     t_all = time.process_time()
     for a in range(0, data.shape[1], chunk):
-        t0 = time.thread_time()
-        out, _, report = chain.process(data[:, a : a + chunk].T, stamps[a : a + chunk])
-        per.append(1e3 * (time.thread_time() - t0))
         n = min(chunk, data.shape[1] - a)
-        outs.append(np.array(out))
-        flags.append(np.full(n, report.uncorrected == 0))
+        sent = slice(a, a + n) if drop is None else a + np.flatnonzero(~drop[a : a + n])
+        if drop is None or sent.size:  # a chunk wholly lost is never delivered
+            t0 = time.thread_time()
+            out, _, report = chain.process(data[:, sent].T, stamps[sent])
+            per.append(1e3 * (time.thread_time() - t0))
+            outs.append(np.array(out))
+            flags.append(report.clean if per_sample else
+                         np.full(out.shape[1], report.uncorrected == 0))  # fmt: skip
         while correct and given < onsets.size and onsets[given] < stamps[a + n - 1]:
             chain.add_volume_marker(onsets[given])  # given with the chunk after its own
             given += 1

@@ -55,7 +55,7 @@ class ChunkReport:
         With an in-scanner correction: input samples it did not flag clean (gradient:
         before the first volume marker, while its template fills, where the template did
         not fit; pulse: before the first heartbeat, while its template fills, while the
-        ECG lead is off).
+        ECG lead is off; both: samples lost in a gap or not finite, written as 0).
     no_pulse : int
         With the pulse correction: input samples it did not flag clean (of ``uncorrected``).
     clean : array of shape (n,) of bool | None
@@ -302,7 +302,8 @@ class EEGChain:
         report = ChunkReport(n_in=k)
         ecg = self._ecg(raw) if self.pulse is not None else None
         mapped = self._map(raw)
-        report.nonfinite = self._check_finite(mapped, timestamps)
+        lost = self._check_finite(mapped, timestamps)  # samples not finite (written as 0)
+        report.nonfinite = 0 if lost is None else int(lost.sum())
         mapped *= self._scales[mapped.dtype]
         if self.montage is not None:
             mapped = mapped @ self._mix[mapped.dtype]
@@ -312,18 +313,25 @@ class EEGChain:
             if report.samples_lost and self.fill_gaps:
                 if ecg is not None:
                     ecg = self._zero_fill(ecg[:, None], timestamps, where, missing)[0][:, 0]
+                if self.gradient is not None or self.pulse is not None:
+                    came = np.ones(k, bool) if lost is None else ~lost
+                    lost = ~self._zero_fill(came[:, None], timestamps, where, missing)[0][:, 0]
                 mapped, timestamps = self._zero_fill(mapped, timestamps, where, missing)
         data = mapped.T
         if data.shape[1] and (self.gradient is not None or self.pulse is not None):
-            data = self._correct_artifacts(data, ecg, timestamps, report)
+            data = self._correct_artifacts(data, ecg, timestamps, lost, report)
         if self._resampler is not None:
             data, timestamps = self._resample(data, timestamps)
         if self._filter is not None:
             data = self._filter.process(data)
         return data, timestamps, report
 
-    def _correct_artifacts(self, data: np.ndarray, ecg, timestamps, report: ChunkReport):
-        """The in-scanner stages (gradient, then pulse): corrected samples; counts in ``report``."""
+    def _correct_artifacts(self, data: np.ndarray, ecg, timestamps, lost, report: ChunkReport):
+        """The in-scanner stages (gradient, then pulse): corrected samples; counts in ``report``.
+
+        ``lost`` (or None) marks the samples a gap left out (zero-filled) or that were not
+        finite: the stages write them as 0, flag them and keep them out of their templates.
+        """
         clean = np.ones(data.shape[1], bool)
         if self.gradient is not None:
             if self._early and timestamps is not None:
@@ -332,13 +340,13 @@ class EEGChain:
                     self.add_volume_marker(when)
                 self._early.clear()
             both = data if ecg is None else np.vstack([data, ecg])
-            both, clean = self.gradient.process(both, self._n_seen)
+            both, clean = self.gradient.process(both, self._n_seen, lost)
             data, ecg = (both, None) if ecg is None else (both[:-1], both[-1])
             self._n_seen += data.shape[1]
             if timestamps is not None:
                 self._anchor = (float(timestamps[-1]), self._n_seen - 1)
         if self.pulse is not None:
-            data, beat_clean = self.pulse.process(data, ecg)
+            data, beat_clean = self.pulse.process(data, ecg, lost)
             report.no_pulse = int(data.shape[1] - beat_clean.sum())
             clean &= beat_clean
         report.uncorrected = int(data.shape[1] - clean.sum())
@@ -427,16 +435,18 @@ class EEGChain:
         ecg[~np.isfinite(ecg)] = 0.0
         return ecg
 
-    def _check_finite(self, mapped: np.ndarray, timestamps) -> int:
+    def _check_finite(self, mapped: np.ndarray, timestamps) -> np.ndarray | None:
+        """Write non-finite values of ``mapped`` as 0; the samples that had any (or None)."""
         finite = np.isfinite(mapped)
         t = "" if timestamps is None or not len(timestamps) else f" at t={timestamps[0]:.3f}"
         if finite.all():
             if self._in_nan_burst:
                 logger.info("%s: values are finite again%s", self.source, t)
                 self._in_nan_burst = False
-            return 0
+            return None
         bad = ~finite
-        n_bad = int(np.count_nonzero(bad.any(axis=1)))
+        rows = bad.any(axis=1)
+        n_bad = int(np.count_nonzero(rows))
         mapped[bad] = 0
         if not self._in_nan_burst:
             logger.warning(
@@ -447,7 +457,7 @@ class EEGChain:
                 t,
             )
             self._in_nan_burst = True
-        return n_bad
+        return rows
 
     def _unjump(self, stamps: np.ndarray, report: ChunkReport) -> np.ndarray:
         """Timestamps that never go back: a step back is a clock reset, not time travel.

@@ -83,6 +83,9 @@ class GradientCounts:
     stops : int
         Times the template did not fit where a volume was predicted without its marker
         (the scanner stopped): nothing is subtracted until the next marker.
+    lost : int
+        Samples given as lost (a gap in the stream, or not finite): written as 0, flagged,
+        and their volumes kept out of the template.
     """
 
     volumes: int = 0
@@ -91,6 +94,7 @@ class GradientCounts:
     extra: int = 0
     restarts: int = 0
     stops: int = 0
+    lost: int = 0
 
 
 class LiveGradientCorrector:
@@ -212,22 +216,31 @@ class LiveGradientCorrector:
         k = max(1, round(gaps.mean() / self.length))
         return abs(gaps.mean() - k * self.length) > self.tolerance
 
-    def process(self, chunk: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    def process(
+        self, chunk: np.ndarray, start: int, lost: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Correct ``chunk`` (``n_chans`` × ``n``), whose first sample is ``start``.
 
-        Chunks must follow one another (``start`` = the previous chunk's end).
+        Chunks must follow one another (``start`` = the previous chunk's end). ``lost``
+        (``n``, bool) marks samples that never came (a gap in the stream, written as 0) or
+        were not finite: there is nothing to subtract the artifact from, so they are
+        written as 0 and flagged, and a volume that holds any is kept out of the template
+        (the volumes before it still make it).
 
         Returns
         -------
         corrected : array (n_chans, n), float64
         clean : array (n,), bool
             False before the first marker, while the template is not ready, while a marker
-            off the volume grid puts the timing in doubt, and once the scanner stopped.
+            off the volume grid puts the timing in doubt, once the scanner stopped, and
+            where samples were lost.
         """
         x = np.asarray(chunk, dtype=float)
         n = x.shape[1]
         out = x.copy()
         clean = np.zeros(n, bool)
+        if lost is not None and not lost.any():
+            lost = None
         i = 0
         while i < n and self._onset is not None:
             offset = start + i - self._onset
@@ -239,10 +252,16 @@ class LiveGradientCorrector:
                 continue
             j = min(n, i + self.length - offset)
             piece = x[:, i:j]
+            came = slice(None)  # the piece's samples that came (all, without a loss)
+            if lost is not None and lost[i:j].any():
+                self._fits = False  # zeros where the artifact was: not a template volume
+                came = ~lost[i:j]
             if self._current is not None:
                 template = self._current.wave[:, offset : offset + j - i]
                 fixed = piece - template
-                if not self._marked and self._scanner_stopped(piece, template, fixed):
+                if not self._marked and self._scanner_stopped(
+                    piece[:, came], template[:, came], fixed[:, came]
+                ):
                     # a volume without its marker that the template does not fit: the
                     # scanner stopped. Nothing is subtracted until a marker comes.
                     self.counts.stops += 1
@@ -255,6 +274,10 @@ class LiveGradientCorrector:
                 self._first = offset
             self._last = offset + j - i
             i = j
+        if lost is not None:
+            out[:, lost] = 0.0
+            clean[lost] = False
+            self.counts.lost += int(lost.sum())
         return out, clean
 
     def _scanner_stopped(self, piece, template, fixed) -> bool:

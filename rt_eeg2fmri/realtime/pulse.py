@@ -78,6 +78,9 @@ class PulseCounts:
     lead_off : int
         Times the ECG gave no beat for a while: the correction stopped until beats came
         back (gradient only meanwhile).
+    lost_beats : int
+        Beats that held lost samples (a gap in the stream, or not finite): flagged from
+        the loss to their end and kept out of the past beats.
     """
 
     beats: int = 0
@@ -85,6 +88,7 @@ class PulseCounts:
     rejected: int = 0
     long_intervals: int = 0
     lead_off: int = 0
+    lost_beats: int = 0
 
 
 class RPeakDetector:
@@ -263,6 +267,8 @@ class LivePulseCorrector:
         self._buf = np.zeros((self.n_chans, self.length))
         self._onset: int | None = None  # the current beat's R-peak
         self._whole = False  # the current beat's samples are all in _buf
+        self._tainted = False  # samples of the current beat were lost: flagged, not kept
+        self._ecg_last = 0.0  # the lead's last sample that came (held through a loss)
         self._level = np.zeros((self.n_chans, 1))  # each channel's mean over the last beat
         self._mix: np.ndarray | None = None  # this beat's basis: past beats → components
         self._weights: np.ndarray | None = None  # the fit now, as weights of the past beats
@@ -277,30 +283,47 @@ class LivePulseCorrector:
         """Whether ``n_template`` past beats make the basis."""
         return self._n_beats >= self.n_template
 
-    def process(self, chunk: np.ndarray, ecg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def process(
+        self, chunk: np.ndarray, ecg: np.ndarray, lost: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Correct ``chunk`` (``n_chans`` × ``n``); ``ecg`` holds the ECG lead's ``n`` samples.
+
+        ``lost`` (``n``, bool) marks samples that never came (a gap in the stream) or were
+        not finite: they are written as 0 and flagged, the lead is held at its last sample
+        through them (a step to 0 would look like a beat), and the beat that holds them is
+        flagged from there to its end (its fit saw them) and kept out of the past beats.
 
         Returns
         -------
         corrected : array (n_chans, n), float64
         clean : array (n,), bool
-            False before the first beat, while the template is not ready and while the
-            lead is off.
+            False before the first beat, while the template is not ready, while the
+            lead is off, and where samples were lost (to the end of their beat).
         """
         x = np.asarray(chunk, dtype=float)
         start, n = self._n, x.shape[1]
         out = x.copy()
         clean = np.zeros(n, bool)
+        if lost is not None and lost.any():
+            ecg = self._hold(np.asarray(ecg, float), lost)
+        else:
+            lost = None
+        if n:
+            self._ecg_last = float(ecg[-1])
         low = self._lowpass.process(x) if n else x
         peaks = self.detector.process(ecg)
         i = 0
         for peak, confirmed in [*peaks, (None, start + n)]:
             j = confirmed - start if peak is not None else n
+            if lost is not None and self._onset is not None and lost[i:j].any():
+                self._taint()
             if self._onset is not None and not self.detector.lead_off and j > i:
                 self._correct(x, low, out, clean, i, j, start)
             i = j
             if peak is not None:
                 self._new_beat(peak, start + j)
+                if lost is not None and lost[max(0, peak - start) : j].any():
+                    self._taint()  # the new beat's first samples (carried over) were lost
         self._n += n
         if self.detector.check_lead(self._n):
             self.counts.lead_off += 1
@@ -311,7 +334,21 @@ class LivePulseCorrector:
                 self.source,
             )
         self.counts.rejected = self.detector.rejected
+        if lost is not None:
+            out[:, lost] = 0.0
+            clean[lost] = False
         return out, clean
+
+    def _taint(self) -> None:
+        """Samples of the current beat were lost: flagged to its end, kept out of the past."""
+        self.counts.lost_beats += not self._tainted
+        self._tainted = True
+
+    def _hold(self, ecg: np.ndarray, lost: np.ndarray) -> np.ndarray:
+        """``ecg`` with each lost sample replaced by the last sample that came before it."""
+        came = np.where(lost, 0, np.arange(1, ecg.size + 1))
+        np.maximum.accumulate(came, out=came)
+        return np.concatenate([[self._ecg_last], ecg])[came]
 
     def _correct(self, x, low, out, clean, i: int, j: int, start: int) -> None:
         """Subtract this beat's fit from samples ``i:j`` of the chunk (the current beat).
@@ -358,7 +395,7 @@ class LivePulseCorrector:
                     self._coef = np.linalg.solve(self._ata, self._atb)
                     self._weights = (self._mix @ self._coef).astype(np.float32)
             lo = hi
-        clean[i : i + b - a] = self.ready
+        clean[i : i + b - a] = self.ready and not self._tainted
 
     def _new_beat(self, peak: int, now: int) -> None:
         """An R-peak at ``peak``, confirmed at ``now``: the beat before ends there."""
@@ -373,7 +410,7 @@ class LivePulseCorrector:
             carry = min(now - peak, self.length)
             tail = self._buf[:, peak - self._onset : peak - self._onset + carry].copy()
             n_low = -(-length // self._stride)
-            if length > 1:
+            if length > 1 and not self._tainted:  # a beat with lost samples: nothing kept
                 level = self._buf[:, :length].mean(axis=1, keepdims=True)
                 low_level = self._low_buf[:, :n_low].mean(axis=1, keepdims=True)
                 if self._whole:
@@ -387,6 +424,7 @@ class LivePulseCorrector:
             self._whole = False  # its first samples came before the peak was known
         # the new beat's first samples (before its peak was confirmed) are not in the fit
         self._low_buf[:] = 0.0
+        self._tainted = False
         self._onset = peak
         if self._n_beats:
             self._start_fit(round(rr) if rr else self.length)

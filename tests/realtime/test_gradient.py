@@ -113,6 +113,41 @@ def test_a_tr_change_starts_the_template_over():
     assert np.sqrt(((resid - resid.mean(axis=1, keepdims=True)) ** 2).mean()) < 0.8
 
 
+def test_lost_samples_are_written_as_zero_flagged_and_kept_out_of_the_template():
+    """Samples a gap left out (zero-filled) at the start of a volume whose marker comes a
+    chunk late: nothing to subtract the artifact from, so they come out as 0 and flagged
+    (the template subtracted from zeros would put the artifact back in, flagged clean,
+    and look like a stopped scanner); the rest of that volume is corrected, it does not
+    join the template, and the volumes after it are corrected as without the loss."""
+    x, eeg, onsets = synthetic()
+    whole = LiveGradientCorrector(3, L, n_template=4)
+    ref, ref_clean = run(whole, x, onsets, delay=1)
+    gone = np.zeros(x.shape[1], bool)
+    gone[onsets[9] : onsets[9] + 60] = True  # the first 60 samples of volume 9 never came
+    x_lost = np.where(gone, 0.0, x)
+    c = LiveGradientCorrector(3, L, n_template=4)
+    outs, flags, given = [], [], 0
+    for a in range(0, x.shape[1], 37):
+        while given < onsets.size and onsets[given] < a:  # a chunk late
+            c.add_marker(onsets[given])
+            given += 1
+        out, clean = c.process(x_lost[:, a : a + 37], a, gone[a : a + 37])
+        outs.append(out)
+        flags.append(clean)
+    out, clean = np.concatenate(outs, axis=1), np.concatenate(flags)
+    assert not out[:, gone].any() and not clean[gone].any()
+    rest = ~gone
+    np.testing.assert_array_equal(clean[rest], ref_clean[rest])
+    # the volume's other samples: corrected with the same template
+    v9 = slice(onsets[9] + 60, onsets[10])
+    np.testing.assert_allclose(out[:, v9], ref[:, v9])
+    assert c.counts.lost == 60 and c.counts.volumes == whole.counts.volumes - 1
+    assert c.counts.stops == whole.counts.stops == 1  # where the run ends, not at the loss
+    after = slice(onsets[10], onsets[-1] + L)
+    resid = out[:, after] - eeg[:, after]
+    assert np.sqrt((resid**2).mean()) < 0.7  # noise 1, artifact 100
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="volume_samples"):
         LiveGradientCorrector(3, 1)
@@ -193,6 +228,56 @@ def test_the_eeg_chain_corrects_with_markers_given_by_time():
             Preprocessing(sfreq=sfreq, winsize=4.0), ch_names=names, sfreq=sfreq, labels=names,
             units=["V"] * 3, gradient=4,
         )  # fmt: skip
+
+
+def test_the_eeg_chain_gives_the_corrector_what_a_gap_or_a_nan_burst_left_out():
+    """In the scanner a gap in the timestamps (the samples written as zeros) and a burst of
+    NaN are samples lost: the chain's output is 0 there, flagged (``report.clean``,
+    ``uncorrected``), and the same as the corrector told which samples were lost."""
+    from rt_eeg2fmri.data import EEGChain, Preprocessing
+
+    sfreq = 100.0
+    x, _, onsets = synthetic(n_volumes=14)
+    names = ["Fz", "Cz", "Pz"]
+    chain = EEGChain(
+        Preprocessing(sfreq=sfreq, winsize=4.0), ch_names=names, sfreq=sfreq, labels=names,
+        units=["V"] * 3, gradient=4, t_r=2.0,
+    )  # fmt: skip
+    stamps = 7.0 + np.arange(x.shape[1]) / sfreq
+    gone = np.zeros(x.shape[1], bool)
+    gone[onsets[8] + 10 : onsets[8] + 40] = True  # never sent: a gap in the timestamps
+    nan = slice(onsets[11] + 5, onsets[11] + 15)
+    sent = x.copy()
+    sent[:, nan] = np.nan
+    outs, flags, uncorrected = [], [], 0
+    for a in range(0, x.shape[1], 37):
+        k = np.arange(a, min(a + 37, x.shape[1]))
+        k = k[~gone[k]]
+        for o in onsets:
+            if a - 37 <= o < a:  # a chunk late
+                chain.add_volume_marker(stamps[o])
+        if k.size:
+            out, _, report = chain.process(sent[:, k].T, stamps[k])
+            outs.append(np.array(out))
+            flags.append(report.clean)
+            uncorrected += report.uncorrected
+    out, clean = np.concatenate(outs, axis=1), np.concatenate(flags)
+    lost = gone.copy()
+    lost[nan] = True
+    assert out.shape == x.shape and not out[:, lost].any() and not clean[lost].any()
+    ref = LiveGradientCorrector(3, L, n_template=4)
+    want, want_clean = [], []
+    x0 = np.where(lost, 0.0, x)
+    for a in range(0, x.shape[1], 37):
+        for o in onsets:
+            if a - 37 <= o < a:
+                ref.add_marker(o)
+        w, f = ref.process(x0[:, a : a + 37], a, lost[a : a + 37])
+        want.append(w)
+        want_clean.append(f)
+    np.testing.assert_allclose(out, np.concatenate(want, axis=1))
+    np.testing.assert_array_equal(clean, np.concatenate(want_clean))
+    assert uncorrected == int((~clean).sum()) and chain.gradient.counts.lost == 40
 
 
 @pytest.mark.lsl

@@ -101,6 +101,42 @@ def test_live_correction_is_within_3_db_of_mnes_offline_obs(tmp_path):
     assert db_on <= db_off + 3.0, (db_on, db_off)
 
 
+def test_lost_samples_are_written_as_zero_and_their_beat_is_flagged_and_kept_out():
+    """0.3 s of a stream lost mid-beat (zero-filled): those samples come out as 0, the beat
+    is flagged from the loss to its end (its fit saw the zeros) and stays out of the past
+    beats; the lead is held through the loss, so no beat is invented at its edges; the
+    next beat is corrected and flagged clean again."""
+    sfreq = 1000.0
+    beats = np.arange(0.4, 40, 0.85)
+    x, eeg, ecg = recording(beats, sfreq=sfreq, seconds=40.0)
+    gone = np.zeros(x.shape[1], bool)
+    gone[25_500:25_800] = True  # in the beat of the R-peak at 25.05 s
+    ref = LivePulseCorrector(x.shape[0], sfreq, n_template=10)
+    want, want_clean = feed(ref, x, ecg)
+    c = LivePulseCorrector(x.shape[0], sfreq, n_template=10)
+    outs, flags = [], []
+    for a in range(0, x.shape[1], CH):
+        k = slice(a, a + CH)
+        out, clean = c.process(np.where(gone[k], 0.0, x[:, k]), np.where(gone[k], 0.0, ecg[k]),
+                               gone[k])  # fmt: skip
+        outs.append(out)
+        flags.append(clean)
+    out, clean = np.concatenate(outs, axis=1), np.concatenate(flags)
+    assert not out[:, gone].any() and not clean[gone].any()
+    assert c.counts.beats == ref.counts.beats and c.counts.rejected == ref.counts.rejected
+    assert c.counts.lost_beats == 1 and c.counts.template_beats == ref.counts.template_beats - 1
+    # flagged from the loss until the next beat's model starts (its R-peak confirmed)
+    peaks = np.round(beats * sfreq).astype(int)
+    next_peak = peaks[peaks > 25_800][0]
+    assert want_clean[20_000:].all() and clean[20_000:25_500].all()
+    assert not clean[25_500 : next_peak + 10].any() and clean[next_peak + 100 :].all()
+    # corrected as well afterwards as without the loss (one beat fewer in the template)
+    after = slice(next_peak + 100, None)
+    resid = ((out[:, after] - eeg[:, after]) ** 2).mean()
+    assert resid < 1.5 * ((want[:, after] - eeg[:, after]) ** 2).mean()
+    assert resid < 0.5 * ((x[:, after] - eeg[:, after]) ** 2).mean()
+
+
 @pytest.mark.parametrize("off", ["flat", "noise"])
 def test_an_ecg_lead_off_stops_the_correction_until_beats_come_back(off, caplog):
     """The lead goes off from 40 s to 60 s (a flat line, or noise ten times the ECG):
