@@ -108,7 +108,9 @@ class EEGChain:
         Write the samples lost in a timestamp gap as zeros on the sample grid, so ``n``
         output samples always span ``n / sfreq`` seconds.
     max_fill : int | None
-        Most zeros written per gap (e.g. a ring buffer's capacity).
+        Most zeros written per gap, in the source's samples (a stream: its ring's span).
+        In the scanner a longer loss, or any with ``fill_gaps=False``, starts the
+        corrections' templates over.
     source : str
         The source's name, for messages.
     kind : str
@@ -209,28 +211,39 @@ class EEGChain:
         self._last_gap_log = -math.inf
         self._in_nan_burst = False
         self.gradient = self.pulse = None
+        self._ecg_name = None
         if pulse:
-            from ..realtime.pulse import LivePulseCorrector
-
-            self._ecg_col, name = ecg_column(labels, ecg, stream=source)
-            self._ecg_scale = float(unit_scales(units, np.array([self._ecg_col]), [name],
-                                                stream=source)[0])  # fmt: skip
-            self.pulse = LivePulseCorrector(
-                n, self.sfreq_in, n_template=int(pulse), source=f"{source} ECG {name!r}"
-            )
+            self._ecg_col, self._ecg_name = ecg_column(labels, ecg, stream=source)
+            self._ecg_scale = float(unit_scales(units, np.array([self._ecg_col]),
+                                                [self._ecg_name], stream=source)[0])  # fmt: skip
         # for the gradient stage: input samples through it (zero-filled ones too), and the
         # (timestamp, sample index) of the last one
         self._n_seen = 0
         self._anchor: tuple[float, int] | None = None
         self._early: list[float] = []  # markers given before any sample
-        if gradient:
-            from ..realtime.gradient import LiveGradientCorrector
+        if gradient and (t_r is None or not t_r > 0):
+            raise ValueError(f"{source}: the gradient correction needs the TR, got {t_r!r}.")
+        self._corrections = (gradient, t_r, pulse)
+        self._start_corrections()
 
-            if t_r is None or not t_r > 0:
-                raise ValueError(f"{source}: the gradient correction needs the TR, got {t_r!r}.")
+    def _start_corrections(self) -> None:
+        """The in-scanner stages with empty templates (their counts go on)."""
+        from ..realtime.gradient import LiveGradientCorrector
+        from ..realtime.pulse import LivePulseCorrector
+
+        gradient, t_r, pulse = self._corrections
+        n = len(self.ch_names)
+        old = (self.gradient, self.pulse)
+        if pulse:
+            self.pulse = LivePulseCorrector(n, self.sfreq_in, n_template=int(pulse),
+                                            source=f"{self.source} ECG {self._ecg_name!r}")  # fmt: skip
+        if gradient:
             self.gradient = LiveGradientCorrector(  # with the ECG channel last, if any
-                n + bool(self.pulse), round(t_r * self.sfreq_in), n_template=int(gradient)
+                n + bool(pulse), round(t_r * self.sfreq_in), n_template=int(gradient)
             )
+        for new, before in zip((self.gradient, self.pulse), old, strict=True):
+            if before is not None:
+                new.counts = before.counts
 
     @classmethod
     def for_session(cls, preprocessing: Preprocessing, session, *, ch_names=None) -> EEGChain:
@@ -310,6 +323,8 @@ class EEGChain:
         if timestamps is not None and k:
             timestamps = self._unjump(np.asarray(timestamps, dtype=np.float64).reshape(-1), report)
             where, missing = self._check_gaps(timestamps, report)
+            if self.gradient is not None or self.pulse is not None:
+                self._restart_after(missing)
             if report.samples_lost and self.fill_gaps:
                 if ecg is not None:
                     ecg = self._zero_fill(ecg[:, None], timestamps, where, missing)[0][:, 0]
@@ -352,6 +367,27 @@ class EEGChain:
         report.uncorrected = int(data.shape[1] - clean.sum())
         report.clean = clean
         return data
+
+    def _restart_after(self, missing: np.ndarray) -> None:
+        """After a loss the gap fill does not cover, the in-scanner templates start over.
+
+        The samples not filled in would put every later sample off the volume grid and the
+        heartbeats the templates hold; what comes after such a loss (the scanner may have
+        stopped, the person moved) is corrected once new templates are made.
+        """
+        cap = self.max_fill if self.fill_gaps else 0
+        if cap is None or not (missing > cap).any():
+            return
+        logger.warning(
+            "%s: %.1f s of the stream lost, %s: the in-scanner corrections start their "
+            "templates over",
+            self.source,
+            float(missing.max()) / self.sfreq_in,
+            f"longer than gaps are filled ({cap / self.sfreq_in:g} s)" if cap else "not filled",
+        )
+        self._start_corrections()
+        if self.gradient is not None:
+            self.gradient.counts.restarts += 1
 
     def add_volume_marker(self, when: float) -> None:
         """A scanner volume marker at time ``when`` (s, the EEG's timestamps' clock).

@@ -409,7 +409,7 @@ class EEGConsumer:
                 positions=positions,
                 assume_order=self.assume_order,
                 fill_gaps=self.fill_gaps,
-                max_fill=self.ring.capacity,
+                max_fill=math.ceil(self.bufsize * rate),  # the ring's span, in the source's samples
                 source=label,
                 gradient=self.gradient,
                 t_r=self.t_r,

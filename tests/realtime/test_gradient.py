@@ -280,6 +280,50 @@ def test_the_eeg_chain_gives_the_corrector_what_a_gap_or_a_nan_burst_left_out():
     assert uncorrected == int((~clean).sum()) and chain.gradient.counts.lost == 40
 
 
+def test_a_loss_longer_than_the_gap_fill_starts_the_templates_over(caplog):
+    """3 s lost where gaps are filled for at most 0.5 s: the samples after it are no longer
+    on the volume grid the template was made on, so the correction starts over (a warning,
+    a restart), flags until the new template is ready, and then corrects as before."""
+    import logging
+
+    from rt_eeg2fmri.data import EEGChain, Preprocessing
+
+    sfreq = 100.0
+    x, eeg, onsets = synthetic(n_volumes=24)
+    names = ["Fz", "Cz", "Pz"]
+    chain = EEGChain(
+        Preprocessing(sfreq=sfreq, winsize=4.0), ch_names=names, sfreq=sfreq, labels=names,
+        units=["V"] * 3, gradient=4, t_r=2.0, max_fill=50,
+    )  # fmt: skip
+    stamps = 7.0 + np.arange(x.shape[1]) / sfreq
+    gone = np.zeros(x.shape[1], bool)
+    gone[onsets[8] + 10 : onsets[8] + 310] = True
+    outs, flags = [], []
+    with caplog.at_level(logging.WARNING, logger="rt_eeg2fmri"):
+        for a in range(0, x.shape[1], 37):
+            for o in onsets:
+                if a - 37 <= o < a:  # a chunk late; the scanner's markers go on in the loss
+                    chain.add_volume_marker(stamps[o])
+            k = np.arange(a, min(a + 37, x.shape[1]))
+            k = k[~gone[k]]
+            if k.size:
+                out, _, report = chain.process(x[:, k].T, stamps[k])
+                outs.append(np.array(out))
+                flags.append(report.clean)
+    out, clean = np.concatenate(outs, axis=1), np.concatenate(flags)
+    assert out.shape[1] == x.shape[1] - 300 + 50  # 0.5 s of the 3 s filled
+    assert chain.gradient.counts.restarts == 1
+    assert "start their templates over" in caplog.text
+    # after the loss: flagged until the new template holds 4 volumes, then corrected
+    after = onsets[8] + 310 - 250  # the first sample after the loss, in the output
+    assert not clean[after : after + 4 * L].any()
+    ready = np.flatnonzero(clean[after:])[0] + after
+    assert clean[ready : ready + 8 * L].all()
+    tail = slice(ready, ready + 8 * L)
+    resid = out[:, tail] - eeg[:, tail.start + 250 : tail.stop + 250]
+    assert np.sqrt((resid**2).mean()) < 0.7  # noise 1, artifact 100
+
+
 @pytest.mark.lsl
 @pytest.mark.slow
 def test_stream_correct_gradient_over_lsl(tmp_path):

@@ -127,6 +127,25 @@ def test_nonfinite_samples_are_zeroed_counted_and_logged_once_per_burst(uid, rt_
     assert any("finite again" in r.message for r in rt_log.records)
 
 
+def test_a_gap_in_a_resampled_stream_is_filled_for_the_rings_span(uid):
+    """The gap fill is capped at the ring's span in the *source's* samples: a 3-s gap in a
+    500-Hz stream resampled to 100 Hz, with a 4-s ring, is filled whole (capped at the
+    ring's 400 samples, the fill stopped after 0.8 s and every later sample came 2.2 s
+    early against the clock)."""
+    n, sfreq = 2000, 500.0
+    spec = dict(name=uid, source_id=uid, n_chans=2, sfreq=sfreq, n_samples=n,
+                labels=["A", "B"], units=["uV", "uV"], gaps={1000: 1500})  # fmt: skip
+    with outlet_process(**spec):
+        with EEGConsumer(uid, ch_names=["A", "B"], sfreq=100.0, resample=True,
+                         bufsize=4.0) as consumer:  # fmt: skip
+            _wait_until(lambda: consumer.health.samples == n, 20, "all samples")
+            health, written = consumer.health, consumer.ring.n_written
+    assert (health.gaps, health.samples_lost) == (1, 1500), health
+    span = (n + 1500) / sfreq  # seconds the source's samples cover, the gap included
+    resampler = PolyphaseResampler(sfreq, 100.0, n_chans=2)
+    assert abs(written - (span * 100 - resampler.delay)) <= 2, written
+
+
 def test_rate_mismatch_raises_unless_resampling(uid):
     n = 1000
     spec = dict(name=uid, source_id=uid, n_chans=2, sfreq=500.0, n_samples=n,
