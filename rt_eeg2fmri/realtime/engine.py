@@ -112,6 +112,11 @@ class EngineStats:
 class TriggerListener:
     """Scanner-volume markers from an LSL marker stream, on the local clock, in a queue.
 
+    When the stream has sent nothing for ``look_again_s`` seconds, it is looked for again by
+    name: an outlet of that name that is not the one connected (the trigger bridge was
+    restarted: liblsl's own recovery follows a source id, and a restarted bridge often
+    gets another) is connected instead, logged and counted in ``reconnects``.
+
     Parameters
     ----------
     spec : str
@@ -121,35 +126,82 @@ class TriggerListener:
         Further queues every marker time is put in (the EEG chain's gradient correction).
     """
 
+    #: Seconds without any marker before the stream is looked for again (then as often).
+    look_again_s = 2.0
+
     def __init__(self, spec: str, *, timeout: float = 5.0, also=()) -> None:
         import pylsl
 
         name, _, marker = spec.partition(":")
+        self.name = name
         self.marker = (marker or "R128").replace(" ", "").lower()
+        self.timeout = float(timeout)
         infos = pylsl.resolve_byprop("name", name, timeout=timeout)
         if not infos:
             visible = ", ".join(f"{i.name()} ({i.type()})" for i in pylsl.resolve_streams(1.0))
             raise RuntimeError(
                 f"no marker stream named {name!r}; visible streams: {visible or 'none'}."
             )
-        self.inlet = pylsl.StreamInlet(infos[0], processing_flags=pylsl.proc_clocksync)
-        self.inlet.time_correction(timeout=timeout)  # else the first pull waits ~0.6 s
-        self.inlet.open_stream(timeout=timeout)
+        self.reconnects = 0
+        self.gone = False  # the connected outlet is no longer on the network
+        self.inlet = self._open(infos[0])
         self.times: queue.Queue = queue.Queue()
         self._queues = [self.times, *also]  # also: e.g. the gradient correction's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="TriggerListener", daemon=True)
         self._thread.start()
 
+    def _open(self, info):
+        import pylsl
+
+        inlet = pylsl.StreamInlet(info, processing_flags=pylsl.proc_clocksync)
+        inlet.time_correction(timeout=self.timeout)  # else the first pull waits ~0.6 s
+        inlet.open_stream(timeout=self.timeout)
+        self._uid = info.uid()
+        return inlet
+
     def _run(self) -> None:
+        heard = looked = time.monotonic()
         while not self._stop.is_set():
             sample, ts = self.inlet.pull_sample(timeout=0.05)
+            now = time.monotonic()
             if sample is None:
+                if now - max(heard, looked) >= self.look_again_s:
+                    looked = now
+                    self._look_again()
                 continue
+            heard = now
             label = str(sample[0]).replace(" ", "").lower()
             if label == self.marker or label.endswith("/" + self.marker):
                 for q in self._queues:
                     q.put(ts)
+
+    def _look_again(self) -> None:
+        """Whether the connected outlet is still there; another of the name replaces it."""
+        import pylsl
+
+        found = pylsl.resolve_byprop("name", self.name, timeout=0.2)
+        if any(info.uid() == self._uid for info in found):
+            return
+        if not found:
+            if not self.gone:
+                self.gone = True
+                logger.warning(
+                    "The trigger stream '%s' is gone from the network; waiting for it to "
+                    "come back.",
+                    self.name,
+                )
+            return
+        try:
+            inlet = self._open(found[0])
+        except (RuntimeError, pylsl.util.TimeoutError) as err:  # it went away again
+            logger.warning("The trigger stream '%s': reconnecting failed: %s", self.name, err)
+            return
+        old, self.inlet = self.inlet, inlet
+        old.close_stream()
+        self.gone = False
+        self.reconnects += 1
+        logger.warning("The trigger stream '%s' came back (a new outlet): reconnected.", self.name)
 
     def close(self) -> None:
         """Stop listening."""
@@ -225,6 +277,8 @@ class Engine:
         self._gaps_seen = self._jumps_seen = 0
         self._skips = _SkipLog()
         self._n_triggers, self._trigger_warned, self._eeg_since = 0, False, None
+        self._last_trigger = 0.0  # monotonic time of the last volume marker
+        self._trigger_silent_since: float | None = None  # warned: no marker since then
         #: Seconds of EEG without a volume marker before the warning (at least 3 TRs).
         self.trigger_wait_s = 10.0
         self._cost_s: deque = deque(maxlen=20)
@@ -537,6 +591,7 @@ class Engine:
                     if self._sync_on_triggers:
                         self.scheduler.add_trigger(t)
                     self._n_triggers += 1
+                    self._heard_trigger()
                 self._check_triggers(first_seen)
             due = self.scheduler.poll(n_written=n_written, latest_time=latest)
             if not due:
@@ -570,6 +625,7 @@ class Engine:
         summary["source_gone"] = self._gave_up
         if self.triggers is not None:
             summary["triggers"] = self._n_triggers
+            summary["trigger_reconnects"] = self.triggers.reconnects
         chain = self.consumer.chain
         if chain is not None and chain.gradient is not None:
             summary["gradient"] = {
@@ -614,23 +670,56 @@ class Engine:
         )
         return True
 
+    def _heard_trigger(self) -> None:
+        now = time.monotonic()
+        if self._trigger_silent_since is not None:
+            logger.info(
+                "Volume markers from the trigger stream '%s' again, after %.0f s.",
+                self.triggers.name,
+                now - self._trigger_silent_since,
+            )
+            self._trigger_silent_since = None
+        self._last_trigger = now
+
     def _check_triggers(self, flowing: bool) -> None:
-        """Warn once when the EEG flows but the trigger stream has sent no volume marker."""
-        if not flowing or self._n_triggers or self._trigger_warned:
+        """Warn when the EEG flows but no volume marker comes: none yet, or none for a while.
+
+        Once when none has come at all; once per silence after markers came (the scanner
+        stopped, or the marker stream is gone: the listener looks for it again).
+        """
+        if not flowing:
             return
         now = time.monotonic()
         if self._eeg_since is None:
             self._eeg_since = now
-        if now - self._eeg_since >= max(self.trigger_wait_s, 3 * self.outputs.t_r):
-            self._trigger_warned = True
+        wait = max(self.trigger_wait_s, 3 * self.outputs.t_r)
+        if not self._n_triggers:
+            if not self._trigger_warned and now - self._eeg_since >= wait:
+                self._trigger_warned = True
+                logger.warning(
+                    "No volume marker %r from the trigger stream '%s' in %.0f s of EEG: %s "
+                    "until one arrives. Is the scanner running, and is the marker name right "
+                    "(--trigger NAME:MARKER)?",
+                    self.triggers.marker,
+                    self.triggers.name,
+                    now - self._eeg_since,
+                    "no volume is computed" if self._sync_on_triggers
+                    else "the gradient artifact is not corrected",
+                )  # fmt: skip
+            return
+        silent = now - self._last_trigger
+        if self._trigger_silent_since is None and silent >= wait:
+            self._trigger_silent_since = self._last_trigger
             logger.warning(
-                "No volume marker %r from the trigger stream '%s' in %.0f s of EEG: no volume "
-                "is computed until one arrives. Is the scanner running, and is the marker "
-                "name right (--trigger NAME:MARKER)?",
-                self.triggers.marker,
-                self.triggers.inlet.info().name(),
-                now - self._eeg_since,
-            )
+                "No volume marker from the trigger stream '%s' for %.0f s (%s): %s until "
+                "markers come again.",
+                self.triggers.name,
+                silent,
+                "the stream is gone from the network" if self.triggers.gone
+                else "the scanner stopped, or its marker stream is gone",
+                "no volume is computed" if self._sync_on_triggers
+                else "the gradient correction goes on predicting the volumes",
+            )  # fmt: skip
 
     def _fits_in_budget(self) -> int:
         """How many due volumes to compute at once: those that fit in half a TR.

@@ -168,6 +168,69 @@ def test_trigger_sync_uses_scanner_markers(checkpoint, session):
 
 
 @pytest.mark.lsl
+def test_a_restarted_trigger_stream_is_found_again_by_name(checkpoint, rt_log, monkeypatch):
+    """The scanner's marker bridge dies after three volumes and a new one comes up under the
+    same name (another source id, as pylsl gives each new outlet): the listener warns that
+    the stream is gone, connects to the new outlet, and its markers make volumes again."""
+    import threading
+    import time
+
+    from rt_eeg2fmri.realtime.engine import TriggerListener
+
+    monkeypatch.setattr(TriggerListener, "look_again_s", 0.5)
+    long = make_session(n_chans=4, sfreq=SFREQ, n_volumes=30, t_r=T_R, grid=GRID, ch_names=CH)
+    name = f"trg-{uuid.uuid4().hex[:8]}"
+    replay = Replay(long, name=name, truth=False, source_id=name)
+    replay.open()
+    scanner = f"{name}-scanner"
+    bridge = pylsl.StreamOutlet(pylsl.StreamInfo(scanner, "Markers", 1, 0, "string"))
+    engine = Engine.from_checkpoint(
+        checkpoint, source=f"name:{replay.stream_names['eeg']}", device="cpu", outlet_name=None,
+        sync="trigger", trigger=f"{scanner}:R128",
+    )  # fmt: skip
+    engine.trigger_wait_s = 0.5  # warned after 3 TRs without a marker
+    out = {}
+
+    def markers(outlet, n):
+        for _ in range(n):
+            outlet.push_sample(["R128"], pylsl.local_clock())
+            time.sleep(T_R)
+
+    def wait(what, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+
+    try:
+        with engine:
+            assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+            replay.start()
+            thread = threading.Thread(target=lambda: out.update(engine.run(duration=30.0)))
+            thread.start()
+            wait(lambda: engine.consumer.ring.n_written > (WINSIZE + 0.5) * SFREQ)
+            markers(bridge, 3)
+            del bridge  # the bridge dies
+            wait(lambda: engine.triggers.gone)
+            time.sleep(3 * T_R)  # long enough for the engine's warning
+            bridge = pylsl.StreamOutlet(pylsl.StreamInfo(scanner, "Markers", 1, 0, "string"))
+            wait(lambda: engine.triggers.reconnects == 1)
+            markers(bridge, 4)
+            wait(lambda: engine.stats.volumes == 7)
+            engine.stop()
+            thread.join(10.0)
+    finally:
+        replay.stop()
+    assert out["volumes"] == 7 and out["triggers"] == 7 and out["trigger_reconnects"] == 1, out
+    text = rt_log.text
+    assert f"The trigger stream '{scanner}' is gone from the network" in text
+    assert f"No volume marker from the trigger stream '{scanner}'" in text
+    assert "the stream is gone from the network): no volume is computed" in text
+    assert f"The trigger stream '{scanner}' came back (a new outlet): reconnected" in text
+    assert "Volume markers from the trigger stream" in text and "again, after" in text
+
+
+@pytest.mark.lsl
 def test_prediction_outlet_is_self_describing(checkpoint, session, tmp_path):
     name = f"out-{uuid.uuid4().hex[:8]}"
     replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
