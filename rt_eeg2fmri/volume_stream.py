@@ -19,14 +19,20 @@ rebuild the volumes from the stream alone:
 
   The mask is run-length encoded over the flattened grid (start index and length of each
   run of in-mask voxels); ``<encoding>none</encoding>`` means every voxel is in the mask.
+- optionally, channels after the voxels that each carry one number per volume, named in
+  ``desc``: ``<flags><flag>Clean</flag></flags>`` (a prediction stream of EEG recorded in
+  the scanner: 1 when every sample of the volume's window was flagged clean by the live
+  artifact corrections, else 0); ``channel_count`` is then ``prod(grid_shape)`` plus
+  their number.
 
 A reader::
 
     inlet = pylsl.StreamInlet(info)               # resolve_* infos lack desc:
     meta = parse_volume_stream_info(inlet.info()) # read it from the inlet
-    buf = np.empty((1, meta.n_voxels), np.float32)
+    buf = np.empty((1, meta.n_channels), np.float32)
     inlet.pull_chunk(timeout=5.0, max_samples=1, dest_obj=buf, min_samples=1)
     volume = meta.to_volume(buf[0])               # (53, 63, 52)
+    meta.flag(buf[0], "Clean")                    # 1.0 / 0.0, None without that flag
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class VolumeStreamMeta:
         ``"percent signal change"``.
     mask : array of shape grid_shape, dtype bool | None
         Voxels that carry data; ``None`` when the stream declares no mask.
+    flags : tuple of str
+        Names of the channels after the voxels (e.g. ``("Clean",)``), one number each.
     """
 
     grid_shape: tuple[int, int, int]
@@ -75,30 +83,54 @@ class VolumeStreamMeta:
     order: str = "C"
     units: str = UNITS
     mask: np.ndarray | None = field(default=None, repr=False)
+    flags: tuple[str, ...] = ()
 
     @property
     def n_voxels(self) -> int:
-        """Number of values per sample, ``prod(grid_shape)``."""
+        """Number of voxel values per sample, ``prod(grid_shape)``."""
         return int(np.prod(self.grid_shape))
+
+    @property
+    def n_channels(self) -> int:
+        """Number of values per sample: the voxels, then the flags."""
+        return self.n_voxels + len(self.flags)
+
+    def voxels(self, sample) -> np.ndarray:
+        """The voxel values of a sample (its flags left off), flat, float32."""
+        sample = np.asarray(sample, dtype=np.float32).reshape(-1)
+        if sample.size not in (self.n_voxels, self.n_channels):
+            what = f" + {len(self.flags)} flags" if self.flags else ""
+            raise ValueError(
+                f"A sample of a {self.grid_shape} volume stream has {self.n_voxels}{what} "
+                f"values, got {sample.size}."
+            )
+        return sample[: self.n_voxels]
+
+    def flag(self, sample, name: str) -> float | None:
+        """The value of flag ``name`` in a whole sample; ``None`` if the stream has none."""
+        if name not in self.flags:
+            return None
+        sample = np.asarray(sample).reshape(-1)
+        if sample.size != self.n_channels:
+            raise ValueError(
+                f"A sample of this volume stream has {self.n_channels} values (with its "
+                f"flags), got {sample.size}."
+            )
+        return float(sample[self.n_voxels + self.flags.index(name)])
 
     def to_volume(self, sample) -> np.ndarray:
         """Reshape one sample to a volume.
 
         Parameters
         ----------
-        sample : array of shape (n_voxels,)
+        sample : array of shape (n_voxels,) or (n_channels,)
+            With or without the flags after the voxels.
 
         Returns
         -------
         volume : array of shape grid_shape, float32 (a view when possible)
         """
-        sample = np.asarray(sample, dtype=np.float32)
-        if sample.size != self.n_voxels:
-            raise ValueError(
-                f"A sample of a {self.grid_shape} volume stream has {self.n_voxels} values, "
-                f"got {sample.size}."
-            )
-        return sample.reshape(self.grid_shape, order=self.order)
+        return self.voxels(sample).reshape(self.grid_shape, order=self.order)
 
     def to_sample(self, volume) -> np.ndarray:
         """Flatten a volume to one sample, the inverse of :meth:`to_volume`.
@@ -129,6 +161,7 @@ def volume_stream_info(
     source_id: str,
     model: str | None = None,
     mask=None,
+    flags=(),
 ):
     """Describe a volume stream.
 
@@ -149,6 +182,8 @@ def volume_stream_info(
         Model name (predictions).
     mask : array of shape grid_shape | None
         Voxels that carry data (run-length encoded into the description).
+    flags : sequence of str
+        Channels after the voxels, one number per volume each (e.g. ``["Clean"]``).
 
     Returns
     -------
@@ -164,9 +199,11 @@ def volume_stream_info(
     affine = np.asarray(affine, dtype=float)
     if affine.shape != (4, 4):
         raise ValueError(f"'affine' must be 4 × 4, got shape {affine.shape}.")
-    info = pylsl.StreamInfo(
-        name, STREAM_TYPE, int(np.prod(grid_shape)), 1.0 / t_r, pylsl.cf_float32, source_id
-    )
+    flags = [str(f) for f in flags]
+    if len(set(flags)) != len(flags) or not all(f.strip() for f in flags):
+        raise ValueError(f"'flags' must be distinct, non-empty names, got {flags}.")
+    n = int(np.prod(grid_shape)) + len(flags)
+    info = pylsl.StreamInfo(name, STREAM_TYPE, n, 1.0 / t_r, pylsl.cf_float32, source_id)
     desc = info.desc()
     grid = desc.append_child("grid")
     grid.append_child_value("shape", " ".join(map(str, grid_shape)))
@@ -188,6 +225,10 @@ def volume_stream_info(
         node.append_child_value("order", "C")
         node.append_child_value("n_voxels", str(int(mask.sum())))
         node.append_child_value("runs", " ".join(map(str, encode_mask(mask))))
+    if flags:
+        node = desc.append_child("flags")
+        for f in flags:
+            node.append_child_value("flag", f)
     return info
 
 
@@ -229,11 +270,15 @@ def parse_volume_stream_info(info) -> VolumeStreamMeta:
             f"{where}: desc/grid/shape must hold 3 integers and desc/grid/affine 16 numbers, "
             f"got {len(grid_shape)} and {affine.size}."
         )
+    flags = () if desc.find("flags") is None else tuple(
+        (f.text or "").strip() for f in desc.find("flags").findall("flag")
+    )  # fmt: skip
     n_chans = int(root.findtext("channel_count", default="0"))
-    if n_chans != int(np.prod(grid_shape)):
+    if n_chans != int(np.prod(grid_shape)) + len(flags):
+        what = f" and {len(flags)} flags ({', '.join(flags)})" if flags else ""
         raise ValueError(
             f"{where}: {n_chans} channels for a {grid_shape} grid "
-            f"({int(np.prod(grid_shape))} voxels)."
+            f"({int(np.prod(grid_shape))} voxels{what})."
         )
     order = grid.findtext("order", default="C")
     check_option(order, "desc/grid/order", ("C", "F"))
@@ -246,6 +291,7 @@ def parse_volume_stream_info(info) -> VolumeStreamMeta:
         order=order,
         units=grid.findtext("units", default=UNITS),
         mask=_parse_mask(desc.find("mask"), grid_shape, where=where),
+        flags=flags,
     )
 
 

@@ -184,8 +184,8 @@ class ViewerModel:
         Parameters
         ----------
         kind : ``"prediction"`` | ``"truth"``
-        sample : array of shape (n_voxels,) or grid_shape
-            The flat C-order sample (or the volume).
+        sample : array of shape (n_voxels,), (n_channels,) or grid_shape
+            The flat C-order sample, with or without its flags (or the volume).
         timestamp : float
             LSL timestamp (end of the volume's acquisition).
 
@@ -198,7 +198,7 @@ class ViewerModel:
         if stream is None:
             raise RuntimeError(f"no {kind} stream declared: call set_stream({kind!r}, meta) first.")
         meta = stream.meta
-        flat = np.asarray(sample, np.float32).reshape(-1)
+        flat = meta.voxels(sample)  # its flags (e.g. Clean) left off
         volume = meta.to_volume(flat)
         if self.underlay_kind == "mask" and stream.latest is None:
             self.underlay = underlay_u8(self.geometry.to_ras(np.abs(volume)))

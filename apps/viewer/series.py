@@ -272,6 +272,11 @@ class StreamStatus:
         Times the stream came back after being lost.
     error : str | None
         Why the stream cannot be used (e.g. a grid that differs from the prediction's).
+    not_clean : int | None
+        Volumes whose EEG window the live in-scanner corrections did not flag clean (a
+        volume stream with a ``Clean`` flag; ``None`` without one).
+    last_clean : bool | None
+        Whether the last volume's window was flagged clean (``None`` without the flag).
     """
 
     label: str
@@ -281,6 +286,8 @@ class StreamStatus:
     last_latency: float = float("nan")
     reconnects: int = 0
     error: str | None = None
+    not_clean: int | None = None
+    last_clean: bool | None = None
     since: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -294,6 +301,9 @@ class StreamStatus:
             return f"{self.label}{name}: {self.error}"
         unit = "samples" if self.label == "EEG" else "volumes"
         parts = [f"{self.n_received} {unit}"]
+        if self.not_clean:
+            last = " (this one too)" if self.last_clean is False else ""
+            parts.append(f"{self.not_clean} from EEG not flagged clean{last}")
         if self.label != "EEG" and np.isfinite(self.last_latency):
             parts.append(f"latency {self.last_latency * 1e3:.1f} ms")
         state = self.state

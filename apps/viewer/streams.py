@@ -210,7 +210,7 @@ class VolumeSubscriber(_Subscriber):
     def drain(self) -> list[tuple[np.ndarray, float, float]]:
         """Everything received since the last call: ``(sample, timestamp, received)``.
 
-        ``sample`` is the flat C-order volume (shape ``(n_voxels,)``, float32),
+        ``sample`` is the flat C-order volume and its flags (``(n_channels,)``, float32),
         ``timestamp`` its LSL timestamp (end of acquisition, local clock) and
         ``received`` the local LSL clock when it arrived.
         """
@@ -250,7 +250,7 @@ class VolumeSubscriber(_Subscriber):
             inlet.open_stream(timeout=5.0)
             self._clock = _ClockOffset(inlet, info)
             self.meta = meta
-            self._buf = np.empty((1, meta.n_voxels), np.float32)
+            self._buf = np.empty((1, meta.n_channels), np.float32)
             if self._auto_stall:
                 self.stall_timeout = 2.0 * meta.t_r + 1.0
             self.status.name = info.name()
@@ -278,6 +278,10 @@ class VolumeSubscriber(_Subscriber):
         self._queue.put_nowait(item)
         self.status.n_received += 1
         self.status.last_latency = received - ts
+        clean = self.meta.flag(self._buf[0], "Clean")
+        if clean is not None:  # a prediction of EEG corrected live in the scanner
+            self.status.last_clean = clean == 1.0
+            self.status.not_clean = (self.status.not_clean or 0) + (clean != 1.0)
         return 1
 
 

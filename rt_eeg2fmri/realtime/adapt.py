@@ -155,7 +155,7 @@ class OnlineAdapter:
         if self.inlet is None:
             return
         if self._buf is None:  # liblsl writes the samples into it: no Python lists
-            self._buf = np.empty((8, self.meta.n_voxels), np.float32)
+            self._buf = np.empty((8, self.meta.n_channels), np.float32)
         _, stamps = self.inlet.pull_chunk(timeout=0.0, max_samples=8, dest_obj=self._buf)
         for sample, ts in zip(self._buf, stamps or [], strict=False):
             volume = self.meta.to_volume(sample)

@@ -477,9 +477,10 @@ class Outputs:
     roi_name : str | None
         Name of the ROI stream (default ``<outlet_name>-ROI``, or ``rt-eeg2fmri-ROI``).
     clean_flag : bool
-        The EEG is corrected live: the ROI stream gains a last channel ``Clean`` (1 when
-        every sample of the volume's window was flagged clean, else 0) and the ROI table a
-        ``clean`` column, so neurofeedback can leave out volumes of uncorrected EEG.
+        The EEG is corrected live: the volume stream and the ROI stream gain a last channel
+        ``Clean`` (1 when every sample of the volume's window was flagged clean, else 0;
+        a flag in the volume stream's description) and the ROI table a ``clean`` column,
+        so neurofeedback can leave out volumes of uncorrected EEG.
     """
 
     def __init__(
@@ -540,8 +541,11 @@ class Outputs:
                 source_id=f"rt-eeg2fmri-prediction-{self.outlet_name}",
                 model=self.model,
                 mask=self.mask,
+                flags=["Clean"] if self.clean_flag else [],
             )
             self.outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
+            if self.clean_flag:  # the volume, then its flag: one sample, filled in place
+                self._sample = np.zeros((1, int(np.prod(self.grid_shape)) + 1), np.float32)
         if self.timing_path:
             self.timing = TimingLog(self.timing_path)
         if self.roi is not None:
@@ -610,7 +614,12 @@ class Outputs:
         if self.outlet is not None:
             # push_chunk hands liblsl the array's buffer; push_sample would box every voxel
             # into a Python float (~25 ms for the MNI grid)
-            self.outlet.push_chunk(volume.reshape(1, -1), t_end)
+            if self.clean_flag:
+                self._sample[0, :-1] = volume.reshape(-1)
+                self._sample[0, -1] = float(bool(clean))
+                self.outlet.push_chunk(self._sample, t_end)
+            else:
+                self.outlet.push_chunk(volume.reshape(1, -1), t_end)
         if self.roi is not None:
             self._roi_means = self.roi.means(volume)
             if self.clean_flag:

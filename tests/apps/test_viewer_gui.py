@@ -214,7 +214,7 @@ def test_snapshot_recording_pause_and_queue_source(qtbot, tmp_path):
         ViewerWindow({"eeg": source}, poll_ms=0)
 
 
-def _outlet(name, content, grid, mask=None):
+def _outlet(name, content, grid, mask=None, flags=()):
     import pylsl
 
     info = volume_stream_info(
@@ -225,6 +225,7 @@ def _outlet(name, content, grid, mask=None):
         t_r=0.5,
         source_id=f"{name}-src",
         mask=mask,
+        flags=flags,
     )
     return pylsl.StreamOutlet(info, chunk_size=1, max_buffered=10)
 
@@ -237,7 +238,7 @@ def test_real_lsl_streams_update_the_window_drop_and_recover(qtbot):
     name = f"gui-{uuid.uuid4().hex[:8]}"
     mask = np.zeros(grid, bool)
     mask[1:-1, 1:-1, 1:-1] = True
-    pred_out = _outlet(f"{name}-pred", "prediction", grid, mask)
+    pred_out = _outlet(f"{name}-pred", "prediction", grid, mask, flags=["Clean"])
     truth_out = _outlet(f"{name}-truth", "truth", grid)
     sources = {
         "prediction": VolumeSubscriber(f"{name}-pred", resolve_timeout=0.2).start(),
@@ -253,9 +254,9 @@ def test_real_lsl_streams_update_the_window_drop_and_recover(qtbot):
         )
         rng = np.random.default_rng(0)
         t0 = pylsl.local_clock() - 2.0  # volumes acquired in the last 2 s
-        for k in range(4):
+        for k in range(4):  # the third from EEG the in-scanner corrections did not clean
             vol = rng.standard_normal(grid).astype(np.float32) * mask
-            pred_out.push_sample(vol.ravel(), t0 + 0.5 * k)
+            pred_out.push_sample(np.append(vol.ravel(), float(k != 2)), t0 + 0.5 * k)
             truth_out.push_sample((2 * vol).ravel(), t0 + 0.5 * k + 0.01)
         qtbot.waitUntil(
             lambda: win.model.pairs is not None and win.model.pairs.n == 4, timeout=10000
@@ -265,6 +266,7 @@ def test_real_lsl_streams_update_the_window_drop_and_recover(qtbot):
         assert win.model.underlay_kind in ("mask", "first volume")  # not the SPM grid
         assert win.model.r_volume()[mask] == pytest.approx(1.0)
         assert "prediction" in win.status_label.text() and "4 volumes" in win.status_label.text()
+        assert "1 from EEG not flagged clean," in win.status_label.text()
         assert sources["prediction"].status.state == "live"
         assert 0.5 <= sources["prediction"].status.last_latency < 5.0
         # the truth stream drops: an on-screen message, then recovery when it returns

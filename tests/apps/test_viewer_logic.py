@@ -348,6 +348,10 @@ def test_status_and_alert_text():
     assert alert_text([StreamStatus("prediction", name="p", state="connecting")]) == (
         "prediction stream 'p' connected — waiting for its first volume…"
     )
+    flagged = StreamStatus("prediction", state="live", n_received=9, not_clean=3, last_clean=False)
+    assert flagged.text() == (
+        "prediction: 9 volumes, 3 from EEG not flagged clean (this one too), live"
+    )
     bad = StreamStatus("truth", error="grid (5, 5, 5) differs")
     assert "grid (5, 5, 5) differs" in bad.text() and "differs" in alert_text([bad])
     with pytest.raises(ValueError, match="'state' must be one of searching, .*got 'gone'"):

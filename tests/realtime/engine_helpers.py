@@ -157,12 +157,14 @@ def stream_replay(replay, *args, timeout: float = 90.0) -> tuple[int, str, str]:
 
 
 def stream_in_scanner(
-    session, ckpt, tmp_path, *, speed, max_volumes, duration, roi_samples=None, **engine
-):
+    session, ckpt, tmp_path, *, speed, max_volumes, duration, roi_samples=None,
+    volume_samples=None, **engine,
+):  # fmt: skip
     """Replay ``session`` with its marker stream into an engine that corrects it live
     (``engine``: ``correct``, ``gradient_volumes``, ``pulse_beats``) and publishes the EEG
     it sees, read by a pylsl inlet. With ``engine["roi"]`` the ROI stream is read by
-    another inlet, its samples appended to the list ``roi_samples``.
+    another inlet, its samples appended to the list ``roi_samples``; with a list
+    ``volume_samples``, the volume stream too (its description first, then the samples).
 
     Returns
     -------
@@ -187,7 +189,8 @@ def stream_in_scanner(
         engine["roi_name"] = f"{uid}-ROI"
     engine = Engine.from_checkpoint(
         ckpt, source=f"name:{replay.stream_names['eeg']}", sync="samples",
-        trigger=f"{replay.stream_names['markers']}:R128", outlet_name=None,
+        trigger=f"{replay.stream_names['markers']}:R128",
+        outlet_name=None if volume_samples is None else f"{uid}-pred",
         timing=tmp_path / "timing.tsv", device="cpu",
         consumer_options={"resample": True, "publish": f"{uid}-clean"}, **engine,
     )  # fmt: skip
@@ -195,11 +198,16 @@ def stream_in_scanner(
         (info,) = pylsl.resolve_byprop("name", f"{uid}-clean", timeout=5.0)
         inlet = pylsl.StreamInlet(info, max_buflen=60)
         inlet.open_stream(timeout=5.0)
-        roi_inlet = None
+        roi_inlet = volume_inlet = None
         if roi_samples is not None:
             (info,) = pylsl.resolve_byprop("name", f"{uid}-ROI", timeout=5.0)
             roi_inlet = pylsl.StreamInlet(info, max_buflen=60)
             roi_inlet.open_stream(timeout=5.0)
+        if volume_samples is not None:
+            (info,) = pylsl.resolve_byprop("name", f"{uid}-pred", timeout=5.0)
+            volume_inlet = pylsl.StreamInlet(info, max_buflen=60)
+            volume_samples.append(volume_inlet.info(timeout=5.0))
+            volume_inlet.open_stream(timeout=5.0)
         assert replay.wait_for_consumers(10.0)
         replay.start()
         summary = engine.run(max_volumes=max_volumes, duration=duration)
@@ -209,6 +217,8 @@ def stream_in_scanner(
         published, _ = inlet.pull_chunk(timeout=1.0, max_samples=100_000)
         if roi_inlet is not None:
             roi_samples += roi_inlet.pull_chunk(timeout=1.0, max_samples=1000)[0]
+        if volume_inlet is not None:
+            volume_samples += volume_inlet.pull_chunk(timeout=1.0, max_samples=1000)[0]
     replay.stop()
     return summary, online, np.asarray(published)
 

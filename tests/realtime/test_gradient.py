@@ -338,6 +338,7 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.data import read_session
     from rt_eeg2fmri.sim import simulate_dataset
+    from rt_eeg2fmri.volume_stream import parse_volume_stream_info
     from tests.realtime.engine_helpers import (
         AFFINE,
         GRID,
@@ -355,11 +356,11 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     atlas = np.zeros(GRID, np.int16)
     atlas[1:, :2] = 1  # one region: its mean, then the Clean channel
     nib.save(nib.Nifti1Image(atlas, AFFINE), tmp_path / "roi.nii.gz")
-    roi = []
+    roi, volumes = [], []
     summary, online, published = stream_in_scanner(
         session, ckpt, tmp_path, speed=4.0, max_volumes=12, duration=30.0,
         correct=("gradient",), gradient_volumes=3, roi=tmp_path / "roi.nii.gz",
-        nifti=tmp_path / "pred.nii", roi_samples=roi,
+        nifti=tmp_path / "pred.nii", roi_samples=roi, volume_samples=volumes,
     )  # fmt: skip
     n = online.shape[1]  # the stream went on after the ring was read
     assert published.shape[0] >= n and published.shape[1] == len(ckpt.ch_names) + 1
@@ -382,6 +383,15 @@ def test_stream_correct_gradient_over_lsl(tmp_path):
     assert list(table.columns) == ["volume", "window_end", "roi", "clean"]
     np.testing.assert_array_equal(table["clean"], 1 - flags)
     np.testing.assert_allclose(table["roi"], roi[:, 0], rtol=1e-5)
+    # the whole-brain volume stream (read by pylsl) carries it after the voxels, as its
+    # description says; the volumes are those of the NIfTI series
+    meta = parse_volume_stream_info(volumes[0])
+    samples = np.asarray(volumes[1:], np.float32)
+    assert meta.flags == ("Clean",) and samples.shape == (12, meta.n_channels)
+    np.testing.assert_array_equal([meta.flag(v, "Clean") for v in samples], 1 - flags)
+    series = np.asanyarray(nib.load(tmp_path / "pred.nii").dataobj)
+    for k, sample in enumerate(samples):
+        np.testing.assert_allclose(meta.to_volume(sample), series[..., k], rtol=1e-6)
 
     want = chain_offline(session, ckpt, step=100, gradient=3, t_r=2.0)[:, :n]
     last = slice(n - ckpt.n_times, n)  # the last window: its volumes are all corrected

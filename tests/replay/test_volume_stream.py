@@ -70,6 +70,36 @@ def test_mni_mask_is_compact():
     assert len(" ".join(map(str, runs))) < 40_000  # fits comfortably in the XML header
 
 
+def test_flags_after_the_voxels(uid, rng):
+    """A prediction of EEG corrected in the scanner carries a ``Clean`` flag after the
+    voxels, named in the description; volumes come out the same with or without it."""
+    info = volume_stream_info(
+        uid, content="prediction", grid_shape=GRID, affine=np.eye(4), t_r=2.0, source_id=uid,
+        flags=["Clean"],
+    )  # fmt: skip
+    assert info.channel_count() == 121
+    meta = parse_volume_stream_info(info.as_xml())
+    assert meta.flags == ("Clean",) and (meta.n_voxels, meta.n_channels) == (120, 121)
+    vol = rng.standard_normal(GRID).astype(np.float32)
+    sample = np.append(meta.to_sample(vol), 0.0)
+    np.testing.assert_array_equal(meta.to_volume(sample), vol)
+    np.testing.assert_array_equal(meta.to_volume(sample[:120]), vol)
+    assert meta.flag(sample, "Clean") == 0.0 and meta.flag(sample, "Other") is None
+    with pytest.raises(ValueError, match=r"has 121 values \(with its flags\), got 120"):
+        meta.flag(sample[:120], "Clean")
+    with pytest.raises(ValueError, match=r"has 120 \+ 1 flags values, got 7"):
+        meta.to_volume(np.zeros(7))
+    xml = info.as_xml()
+    with pytest.raises(ValueError, match=r"121 channels for a \(5, 6, 4\) grid \(120 voxels\)\."):
+        parse_volume_stream_info(xml.replace("<flags>", "<other>").replace("</flags>", "</other>"))
+    with pytest.raises(ValueError, match=r"\(120 voxels and 2 flags \(Clean, Late\)\)"):
+        parse_volume_stream_info(xml.replace("<flag>Clean</flag>",
+                                             "<flag>Clean</flag><flag>Late</flag>"))  # fmt: skip
+    with pytest.raises(ValueError, match="'flags' must be distinct, non-empty names"):
+        volume_stream_info(uid, content="prediction", grid_shape=GRID, affine=np.eye(4),
+                           t_r=2.0, source_id=uid, flags=["Clean", "Clean"])  # fmt: skip
+
+
 def test_bad_infos(uid, rng):
     with pytest.raises(ValueError, match="'content' must be one of 'truth', 'prediction'"):
         volume_stream_info(
