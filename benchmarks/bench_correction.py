@@ -12,6 +12,7 @@ also per second of stream). Then the CPU and the per-chunk time on the acquisiti
 channels.
 
     python benchmarks/bench_correction.py --volumes 60 --sfreq 5000 [--scanner-sync off]
+        [--cost-beats 20,30]
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def main() -> None:
     ap.add_argument("--channels", default="34")
     ap.add_argument("--scanner-sync", choices=("on", "off"), default="on")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument(
+        "--cost-beats",
+        default=None,
+        help="pulse templates (past beats, comma-separated) in the 64-ch cost table, side by "
+        "side (default: the stream's)",
+    )
     ap.add_argument(
         "--gap",
         type=float,
@@ -111,14 +118,14 @@ def main() -> None:
                   f"{x.shape[0]} ch (≈ {1e3 * cpu / stream_s * 64 / x.shape[0]:.2f} ms at 64 ch); "
                   f"{live.counts}")  # fmt: skip
         # both live, as the stream's EEG chain runs them: gradient (8 past volumes, the
-        # ECG channel too), then pulse (20 past beats, R-peaks found live on the ECG)
+        # ECG channel too), then pulse (30 past beats, R-peaks found live on the ECG)
         names = list(raw.ch_names)
         onsets = (trs - raw.first_samp) / args.sfreq
         full = raw.get_data()
         out, flags, cpu = run_chain(full, names, clean.ch_names, onsets, args.sfreq, chunk)
         rec = raw.copy().pick(clean.ch_names)
         rec._data[:] = out
-        row("both live (causal: 8 past volumes, 20 past beats)", rec, cpu)
+        row("both live (causal: 8 past volumes, 30 past beats)", rec, cpu)
         dirty = np.flatnonzero(~flags[span])  # the scanned samples from the last flagged on
         tail = slice(span.start + (dirty[-1] + 1 if dirty.size else 0), span.stop)
         print(f"  both live: {100 * flags[span].mean():.0f} % of the scanned samples flagged "
@@ -140,9 +147,14 @@ def main() -> None:
               "stream; chain to 250 Hz with a 1-40 Hz band-pass:\n")  # fmt: skip
         print("| chain | CPU per s of stream (ms) | per chunk p50 (ms) | p99 (ms) |")
         print("|---|---:|---:|---:|")
-        for label, correct in (("no correction", False), ("gradient + pulse", True)):
+        beats = [None] if args.cost_beats is None else [int(b) for b in args.cost_beats.split(",")]
+        rows = [("no correction", False, None)] + [
+            ("gradient + pulse" + ("" if b is None else f" ({b} beats)"), True, b) for b in beats
+        ]
+        for label, correct, n_beats in rows:
             _, _, cpu, per = run_chain(big, big_names, big_names[:-1], onsets, args.sfreq, pull,
-                                       correct=correct, rate=250.0, times=True)  # fmt: skip
+                                       correct=correct, rate=250.0, times=True,
+                                       beats=n_beats)  # fmt: skip
             print(f"| {label} | {1e3 * cpu / stream_s:.1f} | {np.median(per):.2f} | "
                   f"{np.percentile(per, 99):.2f} |")  # fmt: skip
 
@@ -178,7 +190,7 @@ def gap_rows(data, labels, clean, onsets, args) -> None:
 
     print(
         f"{len(onsets)} volumes, {len(names)} channels at {sfreq:g} Hz; {args.gap:g} s lost "
-        "twice; both live corrections (8 past volumes, 20 past beats), 20 ms chunks\n"
+        "twice; both live corrections (8 past volumes, 30 past beats), 20 ms chunks\n"
     )
     print(
         "| loss at | lost samples flagged clean | largest output there | span after | "
@@ -199,7 +211,7 @@ def gap_rows(data, labels, clean, onsets, args) -> None:
 
 
 def run_chain(data, labels, model_names, onsets, sfreq, chunk, *, correct=True, rate=None,
-              times=False, per_sample=False, drop=None):  # fmt: skip
+              times=False, per_sample=False, drop=None, beats=None):  # fmt: skip
     """The EEG chain (gradient + pulse correction) over ``data`` in chunks, markers a chunk late.
 
     Returns the output (at ``rate``, default the input's, no band-pass unless ``rate``),
@@ -208,15 +220,21 @@ def run_chain(data, labels, model_names, onsets, sfreq, chunk, *, correct=True, 
     on the calling thread — the stream's acquisition thread; the gradient templates are
     made on a worker thread a volume ahead (fed faster than real time, the chain waits for
     them; in a stream they are ready seconds before). ``drop`` (bool per sample): samples
-    never sent (gaps in the timestamps, which the chain fills with zeros).
+    never sent (gaps in the timestamps, which the chain fills with zeros). ``beats``: the
+    pulse template (default the stream's).
     """
     import numpy as np
 
     from rt_eeg2fmri.data import EEGChain, Preprocessing
+    from rt_eeg2fmri.realtime.pulse import N_BEATS
 
     pre = (Preprocessing(sfreq=sfreq, winsize=4.0) if rate is None else
            Preprocessing(sfreq=rate, winsize=4.0, l_freq=1.0, h_freq=40.0))  # fmt: skip
-    options = dict(gradient=8, t_r=float(np.median(np.diff(onsets))), pulse=20) if correct else {}
+    options = (
+        dict(gradient=8, t_r=float(np.median(np.diff(onsets))), pulse=beats or N_BEATS)
+        if correct
+        else {}
+    )
     chain = EEGChain(pre, ch_names=model_names, sfreq=sfreq, labels=labels,
                      units=["V"] * len(labels), **options)  # fmt: skip
     stamps = np.arange(data.shape[1]) / sfreq

@@ -47,8 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--correct-beats",
         type=int,
-        default=20,
-        help="--correct bcg: past heartbeats in the template (default 20)",
+        default=None,
+        help="--correct bcg: past heartbeats in the template (default 30)",
     )
     parser.add_argument(
         "--publish-eeg",
@@ -61,7 +61,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--correct-volumes",
         type=int,
-        default=8,
+        default=None,
         help="--correct gradient: past volumes in the template (default 8)",
     )
     parser.add_argument(
@@ -254,7 +254,7 @@ def _check_limits(args) -> None:
         raise ValueError(f"'--threads' must be >= 1, got {args.threads}.")
     for flag, value in (("--correct-volumes", args.correct_volumes),
                         ("--correct-beats", args.correct_beats)):  # fmt: skip
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"'{flag}' must be >= 1, got {value}.")
     _corrections(args)
     if args.max_volumes is not None and args.max_volumes < 1:
@@ -302,6 +302,8 @@ def _stream(args, nifti, timing, bids_root) -> int:
 
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.realtime.engine import Engine
+    from rt_eeg2fmri.realtime.gradient import N_VOLUMES
+    from rt_eeg2fmri.realtime.pulse import N_BEATS
 
     ckpt = load_checkpoint(args.model or default_model_path())
     torch.set_num_threads(args.threads or default_threads())
@@ -326,8 +328,8 @@ def _stream(args, nifti, timing, bids_root) -> int:
         adapt_delays=args.adapt_delays,
         save_adapted=args.save_adapted,
         correct=_corrections(args),
-        gradient_volumes=args.correct_volumes,
-        pulse_beats=args.correct_beats,
+        gradient_volumes=args.correct_volumes or N_VOLUMES,
+        pulse_beats=args.correct_beats or N_BEATS,
         ecg=args.ecg,
         lost_timeout=args.timeout,
         consumer_options={

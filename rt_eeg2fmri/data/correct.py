@@ -31,8 +31,9 @@ from .eeg_io import scanner_onsets
 CORRECTIONS = ("gradient", "bcg")
 LIVE = "live"  # the causal corrections of the stream, not MNE's offline ones
 # the live corrections' version: window caches of EEG read with them are keyed on it, so a
-# cache built by an older version is not reused (3: gated, aligned gradient template)
-LIVE_VERSION = 3
+# cache built by an older version is not reused (3: gated, aligned gradient template;
+# 4: 30 past beats and a stronger prior in the pulse fit)
+LIVE_VERSION = 4
 
 
 def parse_corrections(spec) -> tuple[str, ...]:
@@ -112,8 +113,8 @@ def correct_raw(
     window: tuple[int, int] = (4, 4),
     n_components: int = 4,
     live: bool = False,
-    volumes: int = 8,
-    beats: int = 20,
+    volumes: int | None = None,
+    beats: int | None = None,
 ):
     """Correct the gradient and/or pulse artifact of an in-scanner recording.
 
@@ -133,7 +134,8 @@ def correct_raw(
         Principal components of the pulse artifact's optimal basis set.
     live : bool
         Correct as the stream does, causally (``volumes`` past volumes and ``beats`` past
-        heartbeats in the templates), instead of with MNE's offline functions.
+        heartbeats in the templates; default the stream's, 8 and 30), instead of with
+        MNE's offline functions.
 
     Returns
     -------
@@ -153,6 +155,10 @@ def correct_raw(
         raw.set_channel_types({ecg_name: "ecg"}, on_unit_change="ignore")
     picks = mne.pick_types(raw.info, eeg=True, exclude=[])
     if live:
+        from ..realtime.gradient import N_VOLUMES
+        from ..realtime.pulse import N_BEATS
+
+        volumes, beats = volumes or N_VOLUMES, beats or N_BEATS
         return _correct_live(raw, picks, report, gradient=gradient, bcg=bcg, marker=marker,
                              ecg=ecg_name, volumes=volumes, beats=beats)  # fmt: skip
     if gradient:

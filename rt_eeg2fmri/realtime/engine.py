@@ -26,8 +26,10 @@ import numpy as np
 
 from .._checks import check_positive
 from .._logging import logger
+from .gradient import N_VOLUMES
 from .mapper import Mapper
 from .outputs import Outputs
+from .pulse import N_BEATS
 from .roi import Regions
 from .scheduler import Due, Scheduler, make_scheduler
 
@@ -318,8 +320,8 @@ class Engine:
         adapt_delays: bool = False,
         save_adapted=None,
         correct=(),
-        gradient_volumes: int = 8,
-        pulse_beats: int = 20,
+        gradient_volumes: int = N_VOLUMES,
+        pulse_beats: int = N_BEATS,
         ecg: str | None = None,
         lost_timeout: float | None = None,
     ) -> Engine:
@@ -373,9 +375,9 @@ class Engine:
             (:mod:`~rt_eeg2fmri.realtime.pulse`) on the heartbeats of the stream's ECG
             channel.
         gradient_volumes : int
-            Past volumes in the gradient template.
+            Past volumes in the gradient template (default ``N_VOLUMES``, 8).
         pulse_beats : int
-            Past heartbeats in the pulse template.
+            Past heartbeats in the pulse template (default ``N_BEATS``, 30).
         ecg : str | None
             The stream's ECG channel (default: the one labelled ECG*/EKG*).
         lost_timeout : float | None

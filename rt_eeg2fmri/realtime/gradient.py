@@ -58,6 +58,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._blas import one_thread
+
+N_VOLUMES = 8  # past volumes the template is made of (MNE's offline default: 4 + 4)
 GATE = 2.0  # how many times its expected share of the mean a harmonic's spread must stay under
 ALIGN_MIN = 0.1  # samples: past volumes' artifacts closer than this to the current one's
 # timing are averaged as they are
@@ -114,7 +117,12 @@ class LiveGradientCorrector:
     """
 
     def __init__(
-        self, n_chans: int, volume_samples: int, *, n_template: int = 8, tolerance: int = 2
+        self,
+        n_chans: int,
+        volume_samples: int,
+        *,
+        n_template: int = N_VOLUMES,
+        tolerance: int = 2,
     ) -> None:
         if int(volume_samples) < 2:
             raise ValueError(f"volume_samples must be >= 2, got {volume_samples!r}.")
@@ -380,7 +388,8 @@ class LiveGradientCorrector:
         at = np.array([t[2] for t in self._timing])
         if np.ptp(u) == 0:
             return float(self.length), float(at[-1] - self.length * u[-1])
-        slope, at0 = np.polyfit(u, at, 1)
+        with one_thread():  # a thread pool would spin on the other cores after it
+            slope, at0 = np.polyfit(u, at, 1)
         return float(slope), float(at0)
 
     def _predict(self, onset: int) -> float:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._blas import one_thread
 from .._logging import logger
 
 _BAND = (5.0, 25.0)  # Hz: the QRS complex, without baseline wander, T waves or mains
@@ -51,11 +52,12 @@ _SHARP = 8.0  # a beat stands this many times above the median |ECG| of the last
 _HEIGHTS = 8  # beats whose median height sets the threshold
 _LEAD_OFF_S = 2.0  # no beat for max(this, 2.5 RR): the lead is off
 _MAX_BEAT_S = 1.5  # the longest template (s after the R-peak)
+N_BEATS = 30  # past beats the basis is made of (FMRIB's OBS fits a window of 30)
 N_COMPONENTS = 4  # components of the past beats fitted to each beat
 _BLOCK_S = 0.01  # the fit is updated every 10 ms of a beat
 _FIT_HZ = 30.0  # the fit sees the EEG low-passed here (the pulse wave is slow; what is left
 # of the gradient artifact is not) and every sample at ~500 Hz
-PRIOR = 0.1  # a beat's fit starts at the mean of the past beats, weighing this much of a beat
+PRIOR = 0.3  # a beat's fit starts at the mean of the past beats, weighing this much of a beat
 
 
 @dataclass
@@ -235,7 +237,7 @@ class LivePulseCorrector:
     """
 
     def __init__(
-        self, n_chans: int, sfreq: float, *, n_template: int = 20,
+        self, n_chans: int, sfreq: float, *, n_template: int = N_BEATS,
         n_components: int = N_COMPONENTS, prior: float = PRIOR, source: str = "EEG",
     ) -> None:  # fmt: skip
         if int(n_template) < 1:
@@ -458,7 +460,8 @@ class LivePulseCorrector:
             self._mix, self._ata = mean[:, None], None  # the plain mean: nothing fitted
             self._weights = mean.astype(np.float32)
             return
-        w, v = np.linalg.eigh(self._gram[:k, :k])
+        with one_thread():  # a thread pool would spin on the other cores after it
+            w, v = np.linalg.eigh(self._gram[:k, :k])
         self._mix = v[:, ::-1][:, :p]  # orthonormal: the beats' principal directions
         self._low_basis = np.einsum("kp,kcm->pcm", self._mix, self._low_beats[:k])
         energy = np.maximum(w[::-1][:p], 1e-300) * n / self.length

@@ -414,6 +414,19 @@ def test_limits_that_make_no_run_are_refused(model, capsys, tmp_path, flags, mes
     assert list(tmp_path.iterdir()) == []  # nothing touched
 
 
+def test_the_template_defaults_in_the_help_are_the_corrections(capsys):
+    """``--correct-volumes`` and ``--correct-beats`` default to the live corrections' own
+    template sizes, which their help names (one number, not a second spelling of it)."""
+    from rt_eeg2fmri.realtime.gradient import N_VOLUMES
+    from rt_eeg2fmri.realtime.pulse import N_BEATS
+
+    with pytest.raises(SystemExit):
+        main(["stream", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"past volumes in the template (default {N_VOLUMES})" in text
+    assert f"past heartbeats in the template (default {N_BEATS})" in text
+
+
 @pytest.mark.lsl
 def test_unlabelled_stream_names_the_flag(model, uid, capsys):
     from tests.realtime.lsl_outlets import outlet_process

@@ -256,7 +256,7 @@ def test_correct_live_is_what_the_stream_would_have_given(scanner, tmp_path, cap
     flagged = int(re.search(r"live, (\d+) samples flagged", said).group(1))
     raw, fixed = _read(path), _read(out)
     # flagged: before the first volume and after the last, and while the templates fill
-    # (8 volumes: 16 s; 20 beats: ~20 s after 2 s of learning the ECG)
+    # (8 volumes: 16 s; 30 beats: ~25 s after 2 s of learning the ECG)
     onsets = np.array([a["onset"] for a in raw.annotations if a["description"].endswith("R128")])
     outside = raw.n_times - round(24 * T_R * SFREQ)
     assert outside + 16 * SFREQ < flagged < outside + 30 * SFREQ, said
