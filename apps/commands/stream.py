@@ -26,8 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--trigger",
         default=None,
-        help="marker stream NAME[:MARKER] of the scanner's volume markers (--sync trigger, "
-        "--correct gradient)",
+        help="the scanner's volume markers (--sync trigger, --correct gradient): a marker stream "
+        "NAME[:MARKER] (default marker R128), or eeg:CHANNEL[:LEVEL], the rising edges of a "
+        "trigger channel of the EEG stream through LEVEL (default 0.5)",
     )
     parser.add_argument(
         "--correct",

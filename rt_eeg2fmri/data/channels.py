@@ -172,11 +172,7 @@ def ecg_column(
     """
     found = list(labels or ())
     if name is not None:
-        keys = [_key(label) for label in found]
-        if _key(name) in keys:
-            col = keys.index(_key(name))
-            return col, str(found[col])
-        raise ValueError(f"{stream}: the ECG channel {name!r} is not among its channels ({found}).")
+        return named_column(found, name, what="ECG channel", stream=stream)
     cols = [i for i, label in enumerate(found) if is_ecg_label(label)]
     if not cols:
         raise ValueError(
@@ -184,6 +180,24 @@ def ecg_column(
             f"ECG*/EKG* among its channels ({found}): name it with --ecg NAME."
         )
     return cols[0], str(found[cols[0]])
+
+
+def named_column(
+    labels: Sequence[str | None] | None, name: str, *, what: str, stream: str = "stream"
+) -> tuple[int, str]:
+    """The column and label of a source's channel ``name`` (case and spaces ignored).
+
+    Raises
+    ------
+    ValueError
+        Naming the source, ``what`` was asked for, and the source's labels.
+    """
+    found = list(labels or ())
+    keys = [_key(label) for label in found]
+    if _key(name) in keys:
+        col = keys.index(_key(name))
+        return col, str(found[col])
+    raise ValueError(f"{stream}: the {what} {name!r} is not among its channels ({found}).")
 
 
 def unit_scale(unit: str | None) -> float | None:

@@ -130,12 +130,14 @@ class TriggerListener:
 
     #: Seconds without any marker before the stream is looked for again (then as often).
     look_again_s = 2.0
+    hint = "--trigger NAME:MARKER"
 
     def __init__(self, spec: str, *, timeout: float = 5.0, also=()) -> None:
         import pylsl
 
         name, _, marker = spec.partition(":")
         self.name = name
+        self.where = f"the trigger stream '{name}'"
         self.marker = (marker or "R128").replace(" ", "").lower()
         self.timeout = float(timeout)
         infos = pylsl.resolve_byprop("name", name, timeout=timeout)
@@ -152,6 +154,13 @@ class TriggerListener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="TriggerListener", daemon=True)
         self._thread.start()
+
+    @property
+    def silence(self) -> str:
+        """Why no marker comes, as far as can be told."""
+        if self.gone:
+            return "the stream is gone from the network"
+        return "the scanner stopped, or its marker stream is gone"
 
     def _open(self, info):
         import pylsl
@@ -210,6 +219,52 @@ class TriggerListener:
         self._stop.set()
         self._thread.join()
         self.inlet.close_stream()
+
+
+class ChannelTriggers:
+    """Scanner-volume onsets from a trigger channel of the EEG stream itself.
+
+    The consumer finds them (:class:`~rt_eeg2fmri.realtime.inlet.RisingEdges` on its
+    ``trigger_channel``, each stamped with its sample's time) and hands them to the
+    gradient correction; this gives them to the engine, as :class:`TriggerListener`
+    does a marker stream's.
+    """
+
+    hint = "--trigger eeg:CHANNEL[:LEVEL]"
+    gone = False  # the channel comes with the EEG: it is gone when the EEG is
+    reconnects = 0
+    silence = "the scanner stopped, or its trigger line is off"
+
+    def __init__(self, consumer) -> None:
+        self.times = consumer.trigger_times
+        self.where = f"the trigger channel '{consumer.trigger_channel}' of the EEG stream"
+        self.marker = f"rising edge through {consumer._edges.level:g}"
+
+    def close(self) -> None:
+        """Nothing to stop: the consumer finds the edges."""
+
+
+def parse_trigger(spec: str | None) -> tuple[str | None, float | None]:
+    """``--trigger``: the EEG stream's trigger channel and level (``eeg:CHANNEL[:LEVEL]``).
+
+    Returns ``(None, None)`` for a marker stream (``NAME[:MARKER]``) or no trigger.
+    """
+    if not spec or not spec.lower().startswith("eeg:"):
+        return None, None
+    channel, _, level = spec[4:].partition(":")
+    if not channel.strip():
+        raise ValueError(f"'--trigger' eeg:CHANNEL[:LEVEL] names no channel: got {spec!r}.")
+    try:
+        value = float(level) if level else 0.5
+    except ValueError:
+        raise ValueError(
+            f"'--trigger' eeg:CHANNEL[:LEVEL]: the level must be a number, got {level!r}."
+        ) from None
+    if not np.isfinite(value):
+        raise ValueError(
+            f"'--trigger' eeg:CHANNEL[:LEVEL]: the level must be finite, got {level!r}."
+        )
+    return channel.strip(), value
 
 
 class Engine:
@@ -337,7 +392,10 @@ class Engine:
         sync : str
             ``clock``, ``trigger`` or ``samples``.
         trigger : str | None
-            Marker stream ``NAME[:MARKER]``; needed for ``sync="trigger"``.
+            The scanner's volume markers: a marker stream ``NAME[:MARKER]``, or
+            ``eeg:CHANNEL[:LEVEL]``, the rising edges of a trigger channel of the EEG
+            stream through ``LEVEL`` (default 0.5); needed for ``sync="trigger"`` and the
+            gradient correction.
         phase : float
             ``samples`` mode: window ends fall at ``phase + j·t_r`` seconds of received
             stream (aligns them with a replayed recording's volumes).
@@ -387,15 +445,17 @@ class Engine:
 
         if sync == "trigger" and not trigger:
             raise ValueError(
-                "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'."
+                "'trigger' (the marker stream NAME[:MARKER], or eeg:CHANNEL[:LEVEL]) is needed "
+                "for sync='trigger'."
             )
+        channel, level = parse_trigger(trigger)
         correct = tuple(correct or ())
         if set(correct) - {"gradient", "bcg"}:
             raise ValueError(f"'correct' can hold 'gradient' and 'bcg', got {list(correct)}.")
         if "gradient" in correct and not trigger:
             raise ValueError(
                 "the gradient correction needs the scanner's volume markers: 'trigger' (the "
-                "marker stream NAME[:MARKER])."
+                "marker stream NAME[:MARKER], or eeg:CHANNEL[:LEVEL])."
             )
         pre = checkpoint.preprocessing
         _check_calibrate(calibrate)  # before the ring is sized by it
@@ -405,6 +465,8 @@ class Engine:
             options.update(gradient=gradient_volumes, t_r=checkpoint.t_r)
         if "bcg" in correct:
             options.update(pulse=pulse_beats, ecg=ecg)
+        if channel is not None:
+            options.update(trigger_channel=channel, trigger_level=level)
         consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)
         scheduler = make_scheduler(
             sync, t_r=checkpoint.t_r, winsize=pre.winsize, sfreq=pre.sfreq, phase=phase
@@ -438,7 +500,9 @@ class Engine:
             ],
         )
         triggers = None
-        if sync == "trigger" or "gradient" in correct:
+        if channel is not None:  # the consumer finds them and corrects on them
+            triggers = lambda timeout: ChannelTriggers(consumer)  # noqa: E731
+        elif sync == "trigger" or "gradient" in correct:
             also = [consumer.volume_markers] if "gradient" in correct else []
             triggers = lambda timeout: TriggerListener(trigger, timeout=timeout, also=also)  # noqa: E731
         adapter = None
@@ -676,8 +740,8 @@ class Engine:
         now = time.monotonic()
         if self._trigger_silent_since is not None:
             logger.info(
-                "Volume markers from the trigger stream '%s' again, after %.0f s.",
-                self.triggers.name,
+                "Volume markers from %s again, after %.0f s.",
+                self.triggers.where,
                 now - self._trigger_silent_since,
             )
             self._trigger_silent_since = None
@@ -699,26 +763,24 @@ class Engine:
             if not self._trigger_warned and now - self._eeg_since >= wait:
                 self._trigger_warned = True
                 logger.warning(
-                    "No volume marker %r from the trigger stream '%s' in %.0f s of EEG: %s "
-                    "until one arrives. Is the scanner running, and is the marker name right "
-                    "(--trigger NAME:MARKER)?",
+                    "No volume marker %r from %s in %.0f s of EEG: %s until one arrives. Is "
+                    "the scanner running, and is the marker right (%s)?",
                     self.triggers.marker,
-                    self.triggers.name,
+                    self.triggers.where,
                     now - self._eeg_since,
                     "no volume is computed" if self._sync_on_triggers
                     else "the gradient artifact is not corrected",
+                    self.triggers.hint,
                 )  # fmt: skip
             return
         silent = now - self._last_trigger
         if self._trigger_silent_since is None and silent >= wait:
             self._trigger_silent_since = self._last_trigger
             logger.warning(
-                "No volume marker from the trigger stream '%s' for %.0f s (%s): %s until "
-                "markers come again.",
-                self.triggers.name,
+                "No volume marker from %s for %.0f s (%s): %s until markers come again.",
+                self.triggers.where,
                 silent,
-                "the stream is gone from the network" if self.triggers.gone
-                else "the scanner stopped, or its marker stream is gone",
+                self.triggers.silence,
                 "no volume is computed" if self._sync_on_triggers
                 else "the gradient correction goes on predicting the volumes",
             )  # fmt: skip

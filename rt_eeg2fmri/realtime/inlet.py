@@ -37,7 +37,7 @@ import numpy as np
 
 from .._checks import check_ch_names, check_positive
 from .._logging import logger
-from ..data.channels import unit_scale
+from ..data.channels import named_column, unit_scale
 from ..data.eeg_chain import EEGChain
 from ..data.preprocessing import Preprocessing, same_rate
 from .resolve import describe_stream, lsl_timeout, resolve_eeg_stream
@@ -148,6 +148,13 @@ class EEGConsumer:
         Write the samples lost in a gap as zeros (at most a ring's worth), so the ring's
         last ``n`` samples always span ``n / sfreq`` seconds. ``False`` appends the next
         samples right after the gap.
+    trigger_channel : str | None
+        A channel of the stream that carries the scanner's volume triggers (TTL pulses or
+        codes): each rising edge through ``trigger_level`` is a volume onset, stamped
+        with its sample's timestamp; it goes to ``trigger_times`` and, with ``gradient``,
+        to the gradient correction.
+    trigger_level : float
+        The level (in the channel's own units) a trigger edge rises through.
 
     Attributes
     ----------
@@ -181,6 +188,8 @@ class EEGConsumer:
         pulse: int | None = None,
         ecg: str | None = None,
         publish: str | None = None,
+        trigger_channel: str | None = None,
+        trigger_level: float = 0.5,
     ) -> None:
         from .ring import RingBuffer
 
@@ -225,6 +234,11 @@ class EEGConsumer:
         self.pulse, self.ecg = pulse, ecg
         #: Scanner volume-marker times (LSL clock) for the gradient correction; any thread.
         self.volume_markers: queue.SimpleQueue = queue.SimpleQueue()
+        #: Volume onsets found on ``trigger_channel`` (LSL clock), for the scheduler.
+        self.trigger_times: queue.SimpleQueue = queue.SimpleQueue()
+        self.trigger_channel = trigger_channel
+        self._edges = None if trigger_channel is None else RisingEdges(trigger_level)
+        self._trigger_col: int | None = None
         self.publish = publish
         self._eeg_outlet = None
         self.ring = RingBuffer(len(self.ch_names), math.ceil(self.bufsize * self.sfreq))
@@ -419,6 +433,12 @@ class EEGConsumer:
             if self.chain is not None:
                 chain.continue_after(self.chain)
             self.chain, self._chain_key = chain, key
+            if self.trigger_channel is not None:
+                self._trigger_col, name = named_column(
+                    labels, self.trigger_channel, what="trigger channel", stream=label
+                )
+                self._edges = RisingEdges(self._edges.level)
+                logger.info("%s: volume triggers on channel %r", label, name)
             if chain.latency:
                 logger.info(
                     "%s: resampling %g Hz to %g Hz (latency %.1f ms)",
@@ -519,6 +539,10 @@ class EEGConsumer:
     def _ingest(self, raw: np.ndarray, stamps: np.ndarray, *, arrived: float | None = None) -> None:
         while not self.volume_markers.empty():
             self.chain.add_volume_marker(self.volume_markers.get_nowait())
+        if self._trigger_col is not None:  # edges of the trigger channel: volume onsets
+            for i in self._edges.find(raw[:, self._trigger_col]):
+                self.trigger_times.put(float(stamps[i]))
+                self.chain.add_volume_marker(float(stamps[i]))  # ahead of its samples
         data, times, report = self.chain.process(raw, stamps)
         if self._eeg_outlet is not None and data.shape[1] and times is not None:
             block = data * 1e6
@@ -596,6 +620,28 @@ class EEGConsumer:
                 except RuntimeError as err:  # it went away again
                     logger.warning("%s: reconnecting failed: %s", self._label, err)
         return None
+
+
+class RisingEdges:
+    """Where a trigger channel rises through ``level``, chunk by chunk.
+
+    A pulse already high at the first sample has no known onset and is not an edge; a
+    value that is not a number counts as low.
+    """
+
+    def __init__(self, level: float = 0.5) -> None:
+        self.level = float(level)
+        self._high = True  # before the first sample
+
+    def find(self, x) -> np.ndarray:
+        """Indices into ``x`` (the channel's next samples) of the rising edges."""
+        high = np.asarray(x, dtype=float) > self.level
+        if not high.size:
+            return np.zeros(0, np.intp)
+        before = np.empty_like(high)
+        before[0], before[1:] = self._high, high[:-1]
+        self._high = bool(high[-1])
+        return np.flatnonzero(high & ~before)
 
 
 def _stream_locations(info) -> dict:

@@ -14,7 +14,7 @@ import torch
 from rt_eeg2fmri.checkpoint import load_checkpoint, save_checkpoint
 from rt_eeg2fmri.data import NormStats, Preprocessing
 from rt_eeg2fmri.models import Calibrated, build_model
-from rt_eeg2fmri.realtime.engine import Engine
+from rt_eeg2fmri.realtime.engine import ChannelTriggers, Engine
 from rt_eeg2fmri.replay import Replay
 from rt_eeg2fmri.volume_stream import parse_volume_stream_info
 from tests.conftest import make_session
@@ -85,19 +85,21 @@ def offline_volume(ckpt, session, stop: int) -> np.ndarray:
 def _stream(ckpt, session, *, n_volumes=3, trigger=False, **engine_kw):
     """Replay ``session`` at 8× into an in-process Engine; return (engine, volumes, summary).
 
-    ``trigger=True`` syncs on the replay's scanner markers.
+    ``trigger=True`` syncs on the replay's scanner markers; a string is the ``trigger``.
     """
     name = f"eng-{uuid.uuid4().hex[:8]}"
     replay = Replay(session, name=name, speed=8.0, truth=False, source_id=name)
     replay.open()
-    if trigger:
+    if trigger is True:
         engine_kw.update(sync="trigger", trigger=f"{replay.stream_names['markers']}:R128")
+    elif trigger:
+        engine_kw.update(trigger=trigger)
     engine_kw.setdefault("outlet_name", None)
     engine_kw.setdefault("device", "cpu")
     got = []
     engine = Engine.from_checkpoint(ckpt, source=f"name:{replay.stream_names['eeg']}", **engine_kw)
     with engine:
-        assert replay.wait_for_consumers(10.0, kinds=None if trigger else ["eeg"])
+        assert replay.wait_for_consumers(10.0, kinds=None if trigger is True else ["eeg"])
         replay.start()
         summary = engine.run(
             max_volumes=n_volumes, duration=20.0, on_volume=lambda i, v, row: got.append(v)
@@ -228,6 +230,55 @@ def test_a_restarted_trigger_stream_is_found_again_by_name(checkpoint, rt_log, m
     assert "the stream is gone from the network): no volume is computed" in text
     assert f"The trigger stream '{scanner}' came back (a new outlet): reconnected" in text
     assert "Volume markers from the trigger stream" in text and "again, after" in text
+
+
+def _with_trigger_channel(session, width: int = 5):
+    """``session`` with a channel ``TRIG`` after its EEG: 1 for ``width`` samples from each
+    volume's onset, else 0 (the scanner's TTL pulses on an amplifier's trigger input)."""
+    trig = np.zeros((1, session.eeg.shape[1]), np.float32)
+    for t in session.volume_onsets:
+        a = round(t * SFREQ)
+        trig[0, a : a + width] = 1.0
+    eeg = np.vstack([session.eeg, trig])
+    return make_session(n_chans=5, sfreq=SFREQ, n_volumes=12, t_r=T_R, lead=LEAD, grid=GRID,
+                        ch_names=[*CH, "TRIG"], seed=3, eeg=eeg)  # fmt: skip
+
+
+@pytest.mark.lsl
+def test_trigger_sync_on_a_trigger_channel_of_the_eeg_stream(checkpoint, session):
+    """``--trigger eeg:TRIG``: the volume onsets are the rising edges of a channel of the EEG
+    stream itself, stamped with their samples' times, so every volume's window is the one
+    the scanner's markers give."""
+    engine, got, summary = _stream(checkpoint, _with_trigger_channel(session), n_volumes=4,
+                                   sync="trigger", trigger="eeg:TRIG")  # fmt: skip
+    assert isinstance(engine.triggers, ChannelTriggers) or engine.triggers is None
+    assert engine.consumer.trigger_channel == "TRIG" and engine.consumer._trigger_col == 4
+    stops = [round((t + T_R) * SFREQ) for t in session.volume_onsets]
+    stops = [s for s in stops if s >= checkpoint.n_times]
+    assert len(got) == 4 and summary["triggers"] >= 4, summary
+    for vol, stop in zip(got, stops, strict=False):
+        np.testing.assert_allclose(
+            vol, offline_volume(checkpoint, session, stop), rtol=1e-4, atol=1e-5
+        )
+
+
+def test_a_trigger_channel_spec_is_checked(checkpoint):
+    from rt_eeg2fmri.realtime.engine import parse_trigger
+
+    assert parse_trigger("eeg:TRIG") == ("TRIG", 0.5)
+    assert parse_trigger("eeg:Status:2.5") == ("Status", 2.5)
+    assert parse_trigger("scanner:R128") == (None, None)
+    with pytest.raises(ValueError, match=r"the level must be a number, got 'high'"):
+        Engine.from_checkpoint(checkpoint, source="name:x", sync="trigger",
+                               trigger="eeg:TRIG:high", outlet_name=None, device="cpu")  # fmt: skip
+    with pytest.raises(ValueError, match=r"names no channel: got 'eeg:'"):
+        parse_trigger("eeg:")
+
+
+@pytest.mark.lsl
+def test_a_missing_trigger_channel_is_named_with_the_streams_channels(checkpoint, session):
+    with pytest.raises(ValueError, match=r"the trigger channel 'TRIG' is not among its channels"):
+        _stream(checkpoint, session, n_volumes=1, sync="trigger", trigger="eeg:TRIG")
 
 
 @pytest.mark.lsl

@@ -325,6 +325,53 @@ def test_a_loss_longer_than_the_gap_fill_starts_the_templates_over(caplog):
 
 
 @pytest.mark.lsl
+def test_the_gradient_correction_on_a_trigger_channel_of_the_stream(uid):
+    """The volume onsets from a trigger channel of the EEG stream (one sample high at each
+    onset), over real LSL: every edge is a marker, given ahead of its samples, so the EEG
+    the model sees is what the corrector gives with every marker known in time."""
+    import threading
+    import time
+
+    import pylsl
+
+    from rt_eeg2fmri.realtime.inlet import EEGConsumer
+
+    sfreq = 100.0
+    x, _, onsets = synthetic(n_volumes=12)
+    trig = np.zeros((1, x.shape[1]))
+    trig[0, onsets] = 1.0
+    info = pylsl.StreamInfo(uid, "EEG", 4, sfreq, pylsl.cf_double64, uid)
+    chans = info.desc().append_child("channels")
+    for name in ("Fz", "Cz", "Pz", "TRIG"):
+        chans.append_child("channel").append_child_value("label", name)
+    outlet = pylsl.StreamOutlet(info)
+    sent = np.vstack([x, trig]).T
+
+    def push():
+        t0 = pylsl.local_clock()
+        for a in range(0, sent.shape[0], 37):
+            chunk = sent[a : a + 37]  # liblsl stamps a chunk by its last sample
+            outlet.push_chunk(chunk, t0 + (a + len(chunk) - 1) / sfreq)
+            time.sleep(0.005)
+
+    consumer = EEGConsumer(uid, ch_names=["Fz", "Cz", "Pz"], sfreq=sfreq, units="V", gradient=4,
+                           t_r=2.0, trigger_channel="TRIG")  # fmt: skip
+    with consumer:
+        assert outlet.wait_for_consumers(10.0)
+        pusher = threading.Thread(target=push)
+        pusher.start()
+        pusher.join()
+        assert consumer.wait_for(x.shape[1], timeout=20)
+        data = consumer.ring.latest(x.shape[1])[0]
+    assert consumer.ring.n_written == x.shape[1] and consumer.health.gaps == 0
+    assert consumer.chain.gradient.counts.markers == 12
+    assert consumer.trigger_times.qsize() == 12
+    want, _ = run(LiveGradientCorrector(3, L, n_template=4), x, onsets)
+    scanned = slice(0, onsets[-1] + L)  # after it, where the stop is seen depends on chunking
+    np.testing.assert_allclose(data[:, scanned], want[:, scanned], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.lsl
 @pytest.mark.slow
 def test_stream_correct_gradient_over_lsl(tmp_path):
     """A simulated in-scanner run replayed at 1 kHz with its scanner markers: the engine's
