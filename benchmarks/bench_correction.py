@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 
@@ -51,12 +50,7 @@ def main() -> None:
 
     from rt_eeg2fmri.data.correct import correct_raw
     from rt_eeg2fmri.realtime.gradient import LiveGradientCorrector
-    from rt_eeg2fmri.sim import simulate_dataset
-
-    def read(path):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return mne.io.read_raw_brainvision(path, preload=True, verbose="error")
+    from rt_eeg2fmri.sim import read_in_scanner_run, simulate_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = simulate_dataset(
@@ -64,10 +58,7 @@ def main() -> None:
             volumes=args.volumes, sfreq=args.sfreq, channels=args.channels,
             artifacts="gradient,bcg", scanner_sync=args.scanner_sync == "on", progress=False,
         )  # fmt: skip
-        stem = "sub-01_task-auditory_run-1"
-        raw = read(root / "sub-01" / "eeg" / f"{stem}_eeg.vhdr")
-        clean = read(root / "derivatives" / "simulation" / "sub-01" / "eeg"
-                     / f"{stem}_desc-clean_eeg.vhdr")  # fmt: skip
+        raw, clean = read_in_scanner_run(root)
         raw.set_channel_types({"ECG": "ecg"})
         events, ids = mne.events_from_annotations(raw, verbose="error")
         trs = events[events[:, 2] == ids["Response/R128"], 0]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import warnings
 from pathlib import Path
 
 
@@ -32,7 +31,7 @@ def main() -> None:
     import mne
     import numpy as np
 
-    from rt_eeg2fmri.sim import simulate_dataset
+    from rt_eeg2fmri.sim import read_in_scanner_run, simulate_dataset
 
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = [tuple(x.split(":")) for x in args.settings.split(",")]
@@ -46,16 +45,7 @@ def main() -> None:
                 Path(tmp) / f"s{seed}", preset="small", seed=seed, subjects=1, runs=1,
                 volumes=args.volumes, sfreq=sfreq, artifacts="gradient,bcg", progress=False,
             )  # fmt: skip
-            stem = "sub-01_task-auditory_run-1"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                raw = mne.io.read_raw_brainvision(
-                    root / "sub-01" / "eeg" / f"{stem}_eeg.vhdr", preload=True, verbose="error"
-                )
-                clean = mne.io.read_raw_brainvision(
-                    root / "derivatives" / "simulation" / "sub-01" / "eeg"
-                    / f"{stem}_desc-clean_eeg.vhdr", preload=True, verbose="error",
-                )  # fmt: skip
+            raw, clean = read_in_scanner_run(root)
             events, ids = mne.events_from_annotations(raw, verbose="error")
             trs = events[events[:, 2] == ids["Response/R128"], 0] - raw.first_samp
             onsets = trs / sfreq

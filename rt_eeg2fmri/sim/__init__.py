@@ -8,7 +8,7 @@ BIDS (and/or the ds000116 legacy layout) with the ground truth in
 from .dataset import simulate_dataset
 from .presets import PRESETS, SimConfig, resolve_config
 from .regions import REGIONS
-from .truth import load_truth, noise_ceiling
+from .truth import load_truth, noise_ceiling, read_in_scanner_run
 
 __all__ = [
     "PRESETS",
@@ -16,6 +16,7 @@ __all__ = [
     "SimConfig",
     "load_truth",
     "noise_ceiling",
+    "read_in_scanner_run",
     "resolve_config",
     "simulate_dataset",
 ]

@@ -137,6 +137,34 @@ def load_truth(root, *, subject, task, run, session=None, base=None) -> dict[str
     return out
 
 
+def read_in_scanner_run(root, *, subject="01", task="auditory", run=1):
+    """A simulated in-scanner run and the clean EEG under its artifacts, as MNE reads them.
+
+    ``simulate --artifacts ...`` writes the recorded run (``sub-XX/eeg/*_eeg.vhdr``, with
+    its ECG channel and scanner markers) and the EEG without the artifacts
+    (``derivatives/simulation/sub-XX/eeg/*_desc-clean_eeg.vhdr``), the truth of a
+    correction.
+
+    Returns
+    -------
+    raw, clean : mne.io.Raw
+        Loaded in memory.
+    """
+    import warnings
+
+    import mne
+
+    label = f"{int(subject):02d}" if str(subject).isdigit() else str(subject)
+    stem = f"sub-{label}_task-{task}_run-{run}"
+    recorded = Path(root) / f"sub-{label}" / "eeg" / f"{stem}_eeg.vhdr"
+    under = Path(root).joinpath(*TRUTH_DIR, f"sub-{label}", "eeg", f"{stem}_desc-clean_eeg.vhdr")
+    with warnings.catch_warnings():  # BrainVision's marker types, not the data
+        warnings.simplefilter("ignore")
+        raw, clean = (mne.io.read_raw_brainvision(p, preload=True, verbose="error")
+                      for p in (recorded, under))  # fmt: skip
+    return raw, clean
+
+
 def noise_ceiling(
     measured: np.ndarray, predictable: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:

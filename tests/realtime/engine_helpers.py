@@ -246,21 +246,7 @@ def simulated_in_scanner(root, **sim):
     """Simulate one in-scanner run (``sim``: ``simulate_dataset`` options) into ``root``;
     ``(raw, clean)``: the recorded run and the clean EEG under its artifacts, as MNE reads
     them."""
-    import warnings
-
-    import mne
-
-    from rt_eeg2fmri.sim import simulate_dataset
+    from rt_eeg2fmri.sim import read_in_scanner_run, simulate_dataset
 
     root = simulate_dataset(root, preset="tiny", subjects=1, runs=1, progress=False, **sim)
-    stem = "sub-01_task-auditory_run-1"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        raw = mne.io.read_raw_brainvision(
-            root / "sub-01" / "eeg" / f"{stem}_eeg.vhdr", preload=True, verbose="error"
-        )
-        clean = mne.io.read_raw_brainvision(
-            root / "derivatives" / "simulation" / "sub-01" / "eeg" / f"{stem}_desc-clean_eeg.vhdr",
-            preload=True, verbose="error",
-        )  # fmt: skip
-    return raw, clean
+    return read_in_scanner_run(root)
