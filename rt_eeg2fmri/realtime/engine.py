@@ -238,7 +238,7 @@ class ChannelTriggers:
     def __init__(self, consumer) -> None:
         self.times = consumer.trigger_times
         self.where = f"the trigger channel '{consumer.trigger_channel}' of the EEG stream"
-        self.marker = f"rising edge through {consumer._edges.level:g}"
+        self.marker = f"rising edge through {consumer.trigger_level:g}"
 
     def close(self) -> None:
         """Nothing to stop: the consumer finds the edges."""

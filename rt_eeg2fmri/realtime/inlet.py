@@ -236,8 +236,10 @@ class EEGConsumer:
         self.volume_markers: queue.SimpleQueue = queue.SimpleQueue()
         #: Volume onsets found on ``trigger_channel`` (LSL clock), for the scheduler.
         self.trigger_times: queue.SimpleQueue = queue.SimpleQueue()
-        self.trigger_channel = trigger_channel
-        self._edges = None if trigger_channel is None else RisingEdges(trigger_level)
+        self.trigger_channel, self.trigger_level = trigger_channel, float(trigger_level)
+        if not math.isfinite(self.trigger_level):
+            raise ValueError(f"'trigger_level' must be a finite number, got {trigger_level!r}.")
+        self._edges = None if trigger_channel is None else RisingEdges(self.trigger_level)
         self._trigger_col: int | None = None
         self.publish = publish
         self._eeg_outlet = None
@@ -437,7 +439,7 @@ class EEGConsumer:
                 self._trigger_col, name = named_column(
                     labels, self.trigger_channel, what="trigger channel", stream=label
                 )
-                self._edges = RisingEdges(self._edges.level)
+                self._edges = RisingEdges(self.trigger_level)
                 logger.info("%s: volume triggers on channel %r", label, name)
             if chain.latency:
                 logger.info(
