@@ -372,6 +372,68 @@ def test_the_gradient_correction_on_a_trigger_channel_of_the_stream(uid):
 
 
 @pytest.mark.lsl
+def test_a_gap_in_an_in_scanner_stream_flags_the_windows_that_hold_it(uid, tmp_path):
+    """Over real LSL, end to end: in-scanner EEG (an artifact 100× the EEG) with the volume
+    triggers on a channel of the stream, and 0.5 s never sent mid-run. The engine corrects
+    on the trigger channel; the two windows that hold the lost samples are flagged
+    ``uncorrected`` in the timing log (the lost samples were zeros minus the template,
+    flagged clean, before), the windows around them are clean, and the summary counts the
+    lost samples."""
+    import threading
+    import time
+
+    import pandas as pd
+    import pylsl
+
+    from rt_eeg2fmri.checkpoint import load_checkpoint
+    from rt_eeg2fmri.realtime.engine import Engine
+    from rt_eeg2fmri.replay.outlets import eeg_stream_info
+    from tests.realtime.engine_helpers import tiny_checkpoint
+
+    sfreq, names = 100.0, ["Fz", "Cz", "Pz"]
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", ch_names=names, winsize=4.0, t_r=2.0))
+    x, _, onsets = synthetic(n_volumes=13)  # 2-s volumes from 0.57 s
+    trig = np.zeros((1, x.shape[1]))
+    trig[0, onsets] = 1.0
+    sent = np.vstack([x, trig]).T
+    gone = np.zeros(sent.shape[0], bool)
+    gone[1620:1670] = True  # 16.2-16.7 s: never sent (the trigger at 16.57 s with it)
+    info = eeg_stream_info(uid, ch_names=[*names, "TRIG"], sfreq=sfreq, source_id=uid,
+                           units=["microvolts"] * 4)  # fmt: skip
+    outlet = pylsl.StreamOutlet(info)
+    engine = Engine.from_checkpoint(
+        ckpt, source=f"name:{uid}", sync="samples", outlet_name=None, device="cpu",
+        correct=("gradient",), gradient_volumes=3, trigger="eeg:TRIG",
+        timing=tmp_path / "timing.tsv",
+    )  # fmt: skip
+
+    def push():  # 4× real time, stamped on the sample grid
+        t0 = pylsl.local_clock()
+        for a in range(0, sent.shape[0], 25):
+            k = np.arange(a, min(a + 25, sent.shape[0]))
+            k = k[~gone[k]]
+            for b in np.split(k, np.flatnonzero(np.diff(k) > 1) + 1) if k.size else []:
+                outlet.push_chunk(sent[b], t0 + b[-1] / sfreq)
+            time.sleep(0.25 / 4)
+
+    with engine:
+        assert outlet.wait_for_consumers(10.0)
+        pusher = threading.Thread(target=push)
+        pusher.start()
+        summary = engine.run(max_volumes=11, duration=30.0)
+        pusher.join()
+    assert summary["gaps"] == 1 and summary["samples_lost"] == 50, summary
+    assert summary["gradient"]["lost"] == 50 and summary["skipped"] == 0, summary
+    timing = pd.read_csv(tmp_path / "timing.tsv", sep="\t")
+    ends = np.round(timing["window_end"] - timing["window_end"].iloc[0] + 4.0, 1)
+    flagged = dict(zip(ends, timing["uncorrected"], strict=True))
+    # the template (3 volumes, the last two before) is ready from 10.57 s: windows ending
+    # by 14 s reach back before it; those ending at 18 and 20 s hold the lost samples
+    assert [flagged[t] for t in (16.0, 18.0, 20.0, 22.0, 24.0)] == [0, 1, 1, 0, 0], flagged
+    assert flagged[4.0] == 1 and summary["uncorrected"] == sum(flagged.values())
+
+
+@pytest.mark.lsl
 @pytest.mark.slow
 def test_stream_correct_gradient_over_lsl(tmp_path):
     """A simulated in-scanner run replayed at 1 kHz with its scanner markers: the engine's
