@@ -101,6 +101,45 @@ def test_mne_lsl_player_streams_into_the_engine(tmp_path, uid):
         np.testing.assert_allclose(vol, want, rtol=1e-5, atol=1e-6)
 
 
+def test_mne_lsl_player_stim_channel_drives_trigger_sync(tmp_path, uid):
+    """A recording with its scanner triggers on a stim channel (``STI 014``), played by
+    mne-lsl's ``PlayerLSL``: ``--trigger "eeg:STI 014"`` takes each rising edge as a
+    volume onset, so every volume is the model on the window ending one TR after an edge."""
+    from mne_lsl.player import PlayerLSL
+
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0, t_r=0.5))
+    n = int(8 * SFREQ)
+    data = 20e-6 * np.random.default_rng(3).standard_normal((5, n))
+    data[4] = 0.0
+    edges = np.arange(30, n, 50)  # a volume every 0.5 s from 0.3 s: one sample high
+    data[4, edges] = 1.0
+    info = mne.create_info([*CH, "STI 014"], SFREQ, ["eeg"] * 4 + ["stim"])
+    raw = mne.io.RawArray(data, info, verbose="error")
+    player = PlayerLSL(raw, chunk_size=10, n_repeat=1, name=uid, source_id=uid)
+    player.start()
+    try:
+        engine = Engine.from_checkpoint(
+            ckpt, source=f"source_id:{uid}", sync="trigger", trigger="eeg:STI 014",
+            outlet_name=None, device="cpu", consumer_options={"timeout": 10.0},
+        )  # fmt: skip
+        got = []
+        with engine:
+            summary = engine.run(
+                max_volumes=5, duration=20.0, on_volume=lambda i, v, r: got.append(v)
+            )
+        ring = engine.consumer.ring
+    finally:
+        player.stop()
+    assert summary["volumes"] == 5 and summary["samples_lost"] == 0, summary
+    received, _ = ring.read(ring.n_written, ring.n_written)
+    start = int(np.argmin(np.abs(data[0] - received[0, 0])))  # where the inlet joined
+    np.testing.assert_allclose(received, data[:4, start : start + ring.n_written], rtol=1e-6)
+    stops = [e - start + 50 for e in edges if e > start and e - start + 50 >= ckpt.n_times]
+    for vol, stop in zip(got, stops, strict=False):
+        want = direct_volume(ckpt, received[:, stop - ckpt.n_times : stop])
+        np.testing.assert_allclose(vol, want, rtol=1e-5, atol=1e-6)
+
+
 def test_a_16_channel_cap_streams_into_a_34_channel_model(tmp_path, uid):
     # no --allow-missing: the 18 channels the cap lacks are interpolated by the chain
     import json
