@@ -62,30 +62,36 @@ def test_odd_units_are_overridden(uid):
     np.testing.assert_array_equal(consumer.ring.latest(n)[0], sent[:, ::-1].T * np.float32(1e-6))
 
 
+def _played(raw, uid, ckpt, *, max_volumes, **engine_kw):
+    """``raw`` played by mne-lsl's ``PlayerLSL`` into an engine; (engine, volumes, summary)."""
+    from mne_lsl.player import PlayerLSL
+
+    player = PlayerLSL(raw, chunk_size=10, n_repeat=1, name=uid, source_id=uid)
+    player.start()
+    got = []
+    try:
+        engine = Engine.from_checkpoint(
+            ckpt, source=f"source_id:{uid}", outlet_name=None, device="cpu",
+            consumer_options={"timeout": 10.0}, **engine_kw,
+        )  # fmt: skip
+        with engine:
+            summary = engine.run(
+                max_volumes=max_volumes, duration=30.0, on_volume=lambda i, v, r: got.append(v)
+            )
+    finally:
+        player.stop()
+    return engine, got, summary
+
+
 def test_mne_lsl_player_streams_into_the_engine(tmp_path, uid):
     # PlayerLSL publishes type 'eeg' in lower case, float64 samples in volts with unit '0'
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0, t_r=0.5))
     names = ["Oz", "ECG", "Fz", "Pz", "Cz"]  # another order and an extra channel
     data = 20e-6 * np.random.default_rng(7).standard_normal((5, int(40 * SFREQ)))
     raw = mne.io.RawArray(data, mne.create_info(names, SFREQ, "eeg"), verbose="error")
-    from mne_lsl.player import PlayerLSL
-
-    player = PlayerLSL(raw, chunk_size=10, n_repeat=1, name=uid, source_id=uid)
-    player.start()
-    try:
-        engine = Engine.from_checkpoint(
-            ckpt, source=f"source_id:{uid}", sync="samples",
-            outlet_name=None, device="cpu", consumer_options={"timeout": 10.0},
-        )  # fmt: skip
-        got = []
-        with engine:
-            assert engine.consumer.stream_info.type() == "eeg"
-            summary = engine.run(
-                max_volumes=6, duration=30.0, on_volume=lambda i, v, r: got.append(v)
-            )
-        ring = engine.consumer.ring
-    finally:
-        player.stop()
+    engine, got, summary = _played(raw, uid, ckpt, max_volumes=6, sync="samples")
+    ring = engine.consumer.ring
+    assert engine.consumer.stream_info.type() == "eeg"
     assert summary["volumes"] == 6 and summary["samples_lost"] == 0, summary
     # the samples arrived in volts, mapped to the model's channels: find where the
     # inlet joined the recording, then every volume is the model on that window
@@ -105,8 +111,6 @@ def test_mne_lsl_player_stim_channel_drives_trigger_sync(tmp_path, uid):
     """A recording with its scanner triggers on a stim channel (``STI 014``), played by
     mne-lsl's ``PlayerLSL``: ``--trigger "eeg:STI 014"`` takes each rising edge as a
     volume onset, so every volume is the model on the window ending one TR after an edge."""
-    from mne_lsl.player import PlayerLSL
-
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0, t_r=0.5))
     n = int(8 * SFREQ)
     data = 20e-6 * np.random.default_rng(3).standard_normal((5, n))
@@ -115,21 +119,9 @@ def test_mne_lsl_player_stim_channel_drives_trigger_sync(tmp_path, uid):
     data[4, edges] = 1.0
     info = mne.create_info([*CH, "STI 014"], SFREQ, ["eeg"] * 4 + ["stim"])
     raw = mne.io.RawArray(data, info, verbose="error")
-    player = PlayerLSL(raw, chunk_size=10, n_repeat=1, name=uid, source_id=uid)
-    player.start()
-    try:
-        engine = Engine.from_checkpoint(
-            ckpt, source=f"source_id:{uid}", sync="trigger", trigger="eeg:STI 014",
-            outlet_name=None, device="cpu", consumer_options={"timeout": 10.0},
-        )  # fmt: skip
-        got = []
-        with engine:
-            summary = engine.run(
-                max_volumes=5, duration=20.0, on_volume=lambda i, v, r: got.append(v)
-            )
-        ring = engine.consumer.ring
-    finally:
-        player.stop()
+    engine, got, summary = _played(raw, uid, ckpt, max_volumes=5, sync="trigger",
+                                   trigger="eeg:STI 014")  # fmt: skip
+    ring = engine.consumer.ring
     assert summary["volumes"] == 5 and summary["samples_lost"] == 0, summary
     received, _ = ring.read(ring.n_written, ring.n_written)
     start = int(np.argmin(np.abs(data[0] - received[0, 0])))  # where the inlet joined
