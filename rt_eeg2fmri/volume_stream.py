@@ -47,6 +47,10 @@ from ._checks import check_option, check_positive
 STREAM_TYPE = "fMRI"
 CONTENTS = ("truth", "prediction")
 UNITS = "percent signal change"
+#: The channel of a prediction of EEG corrected in the scanner (the volume stream's flag, the
+#: ROI stream's and the published EEG's last channel): 1 where the corrections flagged the
+#: window (or the samples) clean, else 0.
+CLEAN = "Clean"
 
 
 @dataclass(frozen=True, eq=False)

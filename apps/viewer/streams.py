@@ -24,7 +24,7 @@ import numpy as np
 
 from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.realtime.resolve import lsl_timeout, parse_source
-from rt_eeg2fmri.volume_stream import CONTENTS, STREAM_TYPE, parse_volume_stream_info
+from rt_eeg2fmri.volume_stream import CLEAN, CONTENTS, STREAM_TYPE, parse_volume_stream_info
 
 from .series import StreamStatus, TraceBuffer
 
@@ -278,7 +278,7 @@ class VolumeSubscriber(_Subscriber):
         self._queue.put_nowait(item)
         self.status.n_received += 1
         self.status.last_latency = received - ts
-        clean = self.meta.flag(self._buf[0], "Clean")
+        clean = self.meta.flag(self._buf[0], CLEAN)
         if clean is not None:  # a prediction of EEG corrected live in the scanner
             self.status.last_clean = clean == 1.0
             self.status.not_clean = (self.status.not_clean or 0) + (clean != 1.0)

@@ -40,6 +40,7 @@ from .._logging import logger
 from ..data.channels import named_column, unit_scale
 from ..data.eeg_chain import EEGChain
 from ..data.preprocessing import Preprocessing, same_rate
+from ..volume_stream import CLEAN
 from .resolve import describe_stream, lsl_timeout, resolve_eeg_stream
 
 _POLL_S = 0.05  # longest wait of one pull: the stop flag is checked this often
@@ -239,7 +240,7 @@ class EEGConsumer:
         self.trigger_channel, self.trigger_level = trigger_channel, float(trigger_level)
         if not math.isfinite(self.trigger_level):
             raise ValueError(f"'trigger_level' must be a finite number, got {trigger_level!r}.")
-        self._edges = None if trigger_channel is None else RisingEdges(self.trigger_level)
+        self._edges: RisingEdges | None = None  # made with the chain (_configure)
         self._trigger_col: int | None = None
         self.publish = publish
         self._eeg_outlet = None
@@ -528,7 +529,7 @@ class EEGConsumer:
         names, types, units = list(self.ch_names), ["EEG"] * len(self.ch_names), None
         fixed = [a for a, on in (("gradient", self.gradient), ("pulse", self.pulse)) if on]
         if fixed:
-            names, types = [*names, "Clean"], [*types, "MISC"]
+            names, types = [*names, CLEAN], [*types, "MISC"]
             units = ["microvolts"] * len(self.ch_names) + ["boolean"]
         info = eeg_stream_info(
             self.publish, ch_names=names, sfreq=self.sfreq, source_id=f"rt-eeg2fmri:{self.publish}",

@@ -526,7 +526,7 @@ class Outputs:
         NIfTI file that cannot be created is an error unless an outlet publishes the
         volumes, in which case it is logged and counted.
         """
-        from ..volume_stream import volume_stream_info
+        from ..volume_stream import CLEAN, volume_stream_info
 
         self.stats = stats
         if self.outlet_name:
@@ -541,7 +541,7 @@ class Outputs:
                 source_id=f"rt-eeg2fmri-prediction-{self.outlet_name}",
                 model=self.model,
                 mask=self.mask,
-                flags=["Clean"] if self.clean_flag else [],
+                flags=[CLEAN] if self.clean_flag else [],
             )
             self.outlet = pylsl.StreamOutlet(info, chunk_size=1, max_buffered=60)
             if self.clean_flag:  # the volume, then its flag: one sample, filled in place

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._checks import check_file
 from .._logging import logger
+from ..volume_stream import CLEAN
 
 
 def read_lut(path) -> dict[int, str]:
@@ -185,7 +186,7 @@ def roi_stream_info(
         ch.append_child_value("voxels", str(int(n)))
     if clean:
         ch = chans.append_child("channel")
-        for key, value in (("label", "Clean"), ("unit", "boolean"), ("type", "MISC")):
+        for key, value in (("label", CLEAN), ("unit", "boolean"), ("type", "MISC")):
             ch.append_child_value(key, value)
     info.desc().append_child_value("atlas", str(regions.path))
     return info
