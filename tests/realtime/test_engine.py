@@ -273,6 +273,12 @@ def test_a_trigger_channel_spec_is_checked(checkpoint):
                                trigger="eeg:TRIG:high", outlet_name=None, device="cpu")  # fmt: skip
     with pytest.raises(ValueError, match=r"names no channel: got 'eeg:'"):
         parse_trigger("eeg:")
+    with pytest.raises(ValueError, match=r"the level must be finite, got 'nan'"):
+        parse_trigger("eeg:TRIG:nan")
+    from rt_eeg2fmri.realtime.inlet import EEGConsumer
+
+    with pytest.raises(ValueError, match=r"'trigger_level' must be a finite number, got inf"):
+        EEGConsumer("x", ch_names=CH, sfreq=SFREQ, trigger_channel="TRIG", trigger_level=np.inf)
 
 
 @pytest.mark.lsl
