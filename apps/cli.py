@@ -35,9 +35,14 @@ PARAMETER_FLAGS = {
     "assume_order=True needs": "--assume-order needs",
     "'units' must name a unit": "'--units' must name a unit",
     "pass resample=True to resample it online": "drop --no-resample to resample it online",
-    "'trigger' (the marker stream NAME[:MARKER]) is needed for sync='trigger'": (
-        "'--sync trigger' needs '--trigger NAME[:MARKER]' (the marker stream)"
+    "'trigger' (the marker stream NAME[:MARKER], or eeg:CHANNEL[:LEVEL|:mask=BITS]) is needed "
+    "for sync='trigger'": (
+        "'--sync trigger' needs '--trigger NAME[:MARKER]' (the marker stream) or "
+        "'--trigger eeg:CHANNEL[:LEVEL|:mask=BITS]' (a trigger channel of the EEG stream)"
     ),
+    "volume markers: 'trigger' (the": "volume markers: '--trigger' (the",
+    "'trigger' eeg:CHANNEL": "'--trigger' eeg:CHANNEL",
+    "'marker' eeg:CHANNEL": "'--marker' eeg:CHANNEL",
     "'calibrate'": "'--calibrate'",
     "'max_volumes'": "'--max-volumes'",
     "'minutes'": "'--minutes'",

@@ -33,7 +33,10 @@ def add_reader_arguments(parser, *, marker_default: str | None = None) -> None:
     group.add_argument(
         "--marker",
         default=marker_default,
-        help=f"scanner volume marker (default {marker_default or 'R128'})",
+        help=f"scanner volume marker (default {marker_default or 'R128'}), or the trigger "
+        "channel that carries the volume triggers: eeg:CHANNEL[:LEVEL] (rising edges through "
+        "LEVEL, default 0.5) or eeg:CHANNEL:mask=BITS (a status channel's bits), e.g. "
+        "'eeg:STI 014'",
     )
     group.add_argument("--dummy-scans", type=int, default=None, help="volumes to drop per run")
     group.add_argument(

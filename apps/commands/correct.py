@@ -11,7 +11,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="the corrected recording (.vhdr)")
     parser.add_argument("--gradient", action="store_true", help="correct the gradient artifact")
     parser.add_argument("--bcg", action="store_true", help="correct the pulse artifact")
-    parser.add_argument("--marker", default="R128", help="scanner volume marker (default R128)")
+    parser.add_argument(
+        "--marker",
+        default="R128",
+        help="scanner volume marker (default R128), or the trigger channel that carries the "
+        "volume triggers: eeg:CHANNEL[:LEVEL] or eeg:CHANNEL:mask=BITS, e.g. 'eeg:STI 014'",
+    )
     parser.add_argument("--ecg", default=None, help="ECG channel (default: typed or named ECG)")
     parser.add_argument(
         "--live",

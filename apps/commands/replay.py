@@ -98,7 +98,7 @@ def run(args) -> int:
         truth=not args.no_truth,
         preprocessing=preprocessing,
         mask=mask,
-        marker=args.marker or "R128",
+        marker=scanner_marker(args.marker),
     )
     stopped = []
 
@@ -124,6 +124,17 @@ def run(args) -> int:
     why = f"stopped by {stopped[0]}" if stopped else "end of recording"
     print(f"{why}: {replay.summary()}", flush=True)
     return 0
+
+
+def scanner_marker(marker: str | None) -> str:
+    """The string the marker stream sends at each volume.
+
+    ``--marker``, or ``R128`` when ``--marker`` names a trigger channel (that channel is
+    published with the EEG).
+    """
+    from rt_eeg2fmri.data.triggers import is_channel_spec
+
+    return "R128" if not marker or is_channel_spec(marker) else marker
 
 
 def _truth_preprocessing(args):

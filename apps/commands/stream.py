@@ -28,7 +28,9 @@ def add_arguments(parser) -> None:
         default=None,
         help="the scanner's volume markers (--sync trigger, --correct gradient): a marker stream "
         "NAME[:MARKER] (default marker R128), or eeg:CHANNEL[:LEVEL], the rising edges of a "
-        "trigger channel of the EEG stream through LEVEL (default 0.5)",
+        "trigger channel of the EEG stream through LEVEL (default 0.5), or "
+        "eeg:CHANNEL:mask=BITS, where the channel's code & BITS turns non-zero (a status "
+        "channel, e.g. mask=0x8)",
     )
     parser.add_argument(
         "--correct",

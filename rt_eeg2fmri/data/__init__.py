@@ -9,6 +9,7 @@ from .norm import NormStats, channel_stats
 from .pairs import PairDataset
 from .preprocessing import Preprocessing
 from .session import Session
+from .triggers import TriggerChannel
 from .windows import WindowIndex, window_pairs
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "RunInfo",
     "RunRef",
     "Session",
+    "TriggerChannel",
     "WindowIndex",
     "build_cache",
     "channel_stats",

@@ -22,7 +22,8 @@ BOLD that differs only by ``acq`` is used).
   markers dropped) is aligned to the raw EEG's markers by the offset of its first marker
   that the raw EEG also has, and the volumes it does not cover are left out.
 - Volume onsets come from the scanner markers in the EEG (``marker``, default
-  ``R128``), matched to volumes by :func:`rt_eeg2fmri.data.eeg_io.align_volumes`
+  ``R128``; or the rising edges of a trigger channel, ``eeg:CHANNEL[:LEVEL|:mask=BITS]``,
+  a channel never read as EEG), matched to volumes by :func:`rt_eeg2fmri.data.eeg_io.align_volumes`
   (``dummy_scans``, ``skip_markers``); without markers volume ``i`` starts at
   ``first_volume + i * t_r``.
 - Events: ``eeg/*_events.tsv`` (EEG clock) when present; else ``func/*_events.tsv``
@@ -60,9 +61,11 @@ from .eeg_io import (
     annotation_events,
     bad_spans,
     eeg_picks,
+    marker_hint,
     open_raw,
     read_data,
     scanner_onsets,
+    stim_picks,
     truncation,
 )
 from .session import Session
@@ -550,7 +553,8 @@ def _run_t_r(ref: RunRef, header) -> float:
 
 
 def _picks(ref: RunRef, raw) -> list[int]:
-    picks = _eeg_picks(ref, raw)
+    trigger = stim_picks(raw, ref.options["marker"])  # a trigger lead typed EEG is not EEG
+    picks = [i for i in _eeg_picks(ref, raw) if i not in trigger]
     if ref.options["ecg"]:  # the ECG channels too, last (replay: the live pulse correction)
         types = _channel_types(ref.files["channels"]) if "channels" in ref.files else {}
         kinds = raw.get_channel_types()
@@ -626,6 +630,8 @@ def _prepare(ref: RunRef) -> dict:
     duration = raw.n_times / sfreq
     markers = scanner_onsets(raw, opts["marker"])
     where = f"{ref.name} ('{eeg_path}')"
+    if not markers.size and (hint := marker_hint(raw, opts["marker"])):
+        log_once((str(eeg_path), "marker hint"), f"{where}: {hint}", level=logging.WARNING)
     offset, derivative = 0.0, "eeg_raw" in ref.files
     if derivative:  # preprocessed EEG, maybe cropped: the raw recording's markers time it
         raw0 = open_raw(ref.files["eeg_raw"], preload=False)

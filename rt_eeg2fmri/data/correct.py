@@ -26,7 +26,7 @@ import numpy as np
 
 from .._logging import logger
 from .channels import is_ecg_label
-from .eeg_io import scanner_onsets
+from .eeg_io import marker_hint, scanner_onsets, stim_picks
 
 CORRECTIONS = ("gradient", "bcg")
 LIVE = "live"  # the causal corrections of the stream, not MNE's offline ones
@@ -121,11 +121,13 @@ def correct_raw(
     Parameters
     ----------
     raw : mne.io.BaseRaw
-        The recording, with its volume markers as annotations (loaded in memory here).
+        The recording, with its volume markers as annotations or on a trigger channel
+        (loaded in memory here).
     gradient, bcg : bool
         Which artifacts to correct.
     marker : str
-        The scanner's volume marker.
+        The scanner's volume marker, or the trigger channel that carries them
+        (``eeg:CHANNEL[:LEVEL|:mask=BITS]``, :func:`~rt_eeg2fmri.data.eeg_io.scanner_onsets`).
     ecg : str | None
         The ECG channel (default: the one typed ECG, else named ECG*/EKG*).
     window : (int, int)
@@ -153,7 +155,8 @@ def correct_raw(
     if bcg or ecg is not None:
         ecg_name = _ecg_channel(raw, ecg)
         raw.set_channel_types({ecg_name: "ecg"}, on_unit_change="ignore")
-    picks = mne.pick_types(raw.info, eeg=True, exclude=[])
+    trigger = stim_picks(raw, marker)  # a trigger lead MNE types as EEG is not corrected
+    picks = [i for i in mne.pick_types(raw.info, eeg=True, exclude=[]) if i not in trigger]
     if live:
         from ..realtime.gradient import N_VOLUMES
         from ..realtime.pulse import N_BEATS
@@ -162,12 +165,7 @@ def correct_raw(
         return _correct_live(raw, picks, report, gradient=gradient, bcg=bcg, marker=marker,
                              ecg=ecg_name, volumes=volumes, beats=beats)  # fmt: skip
     if gradient:
-        onsets = scanner_onsets(raw, marker)
-        if onsets.size < 2:
-            raise ValueError(
-                f"the gradient correction needs the scanner's volume markers ({marker!r}); "
-                f"found {onsets.size}."
-            )
+        onsets = _volume_onsets(raw, marker)
         samples = np.round(onsets * raw.info["sfreq"]).astype(int)
         # the ECG lead carries the gradient artifact too: corrected first, its R-peaks are
         # found under the artifact (as the live chain does)
@@ -200,6 +198,18 @@ def correct_raw(
     return raw, report
 
 
+def _volume_onsets(raw, marker: str) -> np.ndarray:
+    """The scanner's volume onsets for the gradient template (s), at least two."""
+    onsets = scanner_onsets(raw, marker)
+    if onsets.size < 2:
+        hint = marker_hint(raw, marker)
+        raise ValueError(
+            f"the gradient correction needs the scanner's volume markers ({marker!r}); "
+            f"found {onsets.size}." + (f" The recording has {hint}" if hint else "")
+        )
+    return onsets
+
+
 def _correct_live(raw, picks, report, *, gradient, bcg, marker, ecg, volumes, beats):
     """``correct_raw(live=True)``: the EEG chain's causal stages over the recording."""
     from .eeg_chain import EEGChain
@@ -208,12 +218,7 @@ def _correct_live(raw, picks, report, *, gradient, bcg, marker, ecg, volumes, be
     sfreq = float(raw.info["sfreq"])
     names = [raw.ch_names[i] for i in picks]
     labels = names + ([ecg] if bcg else [])
-    onsets = scanner_onsets(raw, marker) if gradient else np.zeros(0)
-    if gradient and onsets.size < 2:
-        raise ValueError(
-            f"the gradient correction needs the scanner's volume markers ({marker!r}); "
-            f"found {onsets.size}."
-        )
+    onsets = _volume_onsets(raw, marker) if gradient else np.zeros(0)
     chain = EEGChain(
         Preprocessing(sfreq=sfreq, winsize=1.0), ch_names=names, sfreq=sfreq, labels=labels,
         units=["V"] * len(labels), gradient=volumes if gradient else None,

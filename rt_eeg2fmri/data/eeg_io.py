@@ -26,6 +26,7 @@ import pandas as pd
 from .._checks import check_ch_names, check_file
 from .._logging import log_once, logger
 from .session import Session, empty_events
+from .triggers import TriggerChannel
 
 EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set", ".fif", ".fif.gz")
 
@@ -87,13 +88,23 @@ def scanner_onsets(raw_or_annotations, marker: str = "R128") -> np.ndarray:
         A ``Raw`` (onsets are returned relative to its first sample) or an
         ``Annotations`` object (its onsets are returned as they are).
     marker : str
-        Marker name, matched on the description's last token (see :func:`marker_name`).
+        Marker name, matched on the description's last token (see :func:`marker_name`),
+        or a trigger channel of the ``Raw``, ``eeg:CHANNEL[:LEVEL|:mask=BITS]``: the
+        onsets are its rising edges (:mod:`~rt_eeg2fmri.data.triggers`).
 
     Returns
     -------
     onsets : array of shape (n_markers,)
         Seconds, sorted.
     """
+    channel = TriggerChannel.parse(marker, what="'marker'")
+    if channel is not None:
+        if not hasattr(raw_or_annotations, "annotations"):
+            raise ValueError(
+                f"'marker' {marker!r} names a trigger channel, which annotations do not hold: "
+                "pass the recording (Raw)."
+            )
+        return channel.onsets(raw_or_annotations)
     if hasattr(raw_or_annotations, "annotations"):
         times = _annotation_times(raw_or_annotations)
         desc = raw_or_annotations.annotations.description
@@ -103,6 +114,39 @@ def scanner_onsets(raw_or_annotations, marker: str = "R128") -> np.ndarray:
     key = marker_name(marker)
     hit = np.array([marker_name(d) == key for d in desc], dtype=bool)
     return np.sort(times[hit]) if hit.size else np.zeros(0)
+
+
+def stim_picks(raw, marker: str | None = None) -> list[int]:
+    """Indices of the trigger channels of ``raw``.
+
+    MNE's stim channels, and the channel a ``marker`` spec (``eeg:CHANNEL...``) names,
+    whatever its type.
+    """
+    import mne
+
+    picks = list(mne.pick_types(raw.info, meg=False, stim=True, exclude=[]))
+    channel = TriggerChannel.parse(marker, what="'marker'")
+    if channel is not None:
+        from .channels import named_column
+
+        col, _ = named_column(raw.ch_names, channel.channel, what="trigger channel",
+                              stream=f"'{raw.filenames[0]}'")  # fmt: skip
+        picks = sorted({*picks, col})
+    return picks
+
+
+def marker_hint(raw, marker: str) -> str:
+    """What to try when ``raw`` has no ``marker`` annotation but has stim channels ("" if not)."""
+    if TriggerChannel.parse(marker, what="'marker'") is not None:
+        return ""
+    names = [raw.ch_names[i] for i in stim_picks(raw)]
+    if not names:
+        return ""
+    return (
+        f"no '{marker}' scanner marker among its annotations, but it has stim channel(s) "
+        f"{names}: if the scanner's triggers are there, pass marker 'eeg:{names[0]}' "
+        "(eeg:CHANNEL[:LEVEL], or eeg:CHANNEL:mask=BITS for a status channel)."
+    )
 
 
 def annotation_events(raw, *, marker: str | None = "R128") -> pd.DataFrame:
@@ -299,7 +343,8 @@ def read_eeg(
     path : path-like
         BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set`` or FIF file.
     marker : str
-        Scanner volume marker (default BrainVision ``R128``).
+        Scanner volume marker (default BrainVision ``R128``), or the trigger channel that
+        carries them, ``eeg:CHANNEL[:LEVEL|:mask=BITS]`` (see :func:`scanner_onsets`).
     channels : list of str | None
         Channels to keep, in this order; default every channel MNE types as EEG.
 
@@ -309,14 +354,20 @@ def read_eeg(
         ``eeg`` of shape (n_chans, n_times) in volts; ``events`` from the stimulus
         annotations; ``bold`` is ``None``. ``volume_onsets`` holds the scanner-marker
         onsets (s from the first sample; ``None`` without markers) and ``t_r`` their
-        mean spacing (``None`` with fewer than two markers). Identifiers come from BIDS
-        entities in the file name when present.
+        mean spacing (``None`` with fewer than two markers). ``stim`` holds the trigger
+        channels (MNE's stim type, and the channel a ``marker`` spec names, which is never
+        read as EEG). Identifiers come from BIDS entities in the file name when present.
     """
     path = Path(path)
     raw = open_raw(path, preload=False)
+    stim = stim_picks(raw, marker)
     picks = eeg_picks(raw, path=path, channels=channels)
+    if channels is None:  # a trigger lead MNE types as EEG is not EEG
+        picks = [i for i in picks if i not in stim]
     data = read_data(raw, picks, path=path)
     onsets = scanner_onsets(raw, marker)  # MNE drops annotations outside the data
+    if not onsets.size and (hint := marker_hint(raw, marker)):
+        log_once((str(path), "marker hint"), f"'{path}': {hint}", level=logging.WARNING)
     t_r = None
     if onsets.size > 1:
         if not np.all(np.diff(onsets) > 0):
@@ -330,6 +381,7 @@ def read_eeg(
         t_r=t_r,
         volume_onsets=onsets if onsets.size else None,
         events=annotation_events(raw, marker=marker),
+        stim={raw.ch_names[i]: raw.get_data(picks=[i])[0] for i in stim} or None,
         subject=ents.get("sub", "01"),
         task=ents.get("task", _stem(path)),
         run=ents.get("run"),

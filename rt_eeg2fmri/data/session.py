@@ -71,6 +71,10 @@ class Session:
     bad_spans : array of shape (n_spans, 2) | None
         ``[start, stop)`` in seconds on the EEG clock of spans annotated bad (MNE's
         ``BAD_*``); windows that overlap one are left out of training and scoring.
+    stim : dict of str to array of shape (n_times,) | None
+        Trigger channels (MNE's ``stim`` type: the scanner's volume triggers, stimulus
+        codes) in their own units, never model input; a replay publishes them beside the
+        EEG, so a live ``--trigger eeg:CHANNEL`` finds them.
     """
 
     eeg: np.ndarray
@@ -90,6 +94,7 @@ class Session:
     source: dict = field(default_factory=dict)
     positions: dict | None = None
     bad_spans: np.ndarray | None = None
+    stim: dict | None = None
 
     def __post_init__(self) -> None:
         where = self._where("eeg")
@@ -111,6 +116,8 @@ class Session:
                 f"{self.ch_names[ch]!r} at {t / self.sfreq:.3f} s)."
             )
         self.events = _check_events(self.events, where=self._where("events"))
+        if self.stim:
+            self.stim = self._check_stim(self.stim)
         if self.bad_spans is not None:
             spans = np.asarray(self.bad_spans, dtype=float).reshape(-1, 2)
             if not np.isfinite(spans).all() or (spans[:, 1] < spans[:, 0]).any():
@@ -127,6 +134,20 @@ class Session:
         path = self.source.get(kind) or self.source.get("eeg")
         ident = f"sub-{self.subject} task-{self.task}" + (f" run-{self.run}" if self.run else "")
         return f"{ident} ('{path}')" if path else ident
+
+    def _check_stim(self, stim: dict) -> dict:
+        where = self._where("eeg")
+        names = check_ch_names([*self.ch_names, *stim], source=f"{where}: EEG and stim channels")
+        out = {}
+        for name in names[self.n_chans :]:
+            x = np.asarray(stim[name], dtype=np.float32)  # exact for 24-bit codes
+            if x.shape != (self.n_times,):
+                raise ValueError(
+                    f"{where}: stim channel {name!r} has shape {x.shape}, expected "
+                    f"({self.n_times},) (one value per EEG sample)."
+                )
+            out[name] = x
+        return out
 
     def _check_bold(self) -> None:
         where = self._where("bold")

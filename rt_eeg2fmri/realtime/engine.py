@@ -26,6 +26,7 @@ import numpy as np
 
 from .._checks import check_positive
 from .._logging import logger
+from ..data.triggers import SYNTAX, TriggerChannel
 from .gradient import N_VOLUMES
 from .mapper import Mapper
 from .outputs import Outputs
@@ -224,47 +225,24 @@ class TriggerListener:
 class ChannelTriggers:
     """Scanner-volume onsets from a trigger channel of the EEG stream itself.
 
-    The consumer finds them (:class:`~rt_eeg2fmri.realtime.inlet.RisingEdges` on its
-    ``trigger_channel``, each stamped with its sample's time) and hands them to the
+    The consumer finds them (:class:`~rt_eeg2fmri.data.triggers.RisingEdges` on its
+    ``trigger`` channel, each stamped with its sample's time) and hands them to the
     gradient correction; this gives them to the engine, as :class:`TriggerListener`
     does a marker stream's.
     """
 
-    hint = "--trigger eeg:CHANNEL[:LEVEL]"
+    hint = f"--trigger {SYNTAX}"
     gone = False  # the channel comes with the EEG: it is gone when the EEG is
     reconnects = 0
     silence = "the scanner stopped, or its trigger line is off"
 
     def __init__(self, consumer) -> None:
         self.times = consumer.trigger_times
-        self.where = f"the trigger channel '{consumer.trigger_channel}' of the EEG stream"
-        self.marker = f"rising edge through {consumer.trigger_level:g}"
+        self.where = f"the trigger channel '{consumer.trigger.channel}' of the EEG stream"
+        self.marker = consumer.trigger.describe()
 
     def close(self) -> None:
         """Nothing to stop: the consumer finds the edges."""
-
-
-def parse_trigger(spec: str | None) -> tuple[str | None, float | None]:
-    """``--trigger``: the EEG stream's trigger channel and level (``eeg:CHANNEL[:LEVEL]``).
-
-    Returns ``(None, None)`` for a marker stream (``NAME[:MARKER]``) or no trigger.
-    """
-    if not spec or not spec.lower().startswith("eeg:"):
-        return None, None
-    channel, _, level = spec[4:].partition(":")
-    if not channel.strip():
-        raise ValueError(f"'--trigger' eeg:CHANNEL[:LEVEL] names no channel: got {spec!r}.")
-    try:
-        value = float(level) if level else 0.5
-    except ValueError:
-        raise ValueError(
-            f"'--trigger' eeg:CHANNEL[:LEVEL]: the level must be a number, got {level!r}."
-        ) from None
-    if not np.isfinite(value):
-        raise ValueError(
-            f"'--trigger' eeg:CHANNEL[:LEVEL]: the level must be finite, got {level!r}."
-        )
-    return channel.strip(), value
 
 
 class Engine:
@@ -393,8 +371,9 @@ class Engine:
             ``clock``, ``trigger`` or ``samples``.
         trigger : str | None
             The scanner's volume markers: a marker stream ``NAME[:MARKER]``, or
-            ``eeg:CHANNEL[:LEVEL]``, the rising edges of a trigger channel of the EEG
-            stream through ``LEVEL`` (default 0.5); needed for ``sync="trigger"`` and the
+            ``eeg:CHANNEL[:LEVEL|:mask=BITS]``, the rising edges of a trigger channel of
+            the EEG stream through ``LEVEL`` (default 0.5) or of its code's ``BITS``
+            (:mod:`~rt_eeg2fmri.data.triggers`); needed for ``sync="trigger"`` and the
             gradient correction.
         phase : float
             ``samples`` mode: window ends fall at ``phase + j·t_r`` seconds of received
@@ -445,17 +424,17 @@ class Engine:
 
         if sync == "trigger" and not trigger:
             raise ValueError(
-                "'trigger' (the marker stream NAME[:MARKER], or eeg:CHANNEL[:LEVEL]) is needed "
-                "for sync='trigger'."
+                f"'trigger' (the marker stream NAME[:MARKER], or {SYNTAX}) is needed for "
+                "sync='trigger'."
             )
-        channel, level = parse_trigger(trigger)
+        channel = TriggerChannel.parse(trigger, what="'trigger'")
         correct = tuple(correct or ())
         if set(correct) - {"gradient", "bcg"}:
             raise ValueError(f"'correct' can hold 'gradient' and 'bcg', got {list(correct)}.")
         if "gradient" in correct and not trigger:
             raise ValueError(
                 "the gradient correction needs the scanner's volume markers: 'trigger' (the "
-                "marker stream NAME[:MARKER], or eeg:CHANNEL[:LEVEL])."
+                f"marker stream NAME[:MARKER], or {SYNTAX})."
             )
         pre = checkpoint.preprocessing
         _check_calibrate(calibrate)  # before the ring is sized by it
@@ -466,7 +445,7 @@ class Engine:
         if "bcg" in correct:
             options.update(pulse=pulse_beats, ecg=ecg)
         if channel is not None:
-            options.update(trigger_channel=channel, trigger_level=level)
+            options.update(trigger=channel)
         consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)
         scheduler = make_scheduler(
             sync, t_r=checkpoint.t_r, winsize=pre.winsize, sfreq=pre.sfreq, phase=phase

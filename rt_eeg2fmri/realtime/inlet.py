@@ -40,6 +40,7 @@ from .._logging import logger
 from ..data.channels import named_column, unit_scale
 from ..data.eeg_chain import EEGChain
 from ..data.preprocessing import Preprocessing, same_rate
+from ..data.triggers import RisingEdges, TriggerChannel
 from ..volume_stream import CLEAN
 from .resolve import describe_stream, lsl_timeout, resolve_eeg_stream
 
@@ -149,13 +150,11 @@ class EEGConsumer:
         Write the samples lost in a gap as zeros (at most a ring's worth), so the ring's
         last ``n`` samples always span ``n / sfreq`` seconds. ``False`` appends the next
         samples right after the gap.
-    trigger_channel : str | None
+    trigger : TriggerChannel | None
         A channel of the stream that carries the scanner's volume triggers (TTL pulses or
-        codes): each rising edge through ``trigger_level`` is a volume onset, stamped
-        with its sample's timestamp; it goes to ``trigger_times`` and, with ``gradient``,
-        to the gradient correction.
-    trigger_level : float
-        The level (in the channel's own units) a trigger edge rises through.
+        codes, :class:`~rt_eeg2fmri.data.triggers.TriggerChannel`): each rising edge is a
+        volume onset, stamped with its sample's timestamp; it goes to ``trigger_times``
+        and, with ``gradient``, to the gradient correction.
 
     Attributes
     ----------
@@ -189,8 +188,7 @@ class EEGConsumer:
         pulse: int | None = None,
         ecg: str | None = None,
         publish: str | None = None,
-        trigger_channel: str | None = None,
-        trigger_level: float = 0.5,
+        trigger: TriggerChannel | None = None,
     ) -> None:
         from .ring import RingBuffer
 
@@ -235,11 +233,11 @@ class EEGConsumer:
         self.pulse, self.ecg = pulse, ecg
         #: Scanner volume-marker times (LSL clock) for the gradient correction; any thread.
         self.volume_markers: queue.SimpleQueue = queue.SimpleQueue()
-        #: Volume onsets found on ``trigger_channel`` (LSL clock), for the scheduler.
+        #: Volume onsets found on the ``trigger`` channel (LSL clock), for the scheduler.
         self.trigger_times: queue.SimpleQueue = queue.SimpleQueue()
-        self.trigger_channel, self.trigger_level = trigger_channel, float(trigger_level)
-        if not math.isfinite(self.trigger_level):
-            raise ValueError(f"'trigger_level' must be a finite number, got {trigger_level!r}.")
+        if trigger is not None and not isinstance(trigger, TriggerChannel):
+            raise TypeError(f"'trigger' must be a TriggerChannel, got {trigger!r}.")
+        self.trigger = trigger
         self._edges: RisingEdges | None = None  # made with the chain (_configure)
         self._trigger_col: int | None = None
         self.publish = publish
@@ -436,11 +434,11 @@ class EEGConsumer:
             if self.chain is not None:
                 chain.continue_after(self.chain)
             self.chain, self._chain_key = chain, key
-            if self.trigger_channel is not None:
+            if self.trigger is not None:
                 self._trigger_col, name = named_column(
-                    labels, self.trigger_channel, what="trigger channel", stream=label
+                    labels, self.trigger.channel, what="trigger channel", stream=label
                 )
-                self._edges = RisingEdges(self.trigger_level)
+                self._edges = self.trigger.edges()
                 logger.info("%s: volume triggers on channel %r", label, name)
             if chain.latency:
                 logger.info(
@@ -623,28 +621,6 @@ class EEGConsumer:
                 except RuntimeError as err:  # it went away again
                     logger.warning("%s: reconnecting failed: %s", self._label, err)
         return None
-
-
-class RisingEdges:
-    """Where a trigger channel rises through ``level``, chunk by chunk.
-
-    A pulse already high at the first sample has no known onset and is not an edge; a
-    value that is not a number counts as low.
-    """
-
-    def __init__(self, level: float = 0.5) -> None:
-        self.level = float(level)
-        self._high = True  # before the first sample
-
-    def find(self, x) -> np.ndarray:
-        """Indices into ``x`` (the channel's next samples) of the rising edges."""
-        high = np.asarray(x, dtype=float) > self.level
-        if not high.size:
-            return np.zeros(0, np.intp)
-        before = np.empty_like(high)
-        before[0], before[1:] = self._high, high[:-1]
-        self._high = bool(high[-1])
-        return np.flatnonzero(high & ~before)
 
 
 def _stream_locations(info) -> dict:

@@ -10,6 +10,7 @@ import re
 
 MANUFACTURER = "rt-eeg2fmri replay"
 EEG_UNIT = "microvolts"
+STIM_UNIT = "none"  # trigger codes: no physical unit
 _TYPE_PATTERNS = (  # channel type from the label, as amplifier software reports it
     ("ECG", re.compile(r"^(ECG|EKG)", re.IGNORECASE)),
     ("EOG", re.compile(r"^(V|H)?EOG", re.IGNORECASE)),

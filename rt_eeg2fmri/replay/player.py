@@ -38,7 +38,14 @@ from .._checks import check_positive
 from .._logging import logger
 from ..data.session import Session
 from ..volume_stream import volume_stream_info
-from .outlets import eeg_stream_info, marker_stream_info, source_id_for
+from .outlets import (
+    EEG_UNIT,
+    STIM_UNIT,
+    channel_type,
+    eeg_stream_info,
+    marker_stream_info,
+    source_id_for,
+)
 
 _UV_PER_UNIT = {"V": 1e6, "mV": 1e3, "uV": 1.0, "µV": 1.0}
 _EEG, _MARKER, _VOLUME = 0, 1, 2  # kinds of scheduled pushes, in their order at equal times
@@ -73,7 +80,8 @@ class Replay:
     Parameters
     ----------
     session : Session
-        The recording. EEG is sent in microvolts.
+        The recording. EEG is sent in microvolts; its trigger channels (``stim``) after
+        the EEG, in their own units, typed ``STIM``.
     name : str | None
         Stream name prefix; the streams are ``{name}-EEG``, ``{name}-Markers`` and
         ``{name}-truth``. Default: the session's name (``sub-01_task-x_run-1``).
@@ -161,6 +169,8 @@ class Replay:
         if self.n_times < 1:
             raise ValueError(f"Nothing to replay: {start=} and {duration=} select no sample.")
         self._scale = np.float32(_UV_PER_UNIT[session.eeg_unit])
+        stim = session.stim or {}
+        self._stim = np.vstack(list(stim.values())).astype(np.float32) if stim else None
 
         src = session.source.get("eeg") or session.source.get("path")
         self.name = name or session.name
@@ -289,14 +299,17 @@ class Replay:
 
         s, names = self.session, self.stream_names
         model = f"{s.name} ({s.n_chans} ch @ {s.sfreq:g} Hz)"
+        stim = list(s.stim or ())
         self._outlets["eeg"] = pylsl.StreamOutlet(
             eeg_stream_info(
                 names["eeg"],
-                ch_names=s.ch_names,
+                ch_names=[*s.ch_names, *stim],
                 sfreq=self.sfreq,
                 source_id=self.source_ids["eeg"],
                 model=model,
                 source_file=self.source_file,
+                ch_types=[*map(channel_type, s.ch_names), *["STIM"] * len(stim)],
+                units=[EEG_UNIT] * len(s.ch_names) + [STIM_UNIT] * len(stim),
             ),
             chunk_size=self.chunk_size,
         )
@@ -484,7 +497,7 @@ class Replay:
         sched = self.schedule()
         volumes = np.flatnonzero(sched.kinds == _VOLUME)  # positions, to prepare ahead
         sfreq, speed, n, first = self.sfreq, self.speed, self.n_times, self._first
-        data, stop = self.session.eeg, self._stop
+        data, stim, stop = self.session.eeg, self._stim, self._stop
         t0 = local_clock()
         self._t0 = t0
         deadline = None if until is None else t0 + until
@@ -513,6 +526,8 @@ class Replay:
                     if kind == _EEG:
                         a, b = sched.chunk_starts[item], sched.chunk_ends[item]
                         x = np.ascontiguousarray(data[:, first + a : first + b].T) * self._scale
+                        if stim is not None:  # trigger channels, in their own units
+                            x = np.hstack([x, stim[:, first + a : first + b].T])
                         ts = t0 + np.arange(loop * n + a, loop * n + b) / sfreq
                         eeg.push_chunk(x, ts.tolist())
                         self.n_pushed += int(b - a)

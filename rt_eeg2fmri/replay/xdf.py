@@ -2,7 +2,8 @@
 
 The EEG stream is picked by name or type; every marker stream (type ``Markers`` or
 string-valued) becomes events, and the scanner marker (``R128`` by default) becomes the
-volume onsets. Times are on the EEG clock: 0 is the first EEG sample (pyxdf synchronises
+volume onsets (or, with ``marker="eeg:CHANNEL..."``, the rising edges of a trigger
+channel of the EEG stream). Times are on the EEG clock: 0 is the first EEG sample (pyxdf synchronises
 the streams' clocks and removes jitter).
 """
 
@@ -16,8 +17,9 @@ import pandas as pd
 
 from .._checks import check_file
 from .._logging import logger
-from ..data.channels import UNIT_SCALES
+from ..data.channels import UNIT_SCALES, named_column
 from ..data.session import Session
+from ..data.triggers import TriggerChannel
 
 
 def is_scanner_marker(value: str, marker: str) -> bool:
@@ -51,7 +53,9 @@ def read_xdf(
     stream : str | None
         Name (or type) of the EEG stream; default: the only numeric stream of type EEG.
     marker : str
-        Scanner volume marker; its occurrences become ``volume_onsets``.
+        Scanner volume marker; its occurrences become ``volume_onsets``. Or a trigger
+        channel of the EEG stream, ``eeg:CHANNEL[:LEVEL|:mask=BITS]``: its rising edges
+        are the onsets, and it is kept out of the EEG (in ``stim``).
     subject, task, run : str | None
         Identifiers of the returned session.
 
@@ -85,9 +89,17 @@ def read_xdf(
             len(info["segments"]),
         )
     labels, units = _channels(info, data.shape[1])
-    scale = np.array([_volts_per_unit(u, ch, path) for ch, u in zip(labels, units, strict=True)])
     t_first = stamps[0]
-    onsets, rows = [], []
+    onsets, rows, stim = [], [], None
+    trigger = TriggerChannel.parse(marker, what="'marker'")
+    if trigger is not None:  # the triggers on a channel of the EEG stream: not EEG
+        col, label = named_column(labels, trigger.channel, what="trigger channel",
+                                  stream=f"'{path}': EEG stream '{name}'")  # fmt: skip
+        stim = {label: data[:, col]}
+        onsets = list(stamps[trigger.edges().find(data[:, col])] - t_first)
+        keep = [i for i in range(len(labels)) if i != col]
+        data, labels, units = data[:, keep], [labels[i] for i in keep], [units[i] for i in keep]
+    scale = np.array([_volts_per_unit(u, ch, path) for ch, u in zip(labels, units, strict=True)])
     for s in streams:
         if s is eeg or not _is_marker_stream(s):
             continue
@@ -96,7 +108,7 @@ def read_xdf(
             onset = float(ts) - t_first
             if onset < 0:
                 continue
-            if is_scanner_marker(label, marker):
+            if trigger is None and is_scanner_marker(label, marker):
                 onsets.append(onset)
             else:
                 rows.append((onset, 0.0, label))
@@ -107,6 +119,7 @@ def read_xdf(
         ch_names=labels,
         volume_onsets=np.sort(np.asarray(onsets, dtype=float)) if onsets else None,
         events=events,
+        stim=stim,
         subject=subject,
         task=task,
         run=run,

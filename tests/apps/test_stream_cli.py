@@ -404,6 +404,21 @@ def test_corrupt_checkpoint_is_a_clear_error(model, tmp_path, capsys, make, mess
             "'--ecg' names the ECG channel of '--correct bcg', which is not asked for.",
         ),
         (["--correct", "bcg", "--correct-beats", "0"], "'--correct-beats' must be >= 1, got 0."),
+        (
+            ["--sync", "trigger"],
+            "'--sync trigger' needs '--trigger NAME[:MARKER]' (the marker stream) or '--trigger "
+            "eeg:CHANNEL[:LEVEL|:mask=BITS]' (a trigger channel of the EEG stream).",
+        ),
+        (
+            ["--sync", "trigger", "--trigger", "eeg:Status:mask=on"],
+            "'--trigger' eeg:CHANNEL[:LEVEL|:mask=BITS]: the mask must be an integer (e.g. 8 or "
+            "0x8), got 'on'.",
+        ),
+        (
+            ["--correct", "gradient"],
+            "the gradient correction needs the scanner's volume markers: '--trigger' (the marker "
+            "stream NAME[:MARKER], or eeg:CHANNEL[:LEVEL|:mask=BITS]).",
+        ),
     ],
 )
 def test_limits_that_make_no_run_are_refused(model, capsys, tmp_path, flags, message):

@@ -345,3 +345,34 @@ def test_an_all_zero_bold_is_refused(tmp_path):
     write_bold(a["bold"], 12, data=np.zeros((5, 6, 4, 12), np.float32))
     with pytest.raises(ValueError, match=r"_bold\.nii\.gz'\): the BOLD series is all zeros"):
         read_session(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "spec"),
+    [("stim", "eeg:STI 014"), ("analog", "eeg:TRIG:2.5")],
+    ids=["stim", "eeg-typed"],
+)
+def test_volumes_timed_by_a_trigger_channel(tmp_path, rt_log, trigger, spec):
+    """A FIF run whose scanner triggers are on a channel (a stim channel, or a TTL lead MNE
+    types as EEG) and not in its annotations: reader option ``marker="eeg:CHANNEL..."``
+    times the volumes by its rising edges and never reads it as EEG; without it the
+    warning names the stim channel to use."""
+    import mne
+
+    a = write_bids_run(tmp_path, fmt="fif", markers=False, lead=1.5)
+    raw = mne.io.read_raw_fif(a["eeg"], preload=True, verbose="error")
+    name, kind = ("STI 014", "stim") if trigger == "stim" else ("TRIG", "eeg")
+    onsets = 1.5 + np.arange(12) * 2.0  # the builder's 12 volumes, TR 2 s
+    pulses = np.zeros((1, raw.n_times))
+    for t in onsets:
+        pulses[0, round(t * 250.0) : round(t * 250.0) + 5] = 5.0
+    raw.add_channels([mne.io.RawArray(pulses, mne.create_info([name], 250.0, kind),
+                                      verbose="error")], force_update_info=True)  # fmt: skip
+    raw.save(a["eeg"], overwrite=True, verbose="error")
+    s = read_session(tmp_path, marker=spec)
+    np.testing.assert_allclose(s.volume_onsets, onsets, atol=1e-9)
+    assert s.ch_names == [f"EEG{i:02d}" for i in range(4)]
+    if trigger == "stim":  # no markers: volume i at first_volume + i TR, with a hint
+        assert read_session(tmp_path).volume_onsets[0] == 0.0
+        assert "it has stim channel(s) ['STI 014']: if the scanner's triggers are there, " \
+               "pass marker 'eeg:STI 014'" in rt_log.text  # fmt: skip

@@ -252,7 +252,7 @@ def test_trigger_sync_on_a_trigger_channel_of_the_eeg_stream(checkpoint, session
     engine, got, summary = _stream(checkpoint, _with_trigger_channel(session), n_volumes=4,
                                    sync="trigger", trigger="eeg:TRIG")  # fmt: skip
     assert isinstance(engine.triggers, ChannelTriggers) or engine.triggers is None
-    assert engine.consumer.trigger_channel == "TRIG" and engine.consumer._trigger_col == 4
+    assert engine.consumer.trigger.channel == "TRIG" and engine.consumer._trigger_col == 4
     stops = [round((t + T_R) * SFREQ) for t in session.volume_onsets]
     stops = [s for s in stops if s >= checkpoint.n_times]
     assert len(got) == 4 and summary["triggers"] >= 4, summary
@@ -263,22 +263,15 @@ def test_trigger_sync_on_a_trigger_channel_of_the_eeg_stream(checkpoint, session
 
 
 def test_a_trigger_channel_spec_is_checked(checkpoint):
-    from rt_eeg2fmri.realtime.engine import parse_trigger
-
-    assert parse_trigger("eeg:TRIG") == ("TRIG", 0.5)
-    assert parse_trigger("eeg:Status:2.5") == ("Status", 2.5)
-    assert parse_trigger("scanner:R128") == (None, None)
-    with pytest.raises(ValueError, match=r"the level must be a number, got 'high'"):
+    with pytest.raises(
+        ValueError, match=r"the level must be a number \(or mask=BITS\), got 'high'"
+    ):
         Engine.from_checkpoint(checkpoint, source="name:x", sync="trigger",
                                trigger="eeg:TRIG:high", outlet_name=None, device="cpu")  # fmt: skip
-    with pytest.raises(ValueError, match=r"names no channel: got 'eeg:'"):
-        parse_trigger("eeg:")
-    with pytest.raises(ValueError, match=r"the level must be finite, got 'nan'"):
-        parse_trigger("eeg:TRIG:nan")
     from rt_eeg2fmri.realtime.inlet import EEGConsumer
 
-    with pytest.raises(ValueError, match=r"'trigger_level' must be a finite number, got inf"):
-        EEGConsumer("x", ch_names=CH, sfreq=SFREQ, trigger_channel="TRIG", trigger_level=np.inf)
+    with pytest.raises(TypeError, match=r"'trigger' must be a TriggerChannel, got 'TRIG'"):
+        EEGConsumer("x", ch_names=CH, sfreq=SFREQ, trigger="TRIG")
 
 
 @pytest.mark.lsl

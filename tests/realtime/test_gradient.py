@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rt_eeg2fmri.data.triggers import TriggerChannel
 from rt_eeg2fmri.realtime.gradient import LiveGradientCorrector
 
 L = 200  # samples per volume in the synthetic cases
@@ -355,7 +356,7 @@ def test_the_gradient_correction_on_a_trigger_channel_of_the_stream(uid):
             time.sleep(0.005)
 
     consumer = EEGConsumer(uid, ch_names=["Fz", "Cz", "Pz"], sfreq=sfreq, units="V", gradient=4,
-                           t_r=2.0, trigger_channel="TRIG")  # fmt: skip
+                           t_r=2.0, trigger=TriggerChannel("TRIG"))  # fmt: skip
     with consumer:
         assert outlet.wait_for_consumers(10.0)
         pusher = threading.Thread(target=push)

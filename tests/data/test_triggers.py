@@ -1,0 +1,102 @@
+"""Trigger channels: the spec, and rising edges found chunk by chunk as MNE finds events."""
+
+import mne
+import numpy as np
+import pytest
+
+from rt_eeg2fmri.data.triggers import TriggerChannel, is_channel_spec
+
+SFREQ = 500.0
+
+
+def _status(n_times=20_000, seed=0):
+    """A BioSemi-like status channel: bits 9–13 always set (amplifier state), stimulus codes
+    1–255 on the low byte at random times, and the scanner's pulse on bit 8 (0x100), five
+    samples long every 2 s, sometimes during a stimulus code."""
+    rng = np.random.default_rng(seed)
+    x = np.full(n_times, 0x3E00, np.int64)
+    for t in rng.integers(0, n_times - 50, 40):
+        x[t : t + int(rng.integers(2, 40))] |= int(rng.integers(1, 256))
+    onsets = np.arange(137, n_times - 10, int(2 * SFREQ))
+    for t in onsets:
+        x[t : t + 5] |= 0x100
+    return x.astype(float), onsets
+
+
+def _raw(stim, name="STI 014"):
+    info = mne.create_info(["Cz", name], SFREQ, ["eeg", "stim"])
+    data = np.vstack([1e-5 * np.random.default_rng(1).standard_normal(stim.size), stim])
+    return mne.io.RawArray(data, info, verbose="error")
+
+
+def test_the_spec_is_parsed_and_spelled_back():
+    assert TriggerChannel.parse("eeg:TRIG") == TriggerChannel("TRIG", level=0.5)
+    assert TriggerChannel.parse("eeg:Status:2.5") == TriggerChannel("Status", level=2.5)
+    assert TriggerChannel.parse("EEG: STI 014 :mask=0x100") == TriggerChannel("STI 014", mask=256)
+    assert TriggerChannel.parse("eeg:Status:mask=8").describe() == "rising edge of bits 0x8"
+    assert TriggerChannel.parse("eeg:TRIG:3").describe() == "rising edge through 3"
+    for spec in ("eeg:TRIG:0.5", "eeg:Status:mask=0x100"):
+        assert TriggerChannel.parse(TriggerChannel.parse(spec).spec) == TriggerChannel.parse(spec)
+    for spec in ("R128", "scanner:R128", None, ""):
+        assert TriggerChannel.parse(spec) is None and not is_channel_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("eeg:", r"'marker' eeg:CHANNEL\[:LEVEL\|:mask=BITS\] names no channel: got 'eeg:'"),
+        ("eeg:TRIG:high", r"the level must be a number \(or mask=BITS\), got 'high'"),
+        ("eeg:TRIG:nan", r"the level must be finite, got 'nan'"),
+        ("eeg:Status:mask=bit8", r"the mask must be an integer \(e.g. 8 or 0x8\), got 'bit8'"),
+        ("eeg:Status:mask=0", r"the mask must have a bit set, got '0'"),
+    ],
+)
+def test_a_bad_spec_is_refused_naming_the_parameter(spec, message):
+    with pytest.raises(ValueError, match=message):
+        TriggerChannel.parse(spec, what="'marker'")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 20_000])
+def test_edges_through_a_level_chunk_by_chunk_are_mnes_events(chunk):
+    """A stim channel of codes (0, then 1–255 for a few samples): every chunking finds
+    exactly the onsets ``mne.find_events`` finds (``consecutive=False``: from zero)."""
+    x = np.zeros(20_000)
+    rng = np.random.default_rng(2)
+    starts = np.sort(rng.choice(np.arange(1, 19_900, 60), 80, replace=False))
+    for t in starts:
+        x[t : t + int(rng.integers(1, 50))] = int(rng.integers(1, 256))
+    raw = _raw(x)
+    events = mne.find_events(raw, "STI 014", consecutive=False, shortest_event=1, verbose="error")
+    edges = TriggerChannel("STI 014").edges()
+    found = np.concatenate([a + edges.find(x[a : a + chunk]) for a in range(0, x.size, chunk)])
+    np.testing.assert_array_equal(found, events[:, 0])
+    np.testing.assert_allclose(TriggerChannel("STI 014").onsets(raw), events[:, 0] / SFREQ)
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 20_000])
+def test_edges_of_a_status_bit_are_mnes_masked_events(chunk):
+    """With ``mask=0x100`` only the scanner's bit counts, under stimulus codes and bits that
+    are always set: the onsets ``mne.find_events(mask=0x100, mask_type="and")`` finds."""
+    x, onsets = _status()
+    raw = _raw(x, "Status")
+    events = mne.find_events(raw, "Status", consecutive=False, shortest_event=1, mask=0x100,
+                             mask_type="and", verbose="error")  # fmt: skip
+    np.testing.assert_array_equal(events[:, 0], onsets)
+    edges = TriggerChannel("Status", mask=0x100).edges()
+    found = np.concatenate([a + edges.find(x[a : a + chunk]) for a in range(0, x.size, chunk)])
+    np.testing.assert_array_equal(found, onsets)
+    # a level cannot tell the scanner's bit from the others: every sample is above 0.5
+    assert TriggerChannel("Status").edges().find(x).size == 0
+
+
+def test_a_pulse_high_at_the_start_and_values_not_a_number_are_not_edges():
+    edges = TriggerChannel("T").edges()
+    assert edges.find([1.0, 1.0, 0.0, np.nan, 1.0, np.nan, 2.0]).tolist() == [4, 6]
+    masked = TriggerChannel("T", mask=4).edges()
+    assert masked.find([4.0, 0.0, np.nan, 5.0, 1.0, np.inf, 12.0]).tolist() == [3, 6]
+
+
+def test_onsets_of_a_channel_the_recording_lacks_name_its_channels(tmp_path):
+    raw = _raw(np.zeros(100))
+    with pytest.raises(ValueError, match=r"the trigger channel 'TRIG' is not among its channels"):
+        TriggerChannel("TRIG").onsets(raw)
