@@ -53,13 +53,13 @@ import pandas as pd
 from .._checks import check_positive
 from .._logging import log_once, logger
 from ._nifti import read_bold_data, read_bold_header
-from .channels import is_ecg_label
 from .dataset import RunInfo, RunRef
 from .eeg_io import (
     EEG_EXTENSIONS,
     align_volumes,
     annotation_events,
     bad_spans,
+    ecg_picks,
     eeg_picks,
     marker_hint,
     open_raw,
@@ -557,12 +557,7 @@ def _picks(ref: RunRef, raw) -> list[int]:
     picks = [i for i in _eeg_picks(ref, raw) if i not in trigger]
     if ref.options["ecg"]:  # the ECG channels too, last (replay: the live pulse correction)
         types = _channel_types(ref.files["channels"]) if "channels" in ref.files else {}
-        kinds = raw.get_channel_types()
-        picks += [
-            i for i, name in enumerate(raw.ch_names)
-            if i not in picks and (str(types.get(name, "")).strip().upper() in ("ECG", "EKG")
-                                   or kinds[i] == "ecg" or is_ecg_label(name))
-        ]  # fmt: skip
+        picks += ecg_picks(raw, exclude={*picks, *trigger}, types=types)
     return picks
 
 

@@ -135,6 +135,23 @@ def stim_picks(raw, marker: str | None = None) -> list[int]:
     return picks
 
 
+def ecg_picks(raw, *, exclude=(), types: dict | None = None) -> list[int]:
+    """Indices of the ECG channels of ``raw`` (not in ``exclude``).
+
+    Those MNE types ``ecg``, typed ECG/EKG in ``types`` (a BIDS ``channels.tsv``), or
+    labelled ECG*/EKG*: the live pulse correction finds its lead among them.
+    """
+    from .channels import is_ecg_label
+
+    types = types or {}
+    kinds = raw.get_channel_types()
+    return [
+        i for i, name in enumerate(raw.ch_names)
+        if i not in exclude and (str(types.get(name, "")).strip().upper() in ("ECG", "EKG")
+                                 or kinds[i] == "ecg" or is_ecg_label(name))
+    ]  # fmt: skip
+
+
 def marker_hint(raw, marker: str) -> str:
     """What to try when ``raw`` has no ``marker`` annotation but has stim channels ("" if not)."""
     if TriggerChannel.parse(marker, what="'marker'") is not None:
@@ -334,7 +351,11 @@ def read_data(raw, picks, *, path) -> np.ndarray:
 
 
 def read_eeg(
-    path: str | Path, *, marker: str = "R128", channels: list[str] | None = None
+    path: str | Path,
+    *,
+    marker: str = "R128",
+    channels: list[str] | None = None,
+    ecg: bool = False,
 ) -> Session:
     """Read any MNE-readable EEG file as an EEG-only ``Session``.
 
@@ -347,6 +368,9 @@ def read_eeg(
         carries them, ``eeg:CHANNEL[:LEVEL|:mask=BITS]`` (see :func:`scanner_onsets`).
     channels : list of str | None
         Channels to keep, in this order; default every channel MNE types as EEG.
+    ecg : bool
+        Keep the ECG channels too (typed ECG or labelled ECG*/EKG*), last: a replay
+        publishes them for the live pulse correction.
 
     Returns
     -------
@@ -364,6 +388,8 @@ def read_eeg(
     picks = eeg_picks(raw, path=path, channels=channels)
     if channels is None:  # a trigger lead MNE types as EEG is not EEG
         picks = [i for i in picks if i not in stim]
+    if ecg:
+        picks += ecg_picks(raw, exclude={*picks, *stim})
     data = read_data(raw, picks, path=path)
     onsets = scanner_onsets(raw, marker)  # MNE drops annotations outside the data
     if not onsets.size and (hint := marker_hint(raw, marker)):

@@ -26,9 +26,10 @@ def load_recording(
     ----------
     path : path-like
         A dataset folder (BIDS, ds000116 legacy, simulator output: one run is selected
-        with ``subject``/``task``/``run``/``session``; a BIDS run keeps its ECG channels,
-        last, for the live pulse correction), an ``.xdf`` recording, or any
-        EEG file MNE reads (BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set``, FIF).
+        with ``subject``/``task``/``run``/``session``), an ``.xdf`` recording, or any
+        EEG file MNE reads (BrainVision ``.vhdr``, EDF/BDF, EEGLAB ``.set``, FIF). A BIDS
+        run or an EEG file keeps its ECG channels, last, for the live pulse correction,
+        and an EEG file its stim channels (published after the EEG).
     subject, task, run, session : str | None
         Run selection in a dataset folder (without ``sub-`` etc. prefixes).
     marker : str | None
@@ -84,4 +85,4 @@ def _eeg_file(path: Path, *, marker: str) -> Session:
         from ..data.eeg_io import read_eeg
     except ImportError as err:
         raise RuntimeError(f"cannot read '{path}': no EEG file reader ({err}).") from err
-    return read_eeg(path, marker=marker)
+    return read_eeg(path, marker=marker, ecg=True)  # the ECG too: the live pulse correction

@@ -132,3 +132,20 @@ def test_file_without_eeg_channels(tmp_path):
     )
     assert proc.returncode == 1
     assert "rt-eeg2fmri replay: error: " in proc.stderr and "noeeg_raw.fif': no EEG" in proc.stderr
+
+
+def test_a_files_ecg_and_stim_channels_are_kept_for_the_live_corrections(tmp_path):
+    """A FIF with an ECG lead MNE types ``ecg`` (named so nothing guesses it) and a stim
+    channel: a replay keeps the ECG after the EEG (the live pulse correction's lead, named
+    with ``--ecg``) and the stim channel in ``stim``; training's reader leaves both out."""
+    from rt_eeg2fmri.data import read_eeg
+
+    info = mne.create_info(["Fz", "heart", "Cz", "STI 014"], SFREQ, ["eeg", "ecg", "eeg", "stim"])
+    data = np.random.default_rng(0).standard_normal((4, 1000)) * 1e-5
+    data[3] = 0
+    data[3, [100, 350, 600]] = 1
+    mne.io.RawArray(data, info, verbose="error").save(tmp_path / "x_raw.fif", verbose="error")
+    s = load_recording(tmp_path / "x_raw.fif")
+    assert s.ch_names == ["Fz", "Cz", "heart"] and list(s.stim) == ["STI 014"]
+    np.testing.assert_allclose(s.eeg[2], data[1], rtol=1e-6)
+    assert read_eeg(tmp_path / "x_raw.fif").ch_names == ["Fz", "Cz"]
