@@ -47,7 +47,9 @@ marker off the volume grid nothing is flagged clean until a marker on it (a spur
 marker costs at most a volume of flags), and after two no volume joins the template (the
 TR is changing). A volume predicted without its marker whose first samples the template
 does not fit (the correction would add power, not remove it) means the scanner stopped:
-nothing is subtracted until a marker comes.
+nothing is subtracted until a marker comes. Where that is seen is decided sample by sample
+(the 16th sample of the volume at the earliest), so it does not depend on the chunking: the
+samples before it were corrected, and flagged, as a stream chunked finer gives them.
 """
 
 from __future__ import annotations
@@ -267,11 +269,13 @@ class LiveGradientCorrector:
             if self._current is not None:
                 template = self._current.wave[:, offset : offset + j - i]
                 fixed = piece - template
-                if not self._marked and self._scanner_stopped(
-                    piece[:, came], template[:, came], fixed[:, came]
-                ):
+                stop = None if self._marked else self._stops_at(piece, template, fixed, came)
+                if stop is not None:
                     # a volume without its marker that the template does not fit: the
-                    # scanner stopped. Nothing is subtracted until a marker comes.
+                    # scanner stopped. Nothing is subtracted from that sample on until a
+                    # marker comes.
+                    out[:, i : i + stop] = fixed[:, :stop]  # as a stream chunked finer gives
+                    clean[i : i + stop] = self.ready and not self._doubt
                     self.counts.stops += 1
                     self._begin(None, marked=False)
                     break
@@ -288,20 +292,29 @@ class LiveGradientCorrector:
             self.counts.lost += int(lost.sum())
         return out, clean
 
-    def _scanner_stopped(self, piece, template, fixed) -> bool:
-        """Whether the template does not fit the current volume so far, over enough samples.
+    def _stops_at(self, piece, template, fixed, came) -> int | None:
+        """The sample of ``piece`` where the template is found not to fit (``None``: it fits).
 
-        It does not when subtracting it adds half the power again or more and it is no mere
-        residue: a quarter of the samples' power or more (in the quiet parts of a volume
-        the template is the averaged EEG, about 1/N of their power).
+        It does not fit once, over enough of the volume's samples, subtracting it adds half
+        the power again or more and it is no mere residue: a quarter of the samples' power
+        or more (in the quiet parts of a volume the template is the averaged EEG, about 1/N
+        of their power). The sums run sample by sample, so where the stop is seen does not
+        depend on how the stream is chunked; ``came`` leaves lost samples out of them.
         """
-        acc = self._energy
-        # einsum, not BLAS (vdot): a threaded BLAS spins its threads after every call,
-        # which costs the acquisition thread's core as much again
-        acc += (_power(fixed), _power(piece), _power(template), piece.shape[1])
-        if acc[3] < max(16, self.length // 20):
-            return False
-        return bool(acc[0] > 1.5 * acc[1] and acc[2] > 0.25 * acc[1])
+        # einsum, not BLAS: a threaded BLAS spins its threads after every call, which costs
+        # the acquisition thread's core as much again
+        sums = np.stack([_powers(fixed), _powers(piece), _powers(template),
+                         np.ones(piece.shape[1])])  # fmt: skip
+        if not isinstance(came, slice):
+            sums[:, ~came] = 0.0
+        np.cumsum(sums, axis=1, out=sums)
+        sums += self._energy[:, None]
+        hit = (sums[3] >= max(16, self.length // 20)) & (sums[0] > 1.5 * sums[1])
+        hit &= sums[2] > 0.25 * sums[1]
+        if hit.any():
+            return int(np.argmax(hit))
+        self._energy = sums[:, -1].copy()
+        return None
 
     def _next_volume(self) -> None:
         """The current volume is over: into the template if whole; the next one begins.
@@ -478,6 +491,6 @@ def _moved(t: _Template | None, onset: int, ramp: np.ndarray) -> _Template | Non
     return _Template(onset, t.at, t.n, np.roll(t.wave, -m, axis=1), t.spectrum * np.exp(ramp * m))
 
 
-def _power(a: np.ndarray) -> float:
-    """Sum of squares of ``a`` (2-D)."""
-    return float(np.einsum("ij,ij->", a, a))
+def _powers(a: np.ndarray) -> np.ndarray:
+    """Sum of squares of each column of ``a`` (channels × samples): shape (n_samples,)."""
+    return np.einsum("ij,ij->j", a, a)

@@ -41,6 +41,25 @@ def run(corrector, x, markers, chunk=37, delay=0):
     return np.concatenate(outs, axis=1), np.concatenate(flags)
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 16, 37, 211])
+def test_where_the_scanner_stop_is_seen_does_not_depend_on_chunking(chunk):
+    """After the last volume the next one is predicted, and the template is found not to
+    fit (the scanner stopped) at the same sample however the stream is chunked: the output
+    equals the one-shot run's to the last sample."""
+    x, _, onsets = synthetic()
+    whole = LiveGradientCorrector(3, L, n_template=4)
+    want, want_clean = run(whole, x, onsets, chunk=x.shape[1])
+    c = LiveGradientCorrector(3, L, n_template=4)
+    out, clean = run(c, x, onsets, chunk=chunk)
+    assert c.counts.stops == whole.counts.stops == 1
+    np.testing.assert_array_equal(clean, want_clean)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-9)
+    end = onsets[-1] + L
+    # seen on the 16th sample (the fewest it decides on), which is left as it came
+    stopped = int(np.flatnonzero(out[0, end:] == x[0, end:])[0])
+    assert stopped == 15 and (out[:, end + stopped :] == x[:, end + stopped :]).all()
+
+
 def test_the_artifact_is_gone_once_the_template_is_ready_and_flagged_before():
     x, eeg, onsets = synthetic()
     c = LiveGradientCorrector(3, L, n_template=4)
@@ -368,8 +387,7 @@ def test_the_gradient_correction_on_a_trigger_channel_of_the_stream(uid):
     assert consumer.chain.gradient.counts.markers == 12
     assert consumer.trigger_times.qsize() == 12
     want, _ = run(LiveGradientCorrector(3, L, n_template=4), x, onsets)
-    scanned = slice(0, onsets[-1] + L)  # after it, where the stop is seen depends on chunking
-    np.testing.assert_allclose(data[:, scanned], want[:, scanned], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(data, want, rtol=1e-5, atol=1e-4)  # the scanner's stop too
 
 
 @pytest.mark.lsl
