@@ -305,8 +305,6 @@ def _stream(args, nifti, timing, bids_root) -> int:
 
     from rt_eeg2fmri.checkpoint import load_checkpoint
     from rt_eeg2fmri.realtime.engine import Engine
-    from rt_eeg2fmri.realtime.gradient import N_VOLUMES
-    from rt_eeg2fmri.realtime.pulse import N_BEATS
 
     ckpt = load_checkpoint(args.model or default_model_path())
     torch.set_num_threads(args.threads or default_threads())
@@ -331,8 +329,8 @@ def _stream(args, nifti, timing, bids_root) -> int:
         adapt_delays=args.adapt_delays,
         save_adapted=args.save_adapted,
         correct=_corrections(args),
-        gradient_volumes=args.correct_volumes or N_VOLUMES,
-        pulse_beats=args.correct_beats or N_BEATS,
+        gradient_volumes=args.correct_volumes,
+        pulse_beats=args.correct_beats,
         ecg=args.ecg,
         lost_timeout=args.timeout,
         consumer_options={

@@ -353,8 +353,8 @@ class Engine:
         adapt_delays: bool = False,
         save_adapted=None,
         correct=(),
-        gradient_volumes: int = N_VOLUMES,
-        pulse_beats: int = N_BEATS,
+        gradient_volumes: int | None = None,
+        pulse_beats: int | None = None,
         ecg: str | None = None,
         lost_timeout: float | None = None,
     ) -> Engine:
@@ -412,9 +412,9 @@ class Engine:
             (:mod:`~rt_eeg2fmri.realtime.pulse`) on the heartbeats of the stream's ECG
             channel.
         gradient_volumes : int
-            Past volumes in the gradient template (default ``N_VOLUMES``, 8).
+            Past volumes in the gradient template (``None``: ``N_VOLUMES``, 8).
         pulse_beats : int
-            Past heartbeats in the pulse template (default ``N_BEATS``, 30).
+            Past heartbeats in the pulse template (``None``: ``N_BEATS``, 30).
         ecg : str | None
             The stream's ECG channel (default: the one labelled ECG*/EKG*).
         lost_timeout : float | None
@@ -441,9 +441,9 @@ class Engine:
         options = {"bufsize": max(40.0, pre.winsize + 10.0, float(calibrate) + 5.0)}
         options.update(consumer_options or {})
         if "gradient" in correct:
-            options.update(gradient=gradient_volumes, t_r=checkpoint.t_r)
+            options.update(gradient=gradient_volumes or N_VOLUMES, t_r=checkpoint.t_r)
         if "bcg" in correct:
-            options.update(pulse=pulse_beats, ecg=ecg)
+            options.update(pulse=pulse_beats or N_BEATS, ecg=ecg)
         if channel is not None:
             options.update(trigger=channel)
         consumer = EEGConsumer(source, ch_names=checkpoint.ch_names, preprocessing=pre, **options)
