@@ -1,18 +1,19 @@
-"""In-scanner EEG: how close the offline correction (MNE's AAS + OBS) brings it to the clean EEG.
+"""In-scanner EEG: how close the offline and live corrections bring it to the clean EEG.
 
 A simulated in-scanner run (``simulate --artifacts gradient,bcg``) keeps the clean EEG
-under its artifacts. Printed per setting (uncorrected, gradient only, pulse only, both, the
-live gradient correction alone and both live corrections as the stream's EEG chain runs
-them — causal, in 20 ms chunks with markers a chunk late, R-peaks found live):
-the residual power (corrected − clean) relative to the clean EEG in dB and the mean
-per-channel correlation with the clean EEG, both after a 1–40 Hz band-pass, over the
-scanned part of the run; and the seconds the correction took (CPU seconds for the live one,
+under its artifacts. Printed per setting (uncorrected; the gradient correction with MNE's
+template and with ours, gated; the pulse correction (MNE's OBS); both; the live gradient
+correction alone and both live corrections as the stream's EEG chain runs them — causal,
+in 20 ms chunks with markers a chunk late, R-peaks found live): the residual power
+(corrected − clean) relative to the clean EEG in dB and the mean per-channel correlation
+with the clean EEG, both after a 1–40 Hz band-pass of the whole run, over the scanned part
+of the run; the residual without a band-pass; and the seconds the correction took (CPU seconds for the live one,
 also per second of stream). Then the CPU and the per-chunk time on the acquisition thread
 (the latency they add) of the EEG chain with and without both live corrections at 64
 channels.
 
     python benchmarks/bench_correction.py --volumes 60 --sfreq 5000 [--scanner-sync off]
-        [--cost-beats 20,30]
+        [--cost-beats 20,30] [--compare-with REF]
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def main() -> None:
         default=None,
         help="pulse templates (past beats, comma-separated) in the 64-ch cost table, side by "
         "side (default: the stream's)",
+    )
+    ap.add_argument(
+        "--compare-with",
+        default=None,
+        metavar="REF",
+        help="also correct offline (both corrections) with git REF's code, on the same run",
     )
     ap.add_argument(
         "--gap",
@@ -63,14 +70,17 @@ def main() -> None:
         events, ids = mne.events_from_annotations(raw, verbose="error")
         trs = events[events[:, 2] == ids["Response/R128"], 0]
         span = slice(int(trs[0]), int(trs[-1] + np.median(np.diff(trs))))
-        band = lambda a: mne.filter.filter_data(a[:, span], args.sfreq, 1.0, 40.0, verbose="error")  # noqa: E731
-        truth = band(clean.get_data())
+        # the whole run filtered, then the scanned span: no filter edge inside it
+        band = lambda a: mne.filter.filter_data(a, args.sfreq, 1.0, 40.0, verbose="error")[:, span]  # noqa: E731
+        truth, broad = band(clean.get_data()), clean.get_data()[:, span]
 
         def row(name, rec, seconds):
             x = band(rec.get_data(picks=clean.ch_names))
             db = 10 * np.log10(((x - truth) ** 2).mean() / (truth**2).mean())
             r = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(x, truth, strict=True)])
-            print(f"| {name} | {db:.1f} | {r:.3f} | {seconds:.1f} |")
+            wide = rec.get_data(picks=clean.ch_names)[:, span]
+            db_wide = 10 * np.log10(((wide - broad) ** 2).mean() / (broad**2).mean())
+            print(f"| {name} | {db:.1f} | {r:.3f} | {db_wide:.1f} | {seconds:.1f} |")
 
         n_ch = len(clean.ch_names)
         if args.gap:
@@ -78,14 +88,34 @@ def main() -> None:
             return gap_rows(raw.get_data(), list(raw.ch_names), clean, onsets, args)
         print(f"{args.volumes} volumes, {n_ch} channels at {args.sfreq:g} Hz, "
               f"scanner sync {args.scanner_sync}\n")  # fmt: skip
-        print("| setting | residual vs clean (dB, 1–40 Hz) | r with clean | correction s |")
-        print("|---|---:|---:|---:|")
+        print("| setting | residual vs clean (dB, 1–40 Hz) | r with clean | residual, broadband "
+              "(dB) | correction s |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|")
         row("uncorrected", raw, 0.0)
-        for name, kw in (("gradient (AAS)", dict(bcg=False)), ("pulse (OBS)", dict(gradient=False)),
-                         ("both", {})):  # fmt: skip
+        for name, kw in (
+            ("gradient (MNE's template: mean of the detrended volumes)",
+             dict(bcg=False, gated=False)),
+            ("gradient (gated, trends kept)", dict(bcg=False)),
+            ("pulse (OBS)", dict(gradient=False)),
+            ("both, MNE's gradient template (ends and alignment added)", dict(gated=False)),
+            ("both", {}),
+        ):  # fmt: skip
             t0 = time.perf_counter()
             fixed, _ = correct_raw(raw, **kw)
             row(name, fixed, time.perf_counter() - t0)
+        # MNE's AAS as it is (its end volumes left, whole samples), then MNE's OBS
+        t0 = time.perf_counter()
+        plain = mne.preprocessing.remove_fmri_gradient_artifact(
+            raw.copy().load_data(), trs - raw.first_samp, window=(4, 4), tr_tol=2,
+            picks=["eeg", "ecg"], verbose="error",
+        )  # fmt: skip
+        mne_both, _ = correct_raw(plain, gradient=False)
+        row("both, MNE as it is (remove_fmri_gradient_artifact, then OBS)", mne_both,
+            time.perf_counter() - t0)  # fmt: skip
+        if args.compare_with:
+            ref = raw.copy()
+            ref._data[:] = other_correction(args.compare_with, root, raw.ch_names)
+            row(f"both, {args.compare_with}'s offline correction", ref, float("nan"))
         # live: causal, 20 ms chunks, each marker given with the chunk after the one holding it
         length = int(np.round(np.median(np.diff(trs))))
         x = raw.get_data(picks=clean.ch_names)
@@ -123,11 +153,17 @@ def main() -> None:
               f"clean (from {tail.start / args.sfreq:.1f} s); CPU {1e3 * cpu / stream_s:.2f} ms "
               f"per s of stream at {n_ch} ch")  # fmt: skip
         both_off, _ = correct_raw(raw)
-        for name, rec_ in (("both offline", both_off), ("both live", rec)):
+        both_mne, _ = correct_raw(raw, gated=False)
+        for name, rec_ in (("both offline, MNE as it is", mne_both),
+                           ("both offline, MNE's gradient template", both_mne),
+                           ("both offline", both_off), ("both live", rec)):  # fmt: skip
             x_ = band(rec_.get_data(picks=clean.ch_names))[:, tail.start - span.start :]
             t_ = truth[:, tail.start - span.start :]
+            w_ = rec_.get_data(picks=clean.ch_names)[:, tail] - clean.get_data()[:, tail]
+            b_ = clean.get_data()[:, tail]
             print(f"  {name}, where the live templates are ready: "
-                  f"{10 * np.log10(((x_ - t_) ** 2).mean() / (t_**2).mean()):.1f} dB")  # fmt: skip
+                  f"{10 * np.log10(((x_ - t_) ** 2).mean() / (t_**2).mean()):.1f} dB "
+                  f"(broadband {10 * np.log10((w_**2).mean() / (b_**2).mean()):.1f} dB)")  # fmt: skip
         # CPU and the latency the corrections add, at 64 channels (the recording's channels
         # repeated), per 100-ms chunk as the stream pulls: the chain with and without them
         reps = -(-64 // n_ch)
@@ -148,6 +184,38 @@ def main() -> None:
                                        beats=n_beats)  # fmt: skip
             print(f"| {label} | {1e3 * cpu / stream_s:.1f} | {np.median(per):.2f} | "
                   f"{np.percentile(per, 99):.2f} |")  # fmt: skip
+
+
+def other_correction(ref: str, root, names):
+    """Both offline corrections of the run by git ``ref``'s code, in a subprocess.
+
+    Returns the corrected samples of ``names`` (volts).
+    """
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    from bench_ingest import extract_ref
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = extract_ref(ref, Path(tmp))
+        out = Path(tmp) / "both.npy"
+        code = (
+            "import sys, json, warnings, numpy as np, mne\n"
+            "from pathlib import Path\n"
+            "from rt_eeg2fmri.data.correct import correct_raw\n"
+            "root, out, names = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])\n"
+            "path = root / 'sub-01' / 'eeg' / 'sub-01_task-auditory_run-1_eeg.vhdr'\n"
+            "warnings.simplefilter('ignore')\n"
+            "raw = mne.io.read_raw_brainvision(path, preload=True, verbose='error')\n"
+            "raw.set_channel_types({'ECG': 'ecg'})\n"
+            "fixed, _ = correct_raw(raw)\n"
+            "np.save(out, fixed.get_data(picks=names))\n"
+        )
+        subprocess.run([sys.executable, "-c", code, str(root), str(out), json.dumps(names)],
+                       cwd=tree, check=True)  # fmt: skip
+        return np.load(out)
 
 
 def gap_rows(data, labels, clean, onsets, args) -> None:

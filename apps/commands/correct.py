@@ -19,6 +19,12 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--ecg", default=None, help="ECG channel (default: typed or named ECG)")
     parser.add_argument(
+        "--mne-template",
+        action="store_true",
+        help="the gradient template as MNE's GradientRemover makes it: the plain mean of the "
+        "detrended volumes around (default: gated per harmonic, the volumes' trends kept)",
+    )
+    parser.add_argument(
         "--live",
         action="store_true",
         help="correct causally, as 'stream --correct' does (past volumes and heartbeats only)",
@@ -50,10 +56,12 @@ def run(args) -> int:
         marker=args.marker,
         ecg=args.ecg,
         live=args.live,
+        gated=not args.mne_template,
     )
     _export(fixed, out)
     how = (f"live, {report.flagged} samples flagged" if args.live else
-           f"{report.edge_volumes} at the ends with a shifted template")  # fmt: skip
+           f"{report.edge_volumes} at the ends with a shifted template, "
+           f"{report.aligned_volumes} aligned to a fraction of a sample")  # fmt: skip
     print(
         f"corrected '{args.path}' → '{out}': gradient on {report.volumes} volumes ({how}), "
         f"pulse artifact on {report.beats} beats" + (f" of '{report.ecg}'" if report.ecg else "")

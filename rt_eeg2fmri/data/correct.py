@@ -4,7 +4,13 @@
   volume markers, MNE's :class:`mne.preprocessing.GradientRemover` (a template of the
   four volumes before and the four after). MNE leaves the first and last volumes of a run
   uncorrected (they lack a full window); here they get the template of the nearest
-  volumes that exist (the window shifted inward), from the same per-volume access.
+  volumes that exist (the window shifted inward), from the same per-volume access. With
+  an EEG clock not locked to the scanner's, the volumes averaged are first aligned to a
+  fraction of a sample on the one corrected (MNE anchors them on whole samples, which
+  blurs the template). The template is gated per harmonic, as the live one is (the mean
+  of N volumes holds 1/N of the EEG, which MNE subtracts back), and the volumes are not
+  detrended (MNE's per-volume detrend takes the EEG's own trend out of each volume, a step
+  at every volume's edge); ``gated=False`` keeps MNE's template.
 - Pulse artifact: optimal basis sets (OBS, Niazy 2005), MNE's
   :func:`mne.preprocessing.apply_pca_obs`, on the R-peaks that MNE's
   :func:`mne.preprocessing.find_ecg_events` detects on the ECG channel.
@@ -34,6 +40,9 @@ LIVE = "live"  # the causal corrections of the stream, not MNE's offline ones
 # cache built by an older version is not reused (3: gated, aligned gradient template;
 # 4: 30 past beats and a stronger prior in the pulse fit)
 LIVE_VERSION = 4
+# samples beyond a volume on either side that the offline template's sub-sample shift runs
+# over, so that what it wraps around is not the volume's own
+SHIFT_MARGIN = 128
 
 
 def parse_corrections(spec) -> tuple[str, ...]:
@@ -65,6 +74,9 @@ class CorrectionReport:
         Volume markers used for the gradient template (0 without ``gradient``).
     edge_volumes : int
         Volumes at the run's ends corrected with a template shifted inward.
+    aligned_volumes : int
+        Volumes whose template was aligned to a fraction of a sample (the EEG clock not
+        locked to the scanner's).
     beats : int
         R-peaks used for the pulse artifact (0 without ``bcg``).
     ecg : str | None
@@ -79,6 +91,7 @@ class CorrectionReport:
 
     volumes: int = 0
     edge_volumes: int = 0
+    aligned_volumes: int = 0
     beats: int = 0
     ecg: str | None = None
     flagged: int = 0
@@ -111,6 +124,7 @@ def correct_raw(
     marker: str = "R128",
     ecg: str | None = None,
     window: tuple[int, int] = (4, 4),
+    gated: bool = True,
     n_components: int = 4,
     live: bool = False,
     volumes: int | None = None,
@@ -132,6 +146,9 @@ def correct_raw(
         The ECG channel (default: the one typed ECG, else named ECG*/EKG*).
     window : (int, int)
         Volumes before and after in each gradient template.
+    gated : bool
+        Gate the gradient template per harmonic and keep the volumes' trends (see
+        :func:`_aas`); ``False``: MNE's template, the mean of the detrended volumes.
     n_components : int
         Principal components of the pulse artifact's optimal basis set.
     live : bool
@@ -170,9 +187,10 @@ def correct_raw(
         # the ECG lead carries the gradient artifact too: corrected first, its R-peaks are
         # found under the artifact (as the live chain does)
         both = list(picks) + ([raw.ch_names.index(ecg_name)] if ecg_name else [])
-        fixed, n_edge = _aas(raw.get_data(both), samples, window)
+        fixed, n_edge, n_aligned = _aas(raw.get_data(both), samples, window, gated=gated)
         raw._data[both] = fixed
         report.volumes, report.edge_volumes = int(samples.size), n_edge
+        report.aligned_volumes = n_aligned
     if bcg:
         peaks, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name=ecg_name, verbose="error")
         qrs = (peaks[:, 0] - raw.first_samp) / raw.info["sfreq"]
@@ -188,10 +206,11 @@ def correct_raw(
         )
         report.beats, report.ecg = int(qrs.size), ecg_name
     logger.info(
-        "Corrected: gradient on %d volumes (%d at the ends with a shifted template), pulse "
-        "artifact on %d beats%s.",
+        "Corrected: gradient on %d volumes (%d at the ends with a shifted template, %d "
+        "aligned to a fraction of a sample), pulse artifact on %d beats%s.",
         report.volumes,
         report.edge_volumes,
+        report.aligned_volumes,
         report.beats,
         f" of {ecg_name!r}" if report.beats else "",
     )
@@ -267,15 +286,43 @@ def _annotate_flagged(raw, clean: np.ndarray) -> None:
     raw.annotations.append(runs[:, 0] / sfreq + shift, runs[:, 1] / sfreq, [FLAGGED] * len(runs))
 
 
-def _aas(data: np.ndarray, samples: np.ndarray, window: tuple[int, int]):
-    """AAS with MNE's GradientRemover; its uncorrected end volumes get a shifted window."""
+def _aas(data: np.ndarray, samples: np.ndarray, window: tuple[int, int], *, gated: bool = True):
+    """AAS on MNE's GradientRemover's volumes; the template aligned and gated.
+
+    MNE's template of a volume is the mean of the detrended volumes in ``window`` around
+    it, subtracted from the volume detrended. With ``gated`` (the default), from the same
+    per-volume access:
+
+    - each harmonic of the mean is kept as far as it repeats from volume to volume
+      (:func:`~rt_eeg2fmri.realtime.gradient.gate`, as in the live template), so the 1/N
+      of the EEG that a mean of N volumes holds is not subtracted back; the volumes are
+      not detrended (a volume's own linear trend is EEG as much as artifact: removing it
+      leaves a step at every volume's edge), as the gate keeps the artifact's steady
+      offset and drops the EEG's drift;
+    - the end volumes (MNE leaves them uncorrected) get the nearest ``sum(window)`` others;
+    - with an EEG clock not locked to the scanner's, where each volume's artifact lands on
+      another sub-sample phase (and the markers, on whole samples, jump between spacings
+      of N and N − 1), the volumes averaged are first shifted (:func:`_shifted`) to where
+      this volume's artifact begins (:func:`_artifact_lateness`), as the live template is,
+      whenever they lie ``ALIGN_MIN`` samples or more apart.
+
+    ``gated=False`` is MNE's template, with only the end volumes and the alignment added:
+    with locked clocks, MNE's result to the last sample between the end volumes.
+
+    Returns
+    -------
+    corrected : array of shape data.shape
+    n_edge, n_aligned : int
+        Volumes corrected with the window shifted inward; with aligned templates.
+    """
     from mne.preprocessing import GradientRemover
+
+    from ..realtime.gradient import ALIGN_MIN, gate
 
     spacing = int(np.round(np.median(np.diff(samples))))
     keep = samples + spacing <= data.shape[1]  # a last volume cut off by the recording's end
     samples = samples[keep]
     remover = GradientRemover(data, samples, window=window, tr_tol=2)
-    out = remover.corrected.copy()
     before, after = remover.window
     n_tr = remover.n_tr
     span = before + after
@@ -283,11 +330,82 @@ def _aas(data: np.ndarray, samples: np.ndarray, window: tuple[int, int]):
         raise ValueError(
             f"the gradient correction needs more than {span} volumes for its template, got {n_tr}."
         )
-    edges = [n for n in range(n_tr) if n < before or n >= n_tr - after]
-    for n in edges:  # the nearest `span` other volumes
-        lo = min(max(n - before, 0), n_tr - span - 1)
-        others = [k for k in range(lo, lo + span + 1) if k != n][:span]
-        template = np.mean([remover.get_tr_detrended(k) for k in others], axis=0)
-        start = samples[n]  # as MNE corrects the others: detrended volume − template
-        out[:, start : start + spacing] = remover.get_tr_detrended(n) - template
-    return out, len(edges)
+    volume = remover.get_tr if gated else remover.get_tr_detrended
+    late = _artifact_lateness(remover, samples, spacing)
+    spectra: dict[int, np.ndarray] = {}  # volume → its spectrum (a window's worth kept)
+    out = data.copy()
+    n_edge = n_aligned = 0
+    for n in range(n_tr):
+        edge = n < before or n >= n_tr - after
+        if edge:  # the nearest `span` other volumes
+            lo = min(max(n - before, 0), n_tr - span - 1)
+            others = [k for k in range(lo, lo + span + 1) if k != n][:span]
+        else:  # MNE's window (its two sides weigh as their shares: each volume as 1/span)
+            others = [*range(n - before, n), *range(n + 1, n + after + 1)]
+        lag = late[n] - late[others]
+        aligned = bool(np.abs(lag).max() >= ALIGN_MIN)
+        if aligned:
+            specs = [np.fft.rfft(_shifted(data, samples[k], spacing, d, detrended=not gated),
+                                 axis=1) for k, d in zip(others, lag, strict=True)]  # fmt: skip
+        elif gated:
+            for k in [k for k in spectra if k < n - span - 1]:
+                del spectra[k]
+            specs = [spectra.setdefault(k, np.fft.rfft(volume(k), axis=1)) for k in others]
+        if aligned or gated:
+            mean = sum(specs) / span
+            if gated:
+                mean = gate(mean, sum(s.real**2 + s.imag**2 for s in specs), span)
+            template = np.fft.irfft(mean, n=spacing, axis=1)
+        elif edge:
+            template = np.mean([volume(k) for k in others], axis=0)
+        else:
+            template = remover.get_tr_template(n)
+        n_edge += edge
+        n_aligned += aligned
+        out[:, samples[n] : samples[n] + spacing] = volume(n) - template
+    return out, n_edge, n_aligned
+
+
+def _shifted(
+    data: np.ndarray, start: int, spacing: int, lag: float, *, detrended: bool
+) -> np.ndarray:
+    """The volume of ``spacing`` samples from ``start``, moved ``lag`` samples later.
+
+    A phase ramp over the volume and ``SHIFT_MARGIN`` samples either side (fewer at the
+    recording's ends), so what the shift wraps around lies outside the volume; then
+    ``detrended`` as MNE detrends the volumes it averages.
+    """
+    from scipy.signal import detrend
+
+    margin = min(SHIFT_MARGIN, start, data.shape[1] - start - spacing)
+    lo, hi = start - margin, start + spacing + margin
+    ramp = 2j * np.pi * np.arange((hi - lo) // 2 + 1) / (hi - lo)
+    moved = np.fft.irfft(np.fft.rfft(data[:, lo:hi], axis=1) * np.exp(-ramp * lag), n=hi - lo)
+    moved = moved[:, margin : margin + spacing]
+    return detrend(moved, axis=1) if detrended else moved
+
+
+def _artifact_lateness(remover, samples: np.ndarray, spacing: int) -> np.ndarray:
+    """Where each volume's artifact begins in its segment (fractional samples, up to a constant).
+
+    Each volume's timing against the one before, by the phase of their cross-spectrum
+    (:func:`~rt_eeg2fmri.realtime.gradient.phase_lag`), summed into the artifacts' onsets,
+    and a line through them: the two clocks' rates differ by a constant.
+
+    Returns
+    -------
+    late : array of shape (n_volumes,)
+    """
+    from ..realtime.gradient import phase_lag, timing_harmonics
+
+    k = timing_harmonics(spacing)
+    at = np.zeros(remover.n_tr)
+    prev = np.fft.rfft(remover.get_tr_detrended(0), axis=1)[:, : k.stop]
+    for v in range(1, remover.n_tr):
+        cur = np.fft.rfft(remover.get_tr_detrended(v), axis=1)[:, : k.stop]
+        step = float(samples[v] - samples[v - 1])
+        at[v] = at[v - 1] + step + float(np.clip(phase_lag(cur, prev, k, spacing), -1.0, 1.0))
+        prev = cur
+    u = np.arange(remover.n_tr, dtype=float)
+    slope, at0 = np.polyfit(u, at, 1) if remover.n_tr > 1 else (0.0, 0.0)
+    return at0 + slope * u - (samples - samples[0])

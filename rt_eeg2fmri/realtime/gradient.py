@@ -153,7 +153,7 @@ class LiveGradientCorrector:
         # began (a fractional sample); the spectra are kept as they came
         self._timing: deque[tuple[int, int, float]] = deque()  # number, onset, artifact's
         self._ramp = 2j * np.pi * np.arange(length // 2 + 1) / length
-        self._fit_k = slice(1, max(2, length // 8))  # harmonics the timing is measured on
+        self._fit_k = timing_harmonics(length)
         self._origin: int | None = None  # the onset of the template's first volume
         self._buf = np.zeros((self.n_chans, length))
         self._ahead: list[int] = []  # markers of volumes still to come
@@ -365,14 +365,7 @@ class LiveGradientCorrector:
         spec = np.fft.rfft(buf.astype(np.float32), axis=1)
         at = float(onset)
         if used is not None:
-            k = self._fit_k
-            cross = np.einsum("ck,ck->k", spec[:, k], np.conj(used.spectrum[:, k]))
-            w, phase = np.abs(cross), np.angle(cross)
-            ks = np.arange(k.start, k.start + phase.size)
-            denom = float(np.sum(w * ks**2))
-            late = (
-                -self.length / (2 * np.pi) * float(np.sum(w * ks * phase)) / denom if denom else 0.0
-            )
+            late = phase_lag(spec, used.spectrum, self._fit_k, self.length)
             at = used.at + float(np.clip(late, -1.0, 1.0))
         elif self._past:
             at = self._predict(onset)
@@ -437,32 +430,65 @@ class LiveGradientCorrector:
         # the template's own timing, against which the volume it corrects is measured: a
         # prediction in its place would add its error to every measurement, and the line
         # would wander off (locked clocks would be shifted after a few minutes)
-        wave = np.fft.irfft(self._gate(mean, n), n=self.length, axis=1)
+        wave = np.fft.irfft(gate(mean, self._sum_power, n), n=self.length, axis=1)
         return _Template(onset, onset + late, n, wave, mean)
 
-    def _gate(self, mean: np.ndarray, n: int) -> np.ndarray:
-        """The mean, each harmonic kept as far as it repeats from volume to volume.
 
-        The mean of N volumes holds the artifact plus 1/N of whatever does not repeat (the
-        EEG; the pulse artifact, tens of µV below 8 Hz), and subtracting it would add that
-        back. At each harmonic of the volume (per channel) the mean is weighed by
-        ``max(0, 1 − GATE·v / (N·|m|²))``, ``m`` the mean and ``v`` the volumes' spread
-        about it (a phase shift leaves each volume's power as it is): the artifact's
-        harmonics, the same in every volume, are kept whole; those that are mostly what
-        does not repeat are dropped.
-        """
-        if n < 2:
-            return mean
-        # spread / (n·m2) = (power / (n·m2) - 1) · n / (n - 1): one ratio, in place
-        gain = mean.real**2 + mean.imag**2
-        gain *= n
-        np.maximum(gain, np.finfo(np.float32).tiny, out=gain)  # no mean: gated out
-        np.divide(self._sum_power, gain, out=gain, casting="unsafe")
-        gain -= 1.0
-        gain *= -GATE / (n - 1)
-        gain += 1.0
-        np.clip(gain, 0.0, 1.0, out=gain)
-        return mean * gain
+def gate(mean: np.ndarray, sum_power: np.ndarray, n: int) -> np.ndarray:
+    """The mean of ``n`` volumes' spectra, each harmonic kept as far as it repeats.
+
+    The mean of N volumes holds the artifact plus 1/N of whatever does not repeat (the
+    EEG; the pulse artifact, tens of µV below 8 Hz), and subtracting it would add that
+    back. At each harmonic of the volume (per channel) the mean is weighed by
+    ``max(0, 1 − GATE·v / (N·|m|²))``, ``m`` the mean and ``v`` the volumes' spread about
+    it (a phase shift leaves each volume's power as it is): the artifact's harmonics, the
+    same in every volume, are kept whole; those that are mostly what does not repeat are
+    dropped.
+
+    Parameters
+    ----------
+    mean : array of shape (n_chans, n_harmonics), complex
+    sum_power : array of shape (n_chans, n_harmonics)
+        The sum of the volumes' powers ``|spectrum|²``.
+    n : int
+        Volumes in the mean.
+    """
+    if n < 2:
+        return mean
+    # spread / (n·m2) = (power / (n·m2) - 1) · n / (n - 1): one ratio, in place
+    gain = mean.real**2 + mean.imag**2
+    gain *= n
+    np.maximum(gain, np.finfo(np.float32).tiny, out=gain)  # no mean: gated out
+    np.divide(sum_power, gain, out=gain, casting="unsafe")
+    gain -= 1.0
+    gain *= -GATE / (n - 1)
+    gain += 1.0
+    np.clip(gain, 0.0, 1.0, out=gain)
+    return mean * gain
+
+
+def timing_harmonics(length: int) -> slice:
+    """The harmonics of a ``length``-sample volume its artifact's timing is measured on."""
+    return slice(1, max(2, length // 8))
+
+
+def phase_lag(spec: np.ndarray, ref: np.ndarray, harmonics: slice, length: int) -> float:
+    """How many samples later the artifact in ``spec`` begins than the one in ``ref``.
+
+    The weighted slope of the phase of their cross-spectrum (summed over channels) over
+    ``harmonics`` of the ``length``-sample volume: a fraction of a sample, good to about
+    ``length / (2 · harmonics.stop)`` samples either way.
+
+    Parameters
+    ----------
+    spec, ref : array of shape (n_chans, length // 2 + 1), complex
+        The two volumes' spectra (``np.fft.rfft`` along time).
+    """
+    cross = np.einsum("ck,ck->k", spec[:, harmonics], np.conj(ref[:, harmonics]))
+    w, phase = np.abs(cross), np.angle(cross)
+    ks = np.arange(harmonics.start, harmonics.start + phase.size)
+    denom = float(np.sum(w * ks**2))
+    return -length / (2 * np.pi) * float(np.sum(w * ks * phase)) / denom if denom else 0.0
 
 
 @dataclass
