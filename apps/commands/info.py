@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from ._reader import add_reader_arguments, reader_options
 
-HELP = "Summarize a dataset: subjects, runs, channels, TR, grid, training pairs, problems."
+HELP = "Summarize a dataset (subjects, runs, channels, TR, grid, pairs, problems) or one EEG file."
 
 
 def add_arguments(parser) -> None:
     """Add the info options."""
-    parser.add_argument("path", help="dataset folder (BIDS, ds000116 legacy or simulated)")
+    parser.add_argument(
+        "path",
+        help="dataset folder (BIDS, ds000116 legacy or simulated), or one EEG file (any format "
+        "MNE reads): its channels, markers and trigger channels, and the --marker to use",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
         "--winsize", type=float, default=30.0, help="EEG window for training pairs (s, default 30)"
@@ -32,9 +36,9 @@ def run(args) -> int:
     path = Path(args.path)
     if not path.exists():
         raise FileNotFoundError(f"dataset folder not found: '{path}'.")
-    if not path.is_dir():
-        raise ValueError(f"'{path}' is a file; 'info' expects a dataset folder.")
     options = reader_options(args)
+    if not path.is_dir():
+        return _recording(path, args, options)
     options.update({k: getattr(args, k) for k in ("subject", "task") if getattr(args, k)})
     layout = options.pop("layout", "auto")
     summary = summarize(path, layout=layout, winsize=args.winsize, full=args.full, **options)
@@ -42,4 +46,19 @@ def run(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
+    return 0
+
+
+def _recording(path, args, options) -> int:
+    """``info FILE``: one EEG file's channels, markers and trigger channels."""
+    import json
+
+    from rt_eeg2fmri.data.recording import format_recording, summarize_recording
+
+    marker = options.pop("marker", None) or "R128"
+    if options:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(options))
+        raise ValueError(f"'{path}' is a file; {flags} apply to dataset folders only.")
+    summary = summarize_recording(path, marker=marker)
+    print(json.dumps(summary, indent=2) if args.json else format_recording(summary))
     return 0

@@ -99,8 +99,9 @@ class TriggerChannel:
     @property
     def spec(self) -> str:
         """The spec that parses back to this trigger channel."""
-        tail = f"mask={self.mask:#x}" if self.mask is not None else f"{self.level:g}"
-        return f"{PREFIX}{self.channel}:{tail}"
+        if self.mask is not None:
+            return f"{PREFIX}{self.channel}:mask={self.mask:#x}"
+        return f"{PREFIX}{self.channel}" + ("" if self.level == 0.5 else f":{self.level:g}")
 
     def describe(self) -> str:
         """The edge looked for, in words (``"rising edge through 0.5"``)."""

@@ -106,7 +106,7 @@ def test_info_errors_exit_1(tmp_path, capsys):
     assert "unknown BIDS reader option(s) ['bold_pattern']" in capsys.readouterr().err
     (tmp_path / "file.txt").write_text("x")
     assert main(["info", str(tmp_path / "file.txt")]) == 1
-    assert "expects a dataset folder" in capsys.readouterr().err
+    assert "file.txt': unsupported EEG file type; expected one of .vhdr" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--help"])
@@ -115,3 +115,66 @@ def test_info_help(flag, capsys):
         main(["info", flag])
     assert err.value.code == 0
     assert "--winsize" in capsys.readouterr().out
+
+
+def _fif(path, stim, *, sfreq=250.0, name="STI 014", ecg=True):
+    """A FIF with 3 EEG channels, an ECG lead (typed ecg) and a stim channel ``stim``."""
+    import mne
+    import numpy as np
+
+    names = ["Fz", "Cz", "Pz", *(["EKG"] if ecg else []), name]
+    types = ["eeg"] * 3 + (["ecg"] if ecg else []) + ["stim"]
+    data = np.vstack([1e-5 * np.random.default_rng(0).standard_normal((len(names) - 1,
+                                                                       stim.size)), stim])  # fmt: skip
+    mne.io.RawArray(data, mne.create_info(names, sfreq, types), verbose="error").save(
+        path, verbose="error"
+    )
+    return path
+
+
+def test_info_of_a_file_finds_the_trigger_channel_and_says_which_marker(tmp_path, capsys):
+    """``info FILE``: a FIF whose scanner triggers are on ``STI 014`` (no annotations) —
+    the triggers are found, evenly spaced at the TR, and ``--marker "eeg:STI 014"`` is
+    suggested; a BioSemi-like status (high bits always set, stimulus codes on the low
+    byte) gets the bit that carries the scanner: ``mask=0x100``."""
+    import numpy as np
+
+    stim = np.zeros(250 * 40)
+    onsets = np.arange(500, stim.size - 10, 500)  # every 2 s from 2 s
+    for t in onsets:
+        stim[t : t + 3] = 1
+    path = _fif(tmp_path / "scan_raw.fif", stim)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "stim      1 (STI 014)" in out and "ECG       EKG" in out
+    assert "volumes   0 'R128' onsets" in out
+    assert f"eeg:STI 014: {onsets.size} onsets, TR 2 s" in out
+    assert 'use       --marker "eeg:STI 014"' in out
+    assert "no 'R128' scanner marker among the annotations: try --marker \"eeg:STI 014\"" in out
+    assert main(["info", str(path), "--marker", "eeg:STI 014", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["marker"]["timing"] == {"n": onsets.size, "t_r": 2.0, "first": 2.0}
+    assert summary["problems"] == [] and summary["suggested"] == "eeg:STI 014"
+
+    rng = np.random.default_rng(1)
+    status = np.full(stim.size, 0x3E00)
+    for t in rng.integers(0, stim.size - 30, 60):  # stimulus codes, some over a pulse
+        status[t : t + 20] |= int(rng.integers(1, 256))
+    status[onsets[:, None] + np.arange(3)] |= 0x100
+    path = _fif(tmp_path / "status_raw.fif", status.astype(float), name="Status", ecg=False)
+    assert main(["info", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["suggested"] == "eeg:Status:mask=0x100", summary
+    assert summary["triggers"]["Status"]["specs"]["eeg:Status"] is None  # always above 0.5
+    assert summary["ecg"] == []
+
+
+def test_info_of_a_brainvision_file_with_its_markers(tmp_path, capsys):
+    write_bids_run(tmp_path, sub="01", n_volumes=12, t_r=2.0)
+    (path,) = tmp_path.glob("sub-01/eeg/*_eeg.vhdr")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "volumes   12 'R128' onsets, TR 2 s from 1.000 s" in out
+    assert "R128 ×12" in out and "Problems: none" in out
+    assert main(["info", str(path), "--dummy-scans", "2"]) == 1
+    assert "is a file; --dummy-scans apply to dataset folders only" in capsys.readouterr().err

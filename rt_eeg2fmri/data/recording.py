@@ -1,0 +1,174 @@
+"""What one EEG file holds, for ``rt-eeg2fmri info FILE``: channels, markers, triggers.
+
+Before a lab's recording can be replayed, corrected or trained on, the questions are the
+same: which channels MNE reads as EEG, where the ECG lead is, and where the scanner's
+volume triggers are — annotations (``R128``) or a trigger channel, and with which level or
+bit. :func:`summarize_recording` answers from the file and suggests the ``--marker`` that
+times its volumes: the spec whose onsets are evenly spaced (a TR), found by the same edge
+finder the readers and the stream use (:mod:`rt_eeg2fmri.data.triggers`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .eeg_io import ecg_picks, marker_name, open_raw, scanner_onsets, stim_picks
+from .triggers import TriggerChannel
+
+#: How evenly the onsets of a volume trigger are spaced: the spread (max − min) of their
+#: steps may be this share of the step (and at least 2 samples)
+EVEN = 0.01
+#: Fewest onsets taken for a scanner's triggers
+MIN_VOLUMES = 3
+_MAX_BITS = 24  # a status channel's bits looked at (BioSemi: 24)
+
+
+def volume_timing(onsets: np.ndarray, sfreq: float) -> dict | None:
+    """``{"n": ..., "t_r": ..., "first": ...}`` when ``onsets`` (s) are evenly spaced, else ``None``."""
+    onsets = np.asarray(onsets, dtype=float)
+    if onsets.size < MIN_VOLUMES:
+        return None
+    steps = np.diff(onsets)
+    step = float(np.median(steps))
+    if step <= 0 or np.ptp(steps) > max(EVEN * step, 2.0 / sfreq):
+        return None
+    return {"n": int(onsets.size), "t_r": round(step, 6), "first": float(onsets[0])}
+
+
+def summarize_recording(path: str | Path, *, marker: str = "R128") -> dict:
+    """Channels, markers and trigger channels of one EEG file, and the ``--marker`` to use.
+
+    Parameters
+    ----------
+    path : path-like
+        Any EEG file MNE reads.
+    marker : str
+        The scanner marker asked for (a name, or ``eeg:CHANNEL...``).
+
+    Returns
+    -------
+    summary : dict
+        ``path``, ``sfreq``, ``duration_s``, ``channels`` (names by MNE type), ``ecg``
+        (the ECG leads: typed ECG or labelled ECG*/EKG*, for the pulse correction),
+        ``annotations`` (counts by normalized description), ``marker`` (the one asked
+        for, with its ``n`` onsets and ``timing`` when evenly spaced), ``triggers`` (per
+        stim channel: rising edges through 0.5 and per bit, with their timing),
+        ``suggested`` (the ``--marker`` whose onsets are evenly spaced, or ``None``) and
+        ``problems`` (list of str).
+    """
+    path = Path(path)
+    raw = open_raw(path, preload=False)
+    sfreq = float(raw.info["sfreq"])
+    types = raw.get_channel_types()
+    channels: dict[str, list[str]] = {}
+    for name, kind in zip(raw.ch_names, types, strict=True):
+        channels.setdefault(kind, []).append(name)
+    counts = Counter(_label(d) for d in raw.annotations.description)
+    asked = scanner_onsets(raw, marker)
+    summary = {
+        "path": str(path),
+        "sfreq": sfreq,
+        "duration_s": raw.n_times / sfreq,
+        "channels": channels,
+        "ecg": [raw.ch_names[i] for i in ecg_picks(raw)],
+        "annotations": dict(counts.most_common()),
+        "marker": {"spec": marker, "n": int(asked.size), "timing": volume_timing(asked, sfreq)},
+        "triggers": {},
+        "suggested": None,
+        "problems": [],
+    }
+    candidates = []
+    if summary["marker"]["timing"]:
+        candidates.append(marker)
+    for key in counts:  # an annotation that comes evenly spaced: a volume marker
+        timing = volume_timing(scanner_onsets(raw, key), sfreq)
+        if timing and marker_name(key) != marker_name(marker):
+            candidates.append(key)
+    for col in stim_picks(raw):
+        name = raw.ch_names[col]
+        x = raw.get_data(picks=[col])[0]
+        summary["triggers"][name] = entry = _trigger_entry(name, x, sfreq)
+        candidates += [spec for spec, timing in entry["specs"].items() if timing]
+    summary["suggested"] = candidates[0] if candidates else None
+    if not asked.size:
+        where = (
+            f"no '{marker}' scanner marker among the annotations"
+            if TriggerChannel.parse(marker, what="'marker'") is None
+            else f"no trigger on {marker!r}"
+        )
+        summary["problems"].append(
+            where + (f": try --marker {_quoted(candidates[0])}" if candidates else
+                     ", and no annotation or trigger channel comes evenly spaced")
+        )  # fmt: skip
+    elif not summary["marker"]["timing"]:
+        summary["problems"].append(
+            f"the {asked.size} '{marker}' onsets are not evenly spaced (a gap, an extra "
+            "marker, or not the scanner's)"
+        )
+    return summary
+
+
+def _trigger_entry(name: str, x: np.ndarray, sfreq: float) -> dict:
+    """A stim channel's codes and the specs whose rising edges come evenly spaced."""
+    finite = x[np.isfinite(x)]
+    codes = np.unique(finite[finite != 0])
+    specs: dict[str, dict | None] = {}
+    level = TriggerChannel(name)
+    specs[level.spec] = volume_timing(level.edges().find(x) / sfreq, sfreq)
+    integral = codes.size and np.allclose(codes, np.rint(codes)) and np.all(codes > 0)
+    if integral and not specs[level.spec]:
+        present = np.bitwise_or.reduce(np.rint(codes).astype(np.int64))
+        for bit in range(_MAX_BITS):
+            mask = 1 << bit
+            if present & mask:
+                channel = TriggerChannel(name, mask=mask)
+                timing = volume_timing(channel.edges().find(x) / sfreq, sfreq)
+                if timing:
+                    specs[channel.spec] = timing
+    return {"codes": [float(c) for c in codes[:20]], "n_codes": int(codes.size), "specs": specs}
+
+
+def _label(description: str) -> str:
+    """An annotation's marker as the readers name it: ``"Stimulus/S  1"`` → ``"S1"``."""
+    return re.sub(r"\s+", "", str(description).rsplit("/", 1)[-1])
+
+
+def _quoted(spec: str) -> str:
+    return f'"{spec}"' if " " in spec else spec
+
+
+def format_recording(summary: dict) -> str:
+    """Human-readable text of a :func:`summarize_recording` result."""
+    s = summary
+    lines = [f"Recording {s['path']}", f"  sfreq     {s['sfreq']:g} Hz, {s['duration_s']:.1f} s"]
+    for kind, names in s["channels"].items():
+        shown = ", ".join(names) if len(names) <= 6 else f"{names[0]} … {names[-1]}"
+        lines.append(f"  {kind:<9s} {len(names)} ({shown})")
+    lines.append(f"  ECG       {', '.join(s['ecg']) if s['ecg'] else 'none (no pulse correction)'}")
+    if s["annotations"]:
+        items = list(s["annotations"].items())
+        shown = ", ".join(f"{k} ×{n}" for k, n in items[:8]) + (" …" if len(items) > 8 else "")
+        lines.append(f"  markers   {shown}")
+    m = s["marker"]
+    timing = m["timing"]
+    lines.append(
+        f"  volumes   {m['n']} '{m['spec']}' onsets"
+        + (f", TR {timing['t_r']:g} s from {timing['first']:.3f} s" if timing else "")
+    )
+    for name, entry in s["triggers"].items():
+        found = [f"{spec}: {t['n']} onsets, TR {t['t_r']:g} s" for spec, t in entry["specs"].items()
+                 if t]  # fmt: skip
+        lines.append(
+            f"  trigger   {name}: {entry['n_codes']} code(s)"
+            + (f"; evenly spaced — {'; '.join(found)}" if found else "; none evenly spaced")
+        )
+    if s["suggested"] and s["suggested"] != m["spec"]:
+        lines.append(f"  use       --marker {_quoted(s['suggested'])}")
+    problems = s["problems"]
+    lines += ["", f"Problems ({len(problems)}):" if problems else "Problems: none"]
+    lines += [f"  - {p}" for p in problems]
+    return "\n".join(lines)
