@@ -12,7 +12,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "path",
         help="dataset folder (BIDS, ds000116 legacy or simulated), or one EEG file (any format "
-        "MNE reads): its channels, markers and trigger channels, and the --marker to use",
+        "MNE reads, or an .xdf recording): its channels, markers and trigger channels, and the "
+        "--marker to use",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
@@ -22,6 +23,7 @@ def add_arguments(parser) -> None:
         "--full", action="store_true", help="load every run completely (slower; checks samples)"
     )
     parser.add_argument("--subject", default=None, help="only this subject")
+    parser.add_argument("--stream", default=None, help="an .xdf file's EEG stream (name or type)")
     parser.add_argument("--task", default=None, help="only this task")
     add_reader_arguments(parser)
 
@@ -39,6 +41,8 @@ def run(args) -> int:
     options = reader_options(args)
     if not path.is_dir():
         return _recording(path, args, options)
+    if args.stream:
+        raise ValueError(f"'--stream' names an .xdf file's EEG stream; '{path}' is a folder.")
     options.update({k: getattr(args, k) for k in ("subject", "task") if getattr(args, k)})
     layout = options.pop("layout", "auto")
     summary = summarize(path, layout=layout, winsize=args.winsize, full=args.full, **options)
@@ -59,6 +63,11 @@ def _recording(path, args, options) -> int:
     if options:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(options))
         raise ValueError(f"'{path}' is a file; {flags} apply to dataset folders only.")
-    summary = summarize_recording(path, marker=marker)
+    if path.suffix.lower() in (".xdf", ".xdfz"):
+        from rt_eeg2fmri.replay.xdf import summarize_xdf
+
+        summary = summarize_xdf(path, marker=marker, stream=args.stream)
+    else:
+        summary = summarize_recording(path, marker=marker)
     print(json.dumps(summary, indent=2) if args.json else format_recording(summary))
     return 0

@@ -11,7 +11,6 @@ finder the readers and the stream use (:mod:`rt_eeg2fmri.data.triggers`).
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -52,57 +51,103 @@ def summarize_recording(path: str | Path, *, marker: str = "R128") -> dict:
     Returns
     -------
     summary : dict
-        ``path``, ``sfreq``, ``duration_s``, ``channels`` (names by MNE type), ``ecg``
-        (the ECG leads: typed ECG or labelled ECG*/EKG*, for the pulse correction),
-        ``annotations`` (counts by normalized description), ``marker`` (the one asked
-        for, with its ``n`` onsets and ``timing`` when evenly spaced), ``triggers`` (per
-        stim channel: rising edges through 0.5 and per bit, with their timing),
-        ``suggested`` (the ``--marker`` whose onsets are evenly spaced, or ``None``) and
-        ``problems`` (list of str).
+        See :func:`recording_summary`; ``channels`` by MNE type, ``triggers`` for MNE's
+        stim channels.
     """
     path = Path(path)
     raw = open_raw(path, preload=False)
-    sfreq = float(raw.info["sfreq"])
-    types = raw.get_channel_types()
     channels: dict[str, list[str]] = {}
-    for name, kind in zip(raw.ch_names, types, strict=True):
+    for name, kind in zip(raw.ch_names, raw.get_channel_types(), strict=True):
         channels.setdefault(kind, []).append(name)
-    counts = Counter(_label(d) for d in raw.annotations.description)
-    asked = scanner_onsets(raw, marker)
+    labels = sorted({_label(d) for d in raw.annotations.description})
+    return recording_summary(
+        str(path),
+        sfreq=float(raw.info["sfreq"]),
+        n_times=raw.n_times,
+        channels=channels,
+        ecg=[raw.ch_names[i] for i in ecg_picks(raw)],
+        markers={key: scanner_onsets(raw, key) for key in labels},
+        triggers={raw.ch_names[c]: raw.get_data(picks=[c])[0] for c in stim_picks(raw)},
+        marker=marker,
+        asked=scanner_onsets(raw, marker),
+        where="annotations",
+    )
+
+
+def recording_summary(
+    path: str,
+    *,
+    sfreq: float,
+    n_times: int,
+    channels: dict,
+    ecg: list,
+    markers: dict,
+    triggers: dict,
+    marker: str,
+    asked: np.ndarray,
+    where: str,
+) -> dict:
+    """The summary of a recording read by any reader (an MNE file, an XDF recording).
+
+    Parameters
+    ----------
+    path : str
+    sfreq : float
+    n_times : int
+    channels : dict of str to list of str
+        Channel names by type.
+    ecg : list of str
+        The ECG leads (typed ECG or labelled ECG*/EKG*).
+    markers : dict of str to array
+        Each marker's onsets (s from the first sample).
+    triggers : dict of str to array of shape (n_times,)
+        The trigger channels' samples, as recorded.
+    marker : str
+        The scanner marker asked for; ``asked`` its onsets (s).
+    where : str
+        Where markers come from, for messages (``"annotations"``, ``"marker streams"``).
+
+    Returns
+    -------
+    summary : dict
+        ``path``, ``sfreq``, ``duration_s``, ``channels``, ``ecg``, ``annotations``
+        (each marker's count, most first), ``marker`` (the one asked for, with its ``n``
+        onsets and ``timing`` when evenly spaced), ``triggers`` (per trigger channel: its
+        codes, and the specs through 0.5 and per bit with their timing when evenly
+        spaced), ``suggested`` (the ``--marker`` whose onsets are evenly spaced, or
+        ``None``) and ``problems`` (list of str).
+    """
+    asked = np.asarray(asked, dtype=float)
+    counts = sorted(((key, int(np.size(t))) for key, t in markers.items()), key=lambda kv: -kv[1])
     summary = {
-        "path": str(path),
+        "path": path,
         "sfreq": sfreq,
-        "duration_s": raw.n_times / sfreq,
+        "duration_s": n_times / sfreq,
         "channels": channels,
-        "ecg": [raw.ch_names[i] for i in ecg_picks(raw)],
-        "annotations": dict(counts.most_common()),
+        "ecg": list(ecg),
+        "annotations": dict(counts),
         "marker": {"spec": marker, "n": int(asked.size), "timing": volume_timing(asked, sfreq)},
         "triggers": {},
         "suggested": None,
         "problems": [],
     }
-    candidates = []
-    if summary["marker"]["timing"]:
-        candidates.append(marker)
-    for key in counts:  # an annotation that comes evenly spaced: a volume marker
-        timing = volume_timing(scanner_onsets(raw, key), sfreq)
-        if timing and marker_name(key) != marker_name(marker):
+    candidates = [marker] if summary["marker"]["timing"] else []
+    for key, _ in counts:  # a marker that comes evenly spaced: the scanner's
+        if marker_name(key) != marker_name(marker) and volume_timing(markers[key], sfreq):
             candidates.append(key)
-    for col in stim_picks(raw):
-        name = raw.ch_names[col]
-        x = raw.get_data(picks=[col])[0]
-        summary["triggers"][name] = entry = _trigger_entry(name, x, sfreq)
+    for name, x in triggers.items():
+        summary["triggers"][name] = entry = _trigger_entry(name, np.asarray(x, float), sfreq)
         candidates += [spec for spec, timing in entry["specs"].items() if timing]
     summary["suggested"] = candidates[0] if candidates else None
     if not asked.size:
-        where = (
-            f"no '{marker}' scanner marker among the annotations"
+        missing = (
+            f"no '{marker}' scanner marker among the {where}"
             if TriggerChannel.parse(marker, what="'marker'") is None
             else f"no trigger on {marker!r}"
         )
         summary["problems"].append(
-            where + (f": try --marker {_quoted(candidates[0])}" if candidates else
-                     ", and no annotation or trigger channel comes evenly spaced")
+            missing + (f": try --marker {_quoted(candidates[0])}" if candidates else
+                       ", and no marker or trigger channel comes evenly spaced")
         )  # fmt: skip
     elif not summary["marker"]["timing"]:
         summary["problems"].append(

@@ -64,23 +64,8 @@ def read_xdf(
     session : Session
         EEG in volts; no BOLD.
     """
-    import pyxdf
-
-    path = check_file(path, "XDF recording")
-    try:
-        streams, _ = pyxdf.load_xdf(str(path))
-    except Exception as err:
-        raise ValueError(f"cannot read '{path}' as XDF: {err}") from err
-    eeg = _pick_eeg(streams, stream, path=path)
+    path, streams, eeg, name, sfreq, data, stamps = _load(path, stream)
     info = eeg["info"]
-    name = _first(info, "name")
-    sfreq = float(_first(info, "nominal_srate") or 0)
-    if sfreq <= 0:
-        raise ValueError(f"'{path}': EEG stream '{name}' has an irregular rate (nominal_srate=0).")
-    data = np.asarray(eeg["time_series"], dtype=np.float64)
-    stamps = np.asarray(eeg["time_stamps"], dtype=float)
-    if data.ndim != 2 or data.shape[0] == 0:
-        raise ValueError(f"'{path}': EEG stream '{name}' holds no samples.")
     if len(info.get("segments") or []) > 1:
         logger.warning(
             "'%s': EEG stream '%s' has %d segments (breaks); they are replayed back to back.",
@@ -125,6 +110,100 @@ def read_xdf(
         run=run,
         source={"eeg": str(path)},
     )
+
+
+def _load(path, stream: str | None):
+    """``(path, streams, eeg, name, sfreq, data, stamps)`` of an XDF file's EEG stream."""
+    import pyxdf
+
+    path = check_file(path, "XDF recording")
+    try:
+        streams, _ = pyxdf.load_xdf(str(path))
+    except Exception as err:
+        raise ValueError(f"cannot read '{path}' as XDF: {err}") from err
+    eeg = _pick_eeg(streams, stream, path=path)
+    name = _first(eeg["info"], "name")
+    sfreq = float(_first(eeg["info"], "nominal_srate") or 0)
+    if sfreq <= 0:
+        raise ValueError(f"'{path}': EEG stream '{name}' has an irregular rate (nominal_srate=0).")
+    data = np.asarray(eeg["time_series"], dtype=np.float64)
+    stamps = np.asarray(eeg["time_stamps"], dtype=float)
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(f"'{path}': EEG stream '{name}' holds no samples.")
+    return path, streams, eeg, name, sfreq, data, stamps
+
+
+def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None = None) -> dict:
+    """``rt-eeg2fmri info FILE.xdf``: channels, markers, trigger channels, the ``--marker``.
+
+    The EEG stream's channels by type, the marker streams' markers, and the trigger
+    channels (see :func:`~rt_eeg2fmri.data.recording.recording_summary`). Trigger channels are those of the EEG stream typed as triggers (``STIM``, ``TRIG``,
+    ...) or whose samples are all whole numbers, not all the same.
+    """
+    from ..data.channels import is_ecg_label
+    from ..data.recording import recording_summary
+
+    path, streams, eeg, name, sfreq, data, stamps = _load(path, stream)
+    labels, _ = _channels(eeg["info"], data.shape[1])
+    kinds = _channel_types(eeg["info"], data.shape[1])
+    channels: dict[str, list[str]] = {}
+    for label, kind in zip(labels, kinds, strict=True):
+        channels.setdefault(kind, []).append(label)
+    t_first = stamps[0]
+    markers: dict[str, list[float]] = {}
+    for s in streams:
+        if s is eeg or not _is_marker_stream(s):
+            continue
+        for value, ts in zip(s["time_series"], s["time_stamps"], strict=True):
+            label = str(value[0] if isinstance(value, list | tuple | np.ndarray) else value)
+            if ts >= t_first:
+                markers.setdefault(label, []).append(float(ts) - t_first)
+    triggers = {
+        label: data[:, col]
+        for col, (label, kind) in enumerate(zip(labels, kinds, strict=True))
+        if kind.upper() in _TRIGGER_TYPES or _coded(data[:, col])
+    }
+    trigger = TriggerChannel.parse(marker, what="'marker'")
+    if trigger is not None:
+        col, _ = named_column(labels, trigger.channel, what="trigger channel",
+                              stream=f"'{path}': EEG stream '{name}'")  # fmt: skip
+        asked = stamps[trigger.edges().find(data[:, col])] - t_first
+    else:
+        asked = [t for label, ts in markers.items() if is_scanner_marker(label, marker) for t in ts]
+    return recording_summary(
+        f"{path} (EEG stream '{name}')",
+        sfreq=sfreq,
+        n_times=data.shape[0],
+        channels=channels,
+        ecg=[
+            c for c, k in zip(labels, kinds, strict=True) if k.upper() == "ECG" or is_ecg_label(c)
+        ],
+        markers={k: np.asarray(v) for k, v in markers.items()},
+        triggers=triggers,
+        marker=marker,
+        asked=np.sort(np.asarray(asked, dtype=float)),
+        where="marker streams",
+    )
+
+
+_TRIGGER_TYPES = {"STIM", "TRIG", "TRIGGER", "TRIGGERS", "MARKER", "MARKERS", "EVENT", "EVENTS"}
+
+
+def _coded(x: np.ndarray) -> bool:
+    """Whether a channel's samples are codes: all whole numbers, not all the same."""
+    finite = x[np.isfinite(x)]
+    return bool(finite.size and np.ptp(finite) > 0 and np.all(finite == np.rint(finite)))
+
+
+def _channel_types(info: dict, n_chans: int) -> list[str]:
+    """The EEG stream's channel types (``desc/channels/channel/type``; ``EEG`` without)."""
+    desc = _first(info, "desc")
+    chans = []
+    if isinstance(desc, dict) and isinstance(_first(desc, "channels"), dict):
+        chans = _first(desc, "channels").get("channel") or []
+    if len(chans) != n_chans:
+        return ["EEG"] * n_chans
+    return [str(_first(c, "type") or "EEG") for c in chans]
 
 
 def _first(info: dict, key: str):

@@ -140,3 +140,39 @@ def test_triggers_on_a_channel_of_the_eeg_stream(tmp_path, rng):
     assert read_xdf(path, marker="eeg:TRIG:6").volume_onsets is None  # never through 6
     with pytest.raises(ValueError, match=r"EEG stream 'amp': the trigger channel 'STI' is not"):
         read_xdf(path, marker="eeg:STI")
+
+
+def test_info_of_an_xdf_recording(tmp_path, rng, capsys):
+    """``info rec.xdf``: the EEG stream's channels by type, the marker streams' markers, and
+    the scanner's triggers — on a marker stream (``R128``) or, when a lab sends them to an
+    amplifier's trigger input, on a coded channel of the EEG stream (``--marker eeg:TRIG``
+    suggested)."""
+    import json
+
+    from apps.cli import main
+
+    eeg = _eeg_stream(rng, ch_names=("Fp1", "ECG", "TRIG"), n_times=2000)
+    trig = np.zeros(2000, np.float32)
+    for a in range(100, 2000, 400):  # every 2 s from 0.5 s: 5 volumes
+        trig[a : a + 4] = 1.0
+    eeg["data"][:, 2] = trig
+    stims = _marker_stream(["standard", "oddball", "standard"], [1.0, 3.3, 7.1])
+    path = write_xdf(tmp_path / "trig.xdf", [eeg, stims])
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(EEG stream 'amp')" in out and "ECG       ECG" in out
+    assert "markers   standard ×2, oddball ×1" in out
+    assert "eeg:TRIG: 5 onsets, TR 2 s" in out and "use       --marker eeg:TRIG" in out
+    assert "no 'R128' scanner marker among the marker streams: try --marker eeg:TRIG" in out
+    assert main(["info", str(path), "--marker", "eeg:TRIG", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["marker"]["timing"] == {"n": 5, "t_r": 2.0, "first": 0.5}
+    assert summary["problems"] == []
+
+    scanner = _marker_stream(["R128"] * 4, [0.5, 2.5, 4.5, 6.5], name="scanner")
+    path = write_xdf(tmp_path / "markers.xdf", [_eeg_stream(rng, n_times=2000), scanner])
+    assert main(["info", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["marker"]["timing"]["n"] == 4 and summary["suggested"] == "R128"
+    assert main(["info", str(tmp_path), "--stream", "amp"]) == 1
+    assert "'--stream' names an .xdf file's EEG stream" in capsys.readouterr().err
