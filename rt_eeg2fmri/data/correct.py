@@ -350,7 +350,10 @@ def _aas(data: np.ndarray, samples: np.ndarray, window: tuple[int, int], *, gate
         elif gated:
             for k in [k for k in spectra if k < n - span - 1]:
                 del spectra[k]
-            specs = [spectra.setdefault(k, np.fft.rfft(volume(k), axis=1)) for k in others]
+            for k in others:
+                if k not in spectra:
+                    spectra[k] = np.fft.rfft(volume(k), axis=1)
+            specs = [spectra[k] for k in others]
         if aligned or gated:
             mean = sum(specs) / span
             if gated:
