@@ -162,7 +162,8 @@ def marker_hint(raw, marker: str) -> str:
     return (
         f"no '{marker}' scanner marker among its annotations, but it has stim channel(s) "
         f"{names}: if the scanner's triggers are there, pass marker 'eeg:{names[0]}' "
-        "(eeg:CHANNEL[:LEVEL], or eeg:CHANNEL:mask=BITS for a status channel)."
+        "(eeg:CHANNEL[:LEVEL], or eeg:CHANNEL:mask=BITS for a status channel; "
+        "'rt-eeg2fmri info FILE' shows which comes evenly spaced)."
     )
 
 
