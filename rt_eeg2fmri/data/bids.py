@@ -69,6 +69,7 @@ from .eeg_io import (
     truncation,
 )
 from .session import Session
+from .triggers import TriggerChannel
 
 DEFAULTS = {
     "marker": "R128",
@@ -723,8 +724,13 @@ def load_run(ref: RunRef) -> Session:
         )
     else:
         events = annotation_events(raw, marker=ref.options["marker"])
+    trigger = TriggerChannel.parse(ref.options["marker"], what="'marker'")
+    stim = None  # the trigger channel the marker names (a replay publishes it)
+    if trigger is not None and trigger.channel in raw.ch_names:
+        stim = {trigger.channel: raw.get_data(picks=[trigger.channel])[0]}
     return Session(
         eeg=eeg,
+        stim=stim,
         sfreq=p["sfreq"],
         ch_names=[raw.ch_names[i] for i in picks],
         bold=bold,

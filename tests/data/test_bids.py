@@ -372,6 +372,7 @@ def test_volumes_timed_by_a_trigger_channel(tmp_path, rt_log, trigger, spec):
     s = read_session(tmp_path, marker=spec)
     np.testing.assert_allclose(s.volume_onsets, onsets, atol=1e-9)
     assert s.ch_names == [f"EEG{i:02d}" for i in range(4)]
+    np.testing.assert_array_equal(s.stim[name], pulses[0])  # for a replay to publish
     if trigger == "stim":  # no markers: volume i at first_volume + i TR, with a hint
         assert read_session(tmp_path).volume_onsets[0] == 0.0
         assert "it has stim channel(s) ['STI 014']: if the scanner's triggers are there, " \
