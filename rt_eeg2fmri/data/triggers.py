@@ -3,7 +3,11 @@
 Many amplifiers take the scanner's TTL pulse on a trigger input and record it as a
 channel (MNE's ``STI 014`` in FIF, BioSemi's ``Status`` in BDF, an analog ``TRIG``
 lead). The spec ``eeg:CHANNEL[:LEVEL]`` names such a channel: each rising edge through
-``LEVEL`` (default 0.5, in the channel's units) is a volume onset. ``eeg:CHANNEL:mask=BITS``
+``LEVEL`` (default 0.5) is a volume onset. ``LEVEL`` is in the channel's units as it is
+read: in a file MNE's (the code for a stim channel, volts for a lead MNE types EEG), in a
+stream the stream's (often microvolts); a TTL pulse of volts passes 0.5 in both, and a
+stim channel's codes are the same in both (a replay publishes them unscaled).
+``eeg:CHANNEL:mask=BITS``
 instead tests bits of an integer code (``BITS`` decimal or ``0x``-hex), as
 :func:`mne.find_events` does with ``mask_type="and"``: an onset is where ``code & BITS``
 turns non-zero. That is what a status channel needs whose other bits (other devices'
