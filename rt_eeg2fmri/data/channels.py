@@ -161,9 +161,16 @@ def is_ecg_label(label: str | None) -> bool:
 
 
 def ecg_column(
-    labels: Sequence[str | None] | None, name: str | None = None, *, stream: str = "stream"
+    labels: Sequence[str | None] | None,
+    name: str | None = None,
+    *,
+    types: Sequence[str | None] | None = None,
+    stream: str = "stream",
 ) -> tuple[int, str]:
-    """The column and label of a source's ECG channel: ``name``, else the one labelled ECG*/EKG*.
+    """The column and label of a source's ECG channel.
+
+    ``name``; else the one typed ECG/EKG in ``types`` (mne-lsl's players and many
+    amplifier apps type their channels); else the one labelled ECG*/EKG*.
 
     Raises
     ------
@@ -173,11 +180,13 @@ def ecg_column(
     found = list(labels or ())
     if name is not None:
         return named_column(found, name, what="ECG channel", stream=stream)
-    cols = [i for i, label in enumerate(found) if is_ecg_label(label)]
+    kinds = [str(t or "").strip().upper() for t in (types or ())]
+    cols = [i for i, kind in enumerate(kinds[: len(found)]) if kind in ("ECG", "EKG")]
+    cols = cols or [i for i, label in enumerate(found) if is_ecg_label(label)]
     if not cols:
         raise ValueError(
-            f"{stream}: the pulse (BCG) correction needs an ECG channel; none is labelled "
-            f"ECG*/EKG* among its channels ({found}): name it with --ecg NAME."
+            f"{stream}: the pulse (BCG) correction needs an ECG channel; none is typed ECG or "
+            f"labelled ECG*/EKG* among its channels ({found}): name it with --ecg NAME."
         )
     return cols[0], str(found[cols[0]])
 

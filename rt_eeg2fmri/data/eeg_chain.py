@@ -127,7 +127,11 @@ class EEGChain:
         source's ECG channel, at the source's rate after the gradient correction (which
         corrects the ECG channel too).
     ecg : str | None
-        The source's ECG channel for ``pulse`` (default: the one labelled ECG*/EKG*).
+        The source's ECG channel for ``pulse`` (default: the one typed ECG in ``types``,
+        else the one labelled ECG*/EKG*).
+    types : list of str | None
+        The source's channel types (a stream's ``desc/channels/channel/type``), one per
+        source channel; only the ECG lead is looked for among them.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class EEGChain:
         t_r: float | None = None,
         pulse: int | None = None,
         ecg: str | None = None,
+        types: Sequence[str | None] | None = None,
     ) -> None:
         if preprocessing.sfreq is None:
             raise ValueError("EEGChain: 'preprocessing.sfreq' must be resolved (the model's rate).")
@@ -213,7 +218,7 @@ class EEGChain:
         self.gradient = self.pulse = None
         self._ecg_name = None
         if pulse:
-            self._ecg_col, self._ecg_name = ecg_column(labels, ecg, stream=source)
+            self._ecg_col, self._ecg_name = ecg_column(labels, ecg, types=types, stream=source)
             self._ecg_scale = float(unit_scales(units, np.array([self._ecg_col]),
                                                 [self._ecg_name], stream=source)[0])  # fmt: skip
         # for the gradient stage: input samples through it (zero-filled ones too), and the

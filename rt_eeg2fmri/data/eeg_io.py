@@ -389,8 +389,9 @@ def read_eeg(
     picks = eeg_picks(raw, path=path, channels=channels)
     if channels is None:  # a trigger lead MNE types as EEG is not EEG
         picks = [i for i in picks if i not in stim]
-    if ecg:
-        picks += ecg_picks(raw, exclude={*picks, *stim})
+    leads = ecg_picks(raw, exclude={*picks, *stim}) if ecg else []
+    kinds = ["ECG" if i in ecg_picks(raw) else "EEG" for i in picks] + ["ECG"] * len(leads)
+    picks += leads
     data = read_data(raw, picks, path=path)
     onsets = scanner_onsets(raw, marker)  # MNE drops annotations outside the data
     if not onsets.size and (hint := marker_hint(raw, marker)):
@@ -409,6 +410,7 @@ def read_eeg(
         volume_onsets=onsets if onsets.size else None,
         events=annotation_events(raw, marker=marker),
         stim={raw.ch_names[i]: raw.get_data(picks=[i])[0] for i in stim} or None,
+        ch_types=kinds if ecg else None,
         subject=ents.get("sub", "01"),
         task=ents.get("task", _stem(path)),
         run=ents.get("run"),

@@ -71,6 +71,9 @@ class Session:
     bad_spans : array of shape (n_spans, 2) | None
         ``[start, stop)`` in seconds on the EEG clock of spans annotated bad (MNE's
         ``BAD_*``); windows that overlap one are left out of training and scoring.
+    ch_types : list of str | None
+        The EEG rows' channel types as an LSL stream types them (``EEG``, ``ECG``), for a
+        replay to publish; ``None``: guessed from the labels.
     stim : dict of str to array of shape (n_times,) | None
         Trigger channels (MNE's ``stim`` type: the scanner's volume triggers, stimulus
         codes) in their own units, never model input; a replay publishes them beside the
@@ -95,6 +98,7 @@ class Session:
     positions: dict | None = None
     bad_spans: np.ndarray | None = None
     stim: dict | None = None
+    ch_types: list | None = None
 
     def __post_init__(self) -> None:
         where = self._where("eeg")
@@ -118,6 +122,10 @@ class Session:
         self.events = _check_events(self.events, where=self._where("events"))
         if self.stim:
             self.stim = self._check_stim(self.stim)
+        if self.ch_types is not None and len(self.ch_types) != self.n_chans:
+            raise ValueError(
+                f"{where}: {len(self.ch_types)} channel types for {self.n_chans} EEG rows."
+            )
         if self.bad_spans is not None:
             spans = np.asarray(self.bad_spans, dtype=float).reshape(-1, 2)
             if not np.isfinite(spans).all() or (spans[:, 1] < spans[:, 0]).any():

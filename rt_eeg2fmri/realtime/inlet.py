@@ -410,7 +410,9 @@ class EEGConsumer:
         n_stream = info.channel_count()
         labels = info.get_channel_labels()
         units = [self.units] * n_stream if self.units else info.get_channel_units()
-        key = (rate, n_stream, np_dtype, tuple(labels or ()), tuple(units or ()))
+        types = info.get_channel_types()
+        key = (rate, n_stream, np_dtype, tuple(labels or ()), tuple(units or ()),
+               tuple(types or ()))  # fmt: skip
         if key != self._chain_key:  # a source that comes back unchanged keeps its chain state
             positions = {**_stream_locations(info), **(self.positions or {})}
             chain = EEGChain(
@@ -430,6 +432,7 @@ class EEGConsumer:
                 t_r=self.t_r,
                 pulse=self.pulse,
                 ecg=self.ecg,
+                types=types,
             )
             if self.chain is not None:
                 chain.continue_after(self.chain)

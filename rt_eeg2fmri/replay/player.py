@@ -308,7 +308,7 @@ class Replay:
                 source_id=self.source_ids["eeg"],
                 model=model,
                 source_file=self.source_file,
-                ch_types=[*map(channel_type, s.ch_names), *["STIM"] * len(stim)],
+                ch_types=[*(s.ch_types or map(channel_type, s.ch_names)), *["STIM"] * len(stim)],
                 units=[EEG_UNIT] * len(s.ch_names) + [STIM_UNIT] * len(stim),
             ),
             chunk_size=self.chunk_size,

@@ -315,7 +315,8 @@ def test_stream_that_does_not_fit_the_model(model, uid, tmp_path, capsys, stream
     [
         (
             [],
-            r"the pulse \(BCG\) correction needs an ECG channel; none is labelled ECG\*/EKG\* "
+            r"the pulse \(BCG\) correction needs an ECG channel; none is typed ECG or labelled "
+            r"ECG\*/EKG\* "
             r"among its channels \(\['Fz', 'Cz', 'Pz', 'Oz', 'EOG'\]\): name it with --ecg NAME",
         ),
         (["--ecg", "ECG2"], r"the ECG channel 'ECG2' is not among its channels"),

@@ -180,6 +180,36 @@ def test_a_stim_channel_drives_trigger_sync(tmp_path, uid, player, spec, code):
         np.testing.assert_allclose(vol, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("player", ["mne-lsl", "replay"])
+def test_an_ecg_lead_typed_ecg_is_found_by_its_type(tmp_path, uid, player):
+    """An ECG lead whose name says nothing (``heart``) but which the file types ``ecg``:
+    mne-lsl's ``PlayerLSL`` and our replay publish it typed ECG, and the live pulse
+    correction takes it as its lead without ``--ecg``."""
+    from mne_lsl.player import PlayerLSL
+
+    from rt_eeg2fmri.replay import Replay, load_recording
+
+    data = 20e-6 * np.random.default_rng(5).standard_normal((5, int(20 * SFREQ)))
+    info = mne.create_info([*CH[:2], "heart", *CH[2:]], SFREQ, ["eeg"] * 2 + ["ecg"] + ["eeg"] * 2)
+    raw = mne.io.RawArray(data, info, verbose="error")
+    if player == "mne-lsl":
+        producer = PlayerLSL(raw, chunk_size=10, n_repeat=1, name=uid, source_id=uid)
+        source = f"source_id:{uid}"
+    else:
+        raw.save(tmp_path / "rec_raw.fif", verbose="error")
+        producer = Replay(load_recording(tmp_path / "rec_raw.fif"), name=uid, truth=False,
+                          source_id=uid, loop=True)  # fmt: skip
+        source = f"name:{uid}-EEG"
+    producer.start()
+    consumer = EEGConsumer(source, ch_names=CH, sfreq=SFREQ, pulse=30, timeout=10.0)
+    try:
+        with consumer:
+            assert consumer.wait_for(50, timeout=20)
+            assert consumer.chain._ecg_name == "heart"
+    finally:
+        producer.stop()
+
+
 def test_mne_lsl_reads_the_stim_channel_of_our_replay(tmp_path, uid):
     """mne-lsl's ``StreamLSL`` reads a replayed FIF's stim channel as MNE's ``stim`` type,
     with the file's codes, after the EEG in microvolts."""

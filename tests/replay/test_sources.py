@@ -147,5 +147,6 @@ def test_a_files_ecg_and_stim_channels_are_kept_for_the_live_corrections(tmp_pat
     mne.io.RawArray(data, info, verbose="error").save(tmp_path / "x_raw.fif", verbose="error")
     s = load_recording(tmp_path / "x_raw.fif")
     assert s.ch_names == ["Fz", "Cz", "heart"] and list(s.stim) == ["STI 014"]
+    assert s.ch_types == ["EEG", "EEG", "ECG"]  # published so: the live chain finds the lead
     np.testing.assert_allclose(s.eeg[2], data[1], rtol=1e-6)
     assert read_eeg(tmp_path / "x_raw.fif").ch_names == ["Fz", "Cz"]
