@@ -45,7 +45,8 @@ def add_arguments(parser) -> None:
         "--ecg",
         default=None,
         metavar="NAME",
-        help="--correct bcg: the stream's ECG channel (default: the one labelled ECG*/EKG*)",
+        help="--correct bcg: the stream's ECG channel (default: the one typed ECG, else the one "
+        "labelled ECG*/EKG*)",
     )
     parser.add_argument(
         "--correct-beats",

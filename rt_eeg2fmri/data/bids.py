@@ -554,12 +554,18 @@ def _run_t_r(ref: RunRef, header) -> float:
 
 
 def _picks(ref: RunRef, raw) -> list[int]:
-    trigger = stim_picks(raw, ref.options["marker"])  # a trigger lead typed EEG is not EEG
-    picks = [i for i in _eeg_picks(ref, raw) if i not in trigger]
+    picks = _eeg_picks_of(ref, raw)
+    trigger = stim_picks(raw, ref.options["marker"])
     if ref.options["ecg"]:  # the ECG channels too, last (replay: the live pulse correction)
         types = _channel_types(ref.files["channels"]) if "channels" in ref.files else {}
         picks += ecg_picks(raw, exclude={*picks, *trigger}, types=types)
     return picks
+
+
+def _eeg_picks_of(ref: RunRef, raw) -> list[int]:
+    """The run's EEG channels (a trigger lead typed EEG left out: it is not EEG)."""
+    trigger = stim_picks(raw, ref.options["marker"])
+    return [i for i in _eeg_picks(ref, raw) if i not in trigger]
 
 
 def _eeg_picks(ref: RunRef, raw) -> list[int]:
@@ -728,9 +734,11 @@ def load_run(ref: RunRef) -> Session:
     stim = None  # the trigger channel the marker names (a replay publishes it)
     if trigger is not None and trigger.channel in raw.ch_names:
         stim = {trigger.channel: raw.get_data(picks=[trigger.channel])[0]}
+    n_ecg = len(picks) - len(_eeg_picks_of(ref, raw)) if ref.options["ecg"] else 0
     return Session(
         eeg=eeg,
         stim=stim,
+        ch_types=["EEG"] * (len(picks) - n_ecg) + ["ECG"] * n_ecg if n_ecg else None,
         sfreq=p["sfreq"],
         ch_names=[raw.ch_names[i] for i in picks],
         bold=bold,

@@ -297,6 +297,7 @@ def test_a_dataset_replay_keeps_the_ecg_channel(scanner):
     want = _read(art / "sub-01" / "eeg" / f"{STEM}_eeg.vhdr").get_data(picks=["ECG"])[0]
     np.testing.assert_allclose(played.eeg[-1], want, atol=1e-9)
     assert ecg_column(played.ch_names) == (len(eeg.ch_names), "ECG")
+    assert played.ch_types == ["EEG"] * len(eeg.ch_names) + ["ECG"]  # published typed ECG
 
 
 def test_triggers_on_a_stim_channel_time_the_correction_as_markers_do(scanner, tmp_path, capsys):
