@@ -53,6 +53,7 @@ import pandas as pd
 from .._checks import check_positive
 from .._logging import log_once, logger
 from ._nifti import read_bold_data, read_bold_header
+from .channels import named_column
 from .dataset import RunInfo, RunRef
 from .eeg_io import (
     EEG_EXTENSIONS,
@@ -553,19 +554,19 @@ def _run_t_r(ref: RunRef, header) -> float:
     return t_r
 
 
-def _picks(ref: RunRef, raw) -> list[int]:
-    picks = _eeg_picks_of(ref, raw)
-    trigger = stim_picks(raw, ref.options["marker"])
-    if ref.options["ecg"]:  # the ECG channels too, last (replay: the live pulse correction)
-        types = _channel_types(ref.files["channels"]) if "channels" in ref.files else {}
-        picks += ecg_picks(raw, exclude={*picks, *trigger}, types=types)
-    return picks
+def _picks(ref: RunRef, raw) -> tuple[list[int], int]:
+    """The run's channels to read, and how many ECG leads come last among them.
 
-
-def _eeg_picks_of(ref: RunRef, raw) -> list[int]:
-    """The run's EEG channels (a trigger lead typed EEG left out: it is not EEG)."""
+    Its EEG channels (a trigger lead typed EEG left out: it is not EEG), then, with option
+    ``ecg`` (replay: the live pulse correction), its ECG leads.
+    """
     trigger = stim_picks(raw, ref.options["marker"])
-    return [i for i in _eeg_picks(ref, raw) if i not in trigger]
+    picks = [i for i in _eeg_picks(ref, raw) if i not in trigger]
+    if not ref.options["ecg"]:
+        return picks, 0
+    types = _channel_types(ref.files["channels"]) if "channels" in ref.files else {}
+    leads = ecg_picks(raw, exclude={*picks, *trigger}, types=types)
+    return picks + leads, len(leads)
 
 
 def _eeg_picks(ref: RunRef, raw) -> list[int]:
@@ -625,7 +626,7 @@ def _prepare(ref: RunRef) -> dict:
         raise FileNotFoundError(opts["_problem"])
     eeg_path = ref.files["eeg"]
     raw = open_raw(eeg_path, preload=False)
-    picks = _picks(ref, raw)
+    picks, n_ecg = _picks(ref, raw)
     header = read_bold_header(ref.files["bold"])
     t_r = _run_t_r(ref, header)
     sfreq = float(raw.info["sfreq"])
@@ -681,6 +682,7 @@ def _prepare(ref: RunRef) -> dict:
     return dict(
         raw=raw,
         picks=picks,
+        n_ecg=n_ecg,
         header=header,
         t_r=t_r,
         sfreq=sfreq,
@@ -732,9 +734,11 @@ def load_run(ref: RunRef) -> Session:
         events = annotation_events(raw, marker=ref.options["marker"])
     trigger = TriggerChannel.parse(ref.options["marker"], what="'marker'")
     stim = None  # the trigger channel the marker names (a replay publishes it)
-    if trigger is not None and trigger.channel in raw.ch_names:
-        stim = {trigger.channel: raw.get_data(picks=[trigger.channel])[0]}
-    n_ecg = len(picks) - len(_eeg_picks_of(ref, raw)) if ref.options["ecg"] else 0
+    if trigger is not None:  # _prepare found it (its onsets time the volumes)
+        col, name = named_column(raw.ch_names, trigger.channel, what="trigger channel",
+                                 stream=f"'{ref.files['eeg']}'")  # fmt: skip
+        stim = {name: raw.get_data(picks=[col])[0]}
+    n_ecg = p["n_ecg"]
     return Session(
         eeg=eeg,
         stim=stim,

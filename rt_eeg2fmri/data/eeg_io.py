@@ -42,7 +42,15 @@ def marker_name(description: str) -> str:
     ``"Response/R128"`` → ``"r128"``, ``"Stimulus/S  1"`` → ``"s1"``: the last
     ``/``-separated token, lower-cased, with all whitespace removed.
     """
-    return re.sub(r"\s+", "", str(description).rsplit("/", 1)[-1]).lower()
+    return marker_label(description).lower()
+
+
+def marker_label(description: str) -> str:
+    """An annotation's marker as events name it: ``"Stimulus/S  1"`` → ``"S1"``.
+
+    The description's last ``/``-separated token, whitespace removed (case kept).
+    """
+    return re.sub(r"\s+", "", str(description).rsplit("/", 1)[-1])
 
 
 def _annotation_times(raw) -> np.ndarray:
@@ -187,8 +195,7 @@ def annotation_events(raw, *, marker: str | None = "R128") -> pd.DataFrame:
         low = str(desc).strip().lower()
         if name == key or not name or low.startswith(_NOT_EVENTS) or name.startswith("bad"):
             continue
-        label = re.sub(r"\s+", "", str(desc).rsplit("/", 1)[-1])
-        rows.append((float(t), float(dur), label))
+        rows.append((float(t), float(dur), marker_label(desc)))
     if not rows:
         return empty_events()
     return pd.DataFrame(rows, columns=["onset", "duration", "trial_type"])
@@ -389,9 +396,12 @@ def read_eeg(
     picks = eeg_picks(raw, path=path, channels=channels)
     if channels is None:  # a trigger lead MNE types as EEG is not EEG
         picks = [i for i in picks if i not in stim]
-    leads = ecg_picks(raw, exclude={*picks, *stim}) if ecg else []
-    kinds = ["ECG" if i in ecg_picks(raw) else "EEG" for i in picks] + ["ECG"] * len(leads)
-    picks += leads
+    kinds = None  # the rows' types for a replay (ecg): the ECG leads after the EEG
+    if ecg:
+        typed = set(ecg_picks(raw))  # a lead MNE types EEG but labelled ECG* is among them
+        leads = [i for i in typed if i not in picks and i not in stim]
+        kinds = ["ECG" if i in typed else "EEG" for i in picks] + ["ECG"] * len(leads)
+        picks += sorted(leads)
     data = read_data(raw, picks, path=path)
     onsets = scanner_onsets(raw, marker)  # MNE drops annotations outside the data
     if not onsets.size and (hint := marker_hint(raw, marker)):
@@ -410,7 +420,7 @@ def read_eeg(
         volume_onsets=onsets if onsets.size else None,
         events=annotation_events(raw, marker=marker),
         stim={raw.ch_names[i]: raw.get_data(picks=[i])[0] for i in stim} or None,
-        ch_types=kinds if ecg else None,
+        ch_types=kinds,
         subject=ents.get("sub", "01"),
         task=ents.get("task", _stem(path)),
         run=ents.get("run"),

@@ -10,12 +10,11 @@ finder the readers and the stream use (:mod:`rt_eeg2fmri.data.triggers`).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
-from .eeg_io import ecg_picks, marker_name, open_raw, scanner_onsets, stim_picks
+from .eeg_io import ecg_picks, marker_label, marker_name, open_raw, scanner_onsets, stim_picks
 from .triggers import TriggerChannel
 
 #: How evenly the onsets of a volume trigger are spaced: the spread (max − min) of their
@@ -59,7 +58,7 @@ def summarize_recording(path: str | Path, *, marker: str = "R128") -> dict:
     channels: dict[str, list[str]] = {}
     for name, kind in zip(raw.ch_names, raw.get_channel_types(), strict=True):
         channels.setdefault(kind, []).append(name)
-    labels = sorted({_label(d) for d in raw.annotations.description})
+    labels = sorted({marker_label(d) for d in raw.annotations.description})
     return recording_summary(
         str(path),
         sfreq=float(raw.info["sfreq"]),
@@ -175,11 +174,6 @@ def _trigger_entry(name: str, x: np.ndarray, sfreq: float) -> dict:
                 if timing:
                     specs[channel.spec] = timing
     return {"codes": [float(c) for c in codes[:20]], "n_codes": int(codes.size), "specs": specs}
-
-
-def _label(description: str) -> str:
-    """An annotation's marker as the readers name it: ``"Stimulus/S  1"`` → ``"S1"``."""
-    return re.sub(r"\s+", "", str(description).rsplit("/", 1)[-1])
 
 
 def _quoted(spec: str) -> str:

@@ -481,8 +481,9 @@ def phase_lag(spec: np.ndarray, ref: np.ndarray, harmonics: slice, length: int) 
 
     Parameters
     ----------
-    spec, ref : array of shape (n_chans, length // 2 + 1), complex
-        The two volumes' spectra (``np.fft.rfft`` along time).
+    spec, ref : array of shape (n_chans, n_harmonics), complex
+        The two volumes' spectra (``np.fft.rfft`` along time), up to ``harmonics.stop`` at
+        least.
     """
     cross = np.einsum("ck,ck->k", spec[:, harmonics], np.conj(ref[:, harmonics]))
     w, phase = np.abs(cross), np.angle(cross)

@@ -3,8 +3,8 @@
 The EEG stream is picked by name or type; every marker stream (type ``Markers`` or
 string-valued) becomes events, and the scanner marker (``R128`` by default) becomes the
 volume onsets (or, with ``marker="eeg:CHANNEL..."``, the rising edges of a trigger
-channel of the EEG stream). Times are on the EEG clock: 0 is the first EEG sample (pyxdf synchronises
-the streams' clocks and removes jitter).
+channel of the EEG stream). Times are on the EEG clock: 0 is the first EEG sample (pyxdf
+synchronises the streams' clocks and removes jitter).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def read_xdf(
             name,
             len(info["segments"]),
         )
-    labels, units = _channels(info, data.shape[1])
+    labels, units, _ = _channels(info, data.shape[1])
     t_first = stamps[0]
     onsets, rows, stim = [], [], None
     trigger = TriggerChannel.parse(marker, what="'marker'")
@@ -85,18 +85,11 @@ def read_xdf(
         keep = [i for i in range(len(labels)) if i != col]
         data, labels, units = data[:, keep], [labels[i] for i in keep], [units[i] for i in keep]
     scale = np.array([_volts_per_unit(u, ch, path) for ch, u in zip(labels, units, strict=True)])
-    for s in streams:
-        if s is eeg or not _is_marker_stream(s):
-            continue
-        for value, ts in zip(s["time_series"], s["time_stamps"], strict=True):
-            label = str(value[0] if isinstance(value, list | tuple | np.ndarray) else value)
-            onset = float(ts) - t_first
-            if onset < 0:
-                continue
-            if trigger is None and is_scanner_marker(label, marker):
-                onsets.append(onset)
-            else:
-                rows.append((onset, 0.0, label))
+    for label, onset in _markers(streams, eeg, t_first):
+        if trigger is None and is_scanner_marker(label, marker):
+            onsets.append(onset)
+        else:
+            rows.append((onset, 0.0, label))
     events = pd.DataFrame(rows, columns=["onset", "duration", "trial_type"])
     return Session(
         eeg=(data * scale).T.astype(np.float32),
@@ -137,27 +130,22 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
     """``rt-eeg2fmri info FILE.xdf``: channels, markers, trigger channels, the ``--marker``.
 
     The EEG stream's channels by type, the marker streams' markers, and the trigger
-    channels (see :func:`~rt_eeg2fmri.data.recording.recording_summary`). Trigger channels are those of the EEG stream typed as triggers (``STIM``, ``TRIG``,
-    ...) or whose samples are all whole numbers, not all the same.
+    channels (see :func:`~rt_eeg2fmri.data.recording.recording_summary`). Trigger
+    channels are those of the EEG stream typed as triggers (``STIM``, ``TRIG``, ...) or
+    whose samples are all whole numbers, not all the same.
     """
     from ..data.channels import is_ecg_label
     from ..data.recording import recording_summary
 
     path, streams, eeg, name, sfreq, data, stamps = _load(path, stream)
-    labels, _ = _channels(eeg["info"], data.shape[1])
-    kinds = _channel_types(eeg["info"], data.shape[1])
+    labels, _, kinds = _channels(eeg["info"], data.shape[1])
     channels: dict[str, list[str]] = {}
     for label, kind in zip(labels, kinds, strict=True):
         channels.setdefault(kind, []).append(label)
     t_first = stamps[0]
     markers: dict[str, list[float]] = {}
-    for s in streams:
-        if s is eeg or not _is_marker_stream(s):
-            continue
-        for value, ts in zip(s["time_series"], s["time_stamps"], strict=True):
-            label = str(value[0] if isinstance(value, list | tuple | np.ndarray) else value)
-            if ts >= t_first:
-                markers.setdefault(label, []).append(float(ts) - t_first)
+    for label, onset in _markers(streams, eeg, t_first):
+        markers.setdefault(label, []).append(onset)
     triggers = {
         label: data[:, col]
         for col, (label, kind) in enumerate(zip(labels, kinds, strict=True))
@@ -195,15 +183,15 @@ def _coded(x: np.ndarray) -> bool:
     return bool(finite.size and np.ptp(finite) > 0 and np.all(finite == np.rint(finite)))
 
 
-def _channel_types(info: dict, n_chans: int) -> list[str]:
-    """The EEG stream's channel types (``desc/channels/channel/type``; ``EEG`` without)."""
-    desc = _first(info, "desc")
-    chans = []
-    if isinstance(desc, dict) and isinstance(_first(desc, "channels"), dict):
-        chans = _first(desc, "channels").get("channel") or []
-    if len(chans) != n_chans:
-        return ["EEG"] * n_chans
-    return [str(_first(c, "type") or "EEG") for c in chans]
+def _markers(streams: list[dict], eeg: dict, t_first: float):
+    """``(label, onset)`` of every marker-stream sample from the first EEG sample on (s)."""
+    for s in streams:
+        if s is eeg or not _is_marker_stream(s):
+            continue
+        for value, ts in zip(s["time_series"], s["time_stamps"], strict=True):
+            if ts >= t_first:
+                label = str(value[0] if isinstance(value, list | tuple | np.ndarray) else value)
+                yield label, float(ts) - t_first
 
 
 def _first(info: dict, key: str):
@@ -242,7 +230,8 @@ def _pick_eeg(streams: list[dict], wanted: str | None, *, path: Path) -> dict:
     return found[0]
 
 
-def _channels(info: dict, n_chans: int) -> tuple[list[str], list[str | None]]:
+def _channels(info: dict, n_chans: int) -> tuple[list[str], list[str | None], list[str]]:
+    """The EEG stream's channel labels, units and types (``EEG`` where it gives none)."""
     desc = _first(info, "desc")
     chans = []
     if isinstance(desc, dict):
@@ -256,10 +245,10 @@ def _channels(info: dict, n_chans: int) -> tuple[list[str], list[str | None]]:
                 len(chans),
                 n_chans,
             )
-        return [f"Ch{i + 1}" for i in range(n_chans)], [None] * n_chans
+        return [f"Ch{i + 1}" for i in range(n_chans)], [None] * n_chans, ["EEG"] * n_chans
     labels = [str(_first(c, "label") or f"Ch{i + 1}") for i, c in enumerate(chans)]
     units = [_first(c, "unit") for c in chans]
-    return labels, units
+    return labels, units, [str(_first(c, "type") or "EEG") for c in chans]
 
 
 def _volts_per_unit(unit: str | None, ch_name: str, path: Path) -> float:

@@ -64,25 +64,33 @@ def test_odd_units_are_overridden(uid):
     np.testing.assert_array_equal(consumer.ring.latest(n)[0], sent[:, ::-1].T * np.float32(1e-6))
 
 
+def _engine_volumes(ckpt, source, *, max_volumes, ready=None, **engine_kw):
+    """An engine on ``source`` until ``max_volumes`` (``ready()`` once it is connected, to
+    start a producer that waits for it); (engine, volumes, summary)."""
+    got = []
+    engine = Engine.from_checkpoint(
+        ckpt, source=source, outlet_name=None, device="cpu",
+        consumer_options={"timeout": 10.0}, **engine_kw,
+    )  # fmt: skip
+    with engine:
+        if ready is not None:
+            ready()
+        summary = engine.run(
+            max_volumes=max_volumes, duration=30.0, on_volume=lambda i, v, r: got.append(v)
+        )
+    return engine, got, summary
+
+
 def _played(raw, uid, ckpt, *, max_volumes, **engine_kw):
     """``raw`` played by mne-lsl's ``PlayerLSL`` into an engine; (engine, volumes, summary)."""
     from mne_lsl.player import PlayerLSL
 
     player = PlayerLSL(raw, chunk_size=10, n_repeat=1, name=uid, source_id=uid)
     player.start()
-    got = []
     try:
-        engine = Engine.from_checkpoint(
-            ckpt, source=f"source_id:{uid}", outlet_name=None, device="cpu",
-            consumer_options={"timeout": 10.0}, **engine_kw,
-        )  # fmt: skip
-        with engine:
-            summary = engine.run(
-                max_volumes=max_volumes, duration=30.0, on_volume=lambda i, v, r: got.append(v)
-            )
+        return _engine_volumes(ckpt, f"source_id:{uid}", max_volumes=max_volumes, **engine_kw)
     finally:
         player.stop()
-    return engine, got, summary
 
 
 def test_mne_lsl_player_streams_into_the_engine(tmp_path, uid):
@@ -118,21 +126,16 @@ def _replayed(raw, uid, ckpt, tmp_path, *, max_volumes, **engine_kw):
     raw.save(path, verbose="error")
     replay = Replay(load_recording(path), name=uid, speed=2.0, truth=False, source_id=uid)
     replay.open()
-    got = []
+
+    def start():
+        assert replay.wait_for_consumers(10.0, kinds=["eeg"])
+        replay.start()
+
     try:
-        engine = Engine.from_checkpoint(
-            ckpt, source=f"name:{uid}-EEG", outlet_name=None, device="cpu",
-            consumer_options={"timeout": 10.0}, **engine_kw,
-        )  # fmt: skip
-        with engine:
-            assert replay.wait_for_consumers(10.0, kinds=["eeg"])
-            replay.start()
-            summary = engine.run(
-                max_volumes=max_volumes, duration=30.0, on_volume=lambda i, v, r: got.append(v)
-            )
+        return _engine_volumes(ckpt, f"name:{uid}-EEG", max_volumes=max_volumes, ready=start,
+                               **engine_kw)  # fmt: skip
     finally:
         replay.stop()
-    return engine, got, summary
 
 
 @pytest.mark.parametrize("player", ["mne-lsl", "replay"])
