@@ -35,8 +35,8 @@ def add_reader_arguments(parser, *, marker_default: str | None = None) -> None:
         default=marker_default,
         help=f"scanner volume marker (default {marker_default or 'R128'}), or the trigger "
         "channel that carries the volume triggers: eeg:CHANNEL[:LEVEL] (rising edges through "
-        "LEVEL, default 0.5) or eeg:CHANNEL:mask=BITS (a status channel's bits), e.g. "
-        "'eeg:STI 014'",
+        "LEVEL, default 0.5; with a unit, e.g. 2.5V or 100uV, a voltage in any file or "
+        "stream) or eeg:CHANNEL:mask=BITS (a status channel's bits), e.g. 'eeg:STI 014'",
     )
     group.add_argument("--dummy-scans", type=int, default=None, help="volumes to drop per run")
     group.add_argument(

@@ -15,7 +15,8 @@ def add_arguments(parser) -> None:
         "--marker",
         default="R128",
         help="scanner volume marker (default R128), or the trigger channel that carries the "
-        "volume triggers: eeg:CHANNEL[:LEVEL] or eeg:CHANNEL:mask=BITS, e.g. 'eeg:STI 014'",
+        "volume triggers: eeg:CHANNEL[:LEVEL] (LEVEL with a unit, e.g. 2.5V or 100uV, for an "
+        "analog lead) or eeg:CHANNEL:mask=BITS, e.g. 'eeg:STI 014'",
     )
     parser.add_argument("--ecg", default=None, help="ECG channel (default: typed or named ECG)")
     parser.add_argument(

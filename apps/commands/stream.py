@@ -28,7 +28,8 @@ def add_arguments(parser) -> None:
         default=None,
         help="the scanner's volume markers (--sync trigger, --correct gradient): a marker stream "
         "NAME[:MARKER] (default marker R128), or eeg:CHANNEL[:LEVEL], the rising edges of a "
-        "trigger channel of the EEG stream through LEVEL (default 0.5), or "
+        "trigger channel of the EEG stream through LEVEL (default 0.5, in the stream's units; "
+        "with a unit, e.g. 2.5V or 100uV, a voltage converted from the channel's unit), or "
         "eeg:CHANNEL:mask=BITS, where the channel's code & BITS turns non-zero (a status "
         "channel, e.g. mask=0x8)",
     )

@@ -18,9 +18,11 @@ BOLD that differs only by ``acq`` is used).
 - Preprocessed EEG (option ``eeg_derivatives``: a pipeline name) is read from
   ``derivatives/<name>/sub-*/[ses-*/][eeg/]`` or ``derivatives/sub-*/[ses-*/]<name>/``,
   file names with or without a prefix before ``sub-`` (``d_sub-01_task-x_eeg_pp.vhdr``).
-  Its volumes are timed by its own scanner markers; a derivative without them (cropped,
-  markers dropped) is aligned to the raw EEG's markers by the offset of its first marker
-  that the raw EEG also has, and the volumes it does not cover are left out.
+  Its volumes are timed by the raw EEG's scanner markers, shifted by the offset of its
+  first marker that the raw EEG also has (annotations, and the edges of the trigger
+  channel a ``marker`` spec names where the derivative kept it); offsets that markers
+  repeating every volume cannot tell apart are told apart by the EEG itself. The volumes
+  it does not cover are left out.
 - Volume onsets come from the scanner markers in the EEG (``marker``, default
   ``R128``; or the rising edges of a trigger channel, ``eeg:CHANNEL[:LEVEL|:mask=BITS]``,
   a channel never read as EEG), matched to volumes by :func:`rt_eeg2fmri.data.eeg_io.align_volumes`
@@ -66,6 +68,7 @@ from .eeg_io import (
     open_raw,
     read_data,
     scanner_onsets,
+    stim_channels,
     stim_picks,
     truncation,
 )
@@ -560,7 +563,7 @@ def _picks(ref: RunRef, raw) -> tuple[list[int], int]:
     Its EEG channels (a trigger lead typed EEG left out: it is not EEG), then, with option
     ``ecg`` (replay: the live pulse correction), its ECG leads.
     """
-    trigger = stim_picks(raw, ref.options["marker"])
+    trigger = stim_picks(raw, _own_marker(ref, raw))
     picks = [i for i in _eeg_picks(ref, raw) if i not in trigger]
     if not ref.options["ecg"]:
         return picks, 0
@@ -581,19 +584,28 @@ def _eeg_picks(ref: RunRef, raw) -> list[int]:
     return eeg_picks(raw, path=eeg_path, types=types, types_source=ref.files["channels"])
 
 
-def _derivative_offset(deriv, raw0, *, where: str, raw_path) -> tuple[float, str]:
+def _derivative_offset(deriv, raw0, *, marker: str, where: str, raw_path) -> tuple[float, str]:
     """Seconds from the raw EEG's start to the derivative's, from the markers they share.
 
-    The derivative's first marker is matched to each occurrence of the same marker in the
-    raw EEG; the offset that lines up the most of the derivative's markers with the raw's
-    (within two samples) wins.
+    The markers are the annotations, and the rising edges of the trigger channel that a
+    ``marker`` spec (``eeg:CHANNEL...``) names where both recordings have it (a derivative
+    that kept the raw's stim channel). The derivative's first marker is matched to each
+    occurrence of the same marker in the raw EEG; the offset that lines up the most of the
+    derivative's markers with the raw's (within two samples) wins.
     """
     from .eeg_io import _annotation_times, marker_name
 
     tol = 2.0 / float(raw0.info["sfreq"]) + 2.0 / float(deriv.info["sfreq"])
     d_keys = [marker_name(d) for d in deriv.annotations.description]
     r_keys = [marker_name(d) for d in raw0.annotations.description]
-    d_t, r_t = _annotation_times(deriv), _annotation_times(raw0)
+    d_t, r_t = list(_annotation_times(deriv)), list(_annotation_times(raw0))
+    trigger = TriggerChannel.parse(marker, what="'marker'")
+    if trigger is not None and _has_channel(deriv, trigger.channel):
+        for keys, times, rec in ((d_keys, d_t, deriv), (r_keys, r_t, raw0)):
+            onsets = scanner_onsets(rec, marker)
+            keys += [marker] * onsets.size
+            times += list(onsets)
+    d_t, r_t = np.asarray(d_t, dtype=float), np.asarray(r_t, dtype=float)
     by_key: dict = {}
     for k, t in zip(r_keys, r_t, strict=True):
         by_key.setdefault(k, []).append(t)
@@ -602,11 +614,12 @@ def _derivative_offset(deriv, raw0, *, where: str, raw_path) -> tuple[float, str
         (i for i in np.argsort(d_t, kind="stable") if d_keys[i] and d_keys[i] in by_key), None
     )
     if first is None:
+        channel = f" (nor its trigger channel {trigger.channel!r})" if trigger is not None else ""
         raise ValueError(
             f"{where}: the preprocessed EEG has no scanner markers and no marker in common with "
-            f"the raw EEG '{raw_path}' to align it by."
+            f"the raw EEG '{raw_path}'{channel} to align it by."
         )
-    best = (-1, 0.0)
+    scores = {}
     for candidate in by_key[d_keys[first]]:
         offset = float(candidate - d_t[first])
         hits = 0
@@ -614,9 +627,100 @@ def _derivative_offset(deriv, raw0, *, where: str, raw_path) -> tuple[float, str
             ts = by_key.get(k)
             if ts is not None and ts.size and np.min(np.abs(ts - (t + offset))) <= tol:
                 hits += 1
-        if hits > best[0]:
-            best = (hits, offset)
-    return best[1], deriv.annotations.description[first]
+        scores[offset] = hits
+    most = max(scores.values())
+    offsets = [o for o, hits in scores.items() if hits == most]
+    if len(offsets) > 1:  # markers that repeat (a TR) line up at several offsets
+        offsets = [_offset_by_samples(deriv, raw0, offsets, where=where, raw_path=raw_path)]
+    return offsets[0], (d_keys[first] if first >= len(deriv.annotations) else
+                        deriv.annotations.description[first])  # fmt: skip
+
+
+#: Seconds of the derivative compared with the raw EEG to tell offsets apart
+_COMPARED = 30.0
+
+
+def _offset_by_samples(deriv, raw0, offsets: list, *, where: str, raw_path) -> float:
+    """Which of ``offsets`` (s into the raw EEG) the derivative's samples start at.
+
+    Markers that come every TR (the scanner's) line up as well at any whole number of TRs;
+    the EEG itself does not. The channels both recordings have are band-passed (1–40 Hz,
+    below the gradient artifact's power and within a resampled derivative's band), the
+    raw's put on the derivative's sample times, and correlated over the derivative's first
+    30 s at each offset; the best must stand out from the next by four standard errors.
+    """
+    import mne
+
+    kinds = deriv.get_channel_types()
+    names = [name for name, kind in zip(deriv.ch_names, kinds, strict=True)
+             if kind == "eeg" and _has_channel(raw0, name)][:8]  # fmt: skip
+    d_sf, r_sf = float(deriv.info["sfreq"]), float(raw0.info["sfreq"])
+    n = min(deriv.n_times, round(_COMPARED * d_sf))
+    high = min(40.0, 0.4 * d_sf, 0.4 * r_sf)
+    ambiguous = (
+        f"{where}: the markers it shares with the raw EEG '{raw_path}' line up equally at "
+        f"{len(offsets)} offsets ({', '.join(f'{o:.3f}' for o in sorted(offsets)[:6])} s: "
+        "they repeat every volume)"
+    )
+    if not names or n < 2 * d_sf:
+        raise ValueError(
+            f"{ambiguous}, and it has no EEG channel the raw EEG has (or under 2 s of samples) "
+            "to tell them apart by; keep a stimulus marker of the raw EEG in it."
+        )
+    d = deriv.get_data(picks=names, stop=n)
+    d = mne.filter.filter_data(d, d_sf, 1.0, high, verbose="error")
+    cols = [named_column(raw0.ch_names, name, what="channel", stream="")[0] for name in names]
+    times = np.arange(n) / d_sf
+    scores = []
+    for offset in offsets:
+        a = max(0, int(np.floor((offset - 1.0) * r_sf)))
+        b = min(raw0.n_times, int(np.ceil((offset + n / d_sf + 1.0) * r_sf)) + 1)
+        inside = (times + offset >= a / r_sf) & (times + offset <= (b - 1) / r_sf)
+        if b - a < 2 * r_sf or inside.sum() < 2 * d_sf:
+            scores.append(-np.inf)
+            continue
+        r = mne.filter.filter_data(raw0.get_data(picks=cols, start=a, stop=b), r_sf, 1.0, high,
+                                   verbose="error")  # fmt: skip
+        at = (a + np.arange(b - a)) / r_sf
+        corr = []
+        for x, y in zip(d, r, strict=True):
+            y = np.interp(times[inside] + offset, at, y)
+            x = x[inside]
+            if np.std(x) > 0 and np.std(y) > 0:
+                corr.append(float(np.corrcoef(x, y)[0, 1]))
+        scores.append(float(np.mean(corr)) if corr else -np.inf)
+    order = np.argsort(scores)[::-1]
+    best, second = scores[order[0]], scores[order[1]]
+    margin = 4.0 / np.sqrt(n * len(names))
+    if not np.isfinite(best) or best - second < margin:
+        raise ValueError(
+            f"{ambiguous}, and its EEG does not tell them apart (correlation with the raw "
+            f"EEG {best:.3f} at the best, {second:.3f} at the next); keep a stimulus marker "
+            "of the raw EEG in it."
+        )
+    logger.debug("%s: offsets %s, EEG correlations %s", where, offsets, scores)
+    return float(offsets[order[0]])
+
+
+def _own_marker(ref: RunRef, raw) -> str | None:
+    """The ``marker`` option as the run's EEG file ``raw`` can take it.
+
+    ``None`` for a derivative that lacks the trigger channel a spec names: the raw
+    recording's channel times its volumes.
+    """
+    marker = ref.options["marker"]
+    trigger = TriggerChannel.parse(marker, what="'marker'")
+    if trigger is not None and "eeg_raw" in ref.files and not _has_channel(raw, trigger.channel):
+        return None
+    return marker
+
+
+def _has_channel(raw, name: str) -> bool:
+    try:
+        named_column(raw.ch_names, name, what="trigger channel", stream="")
+    except ValueError:
+        return False
+    return True
 
 
 def _prepare(ref: RunRef) -> dict:
@@ -631,14 +735,16 @@ def _prepare(ref: RunRef) -> dict:
     t_r = _run_t_r(ref, header)
     sfreq = float(raw.info["sfreq"])
     duration = raw.n_times / sfreq
-    markers = scanner_onsets(raw, opts["marker"])
+    own = _own_marker(ref, raw)
+    markers = scanner_onsets(raw, own) if own is not None else np.zeros(0)
     where = f"{ref.name} ('{eeg_path}')"
-    if not markers.size and (hint := marker_hint(raw, opts["marker"])):
+    if not markers.size and own is not None and (hint := marker_hint(raw, own)):
         log_once((str(eeg_path), "marker hint"), f"{where}: {hint}", level=logging.WARNING)
     offset, derivative = 0.0, "eeg_raw" in ref.files
     if derivative:  # preprocessed EEG, maybe cropped: the raw recording's markers time it
         raw0 = open_raw(ref.files["eeg_raw"], preload=False)
-        offset, by = _derivative_offset(raw, raw0, where=where, raw_path=ref.files["eeg_raw"])
+        offset, by = _derivative_offset(raw, raw0, marker=opts["marker"], where=where,
+                                        raw_path=ref.files["eeg_raw"])  # fmt: skip
         markers = scanner_onsets(raw0, opts["marker"])
     onsets, onset0 = align_volumes(
         markers,
@@ -733,15 +839,17 @@ def load_run(ref: RunRef) -> Session:
     else:
         events = annotation_events(raw, marker=ref.options["marker"])
     trigger = TriggerChannel.parse(ref.options["marker"], what="'marker'")
-    stim = None  # the trigger channel the marker names (a replay publishes it)
-    if trigger is not None:  # _prepare found it (its onsets time the volumes)
-        col, name = named_column(raw.ch_names, trigger.channel, what="trigger channel",
-                                 stream=f"'{ref.files['eeg']}'")  # fmt: skip
-        stim = {name: raw.get_data(picks=[col])[0]}
+    stim = stim_units = None  # the trigger channel the marker names (a replay publishes it)
+    if trigger is not None and _own_marker(ref, raw):  # _prepare found it (its onsets time
+        # the volumes; a derivative may lack it)
+        col, _ = named_column(raw.ch_names, trigger.channel, what="trigger channel",
+                              stream=f"'{ref.files['eeg']}'")  # fmt: skip
+        stim, stim_units = stim_channels(raw, [col])
     n_ecg = p["n_ecg"]
     return Session(
         eeg=eeg,
         stim=stim,
+        stim_units=stim_units,
         ch_types=["EEG"] * (len(picks) - n_ecg) + ["ECG"] * n_ecg if n_ecg else None,
         sfreq=p["sfreq"],
         ch_names=[raw.ch_names[i] for i in picks],

@@ -143,6 +143,19 @@ def stim_picks(raw, marker: str | None = None) -> list[int]:
     return picks
 
 
+def stim_channels(raw, picks) -> tuple[dict | None, dict | None]:
+    """``(stim, stim_units)`` of a :class:`Session` for the trigger channels ``picks``.
+
+    Their samples as MNE reads them, and ``"V"`` for each that MNE reads in volts (an
+    analog trigger lead), so a replay publishes it in its unit (``None``: none of either).
+    """
+    from .triggers import mne_volts_per_unit
+
+    stim = {raw.ch_names[i]: raw.get_data(picks=[i])[0] for i in picks}
+    units = {raw.ch_names[i]: "V" for i in picks if mne_volts_per_unit(raw, i) is not None}
+    return stim or None, units or None
+
+
 def ecg_picks(raw, *, exclude=(), types: dict | None = None) -> list[int]:
     """Indices of the ECG channels of ``raw`` (not in ``exclude``).
 
@@ -419,7 +432,7 @@ def read_eeg(
         t_r=t_r,
         volume_onsets=onsets if onsets.size else None,
         events=annotation_events(raw, marker=marker),
-        stim={raw.ch_names[i]: raw.get_data(picks=[i])[0] for i in stim} or None,
+        **dict(zip(("stim", "stim_units"), stim_channels(raw, stim), strict=True)),
         ch_types=kinds,
         subject=ents.get("sub", "01"),
         task=ents.get("task", _stem(path)),

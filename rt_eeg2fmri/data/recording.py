@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .eeg_io import ecg_picks, marker_label, marker_name, open_raw, scanner_onsets, stim_picks
-from .triggers import TriggerChannel
+from .triggers import TRIGGER_LABEL, TriggerChannel, mne_volts_per_unit
 
 #: How evenly the onsets of a volume trigger are spaced: the spread (max − min) of their
 #: steps may be this share of the step (and at least 2 samples)
@@ -51,13 +51,17 @@ def summarize_recording(path: str | Path, *, marker: str = "R128") -> dict:
     -------
     summary : dict
         See :func:`recording_summary`; ``channels`` by MNE type, ``triggers`` for MNE's
-        stim channels.
+        stim channels and the leads labelled as triggers (``TRIG``, ``TTL``, ...) that
+        MNE reads in volts.
     """
     path = Path(path)
     raw = open_raw(path, preload=False)
     channels: dict[str, list[str]] = {}
     for name, kind in zip(raw.ch_names, raw.get_channel_types(), strict=True):
         channels.setdefault(kind, []).append(name)
+    picks = stim_picks(raw)
+    leads = [i for i, name in enumerate(raw.ch_names) if i not in picks
+             and TRIGGER_LABEL.match(name) and mne_volts_per_unit(raw, i)]  # fmt: skip
     labels = sorted({marker_label(d) for d in raw.annotations.description})
     return recording_summary(
         str(path),
@@ -66,7 +70,8 @@ def summarize_recording(path: str | Path, *, marker: str = "R128") -> dict:
         channels=channels,
         ecg=[raw.ch_names[i] for i in ecg_picks(raw)],
         markers={key: scanner_onsets(raw, key) for key in labels},
-        triggers={raw.ch_names[c]: raw.get_data(picks=[c])[0] for c in stim_picks(raw)},
+        triggers={raw.ch_names[c]: raw.get_data(picks=[c])[0] for c in [*picks, *leads]},
+        voltages={raw.ch_names[c]: 1.0 for c in leads},
         marker=marker,
         asked=scanner_onsets(raw, marker),
         where="annotations",
@@ -85,6 +90,7 @@ def recording_summary(
     marker: str,
     asked: np.ndarray,
     where: str,
+    voltages: dict | None = None,
 ) -> dict:
     """The summary of a recording read by any reader (an MNE file, an XDF recording).
 
@@ -105,6 +111,9 @@ def recording_summary(
         The scanner marker asked for; ``asked`` its onsets (s).
     where : str
         Where markers come from, for messages (``"annotations"``, ``"marker streams"``).
+    voltages : dict of str to float | None
+        The trigger channels that are analog leads, not codes: volts per unit of their
+        samples. Their spec rises through the middle of their range, in volts.
 
     Returns
     -------
@@ -113,7 +122,8 @@ def recording_summary(
         (each marker's count, most first), ``marker`` (the one asked for, with its ``n``
         onsets and ``timing`` when evenly spaced), ``triggers`` (per trigger channel: its
         codes, and the specs through 0.5 and per bit with their timing when evenly
-        spaced), ``suggested`` (the ``--marker`` whose onsets are evenly spaced, or
+        spaced; for an analog lead its ``range`` in volts and the spec through its
+        middle), ``suggested`` (the ``--marker`` whose onsets are evenly spaced, or
         ``None``) and ``problems`` (list of str).
     """
     asked = np.asarray(asked, dtype=float)
@@ -135,7 +145,12 @@ def recording_summary(
         if marker_name(key) != marker_name(marker) and volume_timing(markers[key], sfreq):
             candidates.append(key)
     for name, x in triggers.items():
-        summary["triggers"][name] = entry = _trigger_entry(name, np.asarray(x, float), sfreq)
+        x = np.asarray(x, float)
+        if name in (voltages or {}):
+            entry = _lead_entry(name, x, sfreq, voltages[name])
+        else:
+            entry = _trigger_entry(name, x, sfreq)
+        summary["triggers"][name] = entry
         candidates += [spec for spec, timing in entry["specs"].items() if timing]
     summary["suggested"] = candidates[0] if candidates else None
     if not asked.size:
@@ -176,6 +191,18 @@ def _trigger_entry(name: str, x: np.ndarray, sfreq: float) -> dict:
     return {"codes": [float(c) for c in codes[:20]], "n_codes": int(codes.size), "specs": specs}
 
 
+def _lead_entry(name: str, x: np.ndarray, sfreq: float, volts_per_unit: float) -> dict:
+    """An analog trigger lead's range (V) and the spec through its middle, if evenly spaced."""
+    finite = x[np.isfinite(x)] * volts_per_unit
+    span = [float(finite.min()), float(finite.max())] if finite.size else None
+    trigger = TriggerChannel.midway(name, x, volts_per_unit)
+    specs = {}
+    if trigger is not None:
+        edges = trigger.in_units(volts_per_unit).edges()
+        specs[trigger.spec] = volume_timing(edges.find(x) / sfreq, sfreq)
+    return {"range_v": span, "specs": specs}
+
+
 def _quoted(spec: str) -> str:
     return f'"{spec}"' if " " in spec else spec
 
@@ -201,8 +228,13 @@ def format_recording(summary: dict) -> str:
     for name, entry in s["triggers"].items():
         found = [f"{spec}: {t['n']} onsets, TR {t['t_r']:g} s" for spec, t in entry["specs"].items()
                  if t]  # fmt: skip
+        if "range_v" in entry:
+            span = entry["range_v"]
+            what = "analog, " + (f"{span[0]:.3g} to {span[1]:.3g} V" if span else "no samples")
+        else:
+            what = f"{entry['n_codes']} code(s)"
         lines.append(
-            f"  trigger   {name}: {entry['n_codes']} code(s)"
+            f"  trigger   {name}: {what}"
             + (f"; evenly spaced — {'; '.join(found)}" if found else "; none evenly spaced")
         )
     if s["suggested"] and s["suggested"] != m["spec"]:

@@ -78,6 +78,10 @@ class Session:
         Trigger channels (MNE's ``stim`` type: the scanner's volume triggers, stimulus
         codes) in their own units, never model input; a replay publishes them beside the
         EEG, so a live ``--trigger eeg:CHANNEL`` finds them.
+    stim_units : dict of str to str | None
+        The unit of each ``stim`` channel that holds a voltage (``"V"`` for an analog
+        trigger lead MNE reads in volts), as a replay publishes it; a channel not named
+        holds codes (published with unit ``"none"``).
     """
 
     eeg: np.ndarray
@@ -99,6 +103,7 @@ class Session:
     bad_spans: np.ndarray | None = None
     stim: dict | None = None
     ch_types: list | None = None
+    stim_units: dict | None = None
 
     def __post_init__(self) -> None:
         where = self._where("eeg")
@@ -122,6 +127,12 @@ class Session:
         self.events = _check_events(self.events, where=self._where("events"))
         if self.stim:
             self.stim = self._check_stim(self.stim)
+        extra = set(self.stim_units or ()) - set(self.stim or ())
+        if extra:
+            raise ValueError(
+                f"{where}: 'stim_units' names {sorted(extra)}, which are not stim channels "
+                f"({list(self.stim or ())})."
+            )
         if self.ch_types is not None and len(self.ch_types) != self.n_chans:
             raise ValueError(
                 f"{where}: {len(self.ch_types)} channel types for {self.n_chans} EEG rows."

@@ -441,8 +441,14 @@ class EEGConsumer:
                 self._trigger_col, name = named_column(
                     labels, self.trigger.channel, what="trigger channel", stream=label
                 )
-                self._edges = self.trigger.edges()
-                logger.info("%s: volume triggers on channel %r", label, name)
+                trigger = self.trigger.in_stream_units(
+                    units[self._trigger_col] if units else None,
+                    where=f"{label}: trigger channel {name!r}",
+                )
+                self._edges = trigger.edges()
+                logger.info(
+                    "%s: volume triggers on channel %r (%s)", label, name, trigger.describe()
+                )
             if chain.latency:
                 logger.info(
                     "%s: resampling %g Hz to %g Hz (latency %.1f ms)",

@@ -309,7 +309,8 @@ class Replay:
                 model=model,
                 source_file=self.source_file,
                 ch_types=[*(s.ch_types or map(channel_type, s.ch_names)), *["STIM"] * len(stim)],
-                units=[EEG_UNIT] * len(s.ch_names) + [STIM_UNIT] * len(stim),
+                units=[EEG_UNIT] * len(s.ch_names)
+                + [(s.stim_units or {}).get(name) or STIM_UNIT for name in stim],
             ),
             chunk_size=self.chunk_size,
         )

@@ -19,7 +19,7 @@ from .._checks import check_file
 from .._logging import logger
 from ..data.channels import UNIT_SCALES, named_column
 from ..data.session import Session
-from ..data.triggers import TriggerChannel
+from ..data.triggers import TRIGGER_LABEL, TriggerChannel, volts_per_unit
 
 
 def is_scanner_marker(value: str, marker: str) -> bool:
@@ -75,12 +75,14 @@ def read_xdf(
         )
     labels, units, _ = _channels(info, data.shape[1])
     t_first = stamps[0]
-    onsets, rows, stim = [], [], None
+    onsets, rows, stim, stim_units = [], [], None, None
     trigger = TriggerChannel.parse(marker, what="'marker'")
     if trigger is not None:  # the triggers on a channel of the EEG stream: not EEG
         col, label = named_column(labels, trigger.channel, what="trigger channel",
                                   stream=f"'{path}': EEG stream '{name}'")  # fmt: skip
-        stim = {label: data[:, col]}
+        stim = {label: data[:, col]}  # as recorded, in its unit when that is a voltage
+        stim_units = {label: units[col]} if volts_per_unit(units[col]) else None
+        trigger = trigger.in_stream_units(units[col], where=f"'{path}': trigger channel {label!r}")
         onsets = list(stamps[trigger.edges().find(data[:, col])] - t_first)
         keep = [i for i in range(len(labels)) if i != col]
         data, labels, units = data[:, keep], [labels[i] for i in keep], [units[i] for i in keep]
@@ -98,6 +100,7 @@ def read_xdf(
         volume_onsets=np.sort(np.asarray(onsets, dtype=float)) if onsets else None,
         events=events,
         stim=stim,
+        stim_units=stim_units,
         subject=subject,
         task=task,
         run=run,
@@ -132,13 +135,14 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
     The EEG stream's channels by type, the marker streams' markers, and the trigger
     channels (see :func:`~rt_eeg2fmri.data.recording.recording_summary`). Trigger
     channels are those of the EEG stream typed as triggers (``STIM``, ``TRIG``, ...) or
-    whose samples are all whole numbers, not all the same.
+    whose samples are all whole numbers, not all the same, and the analog leads labelled
+    as triggers (``TRIG``, ``TTL``, ...) in a voltage unit.
     """
     from ..data.channels import is_ecg_label
     from ..data.recording import recording_summary
 
     path, streams, eeg, name, sfreq, data, stamps = _load(path, stream)
-    labels, _, kinds = _channels(eeg["info"], data.shape[1])
+    labels, units, kinds = _channels(eeg["info"], data.shape[1])
     channels: dict[str, list[str]] = {}
     for label, kind in zip(labels, kinds, strict=True):
         channels.setdefault(kind, []).append(label)
@@ -146,15 +150,18 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
     markers: dict[str, list[float]] = {}
     for label, onset in _markers(streams, eeg, t_first):
         markers.setdefault(label, []).append(onset)
-    triggers = {
-        label: data[:, col]
-        for col, (label, kind) in enumerate(zip(labels, kinds, strict=True))
-        if kind.upper() in _TRIGGER_TYPES or _coded(data[:, col])
-    }
+    triggers, voltages = {}, {}
+    for col, (label, unit, kind) in enumerate(zip(labels, units, kinds, strict=True)):
+        coded = kind.upper() in _TRIGGER_TYPES or _coded(data[:, col])
+        if not coded and TRIGGER_LABEL.match(label) and volts_per_unit(unit):
+            voltages[label] = volts_per_unit(unit)  # an analog trigger lead
+        if coded or label in voltages:
+            triggers[label] = data[:, col]
     trigger = TriggerChannel.parse(marker, what="'marker'")
     if trigger is not None:
-        col, _ = named_column(labels, trigger.channel, what="trigger channel",
-                              stream=f"'{path}': EEG stream '{name}'")  # fmt: skip
+        col, label = named_column(labels, trigger.channel, what="trigger channel",
+                                  stream=f"'{path}': EEG stream '{name}'")  # fmt: skip
+        trigger = trigger.in_stream_units(units[col], where=f"'{path}': trigger channel {label!r}")
         asked = stamps[trigger.edges().find(data[:, col])] - t_first
     else:
         asked = [t for label, ts in markers.items() if is_scanner_marker(label, marker) for t in ts]
@@ -171,6 +178,7 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
         marker=marker,
         asked=np.sort(np.asarray(asked, dtype=float)),
         where="marker streams",
+        voltages=voltages,
     )
 
 

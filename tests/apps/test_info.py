@@ -169,6 +169,34 @@ def test_info_of_a_file_finds_the_trigger_channel_and_says_which_marker(tmp_path
     assert summary["ecg"] == []
 
 
+def test_info_of_a_file_suggests_a_level_in_volts_for_an_analog_trigger_lead(tmp_path, capsys):
+    """A TTL lead of 150 µV that MNE types EEG (BrainVision's ``TRIG``) is looked at as a
+    trigger by its label: the level through the middle of its range is suggested with its
+    unit (``eeg:TRIG:75uV``), which times the volumes offline as the stream would live."""
+    import mne
+    import numpy as np
+
+    from rt_eeg2fmri.data.eeg_io import read_eeg
+
+    rng = np.random.default_rng(2)
+    trig = 1e-6 * rng.standard_normal(250 * 30)
+    onsets = np.arange(250, trig.size - 10, 500)
+    for t in onsets:
+        trig[t : t + 5] += 150e-6
+    data = np.vstack([1e-5 * rng.standard_normal((2, trig.size)), trig])
+    path = tmp_path / "lead_raw.fif"
+    mne.io.RawArray(data, mne.create_info(["Fz", "Cz", "TRIG"], 250.0, "eeg"),
+                    verbose="error").save(path, verbose="error")  # fmt: skip
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    spec = f"eeg:TRIG:{0.5 * (trig.min() + trig.max()) * 1e6:.3g}uV"
+    assert f"trigger   TRIG: analog, {trig.min():.3g} to {trig.max():.3g} V" in out
+    assert f"{spec}: {onsets.size} onsets, TR 2 s" in out and f"use       --marker {spec}" in out
+    session = read_eeg(path, marker=spec)
+    np.testing.assert_allclose(session.volume_onsets, onsets / 250.0)
+    assert session.ch_names == ["Fz", "Cz"] and session.stim_units == {"TRIG": "V"}
+
+
 def test_info_of_a_brainvision_file_with_its_markers(tmp_path, capsys):
     write_bids_run(tmp_path, sub="01", n_volumes=12, t_r=2.0)
     (path,) = tmp_path.glob("sub-01/eeg/*_eeg.vhdr")

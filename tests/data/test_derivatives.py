@@ -98,3 +98,56 @@ def test_a_run_that_does_not_cover_the_mask_is_named(tmp_path):
     mask[:, :, 3] = False
     ds = load_pairs(root, preprocessing=pre, mask=mask, root=tmp_path / "c", progress=False)
     assert ds.n_voxels == 90
+
+
+def test_a_derivative_is_aligned_by_the_trigger_channel_it_kept(tmp_path, rt_log):
+    """A raw FIF run whose scanner triggers are only on ``STI 014`` (no annotations) and a
+    preprocessed derivative of it, cropped at 5.2 s and filtered, that kept ``STI 014``:
+    with ``marker="eeg:STI 014"`` the derivative is aligned by the channel's edges in both,
+    and its volumes are the raw's, shifted by the crop. A derivative that dropped the
+    channel (and has no annotations) cannot be aligned, and the error says by what."""
+    import mne
+
+    a = write_bids_run(tmp_path, fmt="fif", markers=False, lead=1.5, n_volumes=12)
+    raw = mne.io.read_raw_fif(a["eeg"], preload=True, verbose="error")
+    onsets = 1.5 + np.arange(12) * 2.0
+    pulses = np.zeros((1, raw.n_times))
+    for t in onsets:
+        pulses[0, round(t * 250.0) : round(t * 250.0) + 5] = 1.0
+    raw.add_channels([mne.io.RawArray(pulses, mne.create_info(["STI 014"], 250.0, "stim"),
+                                      verbose="error")], force_update_info=True)  # fmt: skip
+    raw.set_annotations(None)
+    raw.save(a["eeg"], overwrite=True, verbose="error")
+    folder = tmp_path / "derivatives" / "pp" / "sub-01" / "eeg"
+    folder.mkdir(parents=True)
+    deriv = raw.copy().crop(tmin=5.2).filter(1.0, 40.0, picks="eeg", verbose="error")
+    deriv.save(folder / "sub-01_task-oddball_desc-pp_eeg.fif", verbose="error")
+
+    s = read_session(tmp_path, eeg_derivatives="pp", marker="eeg:STI 014")
+    inside = onsets[(onsets >= 5.2) & (onsets + 2.0 <= 5.2 + deriv.n_times / 250.0)]
+    np.testing.assert_allclose(s.volume_onsets, inside - 5.2, atol=1e-9)
+    assert s.n_volumes == inside.size and s.ch_names == [f"EEG{i:02d}" for i in range(4)]
+    np.testing.assert_allclose(s.eeg, deriv.get_data(picks="eeg"), rtol=1e-5, atol=1e-12)
+    assert list(s.stim) == ["STI 014"]
+    assert "by its first marker 'eeg:STI 014' (5.200 s into the raw EEG)" in rt_log.text
+
+    # the scanner's edges alone line up at every whole number of TRs: the EEG told them
+    # apart; a derivative whose EEG is not the raw's cannot be aligned
+    noise = deriv.copy()
+    noise._data[:4] = 1e-5 * np.random.default_rng(9).standard_normal((4, noise.n_times))
+    noise.save(folder / "sub-01_task-oddball_desc-pp_eeg.fif", overwrite=True, verbose="error")
+    with pytest.raises(
+        ValueError,
+        match=r"line up equally at \d offsets \(1.200, 3.200, 5.200"
+        r".*and its EEG does not tell them apart",
+    ):
+        read_session(tmp_path, eeg_derivatives="pp", marker="eeg:STI 014")
+    deriv.drop_channels(["STI 014"]).save(
+        folder / "sub-01_task-oddball_desc-pp_eeg.fif", overwrite=True, verbose="error"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"no scanner markers and no marker in common with the "
+        r"raw EEG '.*_eeg.fif' \(nor its trigger channel 'STI 014'\) to align",
+    ):
+        read_session(tmp_path, eeg_derivatives="pp", marker="eeg:STI 014")

@@ -45,7 +45,12 @@ def test_the_spec_is_parsed_and_spelled_back():
     ("spec", "message"),
     [
         ("eeg:", r"'marker' eeg:CHANNEL\[:LEVEL\|:mask=BITS\] names no channel: got 'eeg:'"),
-        ("eeg:TRIG:high", r"the level must be a number \(or mask=BITS\), got 'high'"),
+        (
+            "eeg:TRIG:high",
+            r"the level must be a number, with a voltage unit or none \(0.5, "
+            r"2.5V, 100uV\), or mask=BITS; got 'high'",
+        ),
+        ("eeg:TRIG:2.5A", r"the level's unit must be a voltage \(V, mV, uV, nV\), got 'A'"),
         ("eeg:TRIG:nan", r"the level must be finite, got 'nan'"),
         ("eeg:Status:mask=bit8", r"the mask must be an integer \(e.g. 8 or 0x8\), got 'bit8'"),
         ("eeg:Status:mask=0", r"the mask must have a bit set, got '0'"),
@@ -100,3 +105,55 @@ def test_onsets_of_a_channel_the_recording_lacks_name_its_channels(tmp_path):
     raw = _raw(np.zeros(100))
     with pytest.raises(ValueError, match=r"the trigger channel 'TRIG' is not among its channels"):
         TriggerChannel("TRIG").onsets(raw)
+
+
+def test_a_level_with_a_unit_is_a_voltage_in_any_units():
+    """``eeg:TRIG:100uV`` is parsed with its unit, spelled back, and put in the samples'
+    units: MNE's volts, a stream's microvolts or millivolts, mne-lsl's power of ten."""
+    spec = TriggerChannel.parse("eeg:TRIG:100 uV")
+    assert spec == TriggerChannel("TRIG", level=100.0, unit="uV")
+    assert spec.spec == "eeg:TRIG:100uV" and TriggerChannel.parse(spec.spec) == spec
+    assert spec.describe() == "rising edge through 100 uV"
+    assert TriggerChannel.parse("eeg:TRIG:2.5V").in_units(1e-6).level == pytest.approx(2.5e6)
+    assert spec.in_units(1.0).level == pytest.approx(1e-4) and spec.in_units(1.0).unit is None
+    where = "EEG stream: trigger channel 'TRIG'"
+    for unit, level in (("microvolts", 100.0), ("mV", 0.1), ("0", 1e-4), (None, 100.0)):
+        assert spec.in_stream_units(unit, where=where).level == pytest.approx(level)
+    with pytest.raises(
+        ValueError,
+        match=r"'TRIG' \(unit 'none'\): the level 100uV of "
+        r"'eeg:TRIG:100uV' is a voltage, but the channel's samples are not",
+    ):
+        spec.in_stream_units("none", where=where)
+    with pytest.raises(ValueError, match="put it in the samples' units first"):
+        spec.edges()
+    assert TriggerChannel.parse("eeg:TRIG:3").in_units(None).level == 3.0  # no unit: as is
+
+
+def test_onsets_of_an_analog_lead_through_a_level_in_microvolts():
+    """A TTL lead of 80 µV that MNE types EEG (as BrainVision's TRIG): a level in µV finds
+    its pulses in the file's volts; the default 0.5 (volts there) finds none; a unit on a
+    stim channel (codes) is refused, naming the file's channel."""
+    x = np.zeros(5_000)
+    onsets = np.arange(100, 5_000, 1_000)
+    for t in onsets:
+        x[t : t + 20] = 80e-6
+    info = mne.create_info(["Cz", "TRIG"], SFREQ, ["eeg", "eeg"])
+    raw = mne.io.RawArray(np.vstack([np.zeros_like(x), x]), info, verbose="error")
+    np.testing.assert_allclose(TriggerChannel.parse("eeg:TRIG:40uV").onsets(raw), onsets / SFREQ)
+    assert TriggerChannel.parse("eeg:TRIG").onsets(raw).size == 0
+    with pytest.raises(
+        ValueError,
+        match=r"channel 'STI 014': the level 40uV of 'eeg:STI "
+        r"014:40uV' is a voltage, but the channel's samples are not",
+    ):
+        TriggerChannel.parse("eeg:STI 014:40uV").onsets(_raw(np.zeros(100)))
+
+
+def test_the_level_midway_through_a_leads_range_is_put_in_a_readable_unit():
+    assert TriggerChannel.midway("T", [0.0, 5.0, 0.0], 1.0).spec == "eeg:T:2.5V"
+    assert TriggerChannel.midway("T", [0.0, 150e-6], 1.0).spec == "eeg:T:75uV"
+    assert TriggerChannel.midway("T", [1.0, 151.0, np.nan], 1e-6).spec == "eeg:T:76uV"
+    assert TriggerChannel.midway("T", [0.0, 0.4], 1e-3).spec == "eeg:T:200uV"
+    assert TriggerChannel.midway("T", [0.0, 0.9], 1.0).spec == "eeg:T:450mV"
+    assert TriggerChannel.midway("T", [3.0, 3.0], 1.0) is None

@@ -264,7 +264,7 @@ def test_trigger_sync_on_a_trigger_channel_of_the_eeg_stream(checkpoint, session
 
 def test_a_trigger_channel_spec_is_checked(checkpoint):
     with pytest.raises(
-        ValueError, match=r"the level must be a number \(or mask=BITS\), got 'high'"
+        ValueError, match=r"the level must be a number, with a voltage unit or none"
     ):
         Engine.from_checkpoint(checkpoint, source="name:x", sync="trigger",
                                trigger="eeg:TRIG:high", outlet_name=None, device="cpu")  # fmt: skip
@@ -278,6 +278,23 @@ def test_a_trigger_channel_spec_is_checked(checkpoint):
 def test_a_missing_trigger_channel_is_named_with_the_streams_channels(checkpoint, session):
     with pytest.raises(ValueError, match=r"the trigger channel 'TRIG' is not among its channels"):
         _stream(checkpoint, session, n_volumes=1, sync="trigger", trigger="eeg:TRIG")
+
+
+@pytest.mark.lsl
+def test_a_level_in_volts_on_a_channel_of_codes_is_refused(checkpoint, session):
+    """A replayed stim channel is published with unit ``none`` (codes): a level with a
+    voltage unit cannot be put in its units, and the error names the stream's channel."""
+    import dataclasses
+
+    codes = np.zeros(session.n_times, np.float32)
+    codes[:: round(T_R * SFREQ)] = 1.0
+    session = dataclasses.replace(session, stim={"STI 014": codes})
+    with pytest.raises(
+        ValueError,
+        match=r"trigger channel 'STI 014' \(unit 'none'\): the level "
+        r"1V of 'eeg:STI 014:1V' is a voltage, but the channel's samples are not",
+    ):
+        _stream(checkpoint, session, n_volumes=1, sync="trigger", trigger="eeg:STI 014:1V")
 
 
 @pytest.mark.lsl

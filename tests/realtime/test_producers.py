@@ -140,20 +140,26 @@ def _replayed(raw, uid, ckpt, tmp_path, *, max_volumes, **engine_kw):
 
 @pytest.mark.parametrize("player", ["mne-lsl", "replay"])
 @pytest.mark.parametrize(
-    ("spec", "code"),
+    ("spec", "kind", "code"),
     [
-        ("eeg:STI 014", lambda pulse, other: pulse),
+        ("eeg:STI 014", "stim", lambda pulse, other: pulse),
         # a status channel: bits always set, stimulus codes on the low byte, the scanner on
         # bit 8
-        ("eeg:STI 014:mask=0x100", lambda pulse, other: 0x3E00 | (pulse * 0x100) | other),
+        ("eeg:STI 014:mask=0x100", "stim",
+         lambda pulse, other: 0x3E00 | (pulse * 0x100) | other),
+        # an analog trigger lead of 100 µV that MNE types EEG (as BrainVision's TRIG):
+        # mne-lsl sends it in volts (unit "0"), our replay in microvolts, and a level with a
+        # unit is the same voltage in both
+        ("eeg:STI 014:50uV", "eeg", lambda pulse, other: 100e-6 * pulse + 1e-6 * (other > 0)),
     ],
-    ids=["level", "mask"],
-)
-def test_a_stim_channel_drives_trigger_sync(tmp_path, uid, player, spec, code):
+    ids=["level", "mask", "volts"],
+)  # fmt: skip
+def test_a_stim_channel_drives_trigger_sync(tmp_path, uid, player, spec, kind, code):
     """A recording with its scanner triggers on a stim channel (``STI 014``), played by
     mne-lsl's ``PlayerLSL`` or by our replay of its FIF file: ``--trigger "eeg:STI 014"``
-    (or, for a status channel, its scanner bit) takes each rising edge as a volume onset,
-    so every volume is the model on the window ending one TR after an edge."""
+    (or, for a status channel, its scanner bit; for an analog lead, a level in µV) takes
+    each rising edge as a volume onset, so every volume is the model on the window ending
+    one TR after an edge."""
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0, t_r=0.5))
     n = int(8 * SFREQ)
     rng = np.random.default_rng(3)
@@ -165,7 +171,7 @@ def test_a_stim_channel_drives_trigger_sync(tmp_path, uid, player, spec, code):
     for t in rng.integers(0, n - 20, 12):  # stimulus codes, some over a scanner pulse
         other[t : t + 15] = rng.integers(1, 256)
     data[4] = code(pulse, other)
-    info = mne.create_info([*CH, "STI 014"], SFREQ, ["eeg"] * 4 + ["stim"])
+    info = mne.create_info([*CH, "STI 014"], SFREQ, ["eeg"] * 4 + [kind])
     raw = mne.io.RawArray(data, info, verbose="error")
     if player == "mne-lsl":
         engine, got, summary = _played(raw, uid, ckpt, max_volumes=5, sync="trigger", trigger=spec)

@@ -138,6 +138,11 @@ def test_triggers_on_a_channel_of_the_eeg_stream(tmp_path, rng):
     np.testing.assert_allclose(s.eeg, eeg["data"][:, [0, 2]].T * 1e-6, rtol=1e-6)
     assert list(s.events["trial_type"]) == ["R128"]
     assert read_xdf(path, marker="eeg:TRIG:6").volume_onsets is None  # never through 6
+    # a level with a unit, in the channel's unit (microvolts): 5 µV pulses pass 2 µV, not 6
+    s = read_xdf(path, marker="eeg:TRIG:2uV")
+    np.testing.assert_allclose(s.volume_onsets, [0.5, 2.5, 4.5], atol=1e-9)
+    assert s.stim_units == {"TRIG": "microvolts"}  # the replay publishes it so
+    assert read_xdf(path, marker="eeg:TRIG:0.006mV").volume_onsets is None
     with pytest.raises(ValueError, match=r"EEG stream 'amp': the trigger channel 'STI' is not"):
         read_xdf(path, marker="eeg:STI")
 
@@ -168,6 +173,17 @@ def test_info_of_an_xdf_recording(tmp_path, rng, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["marker"]["timing"] == {"n": 5, "t_r": 2.0, "first": 0.5}
     assert summary["problems"] == []
+
+    # an analog trigger lead in microvolts (not whole numbers): the level midway, in µV
+    eeg = _eeg_stream(rng, ch_names=("Fp1", "Cz", "TRIG"), n_times=2000)
+    eeg["data"][:, 2] = (rng.standard_normal(2000) + 300.0 * (trig > 0)).astype(np.float32)
+    path = write_xdf(tmp_path / "analog.xdf", [eeg])
+    assert main(["info", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    spec = summary["suggested"]
+    assert spec.startswith("eeg:TRIG:") and spec.endswith("uV"), summary
+    assert 100 < float(spec[9:-2]) < 200 and summary["triggers"]["TRIG"]["specs"][spec]["n"] == 5
+    assert read_xdf(path, marker=spec).volume_onsets.size == 5
 
     scanner = _marker_stream(["R128"] * 4, [0.5, 2.5, 4.5, 6.5], name="scanner")
     path = write_xdf(tmp_path / "markers.xdf", [_eeg_stream(rng, n_times=2000), scanner])
