@@ -174,15 +174,52 @@ def ecg_picks(raw, *, exclude=(), types: dict | None = None) -> list[int]:
 
 
 def marker_hint(raw, marker: str) -> str:
-    """What to try when ``raw`` has no ``marker`` annotation but has stim channels ("" if not)."""
-    if TriggerChannel.parse(marker, what="'marker'") is not None:
+    """What to try when ``raw`` has no ``marker`` onsets ("" when nothing to suggest).
+
+    For a marker name: the stim channels, and the leads labelled as triggers (``TRIG``,
+    ``TTL``, ...) that hold a voltage, with the spec to try. For a trigger-channel spec
+    that finds no edge: what the channel holds, and a level within its range.
+    """
+    from .triggers import TRIGGER_LABEL, mne_volts_per_unit
+
+    trigger = TriggerChannel.parse(marker, what="'marker'")
+    if trigger is not None:
+        from .channels import named_column
+
+        col, name = named_column(raw.ch_names, trigger.channel, what="trigger channel",
+                                 stream=f"'{raw.filenames[0]}'")  # fmt: skip
+        x = raw.get_data(picks=[col])[0]
+        finite = x[np.isfinite(x)]
+        if not finite.size:
+            return f"its trigger channel {name!r} holds no samples that are numbers."
+        scale = mne_volts_per_unit(raw, col)
+        held = (
+            f"spans {finite.min():.3g} to {finite.max():.3g} V"
+            if scale
+            else f"holds the codes {np.unique(finite)[:8].tolist()}"
+        )
+        midway = TriggerChannel.midway(name, x, scale) if scale else None
+        return f"no {trigger.describe()} on its trigger channel {name!r}, which {held}" + (
+            f": try marker {midway.spec!r} (the middle of its range)." if midway else "."
+        )
+    stim = stim_picks(raw)
+    leads = [i for i, name in enumerate(raw.ch_names) if i not in stim
+             and TRIGGER_LABEL.match(name) and mne_volts_per_unit(raw, i)]  # fmt: skip
+    if not stim and not leads:
         return ""
-    names = [raw.ch_names[i] for i in stim_picks(raw)]
-    if not names:
-        return ""
+    if stim:
+        found, spec = (
+            f"stim channel(s) {[raw.ch_names[i] for i in stim]}",
+            f"eeg:{raw.ch_names[stim[0]]}",
+        )
+    else:
+        name = raw.ch_names[leads[0]]
+        midway = TriggerChannel.midway(name, raw.get_data(picks=[leads[0]])[0], 1.0)
+        found = f"trigger lead(s) {[raw.ch_names[i] for i in leads]}"
+        spec = midway.spec if midway else f"eeg:{name}:LEVEL"
     return (
-        f"no '{marker}' scanner marker among its annotations, but it has stim channel(s) "
-        f"{names}: if the scanner's triggers are there, pass marker 'eeg:{names[0]}' "
+        f"no '{marker}' scanner marker among its annotations, but it has {found}: if the "
+        f"scanner's triggers are there, pass marker '{spec}' "
         "(eeg:CHANNEL[:LEVEL], or eeg:CHANNEL:mask=BITS for a status channel; "
         "'rt-eeg2fmri info FILE' shows which comes evenly spaced)."
     )

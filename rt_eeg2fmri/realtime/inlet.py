@@ -447,7 +447,11 @@ class EEGConsumer:
                 )
                 self._edges = trigger.edges()
                 logger.info(
-                    "%s: volume triggers on channel %r (%s)", label, name, trigger.describe()
+                    "%s: volume triggers on channel %r (%s%s)",
+                    label,
+                    name,
+                    self.trigger.describe(),
+                    "" if trigger is self.trigger else f": {trigger.level:g} in its unit",
                 )
             if chain.latency:
                 logger.info(

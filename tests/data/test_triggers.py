@@ -157,3 +157,27 @@ def test_the_level_midway_through_a_leads_range_is_put_in_a_readable_unit():
     assert TriggerChannel.midway("T", [0.0, 0.4], 1e-3).spec == "eeg:T:200uV"
     assert TriggerChannel.midway("T", [0.0, 0.9], 1.0).spec == "eeg:T:450mV"
     assert TriggerChannel.midway("T", [3.0, 3.0], 1.0) is None
+
+
+def test_the_hint_for_a_recording_without_markers_names_the_lead_and_a_level(tmp_path):
+    """No ``R128`` annotation, triggers on an 80 µV lead typed EEG: the hint names the lead
+    and the spec through the middle of its range; ``eeg:TRIG`` (0.5 V, never reached) gets
+    the channel's range and that spec; a file with neither gets no hint."""
+    from rt_eeg2fmri.data.eeg_io import marker_hint
+
+    x = np.zeros(2_000)
+    x[100::500] = 80e-6
+    info = mne.create_info(["Cz", "TRIG"], SFREQ, ["eeg", "eeg"])
+    raw = mne.io.RawArray(np.vstack([np.zeros_like(x), x]), info, verbose="error")
+    raw.save(tmp_path / "lead_raw.fif", verbose="error")
+    raw = mne.io.read_raw_fif(tmp_path / "lead_raw.fif", verbose="error")
+    assert marker_hint(raw, "R128").startswith(
+        "no 'R128' scanner marker among its annotations, but it has trigger lead(s) ['TRIG']: "
+        "if the scanner's triggers are there, pass marker 'eeg:TRIG:40uV'"
+    )
+    assert marker_hint(raw, "eeg:TRIG") == (
+        "no rising edge through 0.5 on its trigger channel 'TRIG', which spans 0 to 8e-05 V: "
+        "try marker 'eeg:TRIG:40uV' (the middle of its range)."
+    )
+    assert "holds the codes [0.0, 1.0]" in marker_hint(_raw(np.r_[0.0, 1.0]), "eeg:STI 014:2")
+    assert marker_hint(raw.copy().pick(["Cz"]), "R128") == ""
