@@ -66,7 +66,9 @@ def run(args) -> int:
     print(
         f"corrected '{args.path}' → '{out}': gradient on {report.volumes} volumes ({how}), "
         f"pulse artifact on {report.beats} beats" + (f" of '{report.ecg}'" if report.ecg else "")
-    )
+        + (f"; the {report.marked} volume onsets of '{args.marker}' marked 'R128'"
+           if report.marked else "")
+    )  # fmt: skip
     return 0
 
 

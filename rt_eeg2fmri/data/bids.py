@@ -738,9 +738,10 @@ def _prepare(ref: RunRef) -> dict:
     own = _own_marker(ref, raw)
     markers = scanner_onsets(raw, own) if own is not None else np.zeros(0)
     where = f"{ref.name} ('{eeg_path}')"
-    if not markers.size and own is not None and (hint := marker_hint(raw, own)):
+    offset, derivative = 0.0, "eeg_raw" in ref.files  # a derivative: the raw EEG times it
+    hint = "" if markers.size or own is None or derivative else marker_hint(raw, own)
+    if hint:
         log_once((str(eeg_path), "marker hint"), f"{where}: {hint}", level=logging.WARNING)
-    offset, derivative = 0.0, "eeg_raw" in ref.files
     if derivative:  # preprocessed EEG, maybe cropped: the raw recording's markers time it
         raw0 = open_raw(ref.files["eeg_raw"], preload=False)
         offset, by = _derivative_offset(raw, raw0, marker=opts["marker"], where=where,
@@ -795,6 +796,7 @@ def _prepare(ref: RunRef) -> dict:
         onsets=onsets,
         onset0=onset0,
         n_markers=int(markers.size),
+        marker_hint=hint,
         bold_range=(start, stop),
     )
 
@@ -813,6 +815,7 @@ def read_header(ref: RunRef) -> RunInfo:
         volume_onsets=p["onsets"],
         n_markers=p["n_markers"],
         files=dict(ref.files),
+        marker_hint=p["marker_hint"],
     )
 
 

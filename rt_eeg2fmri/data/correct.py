@@ -33,6 +33,7 @@ import numpy as np
 from .._logging import logger
 from .channels import is_ecg_label
 from .eeg_io import marker_hint, scanner_onsets, stim_picks
+from .triggers import TriggerChannel
 
 CORRECTIONS = ("gradient", "bcg")
 LIVE = "live"  # the causal corrections of the stream, not MNE's offline ones
@@ -86,6 +87,10 @@ class CorrectionReport:
         and beats, while their templates fill; the ECG lead off), annotated
         ``BAD_uncorrected``, so the windows that hold them are left out of training and
         scoring as MNE leaves out bad spans.
+    marked : int
+        Volume onsets of a trigger channel (``marker`` ``eeg:CHANNEL...``) written into the
+        corrected copy as ``R128`` annotations (0 when it had its own), so the tools that
+        read it next find its volumes without the flag.
     notes : list of str
     """
 
@@ -95,6 +100,7 @@ class CorrectionReport:
     beats: int = 0
     ecg: str | None = None
     flagged: int = 0
+    marked: int = 0
     notes: list = field(default_factory=list)
 
 
@@ -167,7 +173,7 @@ def correct_raw(
     if not (gradient or bcg):
         raise ValueError("nothing to correct: ask for the gradient and/or the bcg correction.")
     raw = raw.copy().load_data()
-    report = CorrectionReport()
+    report = CorrectionReport(marked=_mark_volumes(raw, marker))
     ecg_name = None
     if bcg or ecg is not None:
         ecg_name = _ecg_channel(raw, ecg)
@@ -271,6 +277,22 @@ def _correct_live(raw, picks, report, *, gradient, bcg, marker, ecg, volumes, be
     return raw, report
 
 
+def _mark_volumes(raw, marker: str) -> int:
+    """The onsets of a trigger-channel ``marker`` as ``R128`` annotations of ``raw``.
+
+    Only where ``marker`` names a channel and ``raw`` has no ``R128`` annotation of its
+    own; returns how many were added.
+    """
+    if TriggerChannel.parse(marker, what="'marker'") is None or scanner_onsets(raw, "R128").size:
+        return 0
+    onsets = scanner_onsets(raw, marker)
+    shift = raw.first_time if raw.annotations.orig_time is not None else 0.0
+    raw.annotations.append(onsets + shift, 0.0, [VOLUME_MARKER] * onsets.size)
+    return int(onsets.size)
+
+
+#: The annotation a corrected copy marks each volume with (as the BrainVision Recorder does)
+VOLUME_MARKER = "Response/R128"
 FLAGGED = "BAD_uncorrected"  # the annotation of the samples the live corrections flagged
 
 

@@ -47,6 +47,9 @@ class RunInfo:
         Scanner markers found in the EEG (0: onsets come from the TR).
     files : dict
         The run's files.
+    marker_hint : str
+        Without markers: where the scanner's triggers may be instead (a stim channel, a
+        trigger lead) and the ``marker`` to try; "" when nothing suggests one.
     """
 
     ch_names: list
@@ -59,6 +62,7 @@ class RunInfo:
     volume_onsets: np.ndarray
     n_markers: int = 0
     files: dict = field(default_factory=dict)
+    marker_hint: str = ""
 
     @property
     def voxel_size(self) -> tuple[float, float, float]:

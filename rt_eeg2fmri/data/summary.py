@@ -107,6 +107,8 @@ def summarize(
         if info is None:
             problems.append(f"{ref.name}: {entry['error']}")
             continue
+        if getattr(info, "marker_hint", ""):  # TR-timed, but its triggers may be on a channel
+            problems.append(f"{ref.name}: timed by the TR alone; {info.marker_hint}")
         if first is None:
             first = (entry, info)
             continue

@@ -373,7 +373,18 @@ def test_volumes_timed_by_a_trigger_channel(tmp_path, rt_log, trigger, spec):
     np.testing.assert_allclose(s.volume_onsets, onsets, atol=1e-9)
     assert s.ch_names == [f"EEG{i:02d}" for i in range(4)]
     np.testing.assert_array_equal(s.stim[name], pulses[0])  # for a replay to publish
-    if trigger == "stim":  # no markers: volume i at first_volume + i TR, with a hint
-        assert read_session(tmp_path).volume_onsets[0] == 0.0
+    # no markers: volume i at first_volume + i TR, with a hint
+    assert read_session(tmp_path).volume_onsets[0] == 0.0
+    if trigger == "stim":
         assert "it has stim channel(s) ['STI 014']: if the scanner's triggers are there, " \
                "pass marker 'eeg:STI 014'" in rt_log.text  # fmt: skip
+    else:  # a TTL lead of 5 V typed EEG: a trigger lead, and the level midway to try
+        assert "it has trigger lead(s) ['TRIG']: if the scanner's triggers are there, pass " \
+               "marker 'eeg:TRIG:2.5V'" in rt_log.text  # fmt: skip
+    # info DIR lists the run timed by the TR alone as a problem, saying what to try
+    from rt_eeg2fmri.data.summary import summarize
+
+    (problem,) = summarize(tmp_path)["problems"]
+    assert problem.startswith("sub-01_task-oddball: timed by the TR alone; no 'R128' scanner ")
+    assert f"pass marker 'eeg:{name}" in problem
+    assert summarize(tmp_path, marker=spec)["problems"] == []

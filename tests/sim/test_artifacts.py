@@ -303,8 +303,8 @@ def test_a_dataset_replay_keeps_the_ecg_channel(scanner):
 def test_triggers_on_a_stim_channel_time_the_correction_as_markers_do(scanner, tmp_path, capsys):
     """The same in-scanner run as a FIF whose volume triggers are on a stim channel
     (``STI 014``, no annotations): ``--marker "eeg:STI 014"`` finds the volumes the
-    ``R128`` markers give, and ``correct`` writes the same EEG; without it the error says
-    where the triggers may be."""
+    ``R128`` markers give, and ``correct`` writes the same EEG, with them as ``R128``
+    markers; without it the error says where the triggers may be."""
     from apps.cli import main
     from rt_eeg2fmri.data.eeg_io import read_eeg, scanner_onsets
 
@@ -325,9 +325,13 @@ def test_triggers_on_a_stim_channel_time_the_correction_as_markers_do(scanner, t
     assert main(["correct", str(path), "--out", str(by_markers), "--gradient"]) == 0
     assert main(["correct", str(tmp_path / "scan_raw.fif"), "--out", str(by_channel),
                  "--gradient", "--marker", "eeg:STI 014"]) == 0  # fmt: skip
-    assert "gradient on 24 volumes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "gradient on 24 volumes" in out and "the 24 volume onsets of 'eeg:STI 014' marked" in out
     a, b = _read(by_markers), _read(by_channel)
     np.testing.assert_allclose(b.get_data(picks=a.ch_names), a.get_data(), atol=1e-9)
+    # the corrected copy carries them as R128 markers: the next tool needs no --marker
+    np.testing.assert_allclose(scanner_onsets(b, "R128"), onsets, atol=0.5 / SFREQ)
+    assert "Response,R128," in by_channel.with_suffix(".vmrk").read_text()
     assert main(["correct", str(tmp_path / "scan_raw.fif"), "--out", str(tmp_path / "c.vhdr"),
                  "--gradient"]) == 1  # fmt: skip
     err = capsys.readouterr().err
