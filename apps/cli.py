@@ -22,6 +22,7 @@ COMMANDS = {
     "calibrate": "calibrate",
     "report": "report",
     "replay": "replay",
+    "streams": "streams",
     "stream": "stream",
     "view": "view",
 }

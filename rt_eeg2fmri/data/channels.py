@@ -160,6 +160,11 @@ def is_ecg_label(label: str | None) -> bool:
     return label is not None and str(label).strip().upper().startswith(ECG_PREFIXES)
 
 
+def is_ecg_channel(label: str | None, kind: str | None) -> bool:
+    """Whether a stream's channel is an ECG lead: typed ECG/EKG, or labelled ECG*/EKG*."""
+    return str(kind or "").strip().upper() in ("ECG", "EKG") or is_ecg_label(label)
+
+
 def ecg_column(
     labels: Sequence[str | None] | None,
     name: str | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .eeg_io import ecg_picks, marker_label, marker_name, open_raw, scanner_onsets, stim_picks
-from .triggers import TRIGGER_LABEL, TriggerChannel, mne_volts_per_unit
+from .triggers import TRIGGER_LABEL, TriggerChannel, mne_volts_per_unit, volts_per_unit
 
 #: How evenly the onsets of a volume trigger are spaced: the spread (max − min) of their
 #: steps may be this share of the step (and at least 2 samples)
@@ -35,6 +35,46 @@ def volume_timing(onsets: np.ndarray, sfreq: float) -> dict | None:
     if step <= 0 or np.ptp(steps) > max(EVEN * step, 2.0 / sfreq):
         return None
     return {"n": int(onsets.size), "t_r": round(step, 6), "first": float(onsets[0])}
+
+
+#: Channel types that name a trigger channel in a stream's description
+TRIGGER_TYPES = {"STIM", "TRIG", "TRIGGER", "TRIGGERS", "MARKER", "MARKERS", "EVENT", "EVENTS"}
+
+
+def trigger_channels(labels, units, kinds, data: np.ndarray) -> tuple[dict, dict]:
+    """The trigger channels of a stream's samples (an XDF recording's, a live stream's).
+
+    Those typed as triggers (``STIM``, ``TRIG``, ...) or whose samples are all whole
+    numbers, not all the same (codes); and the analog leads labelled as triggers (``TRIG``,
+    ``TTL``, ...) in a voltage unit.
+
+    Parameters
+    ----------
+    labels, units, kinds : list of str | None
+        The channels' labels, units and types (``desc/channels/channel``).
+    data : array of shape (n_times, n_channels)
+
+    Returns
+    -------
+    triggers : dict of str to array of shape (n_times,)
+    voltages : dict of str to float
+        The analog leads among them: volts per unit of their samples.
+    """
+    triggers, voltages = {}, {}
+    for col, (label, unit, kind) in enumerate(zip(labels, units, kinds, strict=True)):
+        x = data[:, col]
+        coded = str(kind or "").upper() in TRIGGER_TYPES or _coded(x)
+        if not coded and TRIGGER_LABEL.match(label) and volts_per_unit(unit):
+            voltages[label] = volts_per_unit(unit)
+        if coded or label in voltages:
+            triggers[label] = x
+    return triggers, voltages
+
+
+def _coded(x: np.ndarray) -> bool:
+    """Whether a channel's samples are codes: all whole numbers, not all the same."""
+    finite = x[np.isfinite(x)]
+    return bool(finite.size and np.ptp(finite) > 0 and np.all(finite == np.rint(finite)))
 
 
 def summarize_recording(path: str | Path, *, marker: str = "R128") -> dict:
@@ -91,6 +131,7 @@ def recording_summary(
     asked: np.ndarray,
     where: str,
     voltages: dict | None = None,
+    flag: str = "--marker",
 ) -> dict:
     """The summary of a recording read by any reader (an MNE file, an XDF recording).
 
@@ -114,6 +155,8 @@ def recording_summary(
     voltages : dict of str to float | None
         The trigger channels that are analog leads, not codes: volts per unit of their
         samples. Their spec rises through the middle of their range, in volts.
+    flag : str
+        The option a suggestion is for (``--marker`` for a file, ``--trigger`` live).
 
     Returns
     -------
@@ -138,6 +181,7 @@ def recording_summary(
         "marker": {"spec": marker, "n": int(asked.size), "timing": volume_timing(asked, sfreq)},
         "triggers": {},
         "suggested": None,
+        "flag": flag,
         "problems": [],
     }
     candidates = [marker] if summary["marker"]["timing"] else []
@@ -160,7 +204,7 @@ def recording_summary(
             else f"no trigger on {marker!r}"
         )
         summary["problems"].append(
-            missing + (f": try --marker {_quoted(candidates[0])}" if candidates else
+            missing + (f": try {flag} {_quoted(candidates[0])}" if candidates else
                        ", and no marker or trigger channel comes evenly spaced")
         )  # fmt: skip
     elif not summary["marker"]["timing"]:
@@ -237,8 +281,9 @@ def format_recording(summary: dict) -> str:
             f"  trigger   {name}: {what}"
             + (f"; evenly spaced — {'; '.join(found)}" if found else "; none evenly spaced")
         )
-    if s["suggested"] and s["suggested"] != m["spec"]:
-        lines.append(f"  use       --marker {_quoted(s['suggested'])}")
+    live = s.get("flag") == "--trigger"  # nothing was asked for: say it even when it is R128
+    if s["suggested"] and (s["suggested"] != m["spec"] or live):
+        lines.append(f"  use       {s.get('flag', '--marker')} {_quoted(s['suggested'])}")
     problems = s["problems"]
     lines += ["", f"Problems ({len(problems)}):" if problems else "Problems: none"]
     lines += [f"  - {p}" for p in problems]

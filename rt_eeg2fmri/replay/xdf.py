@@ -19,7 +19,7 @@ from .._checks import check_file
 from .._logging import logger
 from ..data.channels import UNIT_SCALES, named_column
 from ..data.session import Session
-from ..data.triggers import TRIGGER_LABEL, TriggerChannel, volts_per_unit
+from ..data.triggers import TriggerChannel, volts_per_unit
 
 
 def is_scanner_marker(value: str, marker: str) -> bool:
@@ -133,13 +133,11 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
     """``rt-eeg2fmri info FILE.xdf``: channels, markers, trigger channels, the ``--marker``.
 
     The EEG stream's channels by type, the marker streams' markers, and the trigger
-    channels (see :func:`~rt_eeg2fmri.data.recording.recording_summary`). Trigger
-    channels are those of the EEG stream typed as triggers (``STIM``, ``TRIG``, ...) or
-    whose samples are all whole numbers, not all the same, and the analog leads labelled
-    as triggers (``TRIG``, ``TTL``, ...) in a voltage unit.
+    channels (see :func:`~rt_eeg2fmri.data.recording.recording_summary` and
+    :func:`~rt_eeg2fmri.data.recording.trigger_channels`).
     """
-    from ..data.channels import is_ecg_label
-    from ..data.recording import recording_summary
+    from ..data.channels import is_ecg_channel
+    from ..data.recording import recording_summary, trigger_channels
 
     path, streams, eeg, name, sfreq, data, stamps = _load(path, stream)
     labels, units, kinds = _channels(eeg["info"], data.shape[1])
@@ -150,13 +148,7 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
     markers: dict[str, list[float]] = {}
     for label, onset in _markers(streams, eeg, t_first):
         markers.setdefault(label, []).append(onset)
-    triggers, voltages = {}, {}
-    for col, (label, unit, kind) in enumerate(zip(labels, units, kinds, strict=True)):
-        coded = kind.upper() in _TRIGGER_TYPES or _coded(data[:, col])
-        if not coded and TRIGGER_LABEL.match(label) and volts_per_unit(unit):
-            voltages[label] = volts_per_unit(unit)  # an analog trigger lead
-        if coded or label in voltages:
-            triggers[label] = data[:, col]
+    triggers, voltages = trigger_channels(labels, units, kinds, data)
     trigger = TriggerChannel.parse(marker, what="'marker'")
     if trigger is not None:
         col, label = named_column(labels, trigger.channel, what="trigger channel",
@@ -170,9 +162,7 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
         sfreq=sfreq,
         n_times=data.shape[0],
         channels=channels,
-        ecg=[
-            c for c, k in zip(labels, kinds, strict=True) if k.upper() == "ECG" or is_ecg_label(c)
-        ],
+        ecg=[c for c, k in zip(labels, kinds, strict=True) if is_ecg_channel(c, k)],
         markers={k: np.asarray(v) for k, v in markers.items()},
         triggers=triggers,
         marker=marker,
@@ -180,15 +170,6 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
         where="marker streams",
         voltages=voltages,
     )
-
-
-_TRIGGER_TYPES = {"STIM", "TRIG", "TRIGGER", "TRIGGERS", "MARKER", "MARKERS", "EVENT", "EVENTS"}
-
-
-def _coded(x: np.ndarray) -> bool:
-    """Whether a channel's samples are codes: all whole numbers, not all the same."""
-    finite = x[np.isfinite(x)]
-    return bool(finite.size and np.ptp(finite) > 0 and np.all(finite == np.rint(finite)))
 
 
 def _markers(streams: list[dict], eeg: dict, t_first: float):
