@@ -5,6 +5,8 @@
 - ``train_mean``: the training set's mean volume.
 - ``events``: task events convolved with the canonical HRF, regressed voxelwise on the
   training subjects — what the task alone predicts, without any EEG.
+- ``with_events``: a model's prediction beside those event regressors, weighed per voxel
+  on other subjects (:func:`model_and_events`) — what the EEG adds to the task.
 (``ridge`` on HRF-convolved EEG band power is a model in ``rt_eeg2fmri.models``.)
 """
 
@@ -88,3 +90,57 @@ def event_regression(
     scale = np.trace(xtx) / k
     W = np.linalg.solve(xtx + alpha * scale * np.eye(k), xty)
     return (event_design(dataset, test_idx, trial_types) @ W).astype(np.float32)
+
+
+def model_and_events(
+    dataset, pred_fit, fit_idx, pred_apply, apply_idx, *, alpha: float = 1e-3, batch: int = 512
+) -> np.ndarray:
+    """A model's prediction and the task events, weighed per voxel on ``fit_idx``.
+
+    Per voxel, ``y ≈ a · pred + E · b`` (``E``: :func:`event_design`, its intercept
+    included) is fitted by ridge (``alpha`` of the prediction's power on ``a``, and on
+    ``b`` as :func:`event_regression` has it) on the pairs ``fit_idx`` and applied to
+    ``apply_idx``. With ``a`` fitted, a
+    model whose maps have the wrong sign or scale for these data is turned round or
+    shrunk, and with ``a = 0`` it is the ``events`` baseline: it tells what the EEG model
+    adds to what the task alone predicts.
+
+    Parameters
+    ----------
+    pred_fit, pred_apply : array of shape (n, n_voxels)
+        The model's predictions of the pairs ``fit_idx`` and ``apply_idx``.
+
+    Returns
+    -------
+    pred : array of shape (n_apply, n_voxels), float32
+    """
+    fit_idx, apply_idx = np.asarray(fit_idx), np.asarray(apply_idx)
+    runs = np.unique(np.asarray(dataset.run_index)[fit_idx])
+    trial_types = sorted({t for r in runs for t in dataset.events(int(r))["trial_type"]})
+    k = len(trial_types) + 1
+    n_vox = pred_fit.shape[1]
+    ee, ep, pp = np.zeros((k, k)), np.zeros((k, n_vox)), np.zeros(n_vox)
+    ey, py = np.zeros((k, n_vox)), np.zeros(n_vox)
+    for i in range(0, fit_idx.size, batch):
+        E = event_design(dataset, fit_idx[i : i + batch], trial_types)
+        P = np.asarray(pred_fit[i : i + batch], dtype=np.float64)
+        Y = targets(dataset, fit_idx[i : i + batch]).astype(np.float64)
+        ee += E.T @ E
+        ep += E.T @ P
+        pp += (P * P).sum(axis=0)
+        ey += E.T @ Y
+        py += (P * Y).sum(axis=0)
+    gram = np.empty((n_vox, k + 1, k + 1))
+    gram[:, 0, 0], gram[:, 0, 1:], gram[:, 1:, 0], gram[:, 1:, 1:] = pp, ep.T, ep.T, ee
+    ridge = np.empty((n_vox, k + 1))
+    ridge[:, 0] = np.where(pp > 0, alpha * pp, 1.0)  # the prediction's own power
+    ridge[:, 1:] = alpha * np.trace(ee) / k  # the events as event_regression weighs them
+    gram[:, np.arange(k + 1), np.arange(k + 1)] += ridge
+    rhs = np.concatenate([py[:, None], ey.T], axis=1)
+    w = np.linalg.solve(gram, rhs[..., None])[..., 0]  # (n_vox, k + 1)
+    out = np.empty((apply_idx.size, n_vox), np.float32)
+    for i in range(0, apply_idx.size, batch):
+        E = event_design(dataset, apply_idx[i : i + batch], trial_types)
+        P = np.asarray(pred_apply[i : i + batch], dtype=np.float64)
+        out[i : i + batch] = P * w[:, 0] + E @ w[:, 1:].T
+    return out
