@@ -107,10 +107,15 @@ def evaluate_split(
     device=None,
     batch_size: int = 32,
     ssim: bool = True,
+    stacked: tuple[str, np.ndarray] | None = None,
 ) -> dict:
     """Score ``models`` (name → trained module) and the baselines on ``split.test``.
 
-    The baselines that need training data are fitted on ``split.train``.
+    The baselines that need training data are fitted on ``split.train``. ``stacked``
+    (a model's name and its predictions of ``split.val``) adds ``NAME+events``: that
+    model beside the task events, weighed per voxel on the validation pairs
+    (:func:`trainer.baselines.model_and_events`; the training pairs' predictions would be
+    fitted ones).
 
     Returns
     -------
@@ -120,6 +125,11 @@ def evaluate_split(
     preds = baseline_predictions(dataset, split)
     for name, model in models.items():
         preds[name] = predict(model, dataset, split.test, batch_size=batch_size, device=device)
+    if stacked is not None and "events" in preds and split.val.size:
+        name, val_pred = stacked
+        preds[f"{name}+events"] = baselines.model_and_events(
+            dataset, val_pred, split.val, preds[name], split.test
+        )
     res = score(dataset, split.test, preds, truth_targets=truth_targets, ssim=ssim)
     return {"split": split.describe(), **res}
 

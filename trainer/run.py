@@ -153,7 +153,13 @@ def train_and_evaluate(
         if len(val_preds) > 1:
             chosen, val_r = select_on_validation(split, val_preds, val_y)
             scored[SELECTED] = trained[chosen]
-        res = evaluate_split(dataset, split, scored, truth_targets=truth, device=device)
+        stacked = None  # what the EEG adds to the task: weighed on the validation pairs
+        if chosen is not None:
+            stacked = (SELECTED, val_preds[chosen])
+        elif len(val_preds) == 1:
+            stacked = next(iter(val_preds.items()))
+        res = evaluate_split(dataset, split, scored, truth_targets=truth, device=device,
+                             stacked=stacked)  # fmt: skip
         if chosen is not None:
             res["selected"] = {"model": chosen, "val_r_mean": val_r}
         if regions is not None:

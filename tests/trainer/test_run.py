@@ -47,6 +47,9 @@ def test_train_evaluate_end_to_end(tiny_bids, tmp_path):
     assert set(fold["selected"]["val_r_mean"]) == {"conv", "ridge"}
     assert chosen == max(fold["selected"]["val_r_mean"], key=fold["selected"]["val_r_mean"].get)
     assert metrics["selected on validation"]["r_mean"] == metrics[chosen]["r_mean"]
+    # what the EEG adds to the task: the selected model beside the events, weighed on the
+    # validation subject's pairs (never the test subject's)
+    assert np.isfinite(metrics["selected on validation+events"]["r_mean"][0])
     assert f"{chosen} (loso-sub-01)" in (out / "report.md").read_text()
     assert (out / "loss_curves.png").stat().st_size > 1000
     assert (out / "r_map_loso-sub-01.png").is_file()
