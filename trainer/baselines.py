@@ -93,12 +93,20 @@ def event_regression(
 
 
 def model_and_events(
-    dataset, pred_fit, fit_idx, pred_apply, apply_idx, *, alpha: float = 1e-3, batch: int = 512
+    dataset,
+    pred_fit,
+    fit_idx,
+    pred_apply,
+    apply_idx,
+    *,
+    events: bool = True,
+    alpha: float = 1e-3,
+    batch: int = 512,
 ) -> np.ndarray:
     """A model's prediction and the task events, weighed per voxel on ``fit_idx``.
 
     Per voxel, ``y ≈ a · pred + E · b`` (``E``: :func:`event_design`, its intercept
-    included) is fitted by ridge (``alpha`` of the prediction's power on ``a``, and on
+    included) is fitted by ridge (``alpha`` of the prediction's variance on ``a``, and on
     ``b`` as :func:`event_regression` has it) on the pairs ``fit_idx`` and applied to
     ``apply_idx``. With ``a`` fitted, a
     model whose maps have the wrong sign or scale for these data is turned round or
@@ -109,6 +117,10 @@ def model_and_events(
     ----------
     pred_fit, pred_apply : array of shape (n, n_voxels)
         The model's predictions of the pairs ``fit_idx`` and ``apply_idx``.
+    events : bool
+        ``False``: no event regressors, only the intercept: the model with a per-voxel
+        gain and offset fitted on ``fit_idx`` (what a readout fitted on other people
+        gives without the task).
 
     Returns
     -------
@@ -117,9 +129,10 @@ def model_and_events(
     fit_idx, apply_idx = np.asarray(fit_idx), np.asarray(apply_idx)
     runs = np.unique(np.asarray(dataset.run_index)[fit_idx])
     trial_types = sorted({t for r in runs for t in dataset.events(int(r))["trial_type"]})
+    trial_types = trial_types if events else []
     k = len(trial_types) + 1
     n_vox = pred_fit.shape[1]
-    ee, ep, pp = np.zeros((k, k)), np.zeros((k, n_vox)), np.zeros(n_vox)
+    ee, ep, pp, sp = np.zeros((k, k)), np.zeros((k, n_vox)), np.zeros(n_vox), np.zeros(n_vox)
     ey, py = np.zeros((k, n_vox)), np.zeros(n_vox)
     for i in range(0, fit_idx.size, batch):
         E = event_design(dataset, fit_idx[i : i + batch], trial_types)
@@ -128,12 +141,14 @@ def model_and_events(
         ee += E.T @ E
         ep += E.T @ P
         pp += (P * P).sum(axis=0)
+        sp += P.sum(axis=0)
         ey += E.T @ Y
         py += (P * Y).sum(axis=0)
     gram = np.empty((n_vox, k + 1, k + 1))
     gram[:, 0, 0], gram[:, 0, 1:], gram[:, 1:, 0], gram[:, 1:, 1:] = pp, ep.T, ep.T, ee
     ridge = np.empty((n_vox, k + 1))
-    ridge[:, 0] = np.where(pp > 0, alpha * pp, 1.0)  # the prediction's own power
+    var = pp - sp**2 / max(fit_idx.size, 1)  # the prediction's power about its mean
+    ridge[:, 0] = np.where(var > 0, alpha * var, 1.0)
     ridge[:, 1:] = alpha * np.trace(ee) / k  # the events as event_regression weighs them
     gram[:, np.arange(k + 1), np.arange(k + 1)] += ridge
     rhs = np.concatenate([py[:, None], ey.T], axis=1)

@@ -156,19 +156,23 @@ def cross_subject_baselines(dataset, indices) -> dict[str, np.ndarray]:
     return out
 
 
-def cross_subject_with_events(dataset, indices, pred: np.ndarray) -> np.ndarray:
+def cross_subject_with_events(
+    dataset, indices, pred: np.ndarray, *, events: bool = True
+) -> np.ndarray:
     """A model's prediction beside the task events, each subject weighed on the others.
 
     See :func:`trainer.baselines.model_and_events`: per voxel, the model's prediction and
-    the event regressors fitted on the other subjects' pairs, applied to the subject's.
+    the event regressors fitted on the other subjects' pairs, applied to the subject's;
+    ``events=False``: the prediction's gain and offset alone.
     """
     subj = np.asarray(dataset.subject)[indices]
     out = np.zeros_like(pred, dtype=np.float32)
     for s in np.unique(subj):
         test_sel = subj == s
         out[test_sel] = baselines.model_and_events(
-            dataset, pred[~test_sel], indices[~test_sel], pred[test_sel], indices[test_sel]
-        )
+            dataset, pred[~test_sel], indices[~test_sel], pred[test_sel], indices[test_sel],
+            events=events,
+        )  # fmt: skip
     return out
 
 
@@ -258,10 +262,13 @@ def evaluate_checkpoint(
         raise ValueError(f"'{data}': no (window, volume) pairs for a {ckpt.winsize:g} s window.")
     preds = cross_subject_baselines(view, idx)
     preds[ckpt.model_name] = predict(ckpt.model, view, idx, device=ckpt.device)
-    if "events" in preds:  # what the EEG adds to the task: both weighed on the other subjects
-        preds[f"{ckpt.model_name}+events"] = cross_subject_with_events(
-            view, idx, preds[ckpt.model_name]
+    base = preds[ckpt.model_name]
+    if "train_mean" in preds:  # two subjects or more: a readout weighed on the others
+        preds[f"{ckpt.model_name} rescaled"] = cross_subject_with_events(
+            view, idx, base, events=False
         )
+    if "events" in preds:  # what the EEG adds to the task: both weighed on the other subjects
+        preds[f"{ckpt.model_name}+events"] = cross_subject_with_events(view, idx, base)
     res = score(view, idx, preds, truth_targets=truth_targets(dataset, truth), ssim=ssim)
     out = {
         "checkpoint": str(ckpt.path),

@@ -45,3 +45,15 @@ def test_a_model_of_the_wrong_sign_and_scale_is_turned_round_on_the_other_subjec
     sel = subj == "02"  # each subject from the others: its own BOLD is not in its weights
     alone = baselines.model_and_events(pairs, pred[~sel], idx[~sel], pred[sel], idx[sel])
     np.testing.assert_allclose(stacked[sel], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_rescaled_is_a_per_voxel_gain_and_offset_from_the_others(pairs):
+    """``events=False``: per voxel ``a · pred + c`` fitted on the other subjects, which is
+    least squares (its small ridge aside): a prediction of 2 × BOLD + 1 comes back as the BOLD
+    up to the fitted offset."""
+    idx = np.arange(len(pairs))
+    y = baselines.targets(pairs, idx)
+    pred = 2.0 * y + 1.0
+    got = cross_subject_with_events(pairs, idx, pred, events=False)
+    assert _r(got, y) > 0.999
+    np.testing.assert_allclose(got, y, atol=0.05 * np.abs(y).max())

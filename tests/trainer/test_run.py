@@ -166,7 +166,7 @@ def test_evaluate_checkpoint_on_any_dataset(tiny_bids, tmp_path, capsys):
     )
     assert rc == 0
     text = capsys.readouterr().out
-    for name in ("conv", "subject_mean", "train_mean", "events", "conv+events"):
+    for name in ("conv", "subject_mean", "train_mean", "events", "conv rescaled", "conv+events"):
         assert f"| {name} |" in text
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["n_pairs"] == 6 * 20 and res["metrics"]["conv"]["mse"] > 0
