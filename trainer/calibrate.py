@@ -85,6 +85,9 @@ def calibrate(
     data : path-like | list of path-like
         Dataset folder(s) holding the person's paired recording.
     subject : str
+        The person; or several, comma-separated (``"02,03,04"``): a lab's readout from its
+        own people, for the people it records next. Their runs follow one another, so the
+        held-out minutes are the last people's.
     out : path-like
         The calibrated checkpoint (an ordinary checkpoint; see
         :class:`~rt_eeg2fmri.models.Calibrated`).
@@ -118,6 +121,11 @@ def calibrate(
     if not 0 < val_fraction < 1:
         raise ValueError(f"'val_fraction' must be in (0, 1), got {val_fraction!r}.")
     ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+    subjects = [p.strip() for p in str(subject).split(",") if p.strip()]
+    if not subjects:
+        raise ValueError(
+            f"'subject' must name a subject (or several, comma-separated), got {subject!r}."
+        )
     where = f"calibrating '{ckpt.path}' on subject {subject!r} of '{data}'"
     if delays and not can_delay(ckpt.model):
         raise ValueError(f"{where}: 'delays' {NO_DELAY} ({describe_model(ckpt.model)}).")
@@ -125,7 +133,7 @@ def calibrate(
         dataset = load_dataset(
             data,
             ckpt.preprocessing,
-            subjects=[subject],
+            subjects=subjects,
             runs=runs,
             ch_names=ckpt.ch_names,
             mask=ckpt.mask,
@@ -164,7 +172,7 @@ def calibrate(
     summary = {
         "base_checkpoint": str(ckpt.path),
         "base_sha256": _sha256(ckpt.path),
-        "subject": str(subject),
+        "subject": ",".join(subjects),
         "runs": run_names,
         "minutes": round(span / 60.0, 4),
         "data_fingerprint": dataset.fingerprint,

@@ -13,7 +13,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--data", required=True, action="append", help="dataset folder with the person's runs"
     )
-    parser.add_argument("--subject", required=True, help="the person (subject label)")
+    parser.add_argument(
+        "--subject",
+        required=True,
+        help="the person (subject label); or several, comma-separated: a lab's readout from its "
+        "own people, for the people it records next",
+    )
     parser.add_argument(
         "--runs",
         default=None,

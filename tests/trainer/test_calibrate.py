@@ -105,6 +105,24 @@ def test_calibrate_end_to_end(base, tmp_path, capsys):
     )
 
 
+def test_a_labs_readout_from_several_people(base, tmp_path, capsys):
+    """``--subject 02,03``: one readout from a lab's own people (their runs in turn), for the
+    people it records next; the summary names them, and a subject the data lack is refused."""
+    root, ckpt_path = base
+    out = tmp_path / "lab.pt"
+    assert main(["calibrate", "--model", str(ckpt_path), "--data", str(root), "--subject",
+                 "02,03", "--runs", "1", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert "min of sub-02,03 (sub-02_task-oddball_run-1, sub-03_task-oddball_run-1)" in (
+        capsys.readouterr().out
+    )
+    meta = load_checkpoint(out).metadata["calibration"]
+    assert meta["subject"] == "02,03" and meta["minutes"] == pytest.approx(2.0)
+    assert main(["calibrate", "--model", str(ckpt_path), "--data", str(root), "--subject",
+                 "02,09", "--out", str(tmp_path / "x.pt"), "--no-progress"]) == 1  # fmt: skip
+    assert "unknown subject '09'" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_calibrate_errors(base, tmp_path, capsys):
     root, ckpt_path = base
     args = ["calibrate", "--model", str(ckpt_path), "--data", str(root), "--out",
