@@ -557,13 +557,14 @@ def _run_t_r(ref: RunRef, header) -> float:
     return t_r
 
 
-def _picks(ref: RunRef, raw) -> tuple[list[int], int]:
+def _picks(ref: RunRef, raw, marker: str | None) -> tuple[list[int], int]:
     """The run's channels to read, and how many ECG leads come last among them.
 
-    Its EEG channels (a trigger lead typed EEG left out: it is not EEG), then, with option
-    ``ecg`` (replay: the live pulse correction), its ECG leads.
+    Its EEG channels (a trigger lead typed EEG left out: it is not EEG; ``marker`` is the
+    run's own, :func:`_own_marker`), then, with option ``ecg`` (replay: the live pulse
+    correction), its ECG leads.
     """
-    trigger = stim_picks(raw, _own_marker(ref, raw))
+    trigger = stim_picks(raw, marker)
     picks = [i for i in _eeg_picks(ref, raw) if i not in trigger]
     if not ref.options["ecg"]:
         return picks, 0
@@ -730,12 +731,12 @@ def _prepare(ref: RunRef) -> dict:
         raise FileNotFoundError(opts["_problem"])
     eeg_path = ref.files["eeg"]
     raw = open_raw(eeg_path, preload=False)
-    picks, n_ecg = _picks(ref, raw)
+    own = _own_marker(ref, raw)
+    picks, n_ecg = _picks(ref, raw, own)
     header = read_bold_header(ref.files["bold"])
     t_r = _run_t_r(ref, header)
     sfreq = float(raw.info["sfreq"])
     duration = raw.n_times / sfreq
-    own = _own_marker(ref, raw)
     markers = scanner_onsets(raw, own) if own is not None else np.zeros(0)
     where = f"{ref.name} ('{eeg_path}')"
     offset, derivative = 0.0, "eeg_raw" in ref.files  # a derivative: the raw EEG times it
@@ -796,6 +797,7 @@ def _prepare(ref: RunRef) -> dict:
         onsets=onsets,
         onset0=onset0,
         n_markers=int(markers.size),
+        own_marker=own,
         marker_hint=hint,
         bold_range=(start, stop),
     )
@@ -841,10 +843,10 @@ def load_run(ref: RunRef) -> Session:
         )
     else:
         events = annotation_events(raw, marker=ref.options["marker"])
-    trigger = TriggerChannel.parse(ref.options["marker"], what="'marker'")
-    stim = stim_units = None  # the trigger channel the marker names (a replay publishes it)
-    if trigger is not None and _own_marker(ref, raw):  # _prepare found it (its onsets time
-        # the volumes; a derivative may lack it)
+    # the trigger channel the marker names, where the run's file has it (a replay publishes it)
+    trigger = TriggerChannel.parse(p["own_marker"], what="'marker'")
+    stim = stim_units = None
+    if trigger is not None:
         col, _ = named_column(raw.ch_names, trigger.channel, what="trigger channel",
                               stream=f"'{ref.files['eeg']}'")  # fmt: skip
         stim, stim_units = stim_channels(raw, [col])

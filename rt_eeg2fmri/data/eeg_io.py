@@ -143,6 +143,20 @@ def stim_picks(raw, marker: str | None = None) -> list[int]:
     return picks
 
 
+def trigger_lead_picks(raw, *, exclude=()) -> list[int]:
+    """Indices of the analog trigger leads of ``raw`` (not in ``exclude``).
+
+    Channels labelled as triggers (``TRIG``, ``TTL``, ...) that MNE reads in volts, whatever
+    their type (BrainVision types a ``TRIG`` lead EEG).
+    """
+    from .triggers import TRIGGER_LABEL, mne_volts_per_unit
+
+    return [
+        i for i, name in enumerate(raw.ch_names)
+        if i not in exclude and TRIGGER_LABEL.match(name) and mne_volts_per_unit(raw, i)
+    ]  # fmt: skip
+
+
 def stim_channels(raw, picks) -> tuple[dict | None, dict | None]:
     """``(stim, stim_units)`` of a :class:`Session` for the trigger channels ``picks``.
 
@@ -180,7 +194,7 @@ def marker_hint(raw, marker: str) -> str:
     ``TTL``, ...) that hold a voltage, with the spec to try. For a trigger-channel spec
     that finds no edge: what the channel holds, and a level within its range.
     """
-    from .triggers import TRIGGER_LABEL, mne_volts_per_unit
+    from .triggers import mne_volts_per_unit
 
     trigger = TriggerChannel.parse(marker, what="'marker'")
     if trigger is not None:
@@ -203,8 +217,7 @@ def marker_hint(raw, marker: str) -> str:
             f": try marker {midway.spec!r} (the middle of its range)." if midway else "."
         )
     stim = stim_picks(raw)
-    leads = [i for i, name in enumerate(raw.ch_names) if i not in stim
-             and TRIGGER_LABEL.match(name) and mne_volts_per_unit(raw, i)]  # fmt: skip
+    leads = trigger_lead_picks(raw, exclude=stim)
     if not stim and not leads:
         return ""
     if stim:

@@ -14,8 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .eeg_io import ecg_picks, marker_label, marker_name, open_raw, scanner_onsets, stim_picks
-from .triggers import TRIGGER_LABEL, TriggerChannel, mne_volts_per_unit, volts_per_unit
+from .eeg_io import (
+    ecg_picks,
+    marker_label,
+    marker_name,
+    open_raw,
+    scanner_onsets,
+    stim_picks,
+    trigger_lead_picks,
+)
+from .triggers import TRIGGER_LABEL, TriggerChannel, volts_per_unit
 
 #: How evenly the onsets of a volume trigger are spaced: the spread (max − min) of their
 #: steps may be this share of the step (and at least 2 samples)
@@ -64,8 +72,8 @@ def trigger_channels(labels, units, kinds, data: np.ndarray) -> tuple[dict, dict
     for col, (label, unit, kind) in enumerate(zip(labels, units, kinds, strict=True)):
         x = data[:, col]
         coded = str(kind or "").upper() in TRIGGER_TYPES or _coded(x)
-        if not coded and TRIGGER_LABEL.match(label) and volts_per_unit(unit):
-            voltages[label] = volts_per_unit(unit)
+        if not coded and TRIGGER_LABEL.match(label) and (scale := volts_per_unit(unit)):
+            voltages[label] = scale
         if coded or label in voltages:
             triggers[label] = x
     return triggers, voltages
@@ -100,8 +108,7 @@ def summarize_recording(path: str | Path, *, marker: str = "R128") -> dict:
     for name, kind in zip(raw.ch_names, raw.get_channel_types(), strict=True):
         channels.setdefault(kind, []).append(name)
     picks = stim_picks(raw)
-    leads = [i for i, name in enumerate(raw.ch_names) if i not in picks
-             and TRIGGER_LABEL.match(name) and mne_volts_per_unit(raw, i)]  # fmt: skip
+    leads = trigger_lead_picks(raw, exclude=picks)
     labels = sorted({marker_label(d) for d in raw.annotations.description})
     return recording_summary(
         str(path),

@@ -213,13 +213,17 @@ class TriggerChannel:
             unit = DEFAULT_UNIT
         return self.in_units(volts_per_unit(unit), where=f"{where} (unit {unit!r})")
 
-    def high(self, x) -> np.ndarray:
-        """Whether each sample of ``x`` is high (a trigger on), bool of ``x``'s shape."""
+    def _check_in_samples_units(self) -> None:
+        """Refuse a level that still has a unit: edges need it in the samples' units."""
         if self.unit is not None:
             raise ValueError(
                 f"the level of {self.spec!r} has a unit: put it in the samples' units first "
                 "(TriggerChannel.in_units)."
             )
+
+    def high(self, x) -> np.ndarray:
+        """Whether each sample of ``x`` is high (a trigger on), bool of ``x``'s shape."""
+        self._check_in_samples_units()
         x = np.asarray(x, dtype=float)
         if self.mask is None:
             return x > self.level
@@ -298,7 +302,7 @@ class RisingEdges:
     """
 
     def __init__(self, trigger: TriggerChannel) -> None:
-        trigger.high(np.zeros(0))  # a level with a unit must be in the samples' units
+        trigger._check_in_samples_units()
         self.trigger = trigger
         self._high = True  # before the first sample
 
