@@ -45,6 +45,9 @@ from .readout import (
 STRETCHES = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4, 1.6, 1.8)
 STRETCH_READOUT = 0.03  # the pull toward gain 1 of the readout each stretch is scored with
 
+#: Every volume, as ``build(rows)`` of :func:`options` takes it
+ALL = slice(None)
+
 #: ``predict(model, rows) -> (predictions, features)``: the model's outputs for the paired
 #: volumes ``rows`` (positions, in order), and the input of its basis head
 #: (:func:`basis_head`) when it has one, else ``None``
@@ -129,8 +132,9 @@ def options(
     """Every readout of ``model`` under one normalisation: ``(candidate, row, errors, build)``.
 
     ``row`` holds the candidate's fields and its held-out scores, ``errors`` its per-volume
-    held-out errors, and ``build()`` returns the model refitted on every volume: a per-voxel
-    map (:class:`~rt_eeg2fmri.models.Calibrated`) or, for a basis head, the model with its
+    held-out errors, and ``build(rows=ALL)`` returns the model refitted on the volumes
+    ``rows`` (default every one): a per-voxel map
+    (:class:`~rt_eeg2fmri.models.Calibrated`) or, for a basis head, the model with its
     coefficient layer refitted.
     """
     from .models import Calibrated
@@ -142,7 +146,9 @@ def options(
     table, errors = score_readouts({norm: pred}, y, fit, ~fit, cands)
 
     def readout(c):
-        return lambda: Calibrated(model, *fit_readout(pred, y, c.readout, c.strength))
+        return lambda rows=ALL: Calibrated(
+            model, *fit_readout(pred[rows], y[rows], c.readout, c.strength)
+        )
 
     out = [(c, t, e, readout(c)) for c, t, e in zip(cands, table, errors, strict=True)]
     if delays:
@@ -155,8 +161,10 @@ def options(
     b0 = head.coef.bias.detach().double().cpu().numpy()
     coef = basis_coefficients(y, basis, offset)
 
-    def refit(strength):  # the readout weights themselves, refitted on every volume
-        return lambda: with_coef(model, *fit_basis_readout(feat, coef, w0, b0, strength))
+    def refit(strength):  # the readout weights themselves, refitted on the volumes rows
+        return lambda rows=ALL: with_coef(
+            model, *fit_basis_readout(feat[rows], coef[rows], w0, b0, strength)
+        )
 
     for strength in STRENGTHS:
         w, b = fit_basis_readout(feat[fit], coef[fit], w0, b0, strength)
@@ -181,7 +189,9 @@ def delay_options(predict: Predict, model, pred, y, fit, *, norm: str, stretch: 
     dp = np.asarray(predict(derivative, np.arange(y.shape[0]))[0], np.float64)
 
     def build(strength):
-        return lambda: Calibrated(model, *fit_delay_readout(pred, dp, y, strength))
+        return lambda rows=ALL: Calibrated(
+            model, *fit_delay_readout(pred[rows], dp[rows], y[rows], strength)
+        )
 
     out = []
     for strength in STRENGTHS:
@@ -251,6 +261,26 @@ def choose(
     best, base : int
         Rows of ``table``: the chosen one and the base model's.
     """
+    chosen, build, table, best, base = choose_build(
+        predicts, model, y, fit, timing=timing, delays=delays
+    )
+    return chosen, build(), table, best, base
+
+
+def choose_build(
+    predicts: dict,
+    model,
+    y: np.ndarray,
+    fit: np.ndarray,
+    *,
+    timing: bool = True,
+    delays: bool = False,
+):
+    """:func:`choose`, with the chosen candidate's ``build(rows=ALL)`` in place of its model.
+
+    Refitted on the fit part alone, the chosen candidate's predictions of the held-out
+    volumes are held out still (``calibrate --events`` weighs the task's events on them).
+    """
     out = []
     for norm, predict in predicts.items():
         predict = base_once(predict, model, y.shape[0])
@@ -265,4 +295,4 @@ def choose(
     table, errors = [o[1] for o in out], [o[2] for o in out]
     base = 0  # the first normalisation's model without a readout: options' first row
     best = pick(table, errors, base)
-    return out[best][0], out[best][3](), table, best, base
+    return out[best][0], out[best][3], table, best, base

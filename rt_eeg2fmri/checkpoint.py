@@ -11,7 +11,9 @@ Keys (format 2): ``format``, ``format_version``, ``model_name``, ``model_config`
 normalisation method, window, target, smoothing, drift removal), ``norm_stats``
 (:class:`~rt_eeg2fmri.data.norm.NormStats`), ``ch_names``, ``t_r``, ``grid`` (shape,
 affine, n_voxels), ``mask`` (bit-packed uint8 tensor, C order) and ``metadata`` (data
-fingerprint, split, metrics, package versions, creation time, …).
+fingerprint, split, metrics, package versions, creation time, …); optionally
+``calibration`` (a per-voxel map of the output, :class:`~rt_eeg2fmri.models.Calibrated`)
+and ``task`` (event weights beside the model, :class:`~rt_eeg2fmri.task.TaskReadout`).
 
 Format 1 checkpoints (the first release; the shipped default among them) migrate on
 load: their preprocessing is read back from ``sfreq``, ``winsize``, the old
@@ -36,6 +38,7 @@ from ._io import atomic_path
 from ._logging import logger
 from .data.norm import NormStats
 from .data.preprocessing import HasPreprocessing, Preprocessing, same_rate
+from .task import TaskReadout
 
 FORMAT = "rt-eeg2fmri-checkpoint"
 FORMAT_VERSION = 2
@@ -78,6 +81,9 @@ class Checkpoint(HasPreprocessing):
         Voxels the model predicts (C order of ``mask.nonzero()``).
     metadata : dict
     format_version : int
+    task : TaskReadout | None
+        Task-event weights added to the model's prediction (``calibrate --events``): the
+        prediction of a volume is ``model(x) + task regressors @ task.weights``.
     """
 
     path: Path
@@ -93,6 +99,7 @@ class Checkpoint(HasPreprocessing):
     mask: np.ndarray
     metadata: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    task: TaskReadout | None = None
 
     @property
     def n_times(self) -> int:
@@ -124,11 +131,12 @@ class Checkpoint(HasPreprocessing):
         y = y[0] if single else y
         return y.float().cpu().numpy() if as_numpy else y
 
-    def save_adapted(self, path, model, *, norm_stats, metadata: dict) -> Path:
+    def save_adapted(self, path, model, *, norm_stats, metadata: dict, task=False) -> Path:
         """Write ``model`` (this one adapted to a person) with this checkpoint's recording fields.
 
         The preprocessing, channels, TR, grid and mask are this checkpoint's; ``metadata``
-        is added to its own (e.g. ``{"calibration": {...}}``).
+        is added to its own (e.g. ``{"calibration": {...}}``). ``task``: the task readout
+        written (default this checkpoint's; ``None``: none).
         """
         return save_checkpoint(
             path,
@@ -141,6 +149,7 @@ class Checkpoint(HasPreprocessing):
             affine=self.affine,
             mask=self.mask,
             metadata={**self.metadata, **metadata},
+            task=self.task if task is False else task,
         )
 
     @property
@@ -175,8 +184,9 @@ def array_checksum(ckpt: dict) -> str:
     for key in ("model_name", "model_config", "preprocessing", "norm_stats", "mask", "grid",
                 "ch_names", "t_r"):  # fmt: skip
         add(key, ckpt[key])
-    for key, value in sorted((ckpt.get("calibration") or {}).items()):
-        add(f"calibration.{key}", value)
+    for part in ("calibration", "task"):
+        for key, value in sorted((ckpt.get(part) or {}).items()):
+            add(f"{part}.{key}", value)
     return h.hexdigest()
 
 
@@ -192,6 +202,7 @@ def save_checkpoint(
     affine,
     mask,
     metadata: dict | None = None,
+    task: TaskReadout | None = None,
 ) -> Path:
     """Write a self-contained checkpoint atomically (temporary file, then ``os.replace``).
 
@@ -219,6 +230,8 @@ def save_checkpoint(
     metadata : dict | None
         Data fingerprint, split, metrics, … (plain values); package ``versions`` and
         ``created`` are added unless given.
+    task : TaskReadout | None
+        Task-event weights beside the model (one per trial type and voxel).
 
     Returns
     -------
@@ -305,6 +318,12 @@ def save_checkpoint(
     }
     if calibration is not None:
         ckpt["calibration"] = calibration
+    if task is not None:
+        if task.n_voxels != int(mask.sum()):
+            raise ValueError(
+                f"'task' weighs {task.n_voxels} voxels, the model predicts {int(mask.sum())}."
+            )
+        ckpt["task"] = task.to_dict()
     ckpt["checksum"] = {"algorithm": "sha256", "arrays": array_checksum(ckpt)}
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
@@ -439,6 +458,17 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
             model = Calibrated(model, cal["gain"], cal["bias"], **delay)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"'{path}': malformed calibration: {err}") from None
+    task = None
+    if "task" in ckpt:
+        try:
+            task = TaskReadout.from_dict(dict(ckpt["task"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"'{path}': malformed task readout: {err}") from None
+        if task.n_voxels != int(mask.sum()):
+            raise ValueError(
+                f"'{path}': its task readout weighs {task.n_voxels} voxels, the mask has "
+                f"{int(mask.sum())}."
+            )
     if isinstance(map_location, str | torch.device):
         model.to(map_location)
     model.eval()
@@ -456,6 +486,7 @@ def load_checkpoint(path: str | Path, *, map_location="cpu") -> Checkpoint:
         mask=mask,
         metadata=dict(ckpt["metadata"]),
         format_version=version,
+        task=task,
     )
 
 

@@ -79,12 +79,20 @@ def hrf_convolve(x: np.ndarray, hrf: np.ndarray) -> np.ndarray:
 
 
 def events_to_regressor(
-    onsets: np.ndarray, durations: np.ndarray, *, sfreq: float, n_times: int, amplitudes=None
+    onsets: np.ndarray,
+    durations: np.ndarray,
+    *,
+    sfreq: float,
+    n_times: int,
+    amplitudes=None,
+    first: int = 0,
 ) -> np.ndarray:
     """Boxcar regressor sampled at ``sfreq`` from event onsets and durations in seconds.
 
     Each event adds a total of ``amplitude`` (default 1) spread evenly over the samples it
-    covers; a zero-duration event is a one-sample impulse.
+    covers; a zero-duration event is a one-sample impulse. ``first`` is the index, on the
+    grid ``k / sfreq`` s, of the regressor's first sample: a stretch of a longer regressor
+    has the same samples as the whole one there (events outside it count in part).
 
     Returns
     -------
@@ -96,8 +104,8 @@ def events_to_regressor(
     durations = np.broadcast_to(np.asarray(durations, dtype=float), onsets.shape)
     amps = np.ones_like(onsets) if amplitudes is None else np.asarray(amplitudes, dtype=float)
     for onset, dur, amp in zip(onsets, durations, amps, strict=True):
-        i0 = int(np.floor(onset * sfreq))
-        i1 = max(i0 + 1, int(np.ceil((onset + dur) * sfreq)))
+        i0 = int(np.floor(onset * sfreq)) - first
+        i1 = max(i0 + 1, int(np.ceil((onset + dur) * sfreq)) - first)
         if i0 >= n_times or i1 <= 0:
             continue
         n = i1 - i0

@@ -373,3 +373,29 @@ def test_arrays_altered_after_saving_are_refused(tmp_path, ckpt_path):
     assert load_checkpoint(path).metadata["note"] == "x"
     path = _edit(tmp_path, ckpt_path, lambda r: r.pop("checksum"), resum=False)
     load_checkpoint(path)
+
+
+def test_a_checkpoint_keeps_its_task_readout(tmp_path, rng):
+    """``calibrate --events``'s weights: written, read back, covered by the checksum."""
+    from rt_eeg2fmri.task import TaskReadout
+
+    n = int(small_mask().sum())
+    task = TaskReadout(["go", "stop"], [["S  1"], []], [0.2, 0.0], rng.standard_normal((2, n)))
+    path = _save(tmp_path / "task.pt", make_model("conv"), task=task)
+    back = load_checkpoint(path).task
+    assert back.trial_types == ["go", "stop"] and back.codes == [["S  1"], []]
+    assert back.durations == [0.2, 0.0]
+    np.testing.assert_array_equal(back.weights, task.weights)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["task"]["weights"][0, 0] += 1.0
+    torch.save(ckpt, tmp_path / "altered.pt")
+    with pytest.raises(ValueError, match="do not match the checksum"):
+        load_checkpoint(tmp_path / "altered.pt")
+    ckpt["task"]["durations"] = [0.2]
+    del ckpt["checksum"]
+    torch.save(ckpt, tmp_path / "malformed.pt")
+    with pytest.raises(ValueError, match="malformed task readout: a task readout has 2 trial"):
+        load_checkpoint(tmp_path / "malformed.pt")
+    with pytest.raises(ValueError, match=f"'task' weighs {n - 1} voxels, the model predicts {n}"):
+        _save(tmp_path / "x.pt", make_model("conv"),
+              task=TaskReadout(["go"], [[]], [0], np.ones((1, n - 1))))  # fmt: skip

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rt_eeg2fmri.hrf import events_to_regressor, hrf_convolve, spm_hrf
-
-_DT = 0.1  # s, resolution of the event regressors before sampling at volume times
+from rt_eeg2fmri.task import TaskReadout, table_regressors
 
 
 def targets(dataset, indices) -> np.ndarray:
@@ -48,25 +46,30 @@ def train_mean(dataset, train_idx, n_test: int, *, batch: int = 256) -> np.ndarr
 def event_design(dataset, indices, trial_types: list[str]) -> np.ndarray:
     """HRF-convolved event regressors (+ intercept) at each pair's volume, shape (n, k + 1).
 
-    The regressor of a volume is sampled at the middle of its acquisition.
+    The regressor of a volume is sampled at the middle of its acquisition
+    (:func:`rt_eeg2fmri.task.table_regressors`, which the live stream computes alike).
     """
     indices = np.asarray(indices)
     run_of = np.asarray(dataset.run_index)[indices]
     vol_of = np.asarray(dataset.volume)[indices]
     X = np.zeros((indices.size, len(trial_types) + 1))
     X[:, -1] = 1.0
-    hrf = spm_hrf(_DT)
     for r in np.unique(run_of):
-        events = dataset.events(int(r))
-        times = np.asarray(dataset.volume_times(int(r))) + dataset.run_t_r(int(r)) / 2
-        n = int(np.ceil((times.max() + 1.0) / _DT))
         sel = run_of == r
-        for j, tt in enumerate(trial_types):
-            ev = events[events["trial_type"] == tt]
-            reg = events_to_regressor(ev["onset"], ev["duration"], sfreq=1 / _DT, n_times=n)
-            conv = hrf_convolve(reg, hrf) / _DT  # a sustained 1/s event rate → plateau of 1
-            X[sel, j] = np.interp(times[vol_of[sel]], np.arange(n) * _DT, conv)
+        times = volume_middles(dataset, int(r))[vol_of[sel]]
+        X[sel, :-1] = table_regressors(dataset.events(int(r)), trial_types, times)
     return X
+
+
+def volume_middles(dataset, run: int) -> np.ndarray:
+    """The middle of each volume's acquisition in run ``run`` (s, the EEG clock)."""
+    return np.asarray(dataset.volume_times(run)) + dataset.run_t_r(run) / 2
+
+
+def trial_types_of(dataset, indices) -> list[str]:
+    """The trial types of the runs of ``indices``, sorted."""
+    runs = np.unique(np.asarray(dataset.run_index)[np.asarray(indices)])
+    return sorted({t for r in runs for t in dataset.events(int(r))["trial_type"]})
 
 
 def event_regression(
@@ -78,8 +81,7 @@ def event_regression(
     -------
     pred : array of shape (n_test, n_voxels)
     """
-    runs = np.unique(np.asarray(dataset.run_index)[train_idx])
-    trial_types = sorted({t for r in runs for t in dataset.events(int(r))["trial_type"]})
+    trial_types = trial_types_of(dataset, train_idx)
     k = len(trial_types) + 1
     xtx, xty = np.zeros((k, k)), None
     for i in range(0, len(train_idx), batch):
@@ -106,12 +108,10 @@ def model_and_events(
     """A model's prediction and the task events, weighed per voxel on ``fit_idx``.
 
     Per voxel, ``y ≈ a · pred + E · b`` (``E``: :func:`event_design`, its intercept
-    included) is fitted by ridge (``alpha`` of the prediction's variance on ``a``, and on
-    ``b`` as :func:`event_regression` has it) on the pairs ``fit_idx`` and applied to
-    ``apply_idx``. With ``a`` fitted, a
-    model whose maps have the wrong sign or scale for these data is turned round or
-    shrunk, and with ``a = 0`` it is the ``events`` baseline: it tells what the EEG model
-    adds to what the task alone predicts.
+    included) is fitted by ridge (:func:`fit_model_and_events`) on the pairs ``fit_idx``
+    and applied to ``apply_idx``. With ``a`` fitted, a model whose maps have the wrong sign
+    or scale for these data is turned round or shrunk, and with ``a = 0`` it is the
+    ``events`` baseline: it tells what the EEG model adds to what the task alone predicts.
 
     Parameters
     ----------
@@ -126,18 +126,30 @@ def model_and_events(
     -------
     pred : array of shape (n_apply, n_voxels), float32
     """
-    fit_idx, apply_idx = np.asarray(fit_idx), np.asarray(apply_idx)
-    runs = np.unique(np.asarray(dataset.run_index)[fit_idx])
-    trial_types = sorted({t for r in runs for t in dataset.events(int(r))["trial_type"]})
-    trial_types = trial_types if events else []
+    fit = fit_model_and_events(dataset, pred_fit, fit_idx, events=events, alpha=alpha, batch=batch)
+    return apply_model_and_events(dataset, fit, pred_apply, apply_idx, batch=batch)
+
+
+def fit_model_and_events(
+    dataset, pred, indices, *, events: bool = True, alpha: float = 1e-3, batch: int = 512
+) -> tuple[list[str], np.ndarray]:
+    """``(trial_types, w)``: the weights of :func:`model_and_events`, fitted on ``indices``.
+
+    ``w`` has shape (n_voxels, k + 2): per voxel the prediction's gain, then the weight of
+    each of the ``k`` trial types' regressors, then the intercept. The gain is a ridge with
+    ``alpha`` of the prediction's variance, the events as :func:`event_regression` weighs
+    them.
+    """
+    indices = np.asarray(indices)
+    trial_types = trial_types_of(dataset, indices) if events else []
     k = len(trial_types) + 1
-    n_vox = pred_fit.shape[1]
+    n_vox = pred.shape[1]
     ee, ep, pp, sp = np.zeros((k, k)), np.zeros((k, n_vox)), np.zeros(n_vox), np.zeros(n_vox)
     ey, py = np.zeros((k, n_vox)), np.zeros(n_vox)
-    for i in range(0, fit_idx.size, batch):
-        E = event_design(dataset, fit_idx[i : i + batch], trial_types)
-        P = np.asarray(pred_fit[i : i + batch], dtype=np.float64)
-        Y = targets(dataset, fit_idx[i : i + batch]).astype(np.float64)
+    for i in range(0, indices.size, batch):
+        E = event_design(dataset, indices[i : i + batch], trial_types)
+        P = np.asarray(pred[i : i + batch], dtype=np.float64)
+        Y = targets(dataset, indices[i : i + batch]).astype(np.float64)
         ee += E.T @ E
         ep += E.T @ P
         pp += (P * P).sum(axis=0)
@@ -147,15 +159,52 @@ def model_and_events(
     gram = np.empty((n_vox, k + 1, k + 1))
     gram[:, 0, 0], gram[:, 0, 1:], gram[:, 1:, 0], gram[:, 1:, 1:] = pp, ep.T, ep.T, ee
     ridge = np.empty((n_vox, k + 1))
-    var = pp - sp**2 / max(fit_idx.size, 1)  # the prediction's power about its mean
+    var = pp - sp**2 / max(indices.size, 1)  # the prediction's power about its mean
     ridge[:, 0] = np.where(var > 0, alpha * var, 1.0)
     ridge[:, 1:] = alpha * np.trace(ee) / k  # the events as event_regression weighs them
     gram[:, np.arange(k + 1), np.arange(k + 1)] += ridge
     rhs = np.concatenate([py[:, None], ey.T], axis=1)
-    w = np.linalg.solve(gram, rhs[..., None])[..., 0]  # (n_vox, k + 1)
-    out = np.empty((apply_idx.size, n_vox), np.float32)
-    for i in range(0, apply_idx.size, batch):
-        E = event_design(dataset, apply_idx[i : i + batch], trial_types)
-        P = np.asarray(pred_apply[i : i + batch], dtype=np.float64)
+    return trial_types, np.linalg.solve(gram, rhs[..., None])[..., 0]
+
+
+def apply_model_and_events(dataset, fit, pred, indices, *, batch: int = 512) -> np.ndarray:
+    """:func:`fit_model_and_events`'s ``fit`` applied to a model's ``pred`` of ``indices``."""
+    trial_types, w = fit
+    indices = np.asarray(indices)
+    out = np.empty((indices.size, w.shape[0]), np.float32)
+    for i in range(0, indices.size, batch):
+        E = event_design(dataset, indices[i : i + batch], trial_types)
+        P = np.asarray(pred[i : i + batch], dtype=np.float64)
         out[i : i + batch] = P * w[:, 0] + E @ w[:, 1:].T
     return out
+
+
+def task_part(dataset, indices, task: TaskReadout) -> np.ndarray:
+    """A checkpoint's task part of the pairs ``indices`` from their runs' events, (n, n_voxels)."""
+    indices = np.asarray(indices)
+    out = np.empty((indices.size, task.n_voxels), np.float32)
+    run_of = np.asarray(dataset.run_index)[indices]
+    vol_of = np.asarray(dataset.volume)[indices]
+    for r in np.unique(run_of):
+        sel = run_of == r
+        times = volume_middles(dataset, int(r))[vol_of[sel]]
+        out[sel] = task.predict_table(dataset.events(int(r)), times)
+    return out
+
+
+def task_readout(dataset, indices, fit) -> TaskReadout:
+    """The event weights of ``fit`` as a checkpoint's :class:`~rt_eeg2fmri.task.TaskReadout`.
+
+    Each trial type keeps the marker codes it was recorded with in the runs of ``indices``
+    (the events tables' ``value`` column, where they have one) and its median duration.
+    """
+    trial_types, w = fit
+    runs = np.unique(np.asarray(dataset.run_index)[np.asarray(indices)])
+    tables = [dataset.events(int(r)) for r in runs]
+    codes, durations = [], []
+    for t in trial_types:
+        rows = [tab[tab["trial_type"] == t] for tab in tables]
+        values = {str(v) for tab in rows if "value" in tab.columns for v in tab["value"] if str(v)}
+        codes.append(sorted(values - {"n/a", "nan", t}))
+        durations.append(float(np.median(np.concatenate([tab["duration"] for tab in rows]))))
+    return TaskReadout(trial_types, codes, durations, w[:, 1:-1].T)

@@ -12,6 +12,11 @@ least ``gap`` seconds, so no target of the fit is within 20 s of one scored) pic
 best; the chosen one is then refitted on all the minutes. Nothing here sees the data a
 calibrated checkpoint is later scored on, when ``evaluate`` is given the person's other
 runs.
+
+With ``events``, the task's event regressors are offered beside the adapted model
+(:class:`~rt_eeg2fmri.task.TaskReadout`, weighed per voxel with the model's prediction):
+kept when they beat the adapted model alone, given the same per-voxel gain and offset, on
+the held-out minutes by more than one standard error.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from rt_eeg2fmri._logging import logger
-from rt_eeg2fmri.adaptation import choose, head_features
+from rt_eeg2fmri.adaptation import choose_build, head_features
 from rt_eeg2fmri.models.calibrated import NO_DELAY, can_delay, describe_model
-from rt_eeg2fmri.readout import chronological_split, fit_readout, scores
+from rt_eeg2fmri.readout import chronological_split, fit_readout, pick, scores, volume_errors
+
+from .baselines import (
+    apply_model_and_events,
+    fit_model_and_events,
+    task_part,
+    task_readout,
+    trial_types_of,
+)
 
 __all__ = ["calibrate", "calibration_split", "fit_readout", "scores"]
 
@@ -73,6 +86,7 @@ def calibrate(
     gap: float = 20.0,
     val_fraction: float = 0.25,
     delays: bool = False,
+    events: bool = False,
     reader: dict | None = None,
     progress: bool = True,
 ) -> dict:
@@ -101,6 +115,9 @@ def calibrate(
         Fraction of the minutes held out to choose the candidate.
     delays : bool
         Also offer per-voxel haemodynamic delays (a model with a learned HRF only).
+    events : bool
+        Also offer the task's events beside the model (a checkpoint that predicts
+        ``model + events`` live from a stimulus marker stream: ``stream --events``).
     reader : dict | None
         Dataset-reader options.
 
@@ -152,12 +169,28 @@ def calibrate(
             f"{MIN_FIT} and {MIN_VAL} are needed. Give more --minutes or runs."
         )
     every = np.concatenate([fit, val])
+    if events and not trial_types_of(dataset, every):
+        runs = sorted({dataset.runs[r]["name"] for r in dataset.run_index[every].tolist()})
+        raise ValueError(
+            f"{where}: '--events' needs task events, but the runs {runs} have none (no "
+            "events.tsv rows or stimulus annotations besides the scanner markers)."
+        )
     subject_stats = _subject_stats(dataset, every, ckpt, _Accumulator)
     stats = {"checkpoint": ckpt.norm_stats, "subject": subject_stats}
     y = dataset.get_targets(every).astype(np.float64)
+    task = None if events else ckpt.task  # kept as it is unless refitted
+    if task is not None:  # the model is fitted to what the task part leaves
+        y = y - task_part(dataset, every, task)
     fit_mask = np.arange(every.size) < fit.size
     predicts = {norm: _predictor(dataset.with_stats(s), every) for norm, s in stats.items()}
-    chosen, model, table, best, base = choose(predicts, ckpt.model, y, fit_mask, delays=delays)
+    chosen, build, table, best, base = choose_build(
+        predicts, ckpt.model, y, fit_mask, delays=delays
+    )
+    model, task_summary = build(), None
+    if events:
+        view = dataset.with_stats(stats[chosen.norm])
+        held_out = build(np.flatnonzero(fit_mask))  # fitted without the held-out volumes
+        model, task, task_summary = _with_events(view, every, fit_mask, held_out, model)
     base_val = table[base]
     logger.info(
         "Calibration of subject %s: %s; held-out MSE %.4g (base %.4g), r %.3f (base %.3f).",
@@ -183,8 +216,58 @@ def calibrate(
         "candidates": table,
         "held_out": {"chosen": table[best], "base": base_val},
     }
-    ckpt.save_adapted(out, model, norm_stats=stats[chosen.norm], metadata={"calibration": summary})
+    if task_summary is not None:
+        summary["task"] = task_summary
+    ckpt.save_adapted(
+        out,
+        model,
+        norm_stats=stats[chosen.norm],
+        metadata={"calibration": summary},
+        task=task,
+    )
     return summary
+
+
+def _with_events(view, every, fit_mask, held_out, model):
+    """``(model, task, summary)``: ``model`` beside the task's events, when they earn it.
+
+    ``held_out`` is the chosen adaptation fitted on the fit part alone. Its prediction
+    is given a per-voxel gain and offset on the fit part, with the task's events and
+    without (:func:`~trainer.baselines.fit_model_and_events`); the events are kept when
+    they lower the held-out volumes' error beyond one standard error
+    (:func:`~rt_eeg2fmri.readout.pick`), and then weighed with ``model`` (the adaptation
+    fitted on every volume) on every volume.
+    """
+    from rt_eeg2fmri.models import Calibrated
+
+    predict = _predictor(view, every)
+    pred = np.asarray(predict(held_out, np.arange(every.size))[0], np.float64)
+    fit, val = every[fit_mask], every[~fit_mask]
+    y_val = view.get_targets(val).astype(np.float64)
+    table, errors = [], []
+    for with_events in (False, True):
+        w = fit_model_and_events(view, pred[fit_mask], fit, events=with_events)
+        p = apply_model_and_events(view, w, pred[~fit_mask], val)
+        table.append({"events": with_events, **scores(p, y_val)})
+        errors.append(volume_errors(p, y_val))
+    keep = pick(table, errors, 0) == 1
+    trial_types = trial_types_of(view, fit)
+    summary = {"chosen": keep, "trial_types": trial_types, "held_out": table}
+    logger.info(
+        "Task events (%s) beside the model: held-out r %.3f against %.3f without; %s.",
+        ", ".join(trial_types),
+        table[1]["r_mean"],
+        table[0]["r_mean"],
+        "kept" if keep else "left out (they do not beat the model alone beyond noise)",
+    )
+    if not keep:
+        return model, None, summary
+    pred = np.asarray(predict(model, np.arange(every.size))[0], np.float64)
+    weights = fit_model_and_events(view, pred, every)
+    task = task_readout(view, every, weights)
+    _, w = weights
+    summary["codes"] = dict(zip(task.trial_types, task.codes, strict=True))
+    return Calibrated(model, w[:, 0], w[:, -1]), task, summary
 
 
 def _predictor(view, indices):

@@ -262,6 +262,8 @@ def evaluate_checkpoint(
         raise ValueError(f"'{data}': no (window, volume) pairs for a {ckpt.winsize:g} s window.")
     preds = cross_subject_baselines(view, idx)
     preds[ckpt.model_name] = predict(ckpt.model, view, idx, device=ckpt.device)
+    if ckpt.task is not None:  # the task part, from the runs' events (live: a marker stream)
+        preds[ckpt.model_name] += baselines.task_part(view, idx, ckpt.task)
     base = preds[ckpt.model_name]
     if "train_mean" in preds:  # two subjects or more: a readout weighed on the others
         preds[f"{ckpt.model_name} rescaled"] = cross_subject_with_events(

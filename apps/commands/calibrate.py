@@ -41,6 +41,12 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="also offer a per-voxel haemodynamic delay (models with a learned HRF)",
     )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="also offer the task's events beside the model, weighed per voxel: the "
+        "checkpoint then predicts from the EEG and a stimulus marker stream (stream --events)",
+    )
     parser.add_argument("--out", required=True, help="the calibrated checkpoint (.pt)")
     parser.add_argument("--no-progress", action="store_true")
     add_reader_arguments(parser)
@@ -60,6 +66,7 @@ def run(args) -> int:
         minutes=args.minutes,
         gap=args.gap,
         delays=args.delays,
+        events=args.events,
         reader=reader_options(args),
         progress=not args.no_progress,
     )
@@ -69,7 +76,17 @@ def run(args) -> int:
         f"{s['n_fit']} pairs fitted, {s['n_held_out']} held out after a {s['gap_s']:g} s gap\n"
         f"chosen on the held-out minutes: {s['chosen']['description']}\n"
         f"held-out MSE {best['mse']:.4g} (base {base['mse']:.4g}), r mean {best['r_mean']:.3f} "
-        f"(base {base['r_mean']:.3f})\n"
-        f"checkpoint: {args.out}"
+        f"(base {base['r_mean']:.3f})"
     )
+    if "task" in s:
+        t = s["task"]
+        without, with_events = t["held_out"]
+        verdict = (
+            "kept" if t["chosen"] else "left out: they do not beat the model alone beyond noise"
+        )
+        print(
+            f"task events ({', '.join(t['trial_types'])}) beside the model: held-out r mean "
+            f"{with_events['r_mean']:.3f} against {without['r_mean']:.3f} without; {verdict}"
+        )
+    print(f"checkpoint: {args.out}")
     return 0

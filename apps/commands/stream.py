@@ -34,6 +34,26 @@ def add_arguments(parser) -> None:
         "channel, e.g. mask=0x8)",
     )
     parser.add_argument(
+        "--events",
+        default=None,
+        metavar="NAME",
+        help="a checkpoint with a task readout (calibrate --events): the marker stream of the "
+        "task's stimuli (e.g. the replay's NAME-Markers, or the amplifier's marker stream); "
+        "each volume adds what its trial types' events predict",
+    )
+    parser.add_argument(
+        "--event-map",
+        default=None,
+        metavar="MARKER=TYPE,...",
+        help="--events: what a marker code stands for where the calibration data used it for "
+        "several trial types, e.g. S1=auditory_standard,S2=auditory_target",
+    )
+    parser.add_argument(
+        "--no-events",
+        action="store_true",
+        help="run a checkpoint with a task readout from the EEG alone",
+    )
+    parser.add_argument(
         "--correct",
         default=None,
         metavar="gradient,bcg",
@@ -335,6 +355,9 @@ def _stream(args, nifti, timing, bids_root) -> int:
         pulse_beats=args.correct_beats,
         ecg=args.ecg,
         lost_timeout=args.timeout,
+        events=args.events,
+        event_map=args.event_map,
+        no_events=args.no_events,
         consumer_options={
             "publish": args.publish_eeg,
             "allow_missing": args.allow_missing,
@@ -382,7 +405,8 @@ def _stream(args, nifti, timing, bids_root) -> int:
         try:
             print(
                 f"streaming {ckpt.model_name} ({len(ckpt.ch_names)} ch @ {ckpt.sfreq:g} Hz, TR {ckpt.t_r:g} s, "
-                f"{engine.mapper.device}) from '{engine.consumer.stream_info.name()}', sync={args.sync}",
+                f"{engine.mapper.device}) from '{engine.consumer.stream_info.name()}', sync={args.sync}"
+                + (f", task events of '{args.events}'" if engine.task is not None else ""),
                 file=sys.stderr,
                 flush=True,
             )

@@ -515,13 +515,16 @@ def _read_events(path: Path, *, shift: float = 0.0, marker: str | None = None) -
         duration = pd.Series(np.zeros(len(table)))
     label = next((c for c in ("trial_type", "value", "event_type") if c in table.columns), None)
     trial_type = table[label].fillna("n/a").astype(str) if label else "event"
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "onset": onset.to_numpy(float) + shift,
             "duration": duration.to_numpy(float),
             "trial_type": trial_type,
         }
     )
+    if label == "trial_type" and "value" in table.columns:  # the marker code ("S  1")
+        out["value"] = table["value"].fillna("n/a").astype(str).to_numpy()
+    return out
 
 
 def _run_t_r(ref: RunRef, header) -> float:

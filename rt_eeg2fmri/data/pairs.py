@@ -367,7 +367,9 @@ class PairDataset(HasPreprocessing):
         import pandas as pd
 
         path = self.path / run_file(self._check_run(run_index), "events")
-        events = pd.read_csv(path, sep="\t", dtype={"trial_type": str}, keep_default_na=False)
+        events = pd.read_csv(
+            path, sep="\t", dtype={"trial_type": str, "value": str}, keep_default_na=False
+        )
         for col in ("onset", "duration"):
             events[col] = pd.to_numeric(events[col], errors="coerce")
         return events

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .._checks import check_positive
 from .._logging import logger
@@ -132,13 +133,14 @@ class TriggerListener:
     #: Seconds without any marker before the stream is looked for again (then as often).
     look_again_s = 2.0
     hint = "--trigger NAME:MARKER"
+    what = "trigger"
 
     def __init__(self, spec: str, *, timeout: float = 5.0, also=()) -> None:
         import pylsl
 
         name, _, marker = spec.partition(":")
         self.name = name
-        self.where = f"the trigger stream '{name}'"
+        self.where = f"the {self.what} stream '{name}'"
         self.marker = (marker or "R128").replace(" ", "").lower()
         self.timeout = float(timeout)
         infos = pylsl.resolve_byprop("name", name, timeout=timeout)
@@ -183,10 +185,18 @@ class TriggerListener:
                     self._look_again()
                 continue
             heard = now
-            label = str(sample[0]).replace(" ", "").lower()
-            if label == self.marker or label.endswith("/" + self.marker):
-                for q in self._queues:
-                    q.put(ts)
+            self._heard(str(sample[0]), ts)
+
+    def is_volume_marker(self, marker: str) -> bool:
+        """Whether ``marker`` is the scanner's (``R128``, ``Response/R128``, ``r 128``...)."""
+        label = marker.replace(" ", "").lower()
+        return label == self.marker or label.endswith("/" + self.marker)
+
+    def _heard(self, marker: str, ts: float) -> None:
+        """A marker came: a volume marker goes into the queues."""
+        if self.is_volume_marker(marker):
+            for q in self._queues:
+                q.put(ts)
 
     def _look_again(self) -> None:
         """Whether the connected outlet is still there; another of the name replaces it."""
@@ -199,27 +209,50 @@ class TriggerListener:
             if not self.gone:
                 self.gone = True
                 logger.warning(
-                    "The trigger stream '%s' is gone from the network; waiting for it to "
-                    "come back.",
+                    "The %s stream '%s' is gone from the network; waiting for it to come back.",
+                    self.what,
                     self.name,
                 )
             return
         try:
             inlet = self._open(found[0])
         except (RuntimeError, pylsl.util.TimeoutError) as err:  # it went away again
-            logger.warning("The trigger stream '%s': reconnecting failed: %s", self.name, err)
+            logger.warning("The %s stream '%s': reconnecting failed: %s", self.what, self.name, err)
             return
         old, self.inlet = self.inlet, inlet
         old.close_stream()
         self.gone = False
         self.reconnects += 1
-        logger.warning("The trigger stream '%s' came back (a new outlet): reconnected.", self.name)
+        logger.warning(
+            "The %s stream '%s' came back (a new outlet): reconnected.", self.what, self.name
+        )
 
     def close(self) -> None:
         """Stop listening."""
         self._stop.set()
         self._thread.join()
         self.inlet.close_stream()
+
+
+class EventListener(TriggerListener):
+    """A task's stimulus markers from an LSL marker stream, into :class:`~rt_eeg2fmri.task.LiveEvents`.
+
+    The listening and reconnecting are :class:`TriggerListener`'s; every marker is handed to
+    ``events`` (which keeps those that name a trial type of the checkpoint's task readout).
+    The stream may be the trigger stream too: a scanner marker names no trial type.
+    """
+
+    hint = "--events NAME"
+    what = "event"
+
+    def __init__(self, name: str, events, *, timeout: float = 5.0) -> None:
+        self.events = events
+        super().__init__(name, timeout=timeout)
+        self.where = f"the event stream '{name}'"
+
+    def _heard(self, marker: str, ts: float) -> None:
+        if not self.is_volume_marker(marker):  # the scanner's are not the task's
+            self.events.add(ts, marker)
 
 
 class ChannelTriggers:
@@ -272,6 +305,11 @@ class Engine:
         Seconds the source may stay gone from the network before :meth:`run` ends (its
         outputs complete up to then); ``None``: wait for it to come back for as long as
         the run lasts.
+    events : callable | None
+        Makes the stimulus-marker listener when started: ``(timeout) -> EventListener``.
+    task : LiveEvents | None
+        The task part of each volume (:class:`~rt_eeg2fmri.task.LiveEvents`, fed by
+        ``events``), added to the model's prediction.
     """
 
     def __init__(
@@ -288,6 +326,8 @@ class Engine:
         save_adapted=None,
         sync_on_triggers: bool = True,
         lost_timeout: float | None = None,
+        events=None,
+        task=None,
     ) -> None:
         if int(max_backlog) < 1:
             raise ValueError(f"'max_backlog' must be >= 1, got {max_backlog=}.")
@@ -303,6 +343,7 @@ class Engine:
         self.calibrate_s = float(calibrate)
         self.max_backlog = int(max_backlog)
         self._make_triggers = triggers
+        self._make_events, self.task, self.events = events, task, None
         self._sync_on_triggers = bool(sync_on_triggers)  # else the markers only correct
         self.stats = EngineStats()
         self.triggers = self.mirror = None
@@ -357,6 +398,9 @@ class Engine:
         pulse_beats: int | None = None,
         ecg: str | None = None,
         lost_timeout: float | None = None,
+        events: str | None = None,
+        event_map: str | None = None,
+        no_events: bool = False,
     ) -> Engine:
         """The engine of a loaded checkpoint on an LSL source.
 
@@ -419,6 +463,15 @@ class Engine:
             The stream's ECG channel (default: the one labelled ECG*/EKG*).
         lost_timeout : float | None
             Seconds the source may stay gone before the run ends (``None``: no limit).
+        events : str | None
+            The marker stream of the task's stimuli, for a checkpoint with a task readout
+            (``calibrate --events``): each volume is the model's prediction plus its
+            trial types' HRF-convolved events times their weights.
+        event_map : str | None
+            ``MARKER=TRIAL_TYPE,...``: what a marker code stands for where the calibration
+            data used it for several trial types.
+        no_events : bool
+            Run a checkpoint with a task readout without it (the EEG part alone).
         """
         from .inlet import EEGConsumer
 
@@ -436,6 +489,7 @@ class Engine:
                 "the gradient correction needs the scanner's volume markers: 'trigger' (the "
                 f"marker stream NAME[:MARKER], or {SYNTAX})."
             )
+        task = _live_events(checkpoint, events, event_map, no_events)
         pre = checkpoint.preprocessing
         _check_calibrate(calibrate)  # before the ring is sized by it
         options = {"bufsize": max(40.0, pre.winsize + 10.0, float(calibrate) + 5.0)}
@@ -510,6 +564,10 @@ class Engine:
             save_adapted=save_adapted,
             sync_on_triggers=sync == "trigger",
             lost_timeout=lost_timeout,
+            events=None
+            if task is None
+            else lambda timeout: EventListener(events, task, timeout=timeout),
+            task=task,
         )
 
     # -- set-up ------------------------------------------------------------------------
@@ -526,6 +584,8 @@ class Engine:
             self.consumer.start()
             if self._make_triggers is not None:
                 self.triggers = self._make_triggers(self.consumer.timeout)
+            if self._make_events is not None:
+                self.events = self._make_events(self.consumer.timeout)
             montage = self.consumer.chain.montage if self.consumer.chain else None
             self.outputs.open(
                 self.stats, sidecar={"Montage": montage.to_dict()} if montage else None
@@ -550,11 +610,11 @@ class Engine:
     def close(self) -> None:
         """Disconnect and close every output (everything written stays valid)."""
         self.consumer.stop()
-        for res in (self.triggers, self.mirror, self.adapter):
+        for res in (self.triggers, self.events, self.mirror, self.adapter):
             if res is not None:
                 res.close()
         self.outputs.close()
-        self.triggers = self.mirror = None
+        self.triggers = self.events = self.mirror = None
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -629,6 +689,8 @@ class Engine:
             self._track_pace(latest)
             if not first_seen and n_written:
                 self.scheduler.start(ring.first_time)
+                if self.task is not None:  # the event regressors' grid starts with the EEG
+                    self.task.origin = ring.first_time
                 first_seen = True
             if self.triggers is not None:
                 while not self.triggers.times.empty():
@@ -671,6 +733,13 @@ class Engine:
         if self.triggers is not None:
             summary["triggers"] = self._n_triggers
             summary["trigger_reconnects"] = self.triggers.reconnects
+        if self.task is not None:
+            summary["events"] = {
+                "heard": self.task.heard,
+                "unknown": self.task.unknown,
+                "unknown_markers": list(self.task.unknown_labels),
+                "reconnects": 0 if self.events is None else self.events.reconnects,
+            }
         chain = self.consumer.chain
         if chain is not None and chain.gradient is not None:
             summary["gradient"] = {
@@ -819,6 +888,8 @@ class Engine:
             t_end = due.t_end
         else:  # samples mode: the window ends one sample period after its last sample
             t_end = float(self.consumer.ring.read(stop, 1)[1][0]) + 1.0 / self.sfreq
+        if self.task is not None:  # what the task's events predict of this volume
+            pred = pred + torch.from_numpy(self.task.volume(t_end)).to(pred.device, pred.dtype)
         adapt = "off"
         if self.adapter is not None:
             if self.save_adapted and not self._adapted_saved:
@@ -871,6 +942,33 @@ class Engine:
         self.outputs.log(**row)
         if on_volume is not None:
             on_volume(due.index, volume, row)
+
+
+def _live_events(checkpoint, events, event_map, no_events):
+    """The :class:`~rt_eeg2fmri.task.LiveEvents` of a stream, or ``None`` (errors name flags)."""
+    from ..task import LiveEvents
+
+    task = checkpoint.task
+    where = f"the checkpoint '{checkpoint.path}'"
+    if task is None:
+        if events is not None or event_map is not None:
+            flag = "'events'" if events is not None else "'event_map'"
+            raise ValueError(
+                f"{flag}: {where} has no task readout; make one with 'rt-eeg2fmri calibrate "
+                "--events' on paired data with task events."
+            )
+        return None
+    if no_events:
+        if events is not None:
+            raise ValueError("'events' and 'no_events' exclude each other.")
+        return None
+    if events is None:
+        raise ValueError(
+            f"{where} predicts with the task's events ({task.describe()}): give their marker "
+            "stream ('events', --events NAME), or predict from the EEG alone ('no_events', "
+            "--no-events)."
+        )
+    return LiveEvents(task, t_r=checkpoint.t_r, event_map=event_map)
 
 
 class _SkipLog:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -413,3 +414,89 @@ def test_the_choice_runs_the_base_model_once_per_normalisation(tmp_path, rng):
     choose({"checkpoint": run}, model, y, np.arange(60) < 40)
     assert [c for c in calls if c[0]] == [(True, 60)]  # once, on every pair
     assert len(calls) > 2  # and the stretched models, each on the fit part
+
+
+def _task_driven(root, rng, subjects=("01", "02"), n_volumes=90):
+    """BIDS runs (the base fixture's channels, grid and TR) whose BOLD follows two trial types.
+
+    Blocks of 'go' (marker S 1) and 'stop' (S 2) events, irregularly spaced; every voxel
+    responds to each with its own weight (the same in every person), plus noise.
+    """
+    from rt_eeg2fmri.task import table_regressors
+    from tests.data.builders import write_bold
+
+    weights = rng.standard_normal((2, 5 * 6 * 4))
+    for sub in subjects:
+        for run in ("1", "2"):
+            paths = write_bids_run(root, sub=sub, run=run, ch_names=CH, sfreq=50.0,
+                                   n_volumes=n_volumes, t_r=1.0, seed=int(sub) * 7 + int(run))  # fmt: skip
+            onsets = np.sort(rng.uniform(2.0, n_volumes - 5.0, 40))
+            onsets = onsets[(onsets // 15) % 2 == 0]  # blocks of 15 s on, 15 s off
+            kinds = rng.integers(0, 2, onsets.size)
+            events = pd.DataFrame({"onset": onsets, "duration": 0.2,
+                                   "trial_type": np.array(["go", "stop"])[kinds],
+                                   "value": np.array(["S  1", "S  2"])[kinds]})  # fmt: skip
+            events.to_csv(paths["eeg_events"], sep="\t", index=False)
+            middles = 1.0 + np.arange(n_volumes) + 0.5  # lead 1 s, TR 1 s
+            signal = table_regressors(events, ["go", "stop"], middles) @ weights
+            noise = 0.3 * rng.standard_normal(signal.shape)
+            data = 1000 + 5 * (signal + noise).T.reshape(5, 6, 4, n_volumes)
+            write_bold(paths["bold"], n_volumes, t_r=1.0, data=data.astype(np.float32))
+    return root
+
+
+def test_a_task_readout_from_a_labs_people(base, tmp_path, capsys, rng):
+    """``calibrate --events``: the task's events beside the model, kept when they beat it
+    alone on the held-out minutes; ``evaluate`` then adds their part from the runs' events,
+    and a person the readout never saw is predicted far better than without it."""
+    import json
+
+    _, ckpt_path = base
+    root = _task_driven(tmp_path / "task", rng)
+    args = ["calibrate", "--model", str(ckpt_path), "--data", str(root), "--subject", "02",
+            "--no-progress"]  # fmt: skip
+    out = tmp_path / "task.pt"
+    assert main([*args, "--events", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "task events (go, stop) beside the model: held-out r mean" in text and "; kept" in text
+    cal = load_checkpoint(out)
+    assert cal.task.trial_types == ["go", "stop"] and cal.task.codes == [["S  1"], ["S  2"]]
+    assert cal.task.durations == [0.2, 0.2]
+    meta = cal.metadata["calibration"]["task"]
+    assert meta["chosen"] and meta["held_out"][1]["r_mean"] > meta["held_out"][0]["r_mean"] + 0.3
+    # evaluate: the model's prediction and the task part of the person's own events
+    ds = load_dataset(root, cal.preprocessing, subjects=["01"], ch_names=cal.ch_names,
+                      mask=cal.mask, progress=False).with_stats(cal.norm_stats)  # fmt: skip
+    from trainer.baselines import task_part
+
+    idx = np.arange(len(ds))
+    want = predict(cal.model, ds, idx) + task_part(ds, idx, cal.task)
+    scored = {}
+    for name, path in (("task", out), ("plain", tmp_path / "plain.pt")):
+        if name == "plain":
+            assert main([*args, "--out", str(path)]) == 0
+        res = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--model", str(path), "--data", str(root), "--subjects", "01",
+                     "--stats", "checkpoint", "--no-ssim", "--no-progress", "--json",
+                     str(res)]) == 0  # fmt: skip
+        scored[name] = json.loads(res.read_text())["metrics"]["ridge"]["r_mean"]
+    assert scored["task"] > 0.4 and scored["plain"] < 0.1, scored
+    from trainer.evaluate import evaluate_checkpoint
+
+    got = evaluate_checkpoint(out, root, subjects=["01"], stats="checkpoint", progress=False,
+                              ssim=False)  # fmt: skip
+    assert got["metrics"]["ridge"]["r_mean"] == pytest.approx(scored["task"])
+    from trainer.metrics import voxelwise_r
+
+    y = ds.get_targets(idx)
+    assert float(voxelwise_r(want, y).mean()) == pytest.approx(scored["task"], abs=1e-4)
+    # data without task events
+    bare = tmp_path / "bare"
+    paths = write_bids_run(bare, sub="01", ch_names=CH, sfreq=50.0, n_volumes=60, t_r=1.0)
+    paths["eeg_events"].write_text("onset\tduration\ttrial_type\n")  # a rest run
+    capsys.readouterr()
+    assert main(["calibrate", "--model", str(ckpt_path), "--data", str(bare), "--subject",
+                 "01", "--events", "--out", str(tmp_path / "x.pt"), "--no-progress"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "'--events' needs task events, but the runs ['sub-01_task-oddball'] have none" in err
+    assert not (tmp_path / "x.pt").exists()

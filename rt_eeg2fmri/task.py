@@ -1,0 +1,260 @@
+"""Task events as the scanner sees them: HRF-convolved regressors, offline and live alike.
+
+What the task alone predicts of a volume is each trial type's events convolved with the
+canonical HRF (SPM's), sampled at the middle of the volume's acquisition. The ``events``
+baseline regresses them on the training subjects; a :class:`TaskReadout` stores weights
+fitted beside a model (``rt-eeg2fmri calibrate --events``), so a checkpoint predicts
+``model(EEG) + regressors @ weights`` — offline from a run's events table, live from a
+stimulus marker stream (:class:`LiveEvents`). Both go through :func:`regressors`, on the
+same grid of :data:`DT` seconds counted from the recording's first EEG sample, so the
+streamed task part equals the offline one.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._logging import logger
+from .hrf import events_to_regressor, hrf_convolve, spm_hrf
+
+#: s, the grid the event regressors are built on before sampling at volume times
+DT = 0.1
+_HRF = spm_hrf(DT)
+
+
+def regressors(onsets, durations, kinds, k: int, times, *, origin: float = 0.0) -> np.ndarray:
+    """HRF-convolved event regressors of ``k`` trial types at ``times``, shape (n, k).
+
+    Parameters
+    ----------
+    onsets, durations : arrays of shape (n_events,)
+        Seconds, on the clock of ``times``.
+    kinds : int array of shape (n_events,)
+        Each event's trial type, ``0 ≤ kind < k`` (others are left out).
+    times : array of shape (n,)
+        Where the regressors are sampled (the middle of each volume's acquisition).
+    origin : float
+        The time of the grid's sample 0 (the recording's first EEG sample). Only the
+        events of the last 32 s before ``min(times)`` on matter, so a live caller passes the
+        recent ones and gets the values the whole run's events give.
+
+    A sustained rate of one event per second gives a plateau of 1.
+    """
+    times = np.asarray(times, float) - origin
+    out = np.zeros((times.size, k))
+    if times.size == 0 or k == 0:
+        return out
+    onsets = np.asarray(onsets, float) - origin
+    durations = np.broadcast_to(np.asarray(durations, float), onsets.shape)
+    kinds = np.asarray(kinds, int)
+    first = int(np.floor(times.min() / DT)) - _HRF.size - 1
+    n = int(np.ceil(times.max() / DT)) + 2 - first
+    grid = (first + np.arange(n)) * DT
+    for j in range(k):
+        sel = kinds == j
+        if not sel.any():
+            continue
+        reg = events_to_regressor(onsets[sel], durations[sel], sfreq=1 / DT, n_times=n, first=first)
+        out[:, j] = np.interp(times, grid, hrf_convolve(reg, _HRF) / DT)
+    return out
+
+
+def event_kinds(events, trial_types) -> np.ndarray:
+    """Each row's index in ``trial_types`` (−1 for a trial type not among them)."""
+    index = {t: i for i, t in enumerate(trial_types)}
+    return np.array([index.get(str(t), -1) for t in events["trial_type"]], int)
+
+
+def table_regressors(events, trial_types, times) -> np.ndarray:
+    """:func:`regressors` of an events table (``onset``, ``duration``, ``trial_type``)."""
+    return regressors(
+        events["onset"].to_numpy(float),
+        events["duration"].to_numpy(float),
+        event_kinds(events, trial_types),
+        len(trial_types),
+        times,
+    )
+
+
+def label_key(label: str) -> str:
+    """A marker as it is compared: ``"Stimulus/S  1"`` → ``"s1"``, ``"Target"`` → ``"target"``."""
+    from .data.eeg_io import marker_name
+
+    return marker_name(label)
+
+
+@dataclass
+class TaskReadout:
+    """Per-voxel weights of the task's event regressors, beside a model's prediction.
+
+    Attributes
+    ----------
+    trial_types : list of str
+        As the calibration data's events tables name them.
+    codes : list of list of str
+        The marker codes each trial type was recorded with (``events.tsv``'s ``value``,
+        e.g. ``["S  1"]``): a live marker may name either.
+    durations : list of float
+        Each trial type's median duration (s): live markers carry none.
+    weights : array of shape (n_types, n_voxels), float32
+    """
+
+    trial_types: list
+    codes: list
+    durations: list
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.trial_types = [str(t) for t in self.trial_types]
+        k = len(self.trial_types)
+        if k == 0 or len(set(self.trial_types)) != k:
+            raise ValueError(f"a task readout needs distinct trial types, got {self.trial_types}.")
+        self.codes = [[str(c) for c in cs] for cs in self.codes]
+        self.durations = [float(d) for d in self.durations]
+        if len(self.codes) != k or len(self.durations) != k:
+            raise ValueError(
+                f"a task readout has {k} trial types but {len(self.codes)} code lists and "
+                f"{len(self.durations)} durations."
+            )
+        if not all(np.isfinite(d) and d >= 0 for d in self.durations):
+            raise ValueError(f"task durations must be finite and ≥ 0, got {self.durations}.")
+        self.weights = np.asarray(self.weights, np.float32)
+        if self.weights.ndim != 2 or self.weights.shape[0] != k:
+            raise ValueError(
+                f"task weights must have shape ({k}, n_voxels), got {self.weights.shape}."
+            )
+        if not np.isfinite(self.weights).all():
+            raise ValueError("task weights must be finite.")
+
+    @property
+    def n_voxels(self) -> int:
+        """Voxels weighed (the model's)."""
+        return int(self.weights.shape[1])
+
+    def describe(self) -> str:
+        """``2 trial types (auditory_standard, auditory_target)``."""
+        return f"{len(self.trial_types)} trial types ({', '.join(self.trial_types)})"
+
+    def predict_table(self, events, times) -> np.ndarray:
+        """The task part at ``times`` from an events table, shape (n, n_voxels), float32."""
+        return (table_regressors(events, self.trial_types, times) @ self.weights).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """Plain values and one tensor, as a checkpoint stores them."""
+        import torch
+
+        return {
+            "trial_types": list(self.trial_types),
+            "codes": [list(c) for c in self.codes],
+            "durations": list(self.durations),
+            "weights": torch.from_numpy(self.weights.copy()),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TaskReadout:
+        """The readout :meth:`to_dict` stored."""
+        w = d["weights"]
+        w = w.cpu().numpy() if hasattr(w, "cpu") else np.asarray(w)
+        return cls(d["trial_types"], d["codes"], d["durations"], w)
+
+    def label_map(self, event_map: str | None = None) -> dict[str, int]:
+        """``{marker key: trial type index}``: what each live marker stands for.
+
+        A marker names a trial type by its name or by one of its codes. ``event_map``
+        (``"S1=auditory_standard,S2=auditory_target"``) says what a code means where the
+        calibration data used it for several trial types (two tasks, one code each).
+
+        Raises
+        ------
+        ValueError
+            For a code of several trial types that ``event_map`` does not settle, or an
+            ``event_map`` entry naming no trial type.
+        """
+        out: dict[str, int] = {}
+        shared: dict[str, set] = {}
+        for i, (name, codes) in enumerate(zip(self.trial_types, self.codes, strict=True)):
+            for key in {label_key(name), *map(label_key, codes)}:
+                if key in out and out[key] != i:
+                    shared.setdefault(key, {self.trial_types[out[key]]}).add(name)
+                out.setdefault(key, i)
+        for item in filter(None, (p.strip() for p in (event_map or "").split(","))):
+            code, sep, name = (s.strip() for s in item.partition("="))
+            if not sep or not code or name not in self.trial_types:
+                raise ValueError(
+                    f"--event-map: {item!r} must be MARKER=TRIAL_TYPE with a trial type of "
+                    f"the checkpoint's task readout ({', '.join(self.trial_types)})."
+                )
+            out[label_key(code)] = self.trial_types.index(name)
+            shared.pop(label_key(code), None)
+        if shared:
+            key, names = sorted(shared.items())[0]
+            raise ValueError(
+                f"marker {key!r} stands for {len(names)} trial types of the checkpoint's task "
+                f"readout ({', '.join(sorted(names))}); say which this session runs with "
+                f"--event-map {key.upper()}={sorted(names)[0]}."
+            )
+        return out
+
+
+class LiveEvents:
+    """A task's events as they are heard, and the task part of a volume at a time.
+
+    Thread-safe: a marker inlet's thread adds, the engine reads. Markers that name no trial
+    type are counted in ``unknown`` (the first few kept in ``unknown_labels``).
+    """
+
+    def __init__(self, readout: TaskReadout, *, t_r: float, event_map: str | None = None) -> None:
+        self.readout = readout
+        self.t_r = float(t_r)
+        self.keys = readout.label_map(event_map)
+        self._lock = threading.Lock()
+        self._onsets: list[float] = []
+        self._kinds: list[int] = []
+        self.origin: float | None = None  # the EEG's first sample, set by the engine
+        self.heard = 0
+        self.unknown = 0
+        self.unknown_labels: list[str] = []
+
+    def add(self, t: float, label: str) -> bool:
+        """Record the marker ``label`` at ``t`` (s, the EEG's clock); whether it is an event."""
+        kind = self.keys.get(label_key(label))
+        with self._lock:
+            if kind is None:
+                self.unknown += 1
+                if len(self.unknown_labels) < 5 and label not in self.unknown_labels:
+                    self.unknown_labels.append(label)
+                    logger.warning(
+                        "The marker %r names no trial type of the checkpoint's task readout "
+                        "(%s); left out.",
+                        label,
+                        ", ".join(self.readout.trial_types),
+                    )
+                return False
+            self._onsets.append(float(t))
+            self._kinds.append(kind)
+            self.heard += 1
+            self._forget(float(t))
+            return True
+
+    def _forget(self, now: float) -> None:
+        """Drop events too old to reach a volume (the HRF is 32 s long)."""
+        horizon = now - _HRF.size * DT - 2 * max(self.readout.durations, default=0.0) - 60.0
+        if self._onsets and self._onsets[0] < horizon:
+            keep = next(i for i, t in enumerate(self._onsets) if t >= horizon)
+            del self._onsets[:keep], self._kinds[:keep]
+
+    def volume(self, t_end: float) -> np.ndarray:
+        """The task part of the volume whose acquisition ends at ``t_end``: :meth:`at` its middle."""
+        return self.at(t_end - self.t_r / 2)
+
+    def at(self, t: float) -> np.ndarray:
+        """The task part of a volume sampled at ``t`` (mid-acquisition), shape (n_voxels,)."""
+        with self._lock:
+            onsets, kinds = np.array(self._onsets), np.array(self._kinds, int)
+        durations = np.asarray(self.readout.durations)[kinds] if kinds.size else np.zeros(0)
+        origin = 0.0 if self.origin is None else self.origin
+        x = regressors(onsets, durations, kinds, len(self.readout.trial_types), [t], origin=origin)
+        return (x[0] @ self.readout.weights).astype(np.float32)
