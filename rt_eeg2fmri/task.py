@@ -135,8 +135,9 @@ class TaskReadout:
         return int(self.weights.shape[1])
 
     def describe(self) -> str:
-        """``2 trial types (auditory_standard, auditory_target)``."""
-        return f"{len(self.trial_types)} trial types ({', '.join(self.trial_types)})"
+        """``2 trial types: auditory_standard, auditory_target``."""
+        n = len(self.trial_types)
+        return f"{n} trial type{'s' if n > 1 else ''}: {', '.join(self.trial_types)}"
 
     def predict_table(self, events, times) -> np.ndarray:
         """The task part at ``times`` from an events table, shape (n, n_voxels), float32."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rt_eeg2fmri._logging import logger
 from rt_eeg2fmri.task import TaskReadout, table_regressors
 
 
@@ -180,7 +181,10 @@ def apply_model_and_events(dataset, fit, pred, indices, *, batch: int = 512) -> 
 
 
 def task_part(dataset, indices, task: TaskReadout) -> np.ndarray:
-    """A checkpoint's task part of the pairs ``indices`` from their runs' events, (n, n_voxels)."""
+    """A checkpoint's task part of the pairs ``indices`` from their runs' events, (n, n_voxels).
+
+    A run with no event of the readout's trial types gets none (logged: its task part is 0).
+    """
     indices = np.asarray(indices)
     out = np.empty((indices.size, task.n_voxels), np.float32)
     run_of = np.asarray(dataset.run_index)[indices]
@@ -188,7 +192,14 @@ def task_part(dataset, indices, task: TaskReadout) -> np.ndarray:
     for r in np.unique(run_of):
         sel = run_of == r
         times = volume_middles(dataset, int(r))[vol_of[sel]]
-        out[sel] = task.predict_table(dataset.events(int(r)), times)
+        events = dataset.events(int(r))
+        if not events["trial_type"].isin(task.trial_types).any():
+            logger.warning(
+                "%s has no event of the task readout's %s: its task part is 0.",
+                dataset.runs[int(r)]["name"],
+                task.describe(),
+            )
+        out[sel] = task.predict_table(events, times)
     return out
 
 

@@ -540,6 +540,13 @@ class Engine:
             triggers = lambda timeout: TriggerListener(trigger, timeout=timeout, also=also)  # noqa: E731
         adapter = None
         if adapt is not None:
+            if task is not None:
+                raise ValueError(
+                    f"'adapt' cannot refit the checkpoint '{checkpoint.path}' with its task "
+                    "readout (its weights were fitted beside the model's prediction as it "
+                    "is): adapt it with 'no_events' (--no-events), or calibrate it offline "
+                    "with 'rt-eeg2fmri calibrate --events'."
+                )
             if adapt_minutes is None:
                 raise ValueError("'adapt_minutes' is needed with 'adapt' (the truth stream).")
             from .adapt import OnlineAdapter

@@ -215,3 +215,70 @@ def test_online_equals_offline_cli_and_engine(trained, tmp_path, uid):
     timing = pd.read_csv(cli_tsv, sep="\t", na_values="n/a")
     assert timing["volume"].tolist() == list(range(N_STREAMED))
     assert not timing["skipped"].any() and not timing["gap"].any()
+
+
+@pytest.mark.lsl
+def test_online_equals_offline_with_the_tasks_events(trained, tmp_path, uid, capsys):
+    """A checkpoint with a task readout, streamed with ``--events`` on the replay's marker
+    stream (stimuli and scanner markers together), gives the evaluation path's prediction:
+    the model's plus each trial type's HRF-convolved events times their weights. Without
+    ``--events`` (or ``--no-events``) it refuses to start, naming both flags."""
+    from apps.cli import main
+    from rt_eeg2fmri.task import TaskReadout
+    from tests.realtime.engine_helpers import stream_replay
+    from trainer.baselines import task_part
+
+    root, ckpt_path = trained
+    base = load_checkpoint(ckpt_path)
+    weights = np.random.default_rng(3).standard_normal((1, base.n_voxels))
+    task = TaskReadout(["target"], [["S  1"]], [0.2], 50.0 * weights)
+    path = base.save_adapted(tmp_path / "task.pt", base.model, norm_stats=base.norm_stats,
+                             metadata={}, task=task)  # fmt: skip
+    ckpt = load_checkpoint(path)
+    dataset = load_dataset(root, ckpt.preprocessing, subjects=["01"], ch_names=ckpt.ch_names,
+                           mask=ckpt.mask, progress=False).with_stats(ckpt.norm_stats)  # fmt: skip
+    idx = np.arange(len(dataset))
+    part = task_part(dataset, idx, ckpt.task)
+    want = predict(ckpt.model, dataset, idx, device="cpu") + part
+    offline = {int(s) + dataset.n_times: p for s, p in zip(dataset.start, want, strict=True)}
+    assert np.abs(part).max() > 10 * np.abs(want - part).std()  # the task part shows
+
+    session = read_session(root, subject="01")
+    assert (session.events["trial_type"] == "target").sum() == N_VOLUMES // 2
+    replay = Replay(session, name=uid, speed=SPEED, truth=False, source_id=uid).open()
+    nii = tmp_path / "pred.nii"
+    rc, out, err = stream_replay(
+        replay, "--model", path, "--source", f"name:{uid}-EEG", "--sync", "samples", "--phase",
+        LEAD, "--events", f"{uid}-Markers", "--out", nii, "--no-outlet", "--device", "cpu",
+        "--max-volumes", N_STREAMED, "--timeout", "30",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert f"task events of '{uid}-Markers'" in err
+    summary = json.loads(out)
+    assert summary["volumes"] == N_STREAMED and summary["skipped"] == 0
+    assert summary["events"]["heard"] == N_VOLUMES // 2 and summary["events"]["unknown"] == 0
+    vols = np.moveaxis(nib.load(nii).get_fdata(dtype=np.float32), -1, 0)
+    step, first = round(T_R * SFREQ), round(LEAD * SFREQ)
+    while first < ckpt.n_times:
+        first += step
+    ends = first + step * np.arange(N_STREAMED)
+    tol = dict(rtol=1e-4, atol=1e-4 * max(np.abs(p).max() for p in offline.values()))
+    checked = 0
+    for j, end in enumerate(ends):
+        if int(end) in offline:
+            np.testing.assert_allclose(vols[j][np.asarray(ckpt.mask)], offline[int(end)], **tol)
+            checked += 1
+    assert checked == 20
+
+    # a task readout needs its marker stream, or --no-events; --events needs a task readout
+    capsys.readouterr()
+    assert main(["stream", "--model", str(path), "--source", "name:x", "--no-outlet"]) == 1
+    err = capsys.readouterr().err
+    assert f"'{path}' predicts with the task's events (1 trial type: target)" in err
+    assert "--events NAME" in err and "--no-events" in err
+    assert main(["stream", "--model", str(ckpt_path), "--events", "X", "--no-outlet"]) == 1
+    err = capsys.readouterr().err
+    assert "'events':" in err and "has no task readout" in err and "calibrate --events" in err
+    assert main(["stream", "--model", str(path), "--events", "X", "--adapt", "Y",
+                 "--adapt-minutes", "2", "--no-outlet"]) == 1  # fmt: skip
+    assert "'adapt' cannot refit the checkpoint" in capsys.readouterr().err

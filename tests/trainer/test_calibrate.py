@@ -490,6 +490,11 @@ def test_a_task_readout_from_a_labs_people(base, tmp_path, capsys, rng):
 
     y = ds.get_targets(idx)
     assert float(voxelwise_r(want, y).mean()) == pytest.approx(scored["task"], abs=1e-4)
+    # calibrated again without --events, it keeps the task readout (and fits what it leaves)
+    again = tmp_path / "again.pt"
+    assert main(["calibrate", "--model", str(out), "--data", str(root), "--subject", "01",
+                 "--runs", "1", "--out", str(again), "--no-progress"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(load_checkpoint(again).task.weights, cal.task.weights)
     # data without task events
     bare = tmp_path / "bare"
     paths = write_bids_run(bare, sub="01", ch_names=CH, sfreq=50.0, n_volumes=60, t_r=1.0)
