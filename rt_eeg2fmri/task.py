@@ -161,18 +161,18 @@ class TaskReadout:
         w = w.cpu().numpy() if hasattr(w, "cpu") else np.asarray(w)
         return cls(d["trial_types"], d["codes"], d["durations"], w)
 
-    def label_map(self, event_map: str | None = None) -> dict[str, int]:
-        """``{marker key: trial type index}``: what each live marker stands for.
+    def label_map(self, event_map: str | None = None) -> tuple[dict[str, int], dict[str, list]]:
+        """``({marker key: trial type index}, {marker key: trial types})``.
 
-        A marker names a trial type by its name or by one of its codes. ``event_map``
-        (``"S1=auditory_standard,S2=auditory_target"``) says what a code means where the
-        calibration data used it for several trial types (two tasks, one code each).
+        A marker names a trial type by its name or by one of its codes. The second dict
+        holds the codes the calibration data used for several trial types (two tasks, one
+        code each), which name none until ``event_map``
+        (``"S1=auditory_standard,S2=auditory_target"``) says what they mean.
 
         Raises
         ------
         ValueError
-            For a code of several trial types that ``event_map`` does not settle, or an
-            ``event_map`` entry naming no trial type.
+            For an ``event_map`` entry that names no trial type.
         """
         out: dict[str, int] = {}
         shared: dict[str, set] = {}
@@ -190,14 +190,17 @@ class TaskReadout:
                 )
             out[label_key(code)] = self.trial_types.index(name)
             shared.pop(label_key(code), None)
-        if shared:
-            key, names = sorted(shared.items())[0]
-            raise ValueError(
-                f"marker {key!r} stands for {len(names)} trial types of the checkpoint's task "
-                f"readout ({', '.join(sorted(names))}); say which this session runs with "
-                f"--event-map {key.upper()}={sorted(names)[0]}."
-            )
-        return out
+        for key in shared:
+            del out[key]
+        return out, {key: sorted(names) for key, names in shared.items()}
+
+    def ambiguity(self, key: str, names: list) -> str:
+        """Why the marker ``key`` names no trial type, and the ``--event-map`` that settles it."""
+        return (
+            f"the marker {key!r} stands for {len(names)} trial types of the checkpoint's task "
+            f"readout ({', '.join(names)}); say which this session runs with --event-map "
+            f"{key.upper()}={names[0]}"
+        )
 
 
 class LiveEvents:
@@ -210,7 +213,11 @@ class LiveEvents:
     def __init__(self, readout: TaskReadout, *, t_r: float, event_map: str | None = None) -> None:
         self.readout = readout
         self.t_r = float(t_r)
-        self.keys = readout.label_map(event_map)
+        self.keys, self.shared = readout.label_map(event_map)
+        for key, names in sorted(self.shared.items()):
+            logger.warning(
+                "Task events: %s; until then it is left out.", readout.ambiguity(key, names)
+            )
         self._lock = threading.Lock()
         self._onsets: list[float] = []
         self._kinds: list[int] = []
@@ -227,12 +234,14 @@ class LiveEvents:
                 self.unknown += 1
                 if len(self.unknown_labels) < 5 and label not in self.unknown_labels:
                     self.unknown_labels.append(label)
-                    logger.warning(
-                        "The marker %r names no trial type of the checkpoint's task readout "
-                        "(%s); left out.",
-                        label,
-                        ", ".join(self.readout.trial_types),
+                    names = self.shared.get(label_key(label))
+                    why = (
+                        self.readout.ambiguity(label_key(label), names)
+                        if names
+                        else f"it names no trial type of the checkpoint's task readout "
+                        f"({', '.join(self.readout.trial_types)})"
                     )
+                    logger.warning("The marker %r is left out: %s.", label, why)
                 return False
             self._onsets.append(float(t))
             self._kinds.append(kind)

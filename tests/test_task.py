@@ -67,25 +67,28 @@ def test_the_live_task_part_equals_the_offline_one(rng):
 
 
 def test_a_marker_names_a_trial_type_by_its_name_or_code(caplog):
+    """By its name or its code (``Stimulus/S  1`` ~ ``S  1``); a code of two trial types (two
+    tasks) names neither until ``--event-map`` says which, and the warnings say so."""
     readout = TaskReadout(TYPES, [["S  1"], ["S  2"], ["S  1"]], [0.2] * 3, np.ones((3, 2)))
-    with pytest.raises(ValueError) as err:
-        readout.label_map()
-    msg = str(err.value)
-    assert (
-        "marker 's1' stands for 2 trial types" in msg
-        and "auditory_standard, visual_standard" in msg
-    )
-    assert "--event-map S1=auditory_standard" in msg
-    keys = readout.label_map("S1=visual_standard")
-    assert keys["s1"] == 2 and keys["s2"] == 1 and keys["auditory_standard"] == 0
+    keys, shared = readout.label_map()
+    assert "s1" not in keys and shared == {"s1": ["auditory_standard", "visual_standard"]}
+    assert keys["s2"] == 1 and keys["visual_standard"] == 2
+    keys, shared = readout.label_map("S1=visual_standard")
+    assert keys["s1"] == 2 and keys["auditory_standard"] == 0 and not shared
     with pytest.raises(ValueError, match="'S9=nothing' must be MARKER=TRIAL_TYPE"):
         readout.label_map("S1=visual_standard,S9=nothing")
-    live = LiveEvents(readout, t_r=2.0, event_map="S1=auditory_standard")
-    assert live.add(1.0, "Stimulus/S  1") and live.add(2.0, "auditory_target")
     with caplog.at_level(logging.WARNING, logger="rt_eeg2fmri"):
+        live = LiveEvents(readout, t_r=2.0)
+        assert "--event-map S1=auditory_standard; until then it is left out" in caplog.text
+        assert live.add(1.0, "auditory_standard") and live.add(2.0, "Stimulus/S  2")
         assert not live.add(3.0, "S 99") and not live.add(4.0, "S 99")
-    assert live.unknown == 2 and live.unknown_labels == ["S 99"] and live.heard == 2
-    assert caplog.text.count("'S 99' names no trial type") == 1
+        assert not live.add(5.0, "Stimulus/S  1")
+    assert live.unknown == 3 and live.unknown_labels == ["S 99", "Stimulus/S  1"]
+    assert live.heard == 2
+    assert caplog.text.count("'S 99' is left out: it names no trial type") == 1
+    assert "'Stimulus/S  1' is left out: the marker 's1' stands for 2 trial types" in caplog.text
+    live = LiveEvents(readout, t_r=2.0, event_map="S1=auditory_standard")
+    assert live.add(1.0, "S  1") and live.add(1.5, "Stimulus/S 1") and live.heard == 2
 
 
 def test_a_task_readout_is_checked():
