@@ -23,7 +23,7 @@ from .eeg_io import (
     stim_picks,
     trigger_lead_picks,
 )
-from .triggers import TRIGGER_LABEL, TriggerChannel, volts_per_unit
+from .triggers import TRIGGER_LABEL, TRIGGER_TYPES, TriggerChannel, volts_per_unit
 
 #: How evenly the onsets of a volume trigger are spaced: the spread (max − min) of their
 #: steps may be this share of the step (and at least 2 samples)
@@ -46,7 +46,6 @@ def volume_timing(onsets: np.ndarray, sfreq: float) -> dict | None:
 
 
 #: Channel types that name a trigger channel in a stream's description
-TRIGGER_TYPES = {"STIM", "TRIG", "TRIGGER", "TRIGGERS", "MARKER", "MARKERS", "EVENT", "EVENTS"}
 
 
 def trigger_channels(labels, units, kinds, data: np.ndarray) -> tuple[dict, dict]:

@@ -43,6 +43,8 @@ _LEVEL = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(\D.*)?$")
 #: Labels of channels that usually carry triggers, whatever their type (``TRIG``, ``TTL``,
 #: ``STI 014``, ``Status``, ``Trigger``, ``Scanner``).
 TRIGGER_LABEL = re.compile(r"^\s*(trig|ttl|sti(?![a-z])|status|stim|scan)", re.IGNORECASE)
+#: Channel types of trigger channels (their samples are codes, whatever unit they carry)
+TRIGGER_TYPES = {"STIM", "TRIG", "TRIGGER", "TRIGGERS", "MARKER", "MARKERS", "EVENT", "EVENTS"}
 
 
 def is_channel_spec(spec) -> bool:
@@ -199,15 +201,21 @@ class TriggerChannel:
         volts = self.level * _volts(self.unit)
         return replace(self, level=volts / float(volts_per_unit), unit=None)
 
-    def in_stream_units(self, unit: str | None, *, where: str) -> TriggerChannel:
+    def in_stream_units(
+        self, unit: str | None, *, where: str, kind: str | None = None
+    ) -> TriggerChannel:
         """The same trigger with its level in the units of a stream's channel.
 
         ``unit`` is the channel's ``desc/channels/channel/unit``: a voltage unit, or none
         (microvolts, the LSL convention for EEG, with a warning); any other unit (a stim
-        channel's ``"none"``) cannot take a level with a unit.
+        channel's ``"none"``) cannot take a level with a unit. Nor can a channel whose
+        ``kind`` (its ``type``) is a trigger type (``stim``...): it holds codes, whatever
+        unit it is given (mne-lsl gives a stim channel ``"0"``, volts, as MNE does).
         """
         if self.unit is None:
             return self
+        if str(kind or "").upper() in TRIGGER_TYPES:
+            return self.in_units(None, where=f"{where} (type {kind!r})")
         if not unit:
             logger.warning("%s has no unit; its level is taken in %s.", where, DEFAULT_UNIT)
             unit = DEFAULT_UNIT

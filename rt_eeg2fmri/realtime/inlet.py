@@ -444,6 +444,7 @@ class EEGConsumer:
                 trigger = self.trigger.in_stream_units(
                     units[self._trigger_col] if units else None,
                     where=f"{label}: trigger channel {name!r}",
+                    kind=types[self._trigger_col] if types else None,
                 )
                 self._edges = trigger.edges()
                 logger.info(

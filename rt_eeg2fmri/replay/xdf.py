@@ -17,9 +17,9 @@ import pandas as pd
 
 from .._checks import check_file
 from .._logging import logger
-from ..data.channels import UNIT_SCALES, named_column
+from ..data.channels import named_column
 from ..data.session import Session
-from ..data.triggers import TriggerChannel, volts_per_unit
+from ..data.triggers import TRIGGER_TYPES, TriggerChannel, volts_per_unit
 
 
 def is_scanner_marker(value: str, marker: str) -> bool:
@@ -73,7 +73,7 @@ def read_xdf(
             name,
             len(info["segments"]),
         )
-    labels, units, _ = _channels(info, data.shape[1])
+    labels, units, kinds = _channels(info, data.shape[1])
     t_first = stamps[0]
     onsets, rows, stim, stim_units = [], [], None, None
     trigger = TriggerChannel.parse(marker, what="'marker'")
@@ -81,8 +81,11 @@ def read_xdf(
         col, label = named_column(labels, trigger.channel, what="trigger channel",
                                   stream=f"'{path}': EEG stream '{name}'")  # fmt: skip
         stim = {label: data[:, col]}  # as recorded, in its unit when that is a voltage
-        stim_units = {label: units[col]} if volts_per_unit(units[col]) else None
-        trigger = trigger.in_stream_units(units[col], where=f"'{path}': trigger channel {label!r}")
+        analog = volts_per_unit(units[col]) and str(kinds[col]).upper() not in TRIGGER_TYPES
+        stim_units = {label: units[col]} if analog else None
+        trigger = trigger.in_stream_units(
+            units[col], where=f"'{path}': trigger channel {label!r}", kind=kinds[col]
+        )
         onsets = list(stamps[trigger.edges().find(data[:, col])] - t_first)
         keep = [i for i in range(len(labels)) if i != col]
         data, labels, units = data[:, keep], [labels[i] for i in keep], [units[i] for i in keep]
@@ -153,7 +156,9 @@ def summarize_xdf(path: str | Path, *, marker: str = "R128", stream: str | None 
     if trigger is not None:
         col, label = named_column(labels, trigger.channel, what="trigger channel",
                                   stream=f"'{path}': EEG stream '{name}'")  # fmt: skip
-        trigger = trigger.in_stream_units(units[col], where=f"'{path}': trigger channel {label!r}")
+        trigger = trigger.in_stream_units(
+            units[col], where=f"'{path}': trigger channel {label!r}", kind=kinds[col]
+        )
         asked = stamps[trigger.edges().find(data[:, col])] - t_first
     else:
         asked = [t for label, ts in markers.items() if is_scanner_marker(label, marker) for t in ts]
@@ -243,7 +248,7 @@ def _channels(info: dict, n_chans: int) -> tuple[list[str], list[str | None], li
 def _volts_per_unit(unit: str | None, ch_name: str, path: Path) -> float:
     if not unit:
         return 1e-6
-    scale = UNIT_SCALES.get(str(unit).strip().lower())
+    scale = volts_per_unit(unit)  # "uV", "microvolts", mne-lsl's powers of ten ("-6")...
     if scale is None:  # an auxiliary channel: keep its values, they are sent as recorded
         logger.warning(
             "'%s': channel %r has unit %r, not a voltage; replayed unchanged.", path, ch_name, unit

@@ -125,6 +125,10 @@ def test_a_level_with_a_unit_is_a_voltage_in_any_units():
         r"'eeg:TRIG:100uV' is a voltage, but the channel's samples are not",
     ):
         spec.in_stream_units("none", where=where)
+    # mne-lsl gives a stim channel unit "0" (volts), as MNE does: its type says it holds codes
+    assert spec.in_stream_units("0", where=where, kind="eeg").level == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match=r"'TRIG' \(type 'stim'\): the level 100uV .* not \(codes"):
+        spec.in_stream_units("0", where=where, kind="stim")
     with pytest.raises(ValueError, match="put it in the samples' units first"):
         spec.edges()
     assert TriggerChannel.parse("eeg:TRIG:3").in_units(None).level == 3.0  # no unit: as is

@@ -287,3 +287,18 @@ def test_a_16_channel_cap_streams_into_a_34_channel_model(tmp_path, uid):
     sidecar = json.loads((tmp_path / "pred.json").read_text())
     assert len(sidecar["Montage"]["Interpolated"]) == 18
     assert sidecar["Montage"]["Method"] == "spherical spline (MNE)"
+
+
+def test_a_level_in_volts_on_mne_lsls_stim_channel_is_refused(tmp_path, uid):
+    """mne-lsl's ``PlayerLSL`` gives a stim channel unit ``"0"`` (volts, as MNE does) and
+    type ``stim``: a level with a unit is refused there, by its type, as in a file."""
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", winsize=2.0, t_r=0.5))
+    data = 20e-6 * np.random.default_rng(6).standard_normal((5, int(8 * SFREQ)))
+    data[4] = 0
+    info = mne.create_info([*CH, "STI 014"], SFREQ, ["eeg"] * 4 + ["stim"])
+    raw = mne.io.RawArray(data, info, verbose="error")
+    with pytest.raises(ValueError) as err:
+        _played(raw, uid, ckpt, max_volumes=1, sync="trigger", trigger="eeg:STI 014:2.5V")
+    msg = str(err.value)
+    assert "trigger channel 'STI 014' (type 'stim'): the level 2.5V" in msg
+    assert "give the level without a unit" in msg

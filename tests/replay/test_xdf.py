@@ -64,6 +64,11 @@ def test_units_and_stream_choice(tmp_path, rng):
     s = read_xdf(path, stream="amp-mV")
     np.testing.assert_allclose(s.eeg, mv["data"].T * 1e-3, rtol=1e-6)
     assert load_recording(path, stream="amp2").ch_names == ["C3", "C4"]
+    # mne-lsl's units are powers of ten: "-6" is microvolts, "0" volts
+    for unit, scale in (("-6", 1e-6), ("0", 1.0)):
+        ten = _eeg_stream(rng, name="amp-pow", unit=unit)
+        s = read_xdf(write_xdf(tmp_path / f"pow{unit}.xdf", [ten]))
+        np.testing.assert_allclose(s.eeg, ten["data"].T * scale, rtol=1e-6)
 
 
 def test_bad_xdf_files(tmp_path, rng):
