@@ -282,8 +282,9 @@ def test_a_missing_trigger_channel_is_named_with_the_streams_channels(checkpoint
 
 @pytest.mark.lsl
 def test_a_level_in_volts_on_a_channel_of_codes_is_refused(checkpoint, session):
-    """A replayed stim channel is published with unit ``none`` (codes): a level with a
-    voltage unit cannot be put in its units, and the error names the stream's channel."""
+    """A replayed stim channel is published typed ``STIM`` with unit ``none`` (codes): a
+    level with a voltage unit cannot be put in its units, and the error names the stream's
+    channel."""
     import dataclasses
 
     codes = np.zeros(session.n_times, np.float32)
@@ -291,7 +292,7 @@ def test_a_level_in_volts_on_a_channel_of_codes_is_refused(checkpoint, session):
     session = dataclasses.replace(session, stim={"STI 014": codes})
     with pytest.raises(
         ValueError,
-        match=r"trigger channel 'STI 014' \(unit 'none'\): the level "
+        match=r"trigger channel 'STI 014' \(type 'STIM'\): the level "
         r"1V of 'eeg:STI 014:1V' is a voltage, but the channel's samples are not",
     ):
         _stream(checkpoint, session, n_volumes=1, sync="trigger", trigger="eeg:STI 014:1V")
