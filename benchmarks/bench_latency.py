@@ -26,6 +26,10 @@ in turns (``--rounds`` each, alternating, the same checkpoint), each in its own 
 and prints their stage medians side by side with the ratios.
 
     .venv/bin/python benchmarks/bench_latency.py --compare-with HEAD~1 --devices cpu
+
+``--events K`` gives the checkpoint a task readout of K trial types (random weights), has
+the replay send a stimulus marker every 1.5 s on its marker stream, and streams with
+``--events`` on it: the stage "task events part" is what they add to each volume.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ STAGES = (
     ("read", "read window (ring → array)"),
     ("normalise", "normalise"),
     ("forward", "model forward"),
+    ("task", "task events part"),
     ("scatter", "scatter into grid + to host"),
     ("push", "LSL push"),
     ("pipeline", "data ready → LSL publish"),
@@ -71,7 +76,14 @@ def _replay(spec: dict, t0, ready, done) -> None:
     rng = np.random.default_rng(0)
     n = round(spec["seconds"] * spec["sfreq"])
     eeg = (rng.standard_normal((len(spec["ch_names"]), n)) * 1e-5).astype(np.float32)
-    session = Session(eeg=eeg, sfreq=spec["sfreq"], ch_names=spec["ch_names"])
+    onsets = np.arange(1.0, spec["seconds"], 1.5)
+    events = {  # a stimulus every 1.5 s, of the task readout's trial types
+        "onset": onsets,
+        "duration": np.full(onsets.size, 0.2),
+        "trial_type": [f"type{i}" for i in rng.integers(0, max(spec["events"], 1), onsets.size)],
+    }
+    session = Session(eeg=eeg, sfreq=spec["sfreq"], ch_names=spec["ch_names"],
+                      events=events if spec["events"] else None)  # fmt: skip
     replay = Replay(
         session, name=spec["name"], source_id=spec["name"], speed=spec["speed"], loop=True,
         truth=False,
@@ -125,6 +137,20 @@ def default_checkpoint(tmp: Path, *, n_chans: int, sfreq: float, winsize: float,
     )
 
 
+def with_task(ckpt, k: int, tmp: Path):
+    """``ckpt`` with a task readout of ``k`` trial types (``type0``...) of random weights."""
+    from rt_eeg2fmri.checkpoint import load_checkpoint
+    from rt_eeg2fmri.task import TaskReadout
+
+    rng = np.random.default_rng(1)
+    task = TaskReadout([f"type{i}" for i in range(k)], [[]] * k, [0.2] * k,
+                       rng.standard_normal((k, ckpt.n_voxels)))  # fmt: skip
+    path = tmp / f"task{k}.pt"
+    if not path.is_file():
+        ckpt.save_adapted(path, ckpt.model, norm_stats=ckpt.norm_stats, metadata={}, task=task)
+    return load_checkpoint(path)
+
+
 # -- one device ---------------------------------------------------------------------------
 def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
     import pylsl
@@ -140,7 +166,7 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
     name = f"bench-latency-{uuid.uuid4().hex[:8]}"
     spec = {
         "name": name, "ch_names": list(ckpt.ch_names), "sfreq": ckpt.sfreq, "speed": args.speed,
-        "seconds": ckpt.winsize + 60.0,
+        "seconds": ckpt.winsize + 60.0, "events": args.events,
     }  # fmt: skip
     ctx = mp.get_context("spawn")
     t0, ready, done = ctx.Value("d", 0.0), ctx.Event(), ctx.Event()
@@ -149,6 +175,8 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
     if not ready.wait(60):
         raise RuntimeError("the replay process did not start")
     nifti = None if args.nifti == "none" else tmp / f"pred-{device}.{args.nifti}"
+    if args.events:
+        ckpt = with_task(ckpt, args.events, tmp)
     engine = Engine.from_checkpoint(
         ckpt,
         source=f"name:{name}-EEG",
@@ -156,6 +184,7 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
         outlet_name=f"{name}-volume",
         nifti=nifti,
         device=device,
+        events=f"{name}-Markers" if args.events else None,
     )
     mapper = engine.mapper
     rec: dict[str, float] = {}
@@ -186,6 +215,8 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
         return got
 
     engine._window_for = read
+    if engine.task is not None:
+        engine.task.volume = timed("task", engine.task.volume)
     mapper.predict = timed("predict", mapper.predict)
     mapper.volume = timed("scatter", mapper.volume, synced=True)
 
@@ -207,6 +238,7 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
             "read": ms("read0", "read1"),
             "normalise": ms("predict0", "fwd0"),
             "forward": ms("fwd0", "fwd1"),
+            "task": ms("task0", "task1") if "task1" in rec else np.nan,
             "scatter": ms("scatter0", "scatter1"),
             "push": ms("push0", "push1") if "push1" in rec else np.nan,
             "pipeline": (publish - row["data_ready"]) * 1e3,
@@ -308,8 +340,11 @@ def compare(args, argv: list[str]) -> None:
     )
     print(f"  {'stage':34s} {'this tree':>19s} {args.compare_with:>19s} {'ratio p50':>10s}")
     for key, label in STAGES:
-        a = [np.median([r[key][q] for r in runs["this tree"]]) for q in ("p50", "p99")]
-        b = [np.median([r[key][q] for r in runs[args.compare_with]]) for q in ("p50", "p99")]
+        nan = {"p50": np.nan, "p99": np.nan}  # a stage the other tree does not time
+        a = [np.median([r.get(key, nan)[q] for r in runs["this tree"]]) for q in ("p50", "p99")]
+        b = [
+            np.median([r.get(key, nan)[q] for r in runs[args.compare_with]]) for q in ("p50", "p99")
+        ]
         print(
             f"  {label:34s} {a[0]:8.3f} / {a[1]:8.3f} {b[0]:8.3f} / {b[1]:8.3f} {a[0] / b[0]:10.2f}"
         )
@@ -341,6 +376,9 @@ def main() -> None:
         "stream' uses, half the cores)",
     )
     parser.add_argument("--t-r", type=float, default=2.0, help="TR of the random checkpoint (s)")
+    parser.add_argument(
+        "--events", type=int, default=0, help="a task readout of this many trial types (live)"
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument(
         "--compare-with", default=None, metavar="REF", help="also measure git REF, in turns"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._logging import logger
-from .hrf import events_to_regressor, hrf_convolve, spm_hrf
+from .hrf import events_to_regressor, spm_hrf
 
 #: s, the grid the event regressors are built on before sampling at volume times
 DT = 0.1
@@ -52,13 +52,21 @@ def regressors(onsets, durations, kinds, k: int, times, *, origin: float = 0.0) 
     kinds = np.asarray(kinds, int)
     first = int(np.floor(times.min() / DT)) - _HRF.size - 1
     n = int(np.ceil(times.max() / DT)) + 2 - first
-    grid = (first + np.arange(n)) * DT
+    # the convolution at the two grid points around each time only: conv[i] is the HRF
+    # (reversed) against the regressor's last len(HRF) samples up to i
+    pos = times / DT - first
+    left = np.clip(np.floor(pos).astype(int), 0, n - 2)
+    frac = pos - left
+    at = np.concatenate([left, left + 1])
+    kernel = _HRF[::-1] / DT  # a sustained 1/s event rate → plateau of 1
     for j in range(k):
         sel = kinds == j
         if not sel.any():
             continue
         reg = events_to_regressor(onsets[sel], durations[sel], sfreq=1 / DT, n_times=n, first=first)
-        out[:, j] = np.interp(times, grid, hrf_convolve(reg, _HRF) / DT)
+        padded = np.concatenate([np.zeros(_HRF.size - 1), reg])
+        conv = np.lib.stride_tricks.sliding_window_view(padded, _HRF.size)[at] @ kernel
+        out[:, j] = conv[: times.size] * (1 - frac) + conv[times.size :] * frac
     return out
 
 
@@ -267,4 +275,4 @@ class LiveEvents:
         durations = np.asarray(self.readout.durations)[kinds] if kinds.size else np.zeros(0)
         origin = 0.0 if self.origin is None else self.origin
         x = regressors(onsets, durations, kinds, len(self.readout.trial_types), [t], origin=origin)
-        return (x[0] @ self.readout.weights).astype(np.float32)
+        return x[0].astype(np.float32) @ self.readout.weights
