@@ -132,14 +132,23 @@ def model_and_events(
 
 
 def fit_model_and_events(
-    dataset, pred, indices, *, events: bool = True, alpha: float = 1e-3, batch: int = 512
+    dataset,
+    pred,
+    indices,
+    *,
+    events: bool = True,
+    alpha: float = 1e-3,
+    strength: float | None = None,
+    batch: int = 512,
 ) -> tuple[list[str], np.ndarray]:
     """``(trial_types, w)``: the weights of :func:`model_and_events`, fitted on ``indices``.
 
     ``w`` has shape (n_voxels, k + 2): per voxel the prediction's gain, then the weight of
     each of the ``k`` trial types' regressors, then the intercept. The gain is a ridge with
-    ``alpha`` of the prediction's variance, the events as :func:`event_regression` weighs
-    them.
+    ``alpha`` of the prediction's variance, the intercept and events as
+    :func:`event_regression` weighs them (``alpha`` of the mean diagonal of the design's
+    Gram matrix); ``strength`` in place of ``alpha`` for the events alone shrinks them
+    toward 0 (what ``calibrate --events`` chooses on held-out minutes).
     """
     indices = np.asarray(indices)
     trial_types = trial_types_of(dataset, indices) if events else []
@@ -163,6 +172,7 @@ def fit_model_and_events(
     var = pp - sp**2 / max(indices.size, 1)  # the prediction's power about its mean
     ridge[:, 0] = np.where(var > 0, alpha * var, 1.0)
     ridge[:, 1:] = alpha * np.trace(ee) / k  # the events as event_regression weighs them
+    ridge[:, 1:-1] *= (alpha if strength is None else strength) / alpha
     gram[:, np.arange(k + 1), np.arange(k + 1)] += ridge
     rhs = np.concatenate([py[:, None], ey.T], axis=1)
     return trial_types, np.linalg.solve(gram, rhs[..., None])[..., 0]

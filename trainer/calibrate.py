@@ -42,6 +42,8 @@ from .baselines import (
 __all__ = ["calibrate", "calibration_split", "fit_readout", "scores"]
 
 MIN_FIT, MIN_VAL = 12, 6  # pairs: below these, minutes are too few to choose anything
+#: Ridge of the task's event weights toward 0, relative to the design's mean power
+EVENT_STRENGTHS = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
 def calibration_split(dataset, *, minutes: float | None, gap: float, val_fraction: float):
@@ -232,11 +234,13 @@ def _with_events(view, every, fit_mask, held_out, model):
     """``(model, task, summary)``: ``model`` beside the task's events, when they earn it.
 
     ``held_out`` is the chosen adaptation fitted on the fit part alone. Its prediction
-    is given a per-voxel gain and offset on the fit part, with the task's events and
-    without (:func:`~trainer.baselines.fit_model_and_events`); the events are kept when
-    they lower the held-out volumes' error beyond one standard error
-    (:func:`~rt_eeg2fmri.readout.pick`), and then weighed with ``model`` (the adaptation
-    fitted on every volume) on every volume.
+    is given a per-voxel gain and offset on the fit part, without the task's events and
+    with them at each strength of :data:`EVENT_STRENGTHS` (their ridge toward 0;
+    :func:`~trainer.baselines.fit_model_and_events`); the events are kept when they lower
+    the held-out volumes' error beyond one standard error
+    (:func:`~rt_eeg2fmri.readout.pick`), at the strength with the lowest held-out error,
+    and then weighed with ``model`` (the adaptation fitted on every volume) on every
+    volume.
     """
     from rt_eeg2fmri.models import Calibrated
 
@@ -245,25 +249,31 @@ def _with_events(view, every, fit_mask, held_out, model):
     fit, val = every[fit_mask], every[~fit_mask]
     y_val = view.get_targets(val).astype(np.float64)
     table, errors = [], []
-    for with_events in (False, True):
-        w = fit_model_and_events(view, pred[fit_mask], fit, events=with_events)
+    for strength in (None, *EVENT_STRENGTHS):
+        w = fit_model_and_events(
+            view, pred[fit_mask], fit, events=strength is not None, strength=strength
+        )
         p = apply_model_and_events(view, w, pred[~fit_mask], val)
-        table.append({"events": with_events, **scores(p, y_val)})
+        table.append({"events": strength is not None, "strength": strength, **scores(p, y_val)})
         errors.append(volume_errors(p, y_val))
-    keep = pick(table, errors, 0) == 1
+    best = pick(table, errors, 0)
     trial_types = trial_types_of(view, fit)
-    summary = {"chosen": keep, "trial_types": trial_types, "held_out": table}
+    summary = {"chosen": best > 0, "trial_types": trial_types, "held_out": table}
+    with_events = table[max(best, 1 + int(np.argmin([t["mse"] for t in table[1:]])))]
     logger.info(
-        "Task events (%s) beside the model: held-out r %.3f against %.3f without; %s.",
+        "Task events (%s) beside the model: held-out r %.3f (strength %g) against %.3f "
+        "without; %s.",
         ", ".join(trial_types),
-        table[1]["r_mean"],
+        with_events["r_mean"],
+        with_events["strength"],
         table[0]["r_mean"],
-        "kept" if keep else "left out (they do not beat the model alone beyond noise)",
+        "kept" if best else "left out (they do not beat the model alone beyond noise)",
     )
-    if not keep:
+    if not best:
         return model, None, summary
+    summary["strength"] = table[best]["strength"]
     pred = np.asarray(predict(model, np.arange(every.size))[0], np.float64)
-    weights = fit_model_and_events(view, pred, every)
+    weights = fit_model_and_events(view, pred, every, strength=table[best]["strength"])
     task = task_readout(view, every, weights)
     _, w = weights
     summary["codes"] = dict(zip(task.trial_types, task.codes, strict=True))

@@ -80,13 +80,17 @@ def run(args) -> int:
     )
     if "task" in s:
         t = s["task"]
-        without, with_events = t["held_out"]
-        verdict = (
-            "kept" if t["chosen"] else "left out: they do not beat the model alone beyond noise"
-        )
+        without, *rows = t["held_out"]
+        if t["chosen"]:
+            best = next(r for r in rows if r["strength"] == t["strength"])
+            verdict = f"kept (strength {t['strength']:g})"
+        else:
+            best = min(rows, key=lambda r: r["mse"])
+            verdict = "left out: they do not beat the model alone beyond noise"
         print(
             f"task events ({', '.join(t['trial_types'])}) beside the model: held-out r mean "
-            f"{with_events['r_mean']:.3f} against {without['r_mean']:.3f} without; {verdict}"
+            f"{best['r_mean']:.3f} (strength {best['strength']:g}) against "
+            f"{without['r_mean']:.3f} without; {verdict}"
         )
     print(f"checkpoint: {args.out}")
     return 0

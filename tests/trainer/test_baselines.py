@@ -57,3 +57,18 @@ def test_rescaled_is_a_per_voxel_gain_and_offset_from_the_others(pairs):
     got = cross_subject_with_events(pairs, idx, pred, events=False)
     assert _r(got, y) > 0.999
     np.testing.assert_allclose(got, y, atol=0.05 * np.abs(y).max())
+
+
+def test_a_strength_shrinks_the_events_alone(pairs):
+    """``strength``: the events' ridge toward 0; the gain and the intercept keep theirs, so a
+    very strong one leaves the prediction's gain and offset (``events=False``, up to the
+    intercept's small ridge, which the events' power scales)."""
+    idx = np.arange(len(pairs))
+    y = baselines.targets(pairs, idx)
+    pred = 2.0 * y + 1.0
+    types, w = baselines.fit_model_and_events(pairs, pred, idx)
+    assert types and np.abs(w[:, 1:-1]).max() > 0
+    _, strong = baselines.fit_model_and_events(pairs, pred, idx, strength=1e9)
+    assert np.abs(strong[:, 1:-1]).max() < 1e-6 * np.abs(w[:, 1:-1]).max()
+    _, plain = baselines.fit_model_and_events(pairs, pred, idx, events=False)
+    np.testing.assert_allclose(strong[:, [0, -1]], plain, rtol=0.02, atol=1e-6)

@@ -458,12 +458,15 @@ def test_a_task_readout_from_a_labs_people(base, tmp_path, capsys, rng):
     out = tmp_path / "task.pt"
     assert main([*args, "--events", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "task events (go, stop) beside the model: held-out r mean" in text and "; kept" in text
+    assert "task events (go, stop) beside the model: held-out r mean" in text
+    assert "; kept (strength " in text
     cal = load_checkpoint(out)
     assert cal.task.trial_types == ["go", "stop"] and cal.task.codes == [["S  1"], ["S  2"]]
     assert cal.task.durations == [0.2, 0.2]
     meta = cal.metadata["calibration"]["task"]
-    assert meta["chosen"] and meta["held_out"][1]["r_mean"] > meta["held_out"][0]["r_mean"] + 0.3
+    kept = next(r for r in meta["held_out"] if r["strength"] == meta["strength"])
+    assert meta["chosen"] and kept["r_mean"] > meta["held_out"][0]["r_mean"] + 0.3
+    assert [r["strength"] for r in meta["held_out"]] == [None, 0.001, 0.01, 0.1, 1.0, 10.0]
     # evaluate: the model's prediction and the task part of the person's own events
     ds = load_dataset(root, cal.preprocessing, subjects=["01"], ch_names=cal.ch_names,
                       mask=cal.mask, progress=False).with_stats(cal.norm_stats)  # fmt: skip
