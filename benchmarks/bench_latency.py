@@ -30,6 +30,7 @@ and prints their stage medians side by side with the ratios.
 ``--events K`` gives the checkpoint a task readout of K trial types (random weights), has
 the replay send a stimulus marker every 1.5 s on its marker stream, and streams with
 ``--events`` on it: the stage "task events part" is what they add to each volume.
+``--events 0,5`` measures without and with, side by side in one run.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def with_task(ckpt, k: int, tmp: Path):
 
 
 # -- one device ---------------------------------------------------------------------------
-def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
+def measure(ckpt_path, device: str, args, tmp: Path, *, events: int = 0) -> dict:
     import pylsl
     import torch
 
@@ -166,7 +167,7 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
     name = f"bench-latency-{uuid.uuid4().hex[:8]}"
     spec = {
         "name": name, "ch_names": list(ckpt.ch_names), "sfreq": ckpt.sfreq, "speed": args.speed,
-        "seconds": ckpt.winsize + 60.0, "events": args.events,
+        "seconds": ckpt.winsize + 60.0, "events": events,
     }  # fmt: skip
     ctx = mp.get_context("spawn")
     t0, ready, done = ctx.Value("d", 0.0), ctx.Event(), ctx.Event()
@@ -175,8 +176,8 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
     if not ready.wait(60):
         raise RuntimeError("the replay process did not start")
     nifti = None if args.nifti == "none" else tmp / f"pred-{device}.{args.nifti}"
-    if args.events:
-        ckpt = with_task(ckpt, args.events, tmp)
+    if events:
+        ckpt = with_task(ckpt, events, tmp)
     engine = Engine.from_checkpoint(
         ckpt,
         source=f"name:{name}-EEG",
@@ -184,7 +185,7 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
         outlet_name=f"{name}-volume",
         nifti=nifti,
         device=device,
-        events=f"{name}-Markers" if args.events else None,
+        events=f"{name}-Markers" if events else None,
     )
     mapper = engine.mapper
     rec: dict[str, float] = {}
@@ -277,7 +278,12 @@ def measure(ckpt_path, device: str, args, tmp: Path) -> dict:
         done.set()
         proc.join(10)
     rows["nifti"] = list(getattr(engine.stats, "write", [])) or [np.nan]  # the writer thread
-    out = {"device": device, "summary": summary, "threads": torch.get_num_threads()}
+    out = {
+        "device": device,
+        "summary": summary,
+        "threads": torch.get_num_threads(),
+        "events": events,
+    }
     for key, _ in STAGES:
         a = np.asarray(rows[key][args.warmup :], float)
         a = a[np.isfinite(a)]
@@ -294,6 +300,7 @@ def report(res: dict, args) -> None:
         f"\n{dev}: {res['n']} volumes (after {args.warmup} warm-up), {res['threads']} torch "
         f"thread(s), speed {args.speed:g}, NIfTI {args.nifti}; skipped "
         f"{res['summary']['skipped']}, late {res['summary']['late']}"
+        + (f"; a task readout of {res['events']} trial types" if res.get("events") else "")
     )
     print(f"  {'stage':34s} {'p50 ms':>9s} {'p99 ms':>9s}")
     for key, label in STAGES:
@@ -377,7 +384,9 @@ def main() -> None:
     )
     parser.add_argument("--t-r", type=float, default=2.0, help="TR of the random checkpoint (s)")
     parser.add_argument(
-        "--events", type=int, default=0, help="a task readout of this many trial types (live)"
+        "--events",
+        default="0",
+        help="a task readout of this many trial types (live); comma-separated to compare",
     )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument(
@@ -394,7 +403,10 @@ def main() -> None:
     devices = args.devices.split(",") if args.devices else ["cpu"]
     if args.devices is None and torch.cuda.is_available():
         devices.append("cuda")
-    configs = [(d, t) for d in devices for t in (threads if d == "cpu" else threads[:1])]
+    events = [int(k) for k in str(args.events).split(",")]
+    configs = [
+        (d, t, k) for d in devices for t in (threads if d == "cpu" else threads[:1]) for k in events
+    ]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -402,9 +414,9 @@ def main() -> None:
             tmp, n_chans=34, sfreq=250.0, winsize=30.0, t_r=args.t_r
         )
         print(f"checkpoint: {ckpt}")
-        for device, n_threads in configs:
+        for device, n_threads, k in configs:
             torch.set_num_threads(n_threads)
-            res = measure(ckpt, device, args, tmp)
+            res = measure(ckpt, device, args, tmp, events=k)
             report(res, args)
             results.append(res)
     if len(results) > 1:

@@ -44,9 +44,8 @@ def regressors(onsets, durations, kinds, k: int, times, *, origin: float = 0.0) 
     A sustained rate of one event per second gives a plateau of 1.
     """
     times = np.asarray(times, float) - origin
-    out = np.zeros((times.size, k))
     if times.size == 0 or k == 0:
-        return out
+        return np.zeros((times.size, k))
     onsets = np.asarray(onsets, float) - origin
     durations = np.broadcast_to(np.asarray(durations, float), onsets.shape)
     kinds = np.asarray(kinds, int)
@@ -59,15 +58,14 @@ def regressors(onsets, durations, kinds, k: int, times, *, origin: float = 0.0) 
     frac = pos - left
     at = np.concatenate([left, left + 1])
     kernel = _HRF[::-1] / DT  # a sustained 1/s event rate → plateau of 1
-    for j in range(k):
+    reg = np.zeros((k, _HRF.size - 1 + n))  # each type's boxcars, after len(HRF) - 1 zeros
+    for j in np.unique(kinds[(kinds >= 0) & (kinds < k)]):
         sel = kinds == j
-        if not sel.any():
-            continue
-        reg = events_to_regressor(onsets[sel], durations[sel], sfreq=1 / DT, n_times=n, first=first)
-        padded = np.concatenate([np.zeros(_HRF.size - 1), reg])
-        conv = np.lib.stride_tricks.sliding_window_view(padded, _HRF.size)[at] @ kernel
-        out[:, j] = conv[: times.size] * (1 - frac) + conv[times.size :] * frac
-    return out
+        reg[j, _HRF.size - 1 :] = events_to_regressor(
+            onsets[sel], durations[sel], sfreq=1 / DT, n_times=n, first=first
+        )
+    conv = np.lib.stride_tricks.sliding_window_view(reg, _HRF.size, axis=1)[:, at] @ kernel
+    return (conv[:, : times.size] * (1 - frac) + conv[:, times.size :] * frac).T
 
 
 def event_kinds(events, trial_types) -> np.ndarray:
@@ -270,8 +268,11 @@ class LiveEvents:
 
     def at(self, t: float) -> np.ndarray:
         """The task part of a volume sampled at ``t`` (mid-acquisition), shape (n_voxels,)."""
-        with self._lock:
+        reach = _HRF.size * DT + max(self.readout.durations, default=0.0) + 2 * DT
+        with self._lock:  # the events that can reach t (and those just after it)
             onsets, kinds = np.array(self._onsets), np.array(self._kinds, int)
+        near = onsets >= t - reach
+        onsets, kinds = onsets[near], kinds[near]
         durations = np.asarray(self.readout.durations)[kinds] if kinds.size else np.zeros(0)
         origin = 0.0 if self.origin is None else self.origin
         x = regressors(onsets, durations, kinds, len(self.readout.trial_types), [t], origin=origin)
