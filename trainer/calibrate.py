@@ -14,9 +14,10 @@ calibrated checkpoint is later scored on, when ``evaluate`` is given the person'
 runs.
 
 With ``events``, the task's event regressors are offered beside the adapted model
-(:class:`~rt_eeg2fmri.task.TaskReadout`, weighed per voxel with the model's prediction):
-kept when they beat the adapted model alone, given the same per-voxel gain and offset, on
-the held-out minutes by more than one standard error.
+(:class:`~rt_eeg2fmri.task.TaskReadout`, weighed per voxel with the model's prediction, at
+the ridge strengths of :data:`EVENT_STRENGTHS`): kept when they beat the adapted model
+alone, given the same per-voxel gain and offset, on the held-out minutes by more than one
+standard error.
 """
 
 from __future__ import annotations
