@@ -642,7 +642,12 @@ class Engine:
         self.mapper.calibrate(data)
 
     def _window_for(self, due: Due):
-        """``(stop, window)``, a :class:`Skip`, or ``None`` while the samples are not in yet."""
+        """``(stop, window, t_end)``, a :class:`Skip`, or ``None`` while the samples are not in yet.
+
+        ``t_end`` is when the window ends: the due time, or (samples mode) one sample period
+        after its last sample's time, read with the window (at 100× a fast writer may have
+        overwritten that sample by the time the model has run).
+        """
         ring = self.consumer.ring
         if due.end_sample is not None:
             stop = due.end_sample
@@ -656,11 +661,14 @@ class Engine:
             return Skip("its window has left the ring buffer")
         try:
             if self.mirror is not None:
-                return stop, self.mirror.window(self.n_times, stop=stop)
-            ring.read(stop, self.n_times, out=self._window, times_out=self._times)
+                window = self.mirror.window(self.n_times, stop=stop)
+                last = None if due.t_end is not None else float(ring.read(stop, 1)[1][0])
+            else:
+                ring.read(stop, self.n_times, out=self._window, times_out=self._times)
+                window, last = self._window, float(self._times[-1])
         except RuntimeError as err:  # overwritten by the writer during the copy
             return Skip(str(err).rstrip("."))
-        return stop, self._window
+        return stop, window, due.t_end if due.t_end is not None else last + 1.0 / self.sfreq
 
     def run(
         self, *, max_volumes: int | None = None, duration: float | None = None, on_volume=None
@@ -886,15 +894,11 @@ class Engine:
         if isinstance(got, Skip):
             self._skip(due, got.reason)
             return
-        stop, window = got
+        stop, window, t_end = got
         t0 = clock()
         if self.adapter is not None and (adapted := self.adapter.take_model()) is not None:
             self.mapper.set_model(adapted)  # the adaptation's choice: another HRF or readout
         pred = self.mapper.predict(window)
-        if due.t_end is not None:
-            t_end = due.t_end
-        else:  # samples mode: the window ends one sample period after its last sample
-            t_end = float(self.consumer.ring.read(stop, 1)[1][0]) + 1.0 / self.sfreq
         if self.task is not None:  # what the task's events predict of this volume
             pred = pred + torch.from_numpy(self.task.volume(t_end)).to(pred.device, pred.dtype)
         adapt = "off"

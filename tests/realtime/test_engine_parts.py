@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rt_eeg2fmri.checkpoint import load_checkpoint
 from rt_eeg2fmri.realtime.engine import Engine, Skip
@@ -35,12 +36,15 @@ def _fill(ring, n, *, t0=50.0, sfreq=100.0, seed=0):
 def test_windows_are_read_from_the_ring_and_predicted(tmp_path):
     ckpt, engine = _engine(tmp_path)
     data = _fill(engine.consumer.ring, 300)
-    stop, window = engine._window_for(Due(0, end_sample=250))
+    stop, window, t_end = engine._window_for(Due(0, end_sample=250))
     assert stop == 250
     np.testing.assert_array_equal(window, data[:, 50:250])
+    sfreq = engine.sfreq  # the window ends one sample period after its last sample
+    assert t_end == pytest.approx(engine.consumer.ring.read(250, 1)[1][0] + 1 / sfreq)
     got = engine.mapper.volume(engine.mapper.predict(window))
     np.testing.assert_allclose(got, direct_volume(ckpt, data[:, 50:250]), rtol=1e-5, atol=1e-6)
     assert engine._window_for(Due(1, t_end=60.0)) is None  # its samples are not in yet
+    assert engine._window_for(Due(0, t_end=52.0))[2] == 52.0  # a due time is its end
 
 
 def test_a_window_before_the_stream_or_out_of_the_ring_is_a_skip(tmp_path):
