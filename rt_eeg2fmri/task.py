@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._logging import logger
+from .data.eeg_io import marker_name  # how markers are compared: "Stimulus/S  1" → "s1"
 from .hrf import events_to_regressor, spm_hrf
 
 #: s, the grid the event regressors are built on before sampling at volume times
@@ -85,13 +86,6 @@ def table_regressors(events, trial_types, times) -> np.ndarray:
     )
 
 
-def label_key(label: str) -> str:
-    """A marker as it is compared: ``"Stimulus/S  1"`` → ``"s1"``, ``"Target"`` → ``"target"``."""
-    from .data.eeg_io import marker_name
-
-    return marker_name(label)
-
-
 @dataclass
 class TaskReadout:
     """Per-voxel weights of the task's event regressors, beside a model's prediction.
@@ -145,10 +139,6 @@ class TaskReadout:
         n = len(self.trial_types)
         return f"{n} trial type{'s' if n > 1 else ''}: {', '.join(self.trial_types)}"
 
-    def predict_table(self, events, times) -> np.ndarray:
-        """The task part at ``times`` from an events table, shape (n, n_voxels), float32."""
-        return (table_regressors(events, self.trial_types, times) @ self.weights).astype(np.float32)
-
     def to_dict(self) -> dict:
         """Plain values and one tensor, as a checkpoint stores them."""
         import torch
@@ -183,7 +173,7 @@ class TaskReadout:
         out: dict[str, int] = {}
         shared: dict[str, set] = {}
         for i, (name, codes) in enumerate(zip(self.trial_types, self.codes, strict=True)):
-            for key in {label_key(name), *map(label_key, codes)}:
+            for key in {marker_name(name), *map(marker_name, codes)}:
                 if key in out and out[key] != i:
                     shared.setdefault(key, {self.trial_types[out[key]]}).add(name)
                 out.setdefault(key, i)
@@ -194,8 +184,8 @@ class TaskReadout:
                     f"--event-map: {item!r} must be MARKER=TRIAL_TYPE with a trial type of "
                     f"the checkpoint's task readout ({', '.join(self.trial_types)})."
                 )
-            out[label_key(code)] = self.trial_types.index(name)
-            shared.pop(label_key(code), None)
+            out[marker_name(code)] = self.trial_types.index(name)
+            shared.pop(marker_name(code), None)
         for key in shared:
             del out[key]
         return out, {key: sorted(names) for key, names in shared.items()}
@@ -219,6 +209,8 @@ class LiveEvents:
     def __init__(self, readout: TaskReadout, *, t_r: float, event_map: str | None = None) -> None:
         self.readout = readout
         self.t_r = float(t_r)
+        #: s before a volume's time from which an event can reach it (the HRF, a boxcar)
+        self.reach = _HRF.size * DT + max(readout.durations, default=0.0) + 2 * DT
         self.keys, self.shared = readout.label_map(event_map)
         for key, names in sorted(self.shared.items()):
             logger.warning(
@@ -234,15 +226,16 @@ class LiveEvents:
 
     def add(self, t: float, label: str) -> bool:
         """Record the marker ``label`` at ``t`` (s, the EEG's clock); whether it is an event."""
-        kind = self.keys.get(label_key(label))
+        key = marker_name(label)
+        kind = self.keys.get(key)
         with self._lock:
             if kind is None:
                 self.unknown += 1
                 if len(self.unknown_labels) < 5 and label not in self.unknown_labels:
                     self.unknown_labels.append(label)
-                    names = self.shared.get(label_key(label))
+                    names = self.shared.get(key)
                     why = (
-                        self.readout.ambiguity(label_key(label), names)
+                        self.readout.ambiguity(key, names)
                         if names
                         else f"it names no trial type of the checkpoint's task readout "
                         f"({', '.join(self.readout.trial_types)})"
@@ -256,8 +249,8 @@ class LiveEvents:
             return True
 
     def _forget(self, now: float) -> None:
-        """Drop events too old to reach a volume (the HRF is 32 s long)."""
-        horizon = now - _HRF.size * DT - 2 * max(self.readout.durations, default=0.0) - 60.0
+        """Drop events too old to reach a volume (one up to a minute behind the newest marker)."""
+        horizon = now - self.reach - 60.0
         if self._onsets and self._onsets[0] < horizon:
             keep = next(i for i, t in enumerate(self._onsets) if t >= horizon)
             del self._onsets[:keep], self._kinds[:keep]
@@ -268,10 +261,9 @@ class LiveEvents:
 
     def at(self, t: float) -> np.ndarray:
         """The task part of a volume sampled at ``t`` (mid-acquisition), shape (n_voxels,)."""
-        reach = _HRF.size * DT + max(self.readout.durations, default=0.0) + 2 * DT
         with self._lock:  # the events that can reach t (and those just after it)
             onsets, kinds = np.array(self._onsets), np.array(self._kinds, int)
-        near = onsets >= t - reach
+        near = onsets >= t - self.reach
         onsets, kinds = onsets[near], kinds[near]
         durations = np.asarray(self.readout.durations)[kinds] if kinds.size else np.zeros(0)
         origin = 0.0 if self.origin is None else self.origin

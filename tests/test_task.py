@@ -52,7 +52,7 @@ def test_the_live_task_part_equals_the_offline_one(rng):
     ev["duration"] = 0.2  # live markers carry none: each type's own duration
     t_r, origin = 2.0, 5000.25
     ends = 40.0 + t_r * np.arange(120)
-    offline = readout.predict_table(ev, ends - t_r / 2)
+    offline = table_regressors(ev, TYPES, ends - t_r / 2) @ readout.weights
     live = LiveEvents(readout, t_r=t_r)
     live.origin = origin
     heard, online = 0, []

@@ -51,20 +51,27 @@ def event_design(dataset, indices, trial_types: list[str]) -> np.ndarray:
     (:func:`rt_eeg2fmri.task.table_regressors`, which the live stream computes alike).
     """
     indices = np.asarray(indices)
-    run_of = np.asarray(dataset.run_index)[indices]
-    vol_of = np.asarray(dataset.volume)[indices]
     X = np.zeros((indices.size, len(trial_types) + 1))
     X[:, -1] = 1.0
-    for r in np.unique(run_of):
-        sel = run_of == r
-        times = volume_middles(dataset, int(r))[vol_of[sel]]
-        X[sel, :-1] = table_regressors(dataset.events(int(r)), trial_types, times)
+    for _, sel, _, reg in run_regressors(dataset, indices, trial_types):
+        X[sel, :-1] = reg
     return X
 
 
-def volume_middles(dataset, run: int) -> np.ndarray:
-    """The middle of each volume's acquisition in run ``run`` (s, the EEG clock)."""
-    return np.asarray(dataset.volume_times(run)) + dataset.run_t_r(run) / 2
+def run_regressors(dataset, indices, trial_types: list[str]):
+    """``(run, sel, events, regressors)`` of each run of the pairs ``indices``.
+
+    ``sel`` selects the run's pairs among ``indices``, ``events`` is its events table and
+    ``regressors`` (shape (sel.sum(), k)) its trial types' regressors at the middle of each
+    pair's volume (s, the EEG clock).
+    """
+    run_of = np.asarray(dataset.run_index)[indices]
+    vol_of = np.asarray(dataset.volume)[indices]
+    for r in np.unique(run_of):
+        r, sel = int(r), run_of == r
+        events = dataset.events(r)
+        middles = np.asarray(dataset.volume_times(r)) + dataset.run_t_r(r) / 2
+        yield r, sel, events, table_regressors(events, trial_types, middles[vol_of[sel]])
 
 
 def trial_types_of(dataset, indices) -> list[str]:
@@ -197,19 +204,14 @@ def task_part(dataset, indices, task: TaskReadout) -> np.ndarray:
     """
     indices = np.asarray(indices)
     out = np.empty((indices.size, task.n_voxels), np.float32)
-    run_of = np.asarray(dataset.run_index)[indices]
-    vol_of = np.asarray(dataset.volume)[indices]
-    for r in np.unique(run_of):
-        sel = run_of == r
-        times = volume_middles(dataset, int(r))[vol_of[sel]]
-        events = dataset.events(int(r))
+    for r, sel, events, reg in run_regressors(dataset, indices, task.trial_types):
         if not events["trial_type"].isin(task.trial_types).any():
             logger.warning(
                 "%s has no event of the task readout's %s: its task part is 0.",
-                dataset.runs[int(r)]["name"],
+                dataset.runs[r]["name"],
                 task.describe(),
             )
-        out[sel] = task.predict_table(events, times)
+        out[sel] = reg @ task.weights
     return out
 
 

@@ -248,7 +248,6 @@ class EventListener(TriggerListener):
     def __init__(self, name: str, events, *, timeout: float = 5.0) -> None:
         self.events = events
         super().__init__(name, timeout=timeout)
-        self.where = f"the event stream '{name}'"
 
     def _heard(self, marker: str, ts: float) -> None:
         if not self.is_volume_marker(marker):  # the scanner's are not the task's
